@@ -1,0 +1,108 @@
+/**
+ * The HELSSA Live wire protocol, defined once: the gateway sends these JSON events to caption viewers,
+ * and the ingest endpoints accept the formats and close codes below. Server and client-sdk both import
+ * this file, so a change here is checked on both sides.
+ */
+
+/** Speaker role of a track: who is talking on it. */
+export type SpeakerRole = 'doctor' | 'patient';
+
+/** Audio formats a producer may declare with `?format=` when opening the ingest WebSocket. */
+export type IngestFormat =
+  /** WebM/Opus, as written by a browser MediaRecorder (`audio/webm;codecs=opus`). */
+  | 'webm'
+  /** Ogg/Opus, as written by MediaRecorder (`audio/ogg;codecs=opus`) or ffmpeg. */
+  | 'ogg'
+  /** One Opus packet per binary message, prefixed with a 16-bit big-endian sequence number. */
+  | 'opus'
+  /** Raw little-endian PCM16 mono; `sampleRate` must be 16000 or 48000. */
+  | 'pcm16';
+
+export const INGEST_FORMATS: readonly IngestFormat[] = ['webm', 'ogg', 'opus', 'pcm16'];
+export const PCM_SAMPLE_RATES: readonly number[] = [16000, 48000];
+
+/** WebSocket close codes the gateway uses, with the reason string carrying a human message. */
+export const CloseCode = {
+  normal: 1000,
+  goingAway: 1001,
+  /** Frame payload could not be parsed in the declared format (garbage, corrupt container). */
+  invalidPayload: 1007,
+  /** Token missing, invalid, expired or not allowed for this session/role. */
+  policyViolation: 1008,
+  /** A single frame exceeded the configured maximum size. */
+  messageTooBig: 1009,
+  internalError: 1011,
+  /** Unknown or missing format, bad sample rate, bad role: the connection parameters are wrong. */
+  badParameters: 4400,
+  /** The same track is already being streamed by another producer. */
+  trackBusy: 4409,
+} as const;
+
+/** One recognized word with absolute times in the track (milliseconds from the track's first sample). */
+export interface Word {
+  word: string;
+  startMs: number;
+  endMs: number;
+  /** 0..1 where the recognizer gives it. */
+  confidence?: number;
+}
+
+export interface TrackInfo {
+  trackId: string;
+  role: SpeakerRole;
+  participant: string;
+  format: IngestFormat;
+  state: 'live' | 'ended';
+  /** Milliseconds of audio received so far. */
+  receivedMs: number;
+}
+
+/** Words being recognized in an ongoing utterance. `stable` only ever grows; `unstable` may change. */
+export interface PartialEvent {
+  type: 'partial';
+  sessionId: string;
+  trackId: string;
+  role: SpeakerRole;
+  utteranceId: string;
+  stable: string;
+  unstable: string;
+  startMs: number;
+}
+
+/** A finished piece of transcript. Finals never change once sent; `seq` orders them within a session. */
+export interface FinalEvent {
+  type: 'final';
+  sessionId: string;
+  seq: number;
+  segmentId: string;
+  trackId: string;
+  role: SpeakerRole;
+  speaker: string;
+  utteranceId: string;
+  text: string;
+  words: Word[];
+  startMs: number;
+  endMs: number;
+}
+
+export interface SessionEvent {
+  type: 'session';
+  sessionId: string;
+  state: 'active' | 'ended';
+  /** `degraded` while the speech-to-text service is failing; windows are kept and retried. */
+  stt: 'ok' | 'degraded';
+  tracks: TrackInfo[];
+  /** Highest final `seq` sent so far (0 when none). */
+  lastSeq: number;
+}
+
+export interface ErrorEvent {
+  type: 'error';
+  sessionId: string;
+  code: 'stt_unavailable' | 'track_failed';
+  message: string;
+  trackId?: string;
+}
+
+/** Everything a caption viewer receives, discriminated by `type`. */
+export type CaptionEvent = PartialEvent | FinalEvent | SessionEvent | ErrorEvent;

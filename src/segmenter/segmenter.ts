@@ -1,0 +1,269 @@
+/**
+ * The VAD-driven segmenter: pure code, no timers or I/O. It receives fixed-size audio frames with a
+ * voice-activity decision and returns the windows to transcribe. Time is the frame count, so hours of
+ * audio replay in milliseconds in tests.
+ *
+ *  - Speech starts after `minSpeechMs` of consecutive speech frames; the window begins `preRollMs`
+ *    earlier so the first syllable is not clipped.
+ *  - Speech ends after `silenceMs` of non-speech; the window keeps `trailingPadMs` after the last speech.
+ *  - While speech goes on, a `partial` window (start of utterance → now) is emitted every
+ *    `partialIntervalMs`, for live captions.
+ *  - A window never exceeds `maxWindowMs` (Whisper sees 30 s at most). Near the limit it is cut at the
+ *    quietest point of the last `cutSearchMs`, and the next window starts `overlapMs` before the cut so a
+ *    word at the cut is heard whole by one of the two windows. Each window says which stretch it is
+ *    authoritative for (`keepFromMs`/`keepUntilMs`: the middle of the overlap), which the merger uses.
+ */
+
+export interface SegmenterOptions {
+  /** Samples per second of the incoming frames. Default 16000. */
+  sampleRate: number;
+  /** Duration of one frame; webrtcvad accepts 10, 20 or 30 ms. Default 20. */
+  frameMs: number;
+  /** Audio kept before the detected start of speech. Default 300. */
+  preRollMs: number;
+  /** Consecutive speech needed to open an utterance (filters clicks). Default 60. */
+  minSpeechMs: number;
+  /** Non-speech that ends an utterance. Default 500. */
+  silenceMs: number;
+  /** Audio kept after the last speech frame; at most `silenceMs`. Default 300. */
+  trailingPadMs: number;
+  /** Interval between partial windows while speech goes on; 0 disables partials. Default 1000. */
+  partialIntervalMs: number;
+  /** Longest window. Default 28000 (Whisper's context is 30 s). */
+  maxWindowMs: number;
+  /** How far before the limit to look for the quietest cut point. Default 4000. */
+  cutSearchMs: number;
+  /** Audio before a max-length cut carried into the next window. Default 1500. */
+  overlapMs: number;
+  /**
+   * Offline mode (uploads): overlap only when the cut falls inside speech; a cut in a pause needs none.
+   * Default false (live: always overlap, a VAD pause may still hide a soft word).
+   */
+  overlapOnlyInSpeech: boolean;
+}
+
+export const DEFAULT_SEGMENTER_OPTIONS: SegmenterOptions = {
+  sampleRate: 16000,
+  frameMs: 20,
+  preRollMs: 300,
+  minSpeechMs: 60,
+  silenceMs: 500,
+  trailingPadMs: 300,
+  partialIntervalMs: 1000,
+  maxWindowMs: 28000,
+  cutSearchMs: 4000,
+  overlapMs: 1500,
+  overlapOnlyInSpeech: false,
+};
+
+export interface AudioFrame {
+  /** Exactly `sampleRate * frameMs / 1000` samples. */
+  samples: Int16Array;
+  isSpeech: boolean;
+}
+
+export type WindowKind = 'partial' | 'final';
+export type WindowCloseReason = 'silence' | 'max-length' | 'flush';
+
+export interface AudioWindow {
+  /** Increases by one per window of this segmenter, partials included. */
+  id: number;
+  /** Windows of one utterance share this id; a max-length cut starts a new utterance. */
+  utteranceId: number;
+  kind: WindowKind;
+  /** Why a final window closed; absent on partials. */
+  closedBy?: WindowCloseReason;
+  startMs: number;
+  endMs: number;
+  /** Words centred before this belong to the previous window (set after a max-length cut with overlap). */
+  keepFromMs?: number;
+  /** Words centred at or after this belong to the next window (set when cut with overlap). */
+  keepUntilMs?: number;
+  audio: Int16Array;
+}
+
+interface BufferedFrame {
+  samples: Int16Array;
+  isSpeech: boolean;
+  energy: number;
+}
+
+export class Segmenter {
+  readonly options: SegmenterOptions;
+  private readonly frameSamples: number;
+  private readonly frames: BufferedFrame[] = [];
+  /** Absolute index of frames[0]. */
+  private firstBufferedFrame = 0;
+  private nextFrame = 0;
+  private inSpeech = false;
+  private speechRun = 0;
+  private silenceRun = 0;
+  private windowStart = 0;
+  private keepFrom: number | undefined;
+  private lastSpeechFrame = 0;
+  private lastPartialFrame = 0;
+  /** No new window may start before this frame (end of the previous final), overlap aside. */
+  private lastWindowEnd = 0;
+  private windowIds = 0;
+  private utteranceIds = 0;
+  private utteranceId = 0;
+
+  constructor(options: Partial<SegmenterOptions> = {}) {
+    this.options = { ...DEFAULT_SEGMENTER_OPTIONS, ...options };
+    const o = this.options;
+    if (![10, 20, 30].includes(o.frameMs)) throw new RangeError(`frameMs must be 10, 20 or 30, got ${o.frameMs}`);
+    if (o.trailingPadMs > o.silenceMs) throw new RangeError('trailingPadMs must not exceed silenceMs');
+    if (o.overlapMs * 2 >= o.maxWindowMs - o.cutSearchMs) throw new RangeError('overlapMs too large for maxWindowMs');
+    this.frameSamples = (o.sampleRate * o.frameMs) / 1000;
+  }
+
+  /** Track time reached so far, in milliseconds. */
+  get positionMs(): number {
+    return this.nextFrame * this.options.frameMs;
+  }
+
+  get speaking(): boolean {
+    return this.inSpeech;
+  }
+
+  push(frame: AudioFrame): AudioWindow[] {
+    if (frame.samples.length !== this.frameSamples) {
+      throw new RangeError(`frame must hold ${this.frameSamples} samples, got ${frame.samples.length}`);
+    }
+    const index = this.nextFrame++;
+    this.frames.push({ samples: frame.samples, isSpeech: frame.isSpeech, energy: meanSquare(frame.samples) });
+    return this.inSpeech ? this.continueSpeech(index, frame.isSpeech) : this.awaitSpeech(index, frame.isSpeech);
+  }
+
+  /** End of input: closes an open utterance as a final window. */
+  flush(): AudioWindow[] {
+    if (!this.inSpeech) return [];
+    const end = Math.min(this.lastSpeechFrame + 1 + this.toFrames(this.options.trailingPadMs), this.nextFrame);
+    return [this.closeUtterance(end, 'flush')];
+  }
+
+  private awaitSpeech(index: number, isSpeech: boolean): AudioWindow[] {
+    this.speechRun = isSpeech ? this.speechRun + 1 : 0;
+    if (this.speechRun >= this.toFrames(this.options.minSpeechMs)) {
+      const speechStart = index - this.speechRun + 1;
+      this.inSpeech = true;
+      this.windowStart = Math.max(speechStart - this.toFrames(this.options.preRollMs), this.lastWindowEnd, this.firstBufferedFrame);
+      this.keepFrom = undefined;
+      this.lastSpeechFrame = index;
+      this.lastPartialFrame = index;
+      this.silenceRun = 0;
+      this.utteranceId = ++this.utteranceIds;
+      return [];
+    }
+    const keepFrom = Math.max(index + 1 - this.toFrames(this.options.preRollMs + this.options.minSpeechMs), this.lastWindowEnd);
+    this.dropBefore(keepFrom);
+    return [];
+  }
+
+  private continueSpeech(index: number, isSpeech: boolean): AudioWindow[] {
+    const o = this.options;
+    if (isSpeech) {
+      this.lastSpeechFrame = index;
+      this.silenceRun = 0;
+    } else {
+      this.silenceRun++;
+    }
+    if (this.silenceRun >= this.toFrames(o.silenceMs)) {
+      const end = Math.min(this.lastSpeechFrame + 1 + this.toFrames(o.trailingPadMs), index + 1);
+      return [this.closeUtterance(end, 'silence')];
+    }
+    if (index + 1 - this.windowStart >= this.toFrames(o.maxWindowMs)) {
+      return [this.cutAtQuietestPoint(index)];
+    }
+    if (o.partialIntervalMs > 0 && index - this.lastPartialFrame >= this.toFrames(o.partialIntervalMs)) {
+      this.lastPartialFrame = index;
+      return [this.makeWindow('partial', this.windowStart, index + 1)];
+    }
+    return [];
+  }
+
+  private closeUtterance(end: number, reason: WindowCloseReason): AudioWindow {
+    const window = this.makeWindow('final', this.windowStart, end, reason);
+    this.inSpeech = false;
+    this.speechRun = 0;
+    this.silenceRun = 0;
+    this.lastWindowEnd = end;
+    this.dropBefore(Math.max(end, this.nextFrame - this.toFrames(this.options.preRollMs + this.options.minSpeechMs)));
+    return window;
+  }
+
+  private cutAtQuietestPoint(index: number): AudioWindow {
+    const o = this.options;
+    const searchFrom = Math.max(index + 1 - this.toFrames(o.cutSearchMs), this.windowStart + this.toFrames(o.overlapMs) * 2);
+    let cut = index + 1;
+    let quietest = Infinity;
+    for (let f = searchFrom; f <= index; f++) {
+      // A pause is several quiet frames, not one dip inside a vowel: score a 3-frame neighbourhood.
+      const score = this.energyAround(f);
+      if (score <= quietest) {
+        quietest = score;
+        cut = f;
+      }
+    }
+    const cutInSpeech = this.frameAt(cut - 1).isSpeech || (cut <= index && this.frameAt(cut).isSpeech);
+    const overlap = !o.overlapOnlyInSpeech || cutInSpeech ? this.toFrames(o.overlapMs) : 0;
+    const seam = cut - Math.floor(overlap / 2);
+    const window = this.makeWindow('final', this.windowStart, cut, 'max-length', overlap > 0 ? seam : undefined);
+    this.windowStart = cut - overlap;
+    this.keepFrom = overlap > 0 ? seam : undefined;
+    this.lastWindowEnd = cut;
+    this.lastPartialFrame = index;
+    this.utteranceId = ++this.utteranceIds;
+    this.dropBefore(this.windowStart);
+    return window;
+  }
+
+  private energyAround(frame: number): number {
+    let sum = 0;
+    for (let f = frame - 1; f <= frame + 1; f++) {
+      if (f >= this.firstBufferedFrame && f < this.nextFrame) sum += this.frameAt(f).energy + (this.frameAt(f).isSpeech ? 1e6 : 0);
+    }
+    return sum;
+  }
+
+  private makeWindow(kind: WindowKind, start: number, end: number, closedBy?: WindowCloseReason, keepUntil?: number): AudioWindow {
+    const frameMs = this.options.frameMs;
+    const audio = new Int16Array((end - start) * this.frameSamples);
+    for (let f = start; f < end; f++) audio.set(this.frameAt(f).samples, (f - start) * this.frameSamples);
+    const window: AudioWindow = {
+      id: ++this.windowIds,
+      utteranceId: this.utteranceId,
+      kind,
+      startMs: start * frameMs,
+      endMs: end * frameMs,
+      audio,
+    };
+    if (closedBy) window.closedBy = closedBy;
+    if (this.keepFrom !== undefined) window.keepFromMs = this.keepFrom * frameMs;
+    if (keepUntil !== undefined) window.keepUntilMs = keepUntil * frameMs;
+    return window;
+  }
+
+  private frameAt(absoluteIndex: number): BufferedFrame {
+    const frame = this.frames[absoluteIndex - this.firstBufferedFrame];
+    if (!frame) throw new Error(`segmenter: frame ${absoluteIndex} is no longer buffered`);
+    return frame;
+  }
+
+  private dropBefore(absoluteIndex: number): void {
+    const count = Math.min(absoluteIndex - this.firstBufferedFrame, this.frames.length);
+    if (count <= 0) return;
+    this.frames.splice(0, count);
+    this.firstBufferedFrame += count;
+  }
+
+  private toFrames(ms: number): number {
+    return Math.round(ms / this.options.frameMs);
+  }
+}
+
+function meanSquare(samples: Int16Array): number {
+  let sum = 0;
+  for (let i = 0; i < samples.length; i++) sum += samples[i] * samples[i];
+  return sum / samples.length;
+}
