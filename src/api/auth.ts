@@ -1,0 +1,81 @@
+/**
+ * Every endpoint takes a signed JWT (HS256 shared secret, or keys from a JWKS URL). Its claims say who
+ * may do what: `role` is producer, viewer or service; `session` names the one session a producer or
+ * viewer may touch (a service token without it may touch all).
+ */
+import { createRemoteJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { z } from 'zod';
+
+export type Role = 'producer' | 'viewer' | 'service';
+
+export interface Principal {
+  subject: string;
+  role: Role;
+  session?: string;
+}
+
+export class AuthError extends Error {
+  override name = 'AuthError';
+  readonly status: 401 | 403;
+  readonly code: 'unauthenticated' | 'forbidden';
+
+  constructor(status: 401 | 403, message: string) {
+    super(message);
+    this.status = status;
+    this.code = status === 401 ? 'unauthenticated' : 'forbidden';
+  }
+}
+
+export interface AuthOptions {
+  secret?: string;
+  jwksUrl?: string;
+  issuer?: string;
+  audience?: string;
+}
+
+const claimsSchema = z.object({
+  sub: z.string().optional(),
+  role: z.enum(['producer', 'viewer', 'service']),
+  session: z.string().min(1).optional(),
+});
+
+export class Authenticator {
+  private readonly key: Uint8Array | JWTVerifyGetKey;
+  private readonly options: AuthOptions;
+
+  constructor(options: AuthOptions) {
+    this.options = options;
+    if (options.jwksUrl) this.key = createRemoteJWKSet(new URL(options.jwksUrl));
+    else if (options.secret) this.key = new TextEncoder().encode(options.secret);
+    else throw new Error('Authenticator needs a secret or a JWKS URL');
+  }
+
+  async verify(token: string | undefined): Promise<Principal> {
+    if (!token) throw new AuthError(401, 'missing token: send Authorization: Bearer <jwt> or ?access_token=<jwt>');
+    let payload: unknown;
+    try {
+      const verifyOptions = { issuer: this.options.issuer, audience: this.options.audience };
+      const result = typeof this.key === 'function'
+        ? await jwtVerify(token, this.key, verifyOptions)
+        : await jwtVerify(token, this.key, { ...verifyOptions, algorithms: ['HS256'] });
+      payload = result.payload;
+    } catch (error) {
+      const reason = error instanceof errors.JWTExpired ? 'token expired' : error instanceof errors.JOSEError ? `invalid token (${error.code})` : 'invalid token';
+      throw new AuthError(401, reason);
+    }
+    const claims = claimsSchema.safeParse(payload);
+    if (!claims.success) throw new AuthError(401, 'token lacks a valid role claim (producer, viewer or service)');
+    return { subject: claims.data.sub ?? 'anonymous', role: claims.data.role, session: claims.data.session };
+  }
+
+  /** Throws 403 unless the principal has one of `roles` and may touch `sessionId`. */
+  static authorize(principal: Principal, roles: readonly Role[], sessionId?: string): void {
+    if (!roles.includes(principal.role)) throw new AuthError(403, `role ${principal.role} may not use this endpoint (needs ${roles.join(' or ')})`);
+    if (sessionId && principal.session !== undefined && principal.session !== sessionId) {
+      throw new AuthError(403, `token is for session ${principal.session}, not ${sessionId}`);
+    }
+    if (sessionId && principal.session === undefined && principal.role !== 'service') {
+      throw new AuthError(403, 'token names no session');
+    }
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * The viewer endpoint: GET /v1/sessions/:sessionId/captions (WebSocket), JSON CaptionEvents out.
+ * `?after=N` resumes after final N, so a reconnecting viewer neither misses nor repeats a final.
+ * A viewer too slow to read is sent no partials (finals still queue) and dropped past a hard limit.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { WebSocket } from 'ws';
+import { CloseCode, type CaptionEvent } from '../../client-sdk/src/protocol.ts';
+import type { SessionRegistry } from '../session/registry.ts';
+import type { Viewer } from '../session/session.ts';
+import type { Authenticator } from './auth.ts';
+import { ID_PATTERN, requireRole } from './http.ts';
+
+const SKIP_PARTIALS_ABOVE = 1 << 20;
+const DROP_VIEWER_ABOVE = 16 << 20;
+
+function socketViewer(socket: WebSocket): Viewer {
+  return {
+    send(event: CaptionEvent) {
+      if (socket.readyState !== socket.OPEN) return;
+      if (socket.bufferedAmount > DROP_VIEWER_ABOVE) {
+        socket.close(CloseCode.policyViolation, 'viewer too slow to keep up');
+        return;
+      }
+      if (event.type === 'partial' && socket.bufferedAmount > SKIP_PARTIALS_ABOVE) return;
+      socket.send(JSON.stringify(event));
+    },
+  };
+}
+
+export function registerCaptions(app: FastifyInstance, registry: SessionRegistry, authenticator: Authenticator): void {
+  app.get(
+    '/v1/sessions/:sessionId/captions',
+    {
+      websocket: true,
+      schema: {
+        params: { type: 'object', properties: { sessionId: { type: 'string', pattern: ID_PATTERN } } },
+        querystring: { type: 'object', properties: { after: { type: 'integer', minimum: 0 }, access_token: { type: 'string' } } },
+      },
+      preValidation: requireRole(authenticator, ['viewer', 'service']),
+    },
+    (socket, request) => {
+      const { sessionId } = request.params as { sessionId: string };
+      const { after } = request.query as { after?: number };
+      const session = registry.getOrCreate(sessionId);
+      const viewer = socketViewer(socket);
+      session.addViewer(viewer, after ?? 0);
+      socket.on('close', () => session.removeViewer(viewer));
+    },
+  );
+}

@@ -1,0 +1,51 @@
+/** Shared pieces of the HTTP/WebSocket edge: token extraction, the auth hook, error bodies. */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { AuthError, Authenticator, type Principal, type Role } from './auth.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal?: Principal;
+  }
+}
+
+/** Error body of every endpoint: a stable machine code and a human message. */
+export interface ApiError {
+  error: { code: string; message: string };
+}
+
+export function sendError(reply: FastifyReply, status: number, code: string, message: string) {
+  return reply.code(status).send({ error: { code, message } } satisfies ApiError);
+}
+
+function tokenOf(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  if (header?.startsWith('Bearer ')) return header.slice(7).trim();
+  const query = request.query as Record<string, unknown> | undefined;
+  return typeof query?.access_token === 'string' ? query.access_token : undefined;
+}
+
+/**
+ * A preValidation hook: verifies the token and the role/session it grants. On WebSocket routes it runs
+ * before the upgrade, so a bad token is answered with a plain 401/403.
+ */
+export function requireRole(authenticator: Authenticator, roles: readonly Role[]) {
+  return async (request: FastifyRequest, reply: FastifyReply) => {
+    try {
+      const principal = await authenticator.verify(tokenOf(request));
+      const sessionId = (request.params as { sessionId?: string }).sessionId;
+      Authenticator.authorize(principal, roles, sessionId);
+      request.principal = principal;
+    } catch (error) {
+      if (error instanceof AuthError) return sendError(reply, error.status, error.code, error.message);
+      throw error;
+    }
+  };
+}
+
+/** WebSocket close reasons are limited to 123 bytes. */
+export function closeReason(message: string): string {
+  const bytes = Buffer.from(message, 'utf8');
+  return bytes.length <= 123 ? message : `${bytes.subarray(0, 120).toString('utf8').replace(/\uFFFD$/, '')}...`;
+}
+
+export const ID_PATTERN = '^[A-Za-z0-9._-]{1,128}$';

@@ -1,0 +1,59 @@
+/**
+ * Configuration from environment variables, validated once at start. Every variable is listed in the
+ * README; a bad value stops the gateway with one line per problem naming the variable.
+ */
+import { z } from 'zod';
+
+const int = (fallback: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(fallback);
+const optionalString = z.string().trim().min(1).optional();
+
+const schema = z
+  .object({
+    HOST: z.string().default('0.0.0.0'),
+    PORT: int(8080, 0, 65535),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+    JWT_SECRET: z.string().min(32, 'must be at least 32 characters (HS256 secret)').optional(),
+    JWT_JWKS_URL: z.url().optional(),
+    JWT_ISSUER: optionalString,
+    JWT_AUDIENCE: optionalString,
+
+    STT_BASE_URL: z.url().default('https://api.openai.com/v1'),
+    OPENAI_API_KEY: z.string().min(1, 'must not be empty'),
+    STT_MODEL: z.string().min(1).default('whisper-1'),
+    STT_LANGUAGE: optionalString,
+    STT_PROMPT: optionalString,
+    STT_CONCURRENCY: int(4, 1, 256),
+    STT_TIMEOUT_MS: int(30000, 100, 600000),
+    STT_MAX_RETRIES: int(3, 0, 10),
+    STT_WORD_TIMESTAMPS: z.stringbool().default(true),
+    STT_NO_SPEECH_PROB: z.coerce.number().min(0).max(1).default(0.6),
+    STT_LOGPROB_THRESHOLD: z.coerce.number().max(0).default(-1),
+    STT_COMPRESSION_RATIO: z.coerce.number().positive().default(2.4),
+
+    VAD_AGGRESSIVENESS: int(2, 0, 3),
+    SEGMENT_PRE_ROLL_MS: int(300, 0, 2000),
+    SEGMENT_SILENCE_MS: int(500, 100, 5000),
+    SEGMENT_MAX_WINDOW_MS: int(28000, 5000, 30000),
+    SEGMENT_OVERLAP_MS: int(1500, 0, 5000),
+    SEGMENT_PARTIAL_INTERVAL_MS: int(1000, 0, 10000),
+
+    INGEST_MAX_FRAME_BYTES: int(256 * 1024, 1024, 16 * 1024 * 1024),
+  })
+  .refine((c) => c.JWT_SECRET || c.JWT_JWKS_URL, {
+    message: 'set JWT_SECRET (HS256) or JWT_JWKS_URL: every endpoint needs signed tokens',
+    path: ['JWT_SECRET'],
+  });
+
+export type Config = z.infer<typeof schema>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const result = schema.safeParse(env);
+  if (result.success) return result.data;
+  const lines = result.error.issues.map((issue) => `  ${issue.path.join('.') || '(config)'}: ${issue.message}`);
+  throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+}

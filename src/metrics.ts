@@ -1,0 +1,28 @@
+/** Prometheus metrics of the gateway, one registry per gateway instance (tests run several). */
+import { Counter, Gauge, Histogram, Registry, Summary, collectDefaultMetrics } from 'prom-client';
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const percentiles = [0.5, 0.95, 0.99];
+  return {
+    registry,
+    audioSeconds: new Counter({ name: 'helssa_audio_seconds_total', help: 'Seconds of track audio received and decoded', registers: [registry] }),
+    lostPackets: new Counter({ name: 'helssa_lost_packets_total', help: 'Opus packets concealed (lost, late or corrupt)', registers: [registry] }),
+    windows: new Counter({ name: 'helssa_windows_total', help: 'Windows sent to STT', labelNames: ['kind'], registers: [registry] }),
+    sttFailures: new Counter({ name: 'helssa_stt_failures_total', help: 'STT calls failed after the client retries', labelNames: ['kind'], registers: [registry] }),
+    sttSeconds: new Histogram({ name: 'helssa_stt_request_seconds', help: 'Duration of STT calls', labelNames: ['kind'], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30], registers: [registry] }),
+    finalLatency: new Summary({
+      name: 'helssa_final_added_latency_seconds',
+      help: 'Gateway-added latency: audio that closed a window received → final event sent, minus the STT call',
+      percentiles,
+      maxAgeSeconds: 600,
+      ageBuckets: 5,
+      registers: [registry],
+    }),
+    activeTracks: new Gauge({ name: 'helssa_active_tracks', help: 'Tracks streaming now', registers: [registry] }),
+    viewers: new Gauge({ name: 'helssa_caption_viewers', help: 'Caption WebSocket connections', registers: [registry] }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,182 @@
+/**
+ * The live pipeline of one producer connection, in the order audio flows through it:
+ * packet source (demux) → Opus decoder (16 kHz) → framer (20 ms) → VAD → segmenter → STT → captions.
+ * It owns no socket: the ingest adapter writes messages in, a TrackListener receives what comes out.
+ */
+import type { IngestFormat, Word } from '../../client-sdk/src/protocol.ts';
+import { Framer } from '../audio/framer.ts';
+import { OpusDecoder, PIPELINE_SAMPLE_RATE } from '../audio/opus-decoder.ts';
+import type { VoiceActivityDetector } from '../audio/vad.ts';
+import { CloseCode } from '../../client-sdk/src/protocol.ts';
+import { createPacketSource, IngestError, type AudioUnit, type PacketSource } from '../ingest/packet-source.ts';
+import { Segmenter, type AudioWindow, type SegmenterOptions } from '../segmenter/segmenter.ts';
+import type { WindowTranscriber } from '../stt/window-transcriber.ts';
+import { TrackCaptions } from '../transcript/track-captions.ts';
+import type { Metrics } from '../metrics.ts';
+
+/** After this many undecodable packets in a row the stream is not Opus: the connection is closed. */
+const MAX_CONSECUTIVE_CORRUPT = 50;
+
+export interface TrackListener {
+  partial(utteranceId: string, stable: readonly Word[], unstable: Word[], startMs: number): void;
+  final(utteranceId: string, words: Word[], window: { startMs: number; endMs: number }, timing: FinalTiming): void;
+  sttFailed(error: Error): void;
+  sttRecovered(): void;
+  /** The stream cannot be read in its declared format. */
+  failed(error: IngestError): void;
+}
+
+export interface FinalTiming {
+  /** performance.now() when the audio that closed the window arrived. */
+  receivedAt: number;
+  sttMs: number;
+}
+
+export interface TrackPipelineOptions {
+  format: IngestFormat;
+  sampleRate: number;
+  /** Track time of this connection's first sample (a reconnecting producer continues the timeline). */
+  offsetMs: number;
+  /** Distinguishes utterance ids across reconnections of the same track. */
+  epoch: number;
+  trackId: string;
+  language?: string;
+  prompt?: string;
+  segmenter: Partial<SegmenterOptions>;
+  vad: VoiceActivityDetector;
+  transcriber: WindowTranscriber;
+  listener: TrackListener;
+  metrics: Metrics;
+}
+
+export class TrackPipeline {
+  private readonly options: TrackPipelineOptions;
+  private readonly source: PacketSource;
+  private readonly decoder = new OpusDecoder();
+  private readonly framer: Framer;
+  private readonly segmenter: Segmenter;
+  private readonly captions = new TrackCaptions();
+  private finalChain: Promise<void> = Promise.resolve();
+  private partialInFlight = false;
+  private lastReceivedAt = 0;
+  private failed = false;
+  private ended: Promise<void> | undefined;
+
+  constructor(options: TrackPipelineOptions) {
+    this.options = options;
+    this.segmenter = new Segmenter({ ...options.segmenter, sampleRate: PIPELINE_SAMPLE_RATE });
+    this.framer = new Framer((PIPELINE_SAMPLE_RATE * this.segmenter.options.frameMs) / 1000);
+    this.source = createPacketSource(options.format, options.sampleRate, {
+      unit: (unit) => this.consume(unit),
+      error: (error) => this.fail(error),
+    });
+  }
+
+  /** Milliseconds of audio received on this connection. */
+  get receivedMs(): number {
+    return this.segmenter.positionMs;
+  }
+
+  write(message: Buffer): void {
+    if (this.failed || this.ended) return;
+    this.lastReceivedAt = performance.now();
+    this.source.write(message);
+  }
+
+  /** End of the stream: closes the open utterance and resolves once every final has been published. */
+  end(): Promise<void> {
+    this.ended ??= (async () => {
+      await this.source.end();
+      if (!this.failed) {
+        this.lastReceivedAt = performance.now();
+        for (const frame of this.framer.flush()) this.pushFrame(frame);
+        for (const window of this.segmenter.flush()) this.dispatch(window);
+      }
+      await this.finalChain;
+    })();
+    return this.ended;
+  }
+
+  private fail(error: IngestError): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.options.listener.failed(error);
+  }
+
+  private consume(unit: AudioUnit): void {
+    if (this.failed) return;
+    let pcm: Int16Array;
+    if (unit.kind === 'pcm') {
+      pcm = unit.samples;
+    } else if (unit.kind === 'lost') {
+      this.options.metrics.lostPackets.inc(unit.count);
+      pcm = this.decoder.conceal(unit.count);
+    } else {
+      pcm = this.decoder.decode(unit.packet);
+      if (this.decoder.consecutiveCorrupt > 0) this.options.metrics.lostPackets.inc();
+      if (this.decoder.consecutiveCorrupt >= MAX_CONSECUTIVE_CORRUPT) {
+        this.fail(new IngestError(CloseCode.invalidPayload, `${MAX_CONSECUTIVE_CORRUPT} packets in a row are not Opus`));
+        return;
+      }
+    }
+    this.options.metrics.audioSeconds.inc(pcm.length / PIPELINE_SAMPLE_RATE);
+    for (const frame of this.framer.push(pcm)) this.pushFrame(frame);
+  }
+
+  private pushFrame(frame: Int16Array): void {
+    const windows = this.segmenter.push({ samples: frame, isSpeech: this.options.vad.isSpeech(frame) });
+    for (const window of windows) this.dispatch(window);
+  }
+
+  private utteranceId(window: AudioWindow): string {
+    return `${this.options.trackId}.${this.options.epoch}.${window.utteranceId}`;
+  }
+
+  private shift(words: readonly Word[]): Word[] {
+    const offset = this.options.offsetMs;
+    return words.map((w) => ({ ...w, startMs: w.startMs + offset, endMs: w.endMs + offset }));
+  }
+
+  private dispatch(window: AudioWindow): void {
+    const { transcriber, listener, metrics, language, prompt, offsetMs } = this.options;
+    metrics.windows.inc({ kind: window.kind });
+    if (window.kind === 'partial') {
+      if (this.partialInFlight) return;
+      this.partialInFlight = true;
+      void transcriber.partial(window, language, prompt).then((result) => {
+        this.partialInFlight = false;
+        if (!result) {
+          metrics.sttFailures.inc({ kind: 'partial' });
+          return;
+        }
+        metrics.sttSeconds.observe({ kind: 'partial' }, result.sttMs / 1000);
+        const captions = this.captions.partial(window, result.words);
+        if (captions) listener.partial(this.utteranceId(window), this.shift(captions.stable), this.shift(captions.unstable), window.startMs + offsetMs);
+      });
+      return;
+    }
+    const receivedAt = this.lastReceivedAt;
+    const transcribed = transcriber.final(
+      window,
+      {
+        onFailure: (error) => {
+          metrics.sttFailures.inc({ kind: 'final' });
+          listener.sttFailed(error);
+        },
+        onRecovered: () => listener.sttRecovered(),
+      },
+      language,
+      prompt,
+    );
+    // Transcribed concurrently, published in window order: the seam merger needs the previous final.
+    this.finalChain = this.finalChain.then(async () => {
+      const result = await transcribed;
+      metrics.sttSeconds.observe({ kind: 'final' }, result.sttMs / 1000);
+      const words = this.captions.final(window, result.words);
+      listener.final(this.utteranceId(window), this.shift(words), { startMs: window.startMs + offsetMs, endMs: window.endMs + offsetMs }, {
+        receivedAt,
+        sttMs: result.sttMs,
+      });
+    });
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Sends windows to the recognizer through one shared queue: a concurrency limit for the whole gateway,
+ * finals ahead of partials. A partial is worth one try (the next one supersedes it). A final is never
+ * dropped: when the client's own retries are exhausted it waits and tries again, with growing pauses,
+ * until it succeeds or the gateway shuts down, reporting each failure so viewers see that STT is down.
+ */
+import PQueue from 'p-queue';
+import type { Word } from '../../client-sdk/src/protocol.ts';
+import type { AudioWindow } from '../segmenter/segmenter.ts';
+import { recognizedWords, type HallucinationThresholds } from './recognized-words.ts';
+import type { Transcriber } from './transcriber.ts';
+
+export interface WindowTranscriberOptions {
+  concurrency: number;
+  sampleRate: number;
+  thresholds: HallucinationThresholds;
+  /** First pause after a final's attempt fails; doubles up to `maxRetryDelayMs`. Default 1000. */
+  retryDelayMs?: number;
+  /** Default 30000. */
+  maxRetryDelayMs?: number;
+}
+
+export interface FinalCallbacks {
+  /** A try failed (after the client's own retries); the window is kept and tried again. */
+  onFailure(error: Error, attempt: number): void;
+  /** A try succeeded after earlier failures. */
+  onRecovered(): void;
+}
+
+export interface TranscribedWindow {
+  words: Word[];
+  /** Time spent in the recognizer call itself (not in the queue), milliseconds. */
+  sttMs: number;
+}
+
+const PRIORITY = { final: 1, partial: 0 };
+
+export class WindowTranscriber {
+  private readonly queue: PQueue;
+  private readonly transcriber: Transcriber;
+  private readonly options: Required<WindowTranscriberOptions>;
+  private readonly shutdown = new AbortController();
+
+  constructor(transcriber: Transcriber, options: WindowTranscriberOptions) {
+    this.transcriber = transcriber;
+    this.options = { retryDelayMs: 1000, maxRetryDelayMs: 30000, ...options };
+    this.queue = new PQueue({ concurrency: options.concurrency });
+  }
+
+  get pending(): number {
+    return this.queue.size + this.queue.pending;
+  }
+
+  /** One attempt; undefined when it fails (a later partial or the final will cover it). */
+  async partial(window: AudioWindow, language?: string, prompt?: string): Promise<TranscribedWindow | undefined> {
+    try {
+      return await this.queue.add(() => this.attempt(window, language, prompt), { priority: PRIORITY.partial });
+    } catch {
+      return undefined;
+    }
+  }
+
+  async final(window: AudioWindow, callbacks: FinalCallbacks, language?: string, prompt?: string): Promise<TranscribedWindow> {
+    let delay = this.options.retryDelayMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const result = await this.queue.add(() => this.attempt(window, language, prompt), { priority: PRIORITY.final });
+        if (attempt > 1) callbacks.onRecovered();
+        return result;
+      } catch (error) {
+        if (this.shutdown.signal.aborted) throw error;
+        callbacks.onFailure(error as Error, attempt);
+        await sleep(delay, this.shutdown.signal);
+        delay = Math.min(delay * 2, this.options.maxRetryDelayMs);
+      }
+    }
+  }
+
+  /** Stops retrying: pending finals reject (the caller keeps their windows). */
+  close(): void {
+    this.shutdown.abort();
+    this.queue.clear();
+  }
+
+  private async attempt(window: AudioWindow, language?: string, prompt?: string): Promise<TranscribedWindow> {
+    const started = performance.now();
+    const transcription = await this.transcriber.transcribe({ audio: window.audio, sampleRate: this.options.sampleRate, language, prompt });
+    const sttMs = performance.now() - started;
+    return { words: recognizedWords(transcription, window, this.options.thresholds), sttMs };
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    }, { once: true });
+  });
+}

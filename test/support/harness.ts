@@ -1,0 +1,45 @@
+/** Starts a real gateway (HTTP + WebSocket on a loopback port) against a test STT server. */
+import { createGateway, type Gateway } from '../../src/app.ts';
+import { loadConfig } from '../../src/config.ts';
+import { createLogger } from '../../src/log.ts';
+import { ensureCorpus } from '../../scripts/make-corpus.ts';
+import { SttServer, type SttServerOptions } from './stt-server.ts';
+import { signToken, TEST_JWT_SECRET } from './tokens.ts';
+
+export interface Harness {
+  gateway: Gateway;
+  stt: SttServer;
+  baseUrl: string;
+  corpusDir: string;
+  token(role: 'producer' | 'viewer' | 'service', session?: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function startHarness(env: Record<string, string> = {}, sttOptions: Partial<SttServerOptions> = {}): Promise<Harness> {
+  const corpusDir = await ensureCorpus();
+  const stt = await new SttServer({ corpusDir, ...sttOptions }).start();
+  const config = loadConfig({
+    HOST: '127.0.0.1',
+    PORT: '0',
+    JWT_SECRET: TEST_JWT_SECRET,
+    STT_BASE_URL: stt.baseUrl,
+    OPENAI_API_KEY: 'test-key',
+    STT_TIMEOUT_MS: '10000',
+    STT_MAX_RETRIES: '2',
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    ...env,
+  });
+  const gateway = await createGateway(config, createLogger(config.LOG_LEVEL));
+  const port = await gateway.listen();
+  return {
+    gateway,
+    stt,
+    baseUrl: `http://127.0.0.1:${port}`,
+    corpusDir,
+    token: (role, session) => signToken({ role, session }),
+    async close() {
+      await gateway.close();
+      await stt.stop();
+    },
+  };
+}

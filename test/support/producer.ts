@@ -1,0 +1,116 @@
+/**
+ * A producer client for tests, the demo and benchmarks: streams a corpus file over the ingest
+ * WebSocket in any ingest format, at real time (speed 1), faster, or as fast as possible (speed 0).
+ */
+import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import prism from 'prism-media';
+import { WebSocket } from 'ws';
+import type { IngestFormat } from '../../client-sdk/src/protocol.ts';
+import { decodeWav } from '../../src/audio/wav.ts';
+
+export interface StreamOptions {
+  url: string;
+  format: IngestFormat;
+  /** Corpus file without extension, e.g. corpus/en/doctor. */
+  file: string;
+  /** 1 = real time, 10 = ten times faster, 0 = no pacing. */
+  speed: number;
+  /** Only for pcm16: 16000 or 48000. */
+  sampleRate?: number;
+  /** Only for opus: sequence numbers to skip, to simulate lost packets. */
+  dropSequences?: Set<number>;
+  /** Resolve once the socket is closed by the server (default: close it ourselves after sending). */
+  onOpen?(socket: WebSocket): void;
+}
+
+export interface StreamedChunk {
+  data: Buffer;
+  /** Audio time at the end of this chunk, ms. */
+  atMs: number;
+}
+
+async function oggPackets(path: string): Promise<Buffer[]> {
+  const demuxer = new prism.opus.OggDemuxer();
+  const packets: Buffer[] = [];
+  demuxer.on('data', (p: Buffer) => packets.push(p));
+  demuxer.end(await readFile(path));
+  await new Promise((resolve) => demuxer.on('end', resolve));
+  return packets;
+}
+
+/** The file cut into the messages a real producer of that format would send. */
+export async function chunksFor(options: Pick<StreamOptions, 'format' | 'file' | 'sampleRate' | 'dropSequences'>): Promise<StreamedChunk[]> {
+  const { format, file } = options;
+  if (format === 'pcm16') {
+    const rate = options.sampleRate ?? 16000;
+    const { samples } = decodeWav(await readFile(rate === 48000 ? `${file}-48k.wav` : `${file}.wav`));
+    const step = rate / 50;
+    const chunks: StreamedChunk[] = [];
+    for (let i = 0; i < samples.length; i += step) {
+      const part = samples.subarray(i, Math.min(samples.length, i + step));
+      chunks.push({ data: Buffer.from(part.buffer, part.byteOffset, part.byteLength), atMs: ((i + part.length) / rate) * 1000 });
+    }
+    return chunks;
+  }
+  if (format === 'opus') {
+    const packets = await oggPackets(`${file}.ogg`);
+    const chunks: StreamedChunk[] = [];
+    packets.forEach((packet, seq) => {
+      if (options.dropSequences?.has(seq)) return;
+      const header = Buffer.alloc(2);
+      header.writeUInt16BE(seq % 0x10000);
+      chunks.push({ data: Buffer.concat([header, packet]), atMs: (seq + 1) * 20 });
+    });
+    return chunks;
+  }
+  // Containers: MediaRecorder-style 250 ms slices, paced by byte position.
+  const bytes = await readFile(`${file}.${format}`);
+  const { samples } = decodeWav(await readFile(`${file}.wav`));
+  const durationMs = (samples.length / 16000) * 1000;
+  const slices = Math.ceil(durationMs / 250);
+  const size = Math.ceil(bytes.length / slices);
+  const chunks: StreamedChunk[] = [];
+  for (let i = 0; i < slices; i++) chunks.push({ data: bytes.subarray(i * size, (i + 1) * size), atMs: Math.min(durationMs, (i + 1) * 250) });
+  return chunks.filter((c) => c.data.length > 0);
+}
+
+export function ingestUrl(base: string, sessionId: string, trackId: string, query: Record<string, string | number | undefined>): string {
+  const url = new URL(`${base.replace(/^http/, 'ws')}/v1/sessions/${encodeURIComponent(sessionId)}/tracks/${encodeURIComponent(trackId)}/ingest`);
+  for (const [key, value] of Object.entries(query)) if (value !== undefined) url.searchParams.set(key, String(value));
+  return url.toString();
+}
+
+export interface StreamResult {
+  closeCode: number;
+  closeReason: string;
+  sentMs: number;
+}
+
+/** Streams the chunks, then closes normally; resolves with how the socket closed. */
+export async function streamChunks(url: string, chunks: StreamedChunk[], speed: number): Promise<StreamResult> {
+  const socket = new WebSocket(url);
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => socket.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  socket.on('error', () => {});
+  await new Promise<void>((resolve, reject) => {
+    socket.once('open', () => resolve());
+    socket.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+    socket.once('close', () => resolve());
+  });
+  const started = performance.now();
+  let sentMs = 0;
+  for (const chunk of chunks) {
+    if (socket.readyState !== WebSocket.OPEN) break;
+    if (speed > 0) {
+      const due = started + chunk.atMs / speed - performance.now();
+      if (due > 0) await sleep(due);
+    } else if (socket.bufferedAmount > 1 << 20) {
+      await sleep(1);
+    }
+    socket.send(chunk.data);
+    sentMs = chunk.atMs;
+  }
+  if (socket.readyState === WebSocket.OPEN) socket.close(1000, 'done');
+  const { code, reason } = await closed;
+  return { closeCode: code, closeReason: reason, sentMs };
+}
