@@ -8,7 +8,7 @@ export const DEFAULT_SEAM_TOLERANCE_MS = 400;
  * Joins the words of a window that overlaps already-final words (pure). `emitted` are the final words
  * near the seam, `incoming` the new window's words, `seamMs` the middle of the overlap.
  *
- * Words well after the seam are kept. Near or before it an incoming word is dropped when it is the same
+ * Words well after the seam (and after the last emitted word) are kept. Near or before it an incoming word is dropped when it is the same
  * word as an emitted one at about the same time (aligned in order, so a repeated word is matched once),
  * or when it falls on the time of a different emitted word (finals never change, the emitted one wins).
  * An incoming word that fills a gap the previous window left (a word it cut or missed) is kept.
@@ -21,9 +21,11 @@ export function mergeAtSeam(
 ): Word[] {
   const merged: Word[] = [];
   let lastMatched = -1;
+  // Past the seam and past every emitted word (give or take the tolerance) nothing can be a duplicate.
+  const horizon = Math.max(seamMs, ...emitted.map(centerMs)) + toleranceMs;
   for (const word of incoming) {
     const center = centerMs(word);
-    if (center >= seamMs + toleranceMs) {
+    if (center >= horizon) {
       merged.push(word);
       continue;
     }

@@ -1,0 +1,49 @@
+/**
+ * Runs every test file (test/**\/*.test.ts) in its own Node process, one after another, and closes with
+ * the line CI reads: `N passed, N failed`. A file that crashes counts as one failure. Pass file name
+ * fragments to run only those (`npm test -- segmenter`).
+ */
+import { spawn } from 'node:child_process';
+import { readdir } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+
+async function findTests(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true, recursive: true });
+  return entries.filter((e) => e.isFile() && e.name.endsWith('.test.ts')).map((e) => join(e.parentPath, e.name)).sort();
+}
+
+const filters = process.argv.slice(2);
+const files = (await findTests('test')).filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
+// Unit tests first: they are fast and say most about a failure.
+files.sort((a, b) => Number(a.includes('/integration/')) - Number(b.includes('/integration/')));
+
+let passed = 0;
+let failed = 0;
+const failures: string[] = [];
+const started = Date.now();
+for (const file of files) {
+  const fileStarted = Date.now();
+  process.stdout.write(`\n▶ ${relative('.', file)}\n`);
+  const output = await new Promise<{ code: number | null; text: string }>((resolve) => {
+    const child = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let text = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      text += chunk;
+      process.stdout.write(chunk);
+    });
+    child.on('close', (code) => resolve({ code, text }));
+  });
+  const clean = output.text.replace(/\u001b\[[0-9;]*m/g, '');
+  const total = Number(/Total:\s+(\d+)/.exec(clean)?.[1] ?? 0);
+  const ok = Number(/Passed:\s+(\d+)/.exec(clean)?.[1] ?? 0);
+  const skipped = Number(/Skipped:\s+(\d+)/.exec(clean)?.[1] ?? 0);
+  passed += ok;
+  let fileFailed = total - ok - skipped;
+  if (output.code !== 0 && fileFailed === 0) fileFailed = 1;
+  failed += fileFailed;
+  if (fileFailed > 0) failures.push(relative('.', file));
+  process.stdout.write(`  (${((Date.now() - fileStarted) / 1000).toFixed(1)} s)\n`);
+}
+process.stdout.write(`\n${files.length} files in ${((Date.now() - started) / 1000).toFixed(0)} s${failures.length ? `; failing: ${failures.join(', ')}` : ''}\n`);
+process.stdout.write(`${passed} passed, ${failed} failed\n`);
+process.exit(failed > 0 || files.length === 0 ? 1 : 0);

@@ -1,0 +1,71 @@
+import { SignJWT } from 'jose';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { AuthError, Authenticator } from '../../src/api/auth.ts';
+import { loadConfig } from '../../src/config.ts';
+import { signToken, TEST_JWT_SECRET } from '../support/tokens.ts';
+
+const config = suite('config');
+const base = { OPENAI_API_KEY: 'k', JWT_SECRET: TEST_JWT_SECRET };
+
+config('defaults', () => {
+  const c = loadConfig(base);
+  assert.equal(c.PORT, 8080);
+  assert.equal(c.VAD_AGGRESSIVENESS, 2);
+  assert.equal(c.SEGMENT_MAX_WINDOW_MS, 28000);
+});
+
+config('every bad variable is named in one error', () => {
+  try {
+    loadConfig({ ...base, PORT: 'eighty', VAD_AGGRESSIVENESS: '7', STT_BASE_URL: 'not a url', SEGMENT_MAX_WINDOW_MS: '60000' });
+    assert.unreachable();
+  } catch (error) {
+    const message = (error as Error).message;
+    for (const name of ['PORT', 'VAD_AGGRESSIVENESS', 'STT_BASE_URL', 'SEGMENT_MAX_WINDOW_MS']) assert.ok(message.includes(name), `${name} named`);
+  }
+});
+
+config('a signing key is required', () => {
+  assert.throws(() => loadConfig({ OPENAI_API_KEY: 'k' }), /JWT_SECRET/);
+  assert.throws(() => loadConfig({ OPENAI_API_KEY: 'k', JWT_SECRET: 'short' }), /32 characters/);
+});
+
+config.run();
+
+const auth = suite('auth');
+const authenticator = new Authenticator({ secret: TEST_JWT_SECRET });
+
+const rejects = async (promise: Promise<unknown>, status: number, pattern: RegExp) => {
+  try {
+    await promise;
+    assert.unreachable('should have thrown');
+  } catch (error) {
+    assert.instance(error, AuthError);
+    assert.equal((error as AuthError).status, status);
+    assert.match((error as Error).message, pattern);
+  }
+};
+
+auth('a valid token gives its role and session', async () => {
+  const principal = await authenticator.verify(await signToken({ role: 'producer', session: 's1' }));
+  assert.equal(principal.role, 'producer');
+  assert.equal(principal.session, 's1');
+});
+
+auth('missing, forged, expired and role-less tokens are 401', async () => {
+  await rejects(authenticator.verify(undefined), 401, /missing token/);
+  await rejects(authenticator.verify(await signToken({ role: 'viewer' }, { secret: 'another-secret-another-secret-another' })), 401, /invalid token/);
+  const expired = await new SignJWT({ role: 'viewer' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime(Math.floor(Date.now() / 1000) - 60).sign(new TextEncoder().encode(TEST_JWT_SECRET));
+  await rejects(authenticator.verify(expired), 401, /expired/);
+  await rejects(authenticator.verify(await signToken({ role: 'admin' })), 401, /role/);
+  await rejects(authenticator.verify('not.a.jwt'), 401, /invalid token/);
+});
+
+auth('wrong role or wrong session is 403', () => {
+  assert.throws(() => Authenticator.authorize({ subject: 'x', role: 'viewer', session: 's1' }, ['producer'], 's1'), (e: AuthError) => e.status === 403);
+  assert.throws(() => Authenticator.authorize({ subject: 'x', role: 'producer', session: 's1' }, ['producer'], 's2'), (e: AuthError) => e.status === 403);
+  assert.throws(() => Authenticator.authorize({ subject: 'x', role: 'viewer' }, ['viewer'], 's1'), /names no session/);
+  Authenticator.authorize({ subject: 'x', role: 'service' }, ['service'], 's9');
+});
+
+auth.run();
