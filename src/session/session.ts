@@ -184,6 +184,9 @@ export class Session {
         this.log.info('STT recovered');
         this.broadcast(this.describe());
       },
+      abandoned: (window, error) => {
+        this.log.error({ trackId: info.trackId, ...window, reason: error.message }, 'final window not transcribed before shutdown');
+      },
       failed: (error) => {
         this.log.warn({ trackId: info.trackId, reason: error.message }, 'track stream rejected');
         onFailed(error);

@@ -24,6 +24,8 @@ export interface TrackListener {
   sttRecovered(): void;
   /** The stream cannot be read in its declared format. */
   failed(error: IngestError): void;
+  /** The gateway shut down before this final window was transcribed. */
+  abandoned(window: { startMs: number; endMs: number }, error: Error): void;
 }
 
 export interface FinalTiming {
@@ -168,12 +170,21 @@ export class TrackPipeline {
       language,
       prompt,
     );
+    // Handled in the chain below; this only stops Node from calling it unhandled while it waits its turn.
+    transcribed.catch(() => undefined);
     // Transcribed concurrently, published in window order: the seam merger needs the previous final.
+    const span = { startMs: window.startMs + offsetMs, endMs: window.endMs + offsetMs };
     this.finalChain = this.finalChain.then(async () => {
-      const result = await transcribed;
+      let result;
+      try {
+        result = await transcribed;
+      } catch (error) {
+        listener.abandoned(span, error as Error);
+        return;
+      }
       metrics.sttSeconds.observe({ kind: 'final' }, result.sttMs / 1000);
       const words = this.captions.final(window, result.words);
-      listener.final(this.utteranceId(window), this.shift(words), { startMs: window.startMs + offsetMs, endMs: window.endMs + offsetMs }, {
+      listener.final(this.utteranceId(window), this.shift(words), span, {
         receivedAt,
         sttMs: result.sttMs,
       });

@@ -87,7 +87,8 @@ export class SttServer {
 
   async start(port = 0): Promise<this> {
     this.index ??= await ReferenceIndex.load(this.options.corpusDir);
-    const app = Fastify({ logger: false, bodyLimit: 100 * 1024 * 1024 });
+    // Stopping it models an outage: open connections are cut, not drained.
+    const app = Fastify({ logger: false, bodyLimit: 100 * 1024 * 1024, forceCloseConnections: true });
     await app.register(multipart, { limits: { fileSize: 25 * 1024 * 1024 } });
     app.post('/v1/audio/transcriptions', (request, reply) => this.transcribe(request, reply));
     app.post('/_control/faults', async (request) => {
