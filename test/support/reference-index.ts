@@ -14,6 +14,8 @@ const HOP = 160; // 10 ms
 const COARSE = 5; // coarse search on 50 ms steps
 const FLOOR_DB = -50; // quieter than this is silence, whatever the codec left of the noise floor
 const FLOOR = 10 * Math.log10((32768 * 10 ** (FLOOR_DB / 20)) ** 2);
+/** Opus at 24–32 kbit/s and resampling move these levels by a few dB; other sounds differ by far more. */
+const MAX_LEVEL_DISTANCE_DB = 8;
 
 export interface ReferenceTrack {
   name: string;
@@ -91,6 +93,20 @@ function correlation(window: Float32Array, reference: Float32Array, lag: number)
   return cov / Math.sqrt(varW * varR);
 }
 
+/** RMS difference in dB of both feature channels over the frames where either side has sound. */
+function levelDistance(window: Float32Array, reference: Float32Array, lag: number): number {
+  let sum = 0;
+  let count = 0;
+  for (let i = 0; i < window.length; i++) {
+    const j = lag * 2 + i;
+    const r = j >= 0 && j < reference.length ? reference[j] : FLOOR;
+    if (window[i] <= FLOOR + 3 && r <= FLOOR + 3) continue;
+    sum += (window[i] - r) ** 2;
+    count++;
+  }
+  return count ? Math.sqrt(sum / count) : 0;
+}
+
 export class ReferenceIndex {
   readonly tracks: ReferenceTrack[];
   private readonly coarse = new Map<ReferenceTrack, Float32Array>();
@@ -143,7 +159,9 @@ export class ReferenceIndex {
         if (!best || score > best.score) best = { track, offsetMs: fine * 10, score };
       }
     }
-    return best && best.score >= 0.6 ? best : undefined;
+    if (!best || best.score < 0.6) return undefined;
+    // The shape can match by chance (noise bursts shaped like words); the levels of both channels must too.
+    return levelDistance(features, best.track.features, best.offsetMs / 10) <= MAX_LEVEL_DISTANCE_DB ? best : undefined;
   }
 
   /**

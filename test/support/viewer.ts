@@ -4,6 +4,8 @@ import type { CaptionEvent, FinalEvent, SessionEvent } from '../../client-sdk/sr
 
 export class CaptionCollector {
   readonly events: CaptionEvent[] = [];
+  /** Called for every event as it arrives. */
+  onEvent: ((event: CaptionEvent) => void) | undefined;
   private readonly socket: WebSocket;
   private waiters: { predicate: (e: CaptionEvent) => boolean; resolve: (e: CaptionEvent) => void }[] = [];
 
@@ -12,6 +14,7 @@ export class CaptionCollector {
     socket.on('message', (data) => {
       const event = JSON.parse(data.toString()) as CaptionEvent;
       this.events.push(event);
+      this.onEvent?.(event);
       this.waiters = this.waiters.filter((w) => (w.predicate(event) ? (w.resolve(event), false) : true));
     });
   }
