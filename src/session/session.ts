@@ -169,7 +169,9 @@ export class Session {
           // Still tell viewers the utterance is over, so a partial caption does not linger.
           this.broadcast({ type: 'partial', sessionId: this.id, trackId: info.trackId, role: info.role, utteranceId, stable: '', unstable: '', startMs: window.startMs });
         }
-        this.metrics.finalLatency.observe(Math.max(0, performance.now() - timing.receivedAt - timing.sttMs) / 1000);
+        const now = performance.now();
+        this.metrics.finalLatency.observe(Math.max(0, now - timing.speechEndAt - timing.sttMs) / 1000);
+        this.metrics.finalProcessing.observe(Math.max(0, now - timing.closedAt - timing.sttMs) / 1000);
       },
       sttFailed: (error) => {
         this.log.warn({ err: error, trackId: info.trackId }, 'STT failed; window kept for retry');

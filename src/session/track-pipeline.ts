@@ -29,8 +29,10 @@ export interface TrackListener {
 }
 
 export interface FinalTiming {
+  /** performance.now() when the last speech audio of the window arrived (or the cut, for max-length). */
+  speechEndAt: number;
   /** performance.now() when the audio that closed the window arrived. */
-  receivedAt: number;
+  closedAt: number;
   sttMs: number;
 }
 
@@ -61,6 +63,7 @@ export class TrackPipeline {
   private finalChain: Promise<void> = Promise.resolve();
   private partialInFlight = false;
   private lastReceivedAt = 0;
+  private lastSpeechAt = 0;
   private failed = false;
   private ended: Promise<void> | undefined;
 
@@ -126,7 +129,9 @@ export class TrackPipeline {
   }
 
   private pushFrame(frame: Int16Array): void {
-    const windows = this.segmenter.push({ samples: frame, isSpeech: this.options.vad.isSpeech(frame) });
+    const isSpeech = this.options.vad.isSpeech(frame);
+    if (isSpeech) this.lastSpeechAt = this.lastReceivedAt;
+    const windows = this.segmenter.push({ samples: frame, isSpeech });
     for (const window of windows) this.dispatch(window);
   }
 
@@ -157,7 +162,8 @@ export class TrackPipeline {
       });
       return;
     }
-    const receivedAt = this.lastReceivedAt;
+    const closedAt = this.lastReceivedAt;
+    const speechEndAt = window.closedBy === 'max-length' ? closedAt : this.lastSpeechAt;
     const transcribed = transcriber.final(
       window,
       {
@@ -184,10 +190,7 @@ export class TrackPipeline {
       }
       metrics.sttSeconds.observe({ kind: 'final' }, result.sttMs / 1000);
       const words = this.captions.final(window, result.words);
-      listener.final(this.utteranceId(window), this.shift(words), span, {
-        receivedAt,
-        sttMs: result.sttMs,
-      });
+      listener.final(this.utteranceId(window), this.shift(words), span, { speechEndAt, closedAt, sttMs: result.sttMs });
     });
   }
 }
