@@ -52,7 +52,7 @@ const clock = (ms: number) => `${String(Math.floor(ms / 60000)).padStart(2, '0')
 function redraw(): void {
   if (!tty) return;
   if (liveLines) process.stdout.write(`\x1b[${liveLines}A\x1b[0J`);
-  const lines = [...live.values()].map((p) => `  … ${p.role}: ${p.stable}${p.unstable ? ` \x1b[2m${p.unstable}\x1b[0m` : ''}`);
+  const lines = [...live.values()].map((p) => `  … ${p.role}: ${[p.stable, p.unstable && `\x1b[2m${p.unstable}\x1b[0m`].filter(Boolean).join(' ')}`);
   const width = process.stdout.columns ?? 100;
   for (const line of lines) process.stdout.write(`${line.slice(0, width + 8)}\n`);
   liveLines = lines.length;
