@@ -40,8 +40,19 @@ const config = loadConfig({
 const gateway = await createGateway(config, createLogger(config.LOG_LEVEL));
 const port = await gateway.listen();
 const baseUrl = `http://127.0.0.1:${port}`;
-const token = (role: string) => new SignJWT({ role, session: 'demo' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('2h').sign(new TextEncoder().encode(secret));
-process.stdout.write(`demo: gateway at ${baseUrl}; streaming the ${language} consultation at ${speed}× real time\n\n`);
+const sessionId = `demo-${new Date().toISOString().replace(/[^0-9]/g, '').slice(0, 14)}`;
+const token = (role: string) => new SignJWT({ role, ...(role === 'service' ? {} : { session: sessionId }) }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('2h').sign(new TextEncoder().encode(secret));
+const api = async (method: string, path: string) => {
+  const response = await fetch(`${baseUrl}${path}`, { method, headers: { authorization: `Bearer ${await token('service')}` } });
+  if (!response.ok) throw new Error(`${method} ${path}: HTTP ${response.status} ${await response.text()}`);
+  return response;
+};
+await fetch(`${baseUrl}/v1/sessions`, {
+  method: 'POST',
+  headers: { authorization: `Bearer ${await token('service')}`, 'content-type': 'application/json' },
+  body: JSON.stringify({ id: sessionId, language, encounterRef: 'demo-visit' }),
+});
+process.stdout.write(`demo: gateway at ${baseUrl}, session ${sessionId}; streaming the ${language} consultation at ${speed}× real time\n\n`);
 
 const tty = process.stdout.isTTY;
 const live = new Map<string, PartialEvent>();
@@ -74,12 +85,12 @@ function show(event: CaptionEvent): void {
   }
 }
 
-const viewer = await CaptionCollector.connect(baseUrl, 'demo', await token('viewer'));
+const viewer = await CaptionCollector.connect(baseUrl, sessionId, await token('viewer'));
 viewer.onEvent = show;
 await Promise.all(
   (['doctor', 'patient'] as const).map(async (track) =>
     streamChunks(
-      ingestUrl(baseUrl, 'demo', track, { format: 'webm', role: track, participant: track === 'doctor' ? 'Dr. Rahimi' : 'Patient', language, access_token: await token('producer') }),
+      ingestUrl(baseUrl, sessionId, track, { format: 'webm', role: track, participant: track === 'doctor' ? 'Dr. Rahimi' : 'Patient', language, access_token: await token('producer') }),
       await chunksFor({ format: 'webm', file: `${corpusDir}/${language}/${track}` }),
       speed,
     ),
@@ -87,24 +98,15 @@ await Promise.all(
 );
 await viewer.tracksEnded(['doctor', 'patient'], 600000);
 viewer.close();
+await api('POST', `/v1/sessions/${sessionId}/end`);
 
-const finals = viewer.finals;
-process.stdout.write('\n── merged transcript ──\n');
-const turns = finals.flatMap((f) => f.words.map((w) => ({ ...w, speaker: f.speaker }))).sort((a, b) => a.startMs - b.startMs);
-let current = '';
-let line = '';
-for (const word of turns) {
-  if (word.speaker !== current) {
-    if (line) process.stdout.write(`${line}\n`);
-    current = word.speaker;
-    line = `[${clock(word.startMs)}] ${word.speaker}:`;
-  }
-  line += ` ${word.word}`;
-}
-if (line) process.stdout.write(`${line}\n`);
+process.stdout.write(`\n── merged transcript (GET /v1/sessions/${sessionId}/transcript?format=text) ──\n`);
+process.stdout.write(await (await api('GET', `/v1/sessions/${sessionId}/transcript?format=text`)).text());
+const transcript = (await (await api('GET', `/v1/sessions/${sessionId}/transcript`)).json()) as { segments: { words: { word: string; startMs: number }[] }[] };
+const merged = transcript.segments.flatMap((s) => s.words).sort((a, b) => a.startMs - b.startMs).map((w) => w.word).join(' ');
 
 const reference = await loadReference(language);
-const result = wordErrorRate(reference.tracks.mix.map((w) => w.word).join(' '), viewer.transcript());
+const result = wordErrorRate(reference.tracks.mix.map((w) => w.word).join(' '), merged);
 await gateway.close();
 await stt?.stop();
 process.stdout.write(`\nWER: ${(result.wer * 100).toFixed(2)}%\n`);

@@ -2,20 +2,24 @@
  * The composition root: the one place that knows every adapter. It builds the STT client and queue,
  * the VAD and segmenter settings, the session registry, and the HTTP/WebSocket server around them.
  */
+import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { WebRtcVad } from './audio/vad.ts';
 import { PIPELINE_SAMPLE_RATE } from './audio/opus-decoder.ts';
 import { Authenticator } from './api/auth.ts';
 import { registerCaptions } from './api/captions.ts';
 import { requireRole, sendError } from './api/http.ts';
 import { registerSessionRoutes } from './api/sessions.ts';
+import { WebhookNotifier } from './api/webhook.ts';
 import { ConfigError, type Config } from './config.ts';
 import { registerWebSocketIngest } from './ingest/websocket-ingest.ts';
 import type { Logger } from './log.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { Segmenter } from './segmenter/segmenter.ts';
 import { SessionRegistry } from './session/registry.ts';
+import { openDatabase } from './store/database.ts';
+import { SessionStore } from './store/session-store.ts';
 import { TrackPipeline } from './session/track-pipeline.ts';
 import { OpenAiTranscriber, type Transcriber } from './stt/transcriber.ts';
 import { WindowTranscriber } from './stt/window-transcriber.ts';
@@ -23,6 +27,7 @@ import { WindowTranscriber } from './stt/window-transcriber.ts';
 export interface Gateway {
   app: FastifyInstance;
   registry: SessionRegistry;
+  store: SessionStore;
   metrics: Metrics;
   /** Listens on the configured host/port; resolves with the bound port. */
   listen(): Promise<number>;
@@ -61,8 +66,18 @@ export async function createGateway(config: Config, log: Logger, transcriber?: T
   } catch (error) {
     throw new ConfigError(`invalid configuration:\n  SEGMENT_*: ${(error as Error).message}`);
   }
-  const registry = new SessionRegistry(
-    (request) =>
+  const database = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR });
+  log.info({ driver: database.driver }, 'database ready');
+  const store = new SessionStore(database.db);
+  const webhook = config.WEBHOOK_URL
+    ? new WebhookNotifier(
+        { url: config.WEBHOOK_URL, secret: config.WEBHOOK_SECRET!, maxAttempts: config.WEBHOOK_MAX_ATTEMPTS, retryBaseMs: config.WEBHOOK_RETRY_BASE_MS, timeoutMs: config.WEBHOOK_TIMEOUT_MS, publicUrl: config.PUBLIC_URL },
+        store,
+        log,
+      )
+    : undefined;
+  const registry = new SessionRegistry({
+    factory: (request) =>
       new TrackPipeline({
         ...request,
         language: request.language ?? config.STT_LANGUAGE,
@@ -72,41 +87,62 @@ export async function createGateway(config: Config, log: Logger, transcriber?: T
         transcriber: windowTranscriber,
         metrics,
       }),
+    store,
     log,
     metrics,
-  );
+    onCompleted: (session, version) => webhook?.notify(session, version),
+  });
   const authenticator = new Authenticator({ secret: config.JWT_SECRET, jwksUrl: config.JWT_JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE });
 
-  const app = Fastify({ loggerInstance: log as FastifyBaseLogger });
-  app.setErrorHandler((error: { statusCode?: number; validation?: unknown; message: string }, request, reply) => {
-    if (error.validation) return sendError(reply, 400, 'invalid_request', error.message);
+  // Unknown body fields are refused (400), not silently dropped.
+  const app = Fastify({ loggerInstance: log as FastifyBaseLogger, ajv: { customOptions: { removeAdditional: false } } });
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error.validation) {
+      const [issue] = error.validation;
+      const field = (issue?.params as { missingProperty?: string })?.missingProperty ?? issue?.instancePath.replace(/^\//, '').replace(/\//g, '.');
+      return reply.code(400).send({ error: { code: 'invalid_request', message: error.message, ...(field ? { field } : {}) } });
+    }
+    if (error.statusCode && error.statusCode < 500) return sendError(reply, error.statusCode, error.code ?? 'bad_request', error.message);
     request.log.error({ err: error }, 'request failed');
     return sendError(reply, error.statusCode ?? 500, 'internal_error', 'internal error');
   });
   app.setNotFoundHandler((_request, reply) => sendError(reply, 404, 'not_found', 'no such endpoint'));
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'HELSSA Live gateway', version: '0.1.0', description: 'Real-time transcription of medical consultations. WebSocket endpoints are described in the README.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+    },
+  });
   await app.register(websocket, { options: { maxPayload: config.INGEST_MAX_FRAME_BYTES } });
 
   // Liveness probes cannot carry tokens, so health says only that the process answers.
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/metrics', { preValidation: requireRole(authenticator, ['service']) }, async (_request, reply) => {
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  // The API description holds no data; tools fetch it without a token.
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/metrics', { schema: { hide: true }, preValidation: requireRole(authenticator, ['service']) }, async (_request, reply) => {
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });
-  registerSessionRoutes(app, registry, authenticator);
+  registerSessionRoutes(app, { registry, store, authenticator });
   registerWebSocketIngest(app, { registry, authenticator, log });
   registerCaptions(app, registry, authenticator);
 
   return {
     app,
     registry,
+    store,
     metrics,
     async listen() {
       await app.listen({ host: config.HOST, port: config.PORT });
+      void registry.resumeEnding().catch((error) => log.error({ err: error }, 'could not resume ending sessions'));
+      void webhook?.resumePending().catch((error) => log.error({ err: error }, 'could not resume webhooks'));
       return (app.server.address() as { port: number }).port;
     },
     async close() {
       windowTranscriber.close();
       await app.close();
+      await webhook?.close();
+      await database.close();
     },
   };
 }

@@ -39,7 +39,18 @@ const schema = z
     SEGMENT_PARTIAL_INTERVAL_MS: int(1000, 0, 10000),
 
     INGEST_MAX_FRAME_BYTES: int(256 * 1024, 1024, 16 * 1024 * 1024),
+
+    DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
+    DATA_DIR: z.string().min(1).default('.data'),
+
+    WEBHOOK_URL: z.url().optional(),
+    WEBHOOK_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+    WEBHOOK_MAX_ATTEMPTS: int(8, 1, 50),
+    WEBHOOK_RETRY_BASE_MS: int(1000, 10, 600000),
+    WEBHOOK_TIMEOUT_MS: int(10000, 100, 120000),
+    PUBLIC_URL: z.url().optional(),
   })
+  .refine((c) => !c.WEBHOOK_URL || c.WEBHOOK_SECRET, { message: 'WEBHOOK_URL needs WEBHOOK_SECRET to sign deliveries', path: ['WEBHOOK_SECRET'] })
   .refine((c) => c.JWT_SECRET || c.JWT_JWKS_URL, {
     message: 'set JWT_SECRET (HS256) or JWT_JWKS_URL: every endpoint needs signed tokens',
     path: ['JWT_SECRET'],

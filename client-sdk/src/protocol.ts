@@ -88,7 +88,8 @@ export interface FinalEvent {
 export interface SessionEvent {
   type: 'session';
   sessionId: string;
-  state: 'active' | 'ended';
+  /** `ending` while the last windows are transcribed and the transcript is merged; `ended` once it is stored. */
+  state: 'active' | 'ending' | 'ended';
   /** `degraded` while the speech-to-text service is failing; windows are kept and retried. */
   stt: 'ok' | 'degraded';
   tracks: TrackInfo[];
@@ -99,7 +100,7 @@ export interface SessionEvent {
 export interface ErrorEvent {
   type: 'error';
   sessionId: string;
-  code: 'stt_unavailable' | 'track_failed';
+  code: 'stt_unavailable' | 'storage_unavailable' | 'track_failed';
   message: string;
   trackId?: string;
 }

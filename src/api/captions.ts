@@ -34,6 +34,7 @@ export function registerCaptions(app: FastifyInstance, registry: SessionRegistry
     {
       websocket: true,
       schema: {
+        hide: true,
         params: { type: 'object', properties: { sessionId: { type: 'string', pattern: ID_PATTERN } } },
         querystring: { type: 'object', properties: { after: { type: 'integer', minimum: 0 }, access_token: { type: 'string' } } },
       },
@@ -42,10 +43,20 @@ export function registerCaptions(app: FastifyInstance, registry: SessionRegistry
     (socket, request) => {
       const { sessionId } = request.params as { sessionId: string };
       const { after } = request.query as { after?: number };
-      const session = registry.getOrCreate(sessionId);
       const viewer = socketViewer(socket);
-      session.addViewer(viewer, after ?? 0);
-      socket.on('close', () => session.removeViewer(viewer));
+      let closed = false;
+      socket.on('close', () => (closed = true));
+      void registry.getOrCreate(sessionId).then(
+        (session) => {
+          if (closed) return;
+          session.addViewer(viewer, after ?? 0);
+          socket.on('close', () => session.removeViewer(viewer));
+        },
+        (error: Error) => {
+          request.log.error({ err: error, sessionId }, 'could not load session for a viewer');
+          socket.close(CloseCode.internalError, 'the gateway could not load the session; try again');
+        },
+      );
     },
   );
 }

@@ -1,22 +1,180 @@
-/** REST for sessions: status, and ending a session once its tracks are done. */
-import type { FastifyInstance } from 'fastify';
-import type { SessionRegistry } from '../session/registry.ts';
+/**
+ * REST for sessions: create, status and progress, end (finalize), and the finalized transcript as JSON,
+ * plain text, WebVTT or SRT. Route schemas give validation, serialization and the OpenAPI document.
+ * Every read of a session or transcript is written to the audit table.
+ */
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { SessionExistsError, type SessionRegistry } from '../session/registry.ts';
+import type { SessionStore } from '../store/session-store.ts';
+import { toPlainText, toSrt, toWebVtt, type TranscriptDocument } from '../transcript/transcript-document.ts';
 import type { Authenticator } from './auth.ts';
 import { ID_PATTERN, requireRole, sendError } from './http.ts';
 
-const params = { type: 'object', properties: { sessionId: { type: 'string', pattern: ID_PATTERN } }, required: ['sessionId'] } as const;
+const errorSchema = {
+  type: 'object',
+  properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' }, field: { type: 'string' } }, required: ['code', 'message'] } },
+} as const;
 
-export function registerSessionRoutes(app: FastifyInstance, registry: SessionRegistry, authenticator: Authenticator): void {
-  app.get('/v1/sessions/:sessionId', { schema: { params }, preValidation: requireRole(authenticator, ['viewer', 'producer', 'service']) }, async (request, reply) => {
-    const session = registry.get((request.params as { sessionId: string }).sessionId);
-    if (!session) return sendError(reply, 404, 'session_not_found', 'no such session');
-    return session.describe();
+const wordSchema = { type: 'object', properties: { word: { type: 'string' }, startMs: { type: 'number' }, endMs: { type: 'number' }, confidence: { type: 'number' } } } as const;
+
+const trackSchema = {
+  type: 'object',
+  properties: {
+    trackId: { type: 'string' },
+    role: { type: 'string', enum: ['doctor', 'patient'] },
+    participant: { type: 'string' },
+    format: { type: 'string' },
+    state: { type: 'string', enum: ['live', 'ended'] },
+    receivedMs: { type: 'number' },
+  },
+} as const;
+
+const statusSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    state: { type: 'string', enum: ['active', 'ending', 'completed'] },
+    encounterRef: { type: ['string', 'null'] },
+    language: { type: ['string', 'null'] },
+    createdAt: { type: 'string', format: 'date-time' },
+    endedAt: { type: ['string', 'null'] },
+    completedAt: { type: ['string', 'null'] },
+    stt: { type: 'string', enum: ['ok', 'degraded'] },
+    lastSeq: { type: 'integer', description: 'number of final segments so far' },
+    tracks: { type: 'array', items: trackSchema },
+    progress: {
+      type: 'object',
+      properties: { windows: { type: 'object', properties: { pending: { type: 'integer' }, done: { type: 'integer' }, failed: { type: 'integer' } } } },
+    },
+    transcriptVersion: { type: ['integer', 'null'] },
+    webhook: {
+      type: 'object',
+      properties: { state: { type: 'string', enum: ['none', 'pending', 'delivered', 'failed'] }, attempts: { type: 'integer' }, lastError: { type: ['string', 'null'] } },
+    },
+  },
+} as const;
+
+const transcriptSchema = {
+  type: 'object',
+  properties: {
+    sessionId: { type: 'string' },
+    version: { type: 'integer' },
+    encounterRef: { type: ['string', 'null'] },
+    language: { type: ['string', 'null'] },
+    completedAt: { type: 'string' },
+    durationMs: { type: 'number' },
+    speakers: { type: 'array', items: { type: 'object', properties: { speaker: { type: 'string' }, role: { type: 'string' }, trackIds: { type: 'array', items: { type: 'string' } } } } },
+    segments: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          id: { type: 'string' }, seq: { type: 'integer' }, trackId: { type: 'string' }, role: { type: 'string' }, speaker: { type: 'string' },
+          startMs: { type: 'number' }, endMs: { type: 'number' }, text: { type: 'string' }, words: { type: 'array', items: wordSchema },
+        },
+      },
+    },
+    text: { type: 'string' },
+  },
+} as const;
+
+const params = { type: 'object', properties: { sessionId: { type: 'string', pattern: ID_PATTERN } }, required: ['sessionId'] } as const;
+const security = [{ bearer: [] }];
+const errors = { 400: errorSchema, 401: errorSchema, 403: errorSchema, 404: errorSchema };
+
+export interface SessionRoutesOptions {
+  registry: SessionRegistry;
+  store: SessionStore;
+  authenticator: Authenticator;
+}
+
+export function registerSessionRoutes(app: FastifyInstance, { registry, store, authenticator }: SessionRoutesOptions): void {
+  const audit = (request: FastifyRequest, action: string, sessionId: string, detail?: Record<string, unknown>) =>
+    store.audit({ actor: request.principal!.subject, actorRole: request.principal!.role, action, sessionId, detail, ip: request.ip });
+
+  app.post('/v1/sessions', {
+    schema: {
+      summary: 'Create a session',
+      security,
+      body: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          id: { type: 'string', pattern: ID_PATTERN, description: 'chosen by the caller; a UUID when omitted' },
+          encounterRef: { type: 'string', minLength: 1, maxLength: 200, description: "the clinic's reference for the visit" },
+          language: { type: 'string', pattern: '^[a-z]{2,3}$', description: 'ISO 639-1 language hint for STT' },
+        },
+      },
+      response: { 201: statusSchema, 409: errorSchema, ...errors },
+    },
+    preValidation: requireRole(authenticator, ['service']),
+  }, async (request, reply) => {
+    const body = (request.body ?? {}) as { id?: string; encounterRef?: string; language?: string };
+    try {
+      const session = await registry.create({ ...body, id: body.id ?? randomUUID() });
+      return reply.code(201).send(await session.status());
+    } catch (error) {
+      if (error instanceof SessionExistsError) return sendError(reply, 409, 'session_exists', error.message);
+      throw error;
+    }
   });
 
-  app.post('/v1/sessions/:sessionId/end', { schema: { params }, preValidation: requireRole(authenticator, ['producer', 'service']) }, async (request, reply) => {
-    const session = registry.get((request.params as { sessionId: string }).sessionId);
-    if (!session) return sendError(reply, 404, 'session_not_found', 'no such session');
+  app.get('/v1/sessions/:sessionId', {
+    schema: { summary: 'Session status and progress', security, params, response: { 200: statusSchema, ...errors } },
+    preValidation: requireRole(authenticator, ['viewer', 'producer', 'service']),
+  }, async (request, reply) => {
+    const { sessionId } = request.params as { sessionId: string };
+    const session = await registry.get(sessionId);
+    if (!session) return sendError(reply, 404, 'session_not_found', `no session ${sessionId}`);
+    await audit(request, 'session.read', sessionId);
+    return session.status();
+  });
+
+  app.post('/v1/sessions/:sessionId/end', {
+    schema: {
+      summary: 'End a session: wait for in-flight windows, merge all tracks into the transcript, mark it completed',
+      security,
+      params,
+      response: { 200: statusSchema, ...errors },
+    },
+    preValidation: requireRole(authenticator, ['producer', 'service']),
+  }, async (request, reply) => {
+    const { sessionId } = request.params as { sessionId: string };
+    const session = await registry.get(sessionId);
+    if (!session) return sendError(reply, 404, 'session_not_found', `no session ${sessionId}`);
     await session.end();
-    return session.describe();
+    return session.status();
+  });
+
+  app.get('/v1/sessions/:sessionId/transcript', {
+    schema: {
+      summary: 'The finalized, merged transcript',
+      description: 'format=json (default), text, vtt (WebVTT) or srt. Only a service token or a viewer of the session may read it; every read is audited.',
+      security,
+      params,
+      querystring: { type: 'object', properties: { format: { type: 'string', enum: ['json', 'text', 'vtt', 'srt'], default: 'json' }, access_token: { type: 'string' } } },
+      response: { 200: { content: { 'application/json': { schema: transcriptSchema }, 'text/plain': { schema: { type: 'string' } }, 'text/vtt': { schema: { type: 'string' } }, 'application/x-subrip': { schema: { type: 'string' } } } }, 409: errorSchema, ...errors },
+    },
+    preValidation: requireRole(authenticator, ['viewer', 'service']),
+  }, async (request, reply) => {
+    const { sessionId } = request.params as { sessionId: string };
+    const { format } = request.query as { format: 'json' | 'text' | 'vtt' | 'srt' };
+    const session = await registry.get(sessionId);
+    if (!session) return sendError(reply, 404, 'session_not_found', `no session ${sessionId}`);
+    const transcript = await store.latestTranscript(sessionId);
+    if (!transcript) return sendError(reply, 409, 'transcript_not_ready', `session ${sessionId} is ${session.state}; end it to produce the transcript`);
+    await audit(request, 'transcript.read', sessionId, { format, version: transcript.version });
+    const doc = transcript.content as TranscriptDocument;
+    switch (format) {
+      case 'text':
+        return reply.type('text/plain; charset=utf-8').send(toPlainText(doc));
+      case 'vtt':
+        return reply.type('text/vtt; charset=utf-8').send(toWebVtt(doc));
+      case 'srt':
+        return reply.type('application/x-subrip; charset=utf-8').send(toSrt(doc));
+      default:
+        return doc;
+    }
   });
 }

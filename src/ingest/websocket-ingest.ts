@@ -1,26 +1,28 @@
 /**
  * The producer endpoint: one WebSocket per track, binary frames of audio in the declared format.
  *   GET /v1/sessions/:sessionId/tracks/:trackId/ingest
- *       ?format=webm|ogg|opus|pcm16&sampleRate=16000|48000&role=doctor|patient&participant=…&language=…
+ *       ?format=webm|ogg|opus|pcm16&sampleRate=16000|48000&role=doctor|patient&participant=…&language=…&startMs=…
  * Wrong parameters, unparsable audio or a busy track close the socket with a code from the protocol and
  * a reason; closing it normally ends the track after its last words are transcribed.
  */
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { CloseCode, INGEST_FORMATS, PCM_SAMPLE_RATES } from '../../client-sdk/src/protocol.ts';
+import { CloseCode, INGEST_FORMATS, PCM_SAMPLE_RATES, type IngestFormat } from '../../client-sdk/src/protocol.ts';
 import type { Authenticator } from '../api/auth.ts';
 import { closeReason, ID_PATTERN, requireRole } from '../api/http.ts';
 import type { Logger } from '../log.ts';
 import type { SessionRegistry } from '../session/registry.ts';
-import { SessionEndedError, TrackBusyError } from '../session/session.ts';
+import { SessionEndedError, TrackBusyError, type Session } from '../session/session.ts';
+import type { TrackPipeline } from '../session/track-pipeline.ts';
 
 const querySchema = z
   .object({
-    format: z.enum(INGEST_FORMATS as [string, ...string[]], { error: `format must be one of ${INGEST_FORMATS.join(', ')}` }),
+    format: z.enum(INGEST_FORMATS as [IngestFormat, ...IngestFormat[]], { error: `format must be one of ${INGEST_FORMATS.join(', ')}` }),
     sampleRate: z.coerce.number().int().optional(),
     role: z.enum(['doctor', 'patient'], { error: 'role must be doctor or patient' }),
     participant: z.string().trim().min(1).max(200).optional(),
     language: z.string().trim().regex(/^[a-z]{2,3}$/, 'language must be an ISO-639-1 code such as en, fa, ar').optional(),
+    startMs: z.coerce.number().int().min(0, 'startMs must be a non-negative integer').optional(),
   })
   .refine((q) => q.format !== 'pcm16' || PCM_SAMPLE_RATES.includes(q.sampleRate ?? 0), {
     message: `pcm16 needs sampleRate ${PCM_SAMPLE_RATES.join(' or ')}`,
@@ -37,7 +39,7 @@ export function registerWebSocketIngest(app: FastifyInstance, { registry, authen
     '/v1/sessions/:sessionId/tracks/:trackId/ingest',
     {
       websocket: true,
-      schema: { params: { type: 'object', properties: { sessionId: { type: 'string', pattern: ID_PATTERN }, trackId: { type: 'string', pattern: ID_PATTERN } } } },
+      schema: { hide: true, params: { type: 'object', properties: { sessionId: { type: 'string', pattern: ID_PATTERN }, trackId: { type: 'string', pattern: ID_PATTERN } } } },
       preValidation: requireRole(authenticator, ['producer', 'service']),
     },
     (socket, request) => {
@@ -47,37 +49,50 @@ export function registerWebSocketIngest(app: FastifyInstance, { registry, authen
         socket.close(CloseCode.badParameters, closeReason(query.error.issues.map((i) => i.message).join('; ')));
         return;
       }
-      const { format, sampleRate, role, participant, language } = query.data;
-      const session = registry.getOrCreate(sessionId);
-      let pipeline;
-      try {
-        pipeline = session.openTrack({
-          trackId,
-          role,
-          participant: participant ?? role,
-          format: format as (typeof INGEST_FORMATS)[number],
-          sampleRate: sampleRate ?? 48000,
-          language,
-          onFailed: (error) => socket.close(error.closeCode, closeReason(error.message)),
-        });
-      } catch (error) {
-        if (error instanceof TrackBusyError || error instanceof SessionEndedError) {
-          socket.close(error.closeCode, closeReason(error.message));
-          return;
-        }
-        throw error;
-      }
+      const { format, sampleRate, role, participant, language, startMs } = query.data;
+      // Audio may arrive while the session loads from the database: hold it until the pipeline exists.
+      const early: Buffer[] = [];
+      let pipeline: TrackPipeline | undefined;
+      let session: Session | undefined;
+      let closed = false;
       socket.on('message', (data: Buffer, isBinary: boolean) => {
         if (!isBinary) {
           socket.close(CloseCode.badParameters, 'send audio as binary frames');
           return;
         }
-        pipeline.write(data);
+        if (pipeline) pipeline.write(data);
+        else early.push(data);
       });
       socket.on('close', (code: number) => {
+        closed = true;
         log.debug({ sessionId, trackId, code }, 'producer disconnected');
-        void session.closeTrack(trackId);
+        if (session && pipeline) void session.closeTrack(trackId);
       });
+      void (async () => {
+        try {
+          session = await registry.getOrCreate(sessionId);
+          pipeline = await session.openTrack({
+            trackId,
+            role,
+            participant: participant ?? role,
+            format,
+            sampleRate: sampleRate ?? 48000,
+            language,
+            startMs,
+            onFailed: (error) => socket.close(error.closeCode, closeReason(error.message)),
+            onSessionEnding: () => socket.close(CloseCode.normal, 'session ended'),
+          });
+          for (const message of early.splice(0)) pipeline.write(message);
+          if (closed) void session.closeTrack(trackId);
+        } catch (error) {
+          if (error instanceof TrackBusyError || error instanceof SessionEndedError) {
+            socket.close(error.closeCode, closeReason(error.message));
+            return;
+          }
+          log.error({ err: error, sessionId, trackId }, 'could not open track');
+          socket.close(CloseCode.internalError, 'the gateway could not open the track; try again');
+        }
+      })();
     },
   );
 }

@@ -1,7 +1,13 @@
-/** The live sessions of this gateway, created when their first producer or viewer arrives. */
-import type { IngestFormat } from '../../client-sdk/src/protocol.ts';
+/**
+ * The sessions of this gateway. A session lives in the database; it is loaded into memory when a
+ * producer, viewer or API call first touches it, and created then if it does not exist. Loading a session
+ * that a previous gateway process left behind (killed mid-visit) ends the tracks it had live, marks the
+ * windows it was still transcribing as failed (their audio died with it), and keeps every stored final.
+ */
+import type { FinalEvent, IngestFormat, SpeakerRole } from '../../client-sdk/src/protocol.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import type { SessionStore } from '../store/session-store.ts';
 import { Session } from './session.ts';
 import type { TrackListener, TrackPipeline } from './track-pipeline.ts';
 
@@ -18,32 +24,81 @@ export interface PipelineRequest {
 /** Builds a track's pipeline with the gateway's shared STT queue, VAD settings and segmenter options. */
 export type PipelineFactory = (request: PipelineRequest) => TrackPipeline;
 
+export class SessionExistsError extends Error {
+  override name = 'SessionExistsError';
+}
+
+export interface RegistryDependencies {
+  factory: PipelineFactory;
+  store: SessionStore;
+  log: Logger;
+  metrics: Metrics;
+  onCompleted(session: Session, transcriptVersion: number): void;
+}
+
 export class SessionRegistry {
-  private readonly sessions = new Map<string, Session>();
-  private readonly factory: PipelineFactory;
-  private readonly log: Logger;
-  private readonly metrics: Metrics;
+  private readonly sessions = new Map<string, Promise<Session | undefined>>();
+  private readonly deps: RegistryDependencies;
 
-  constructor(factory: PipelineFactory, log: Logger, metrics: Metrics) {
-    this.factory = factory;
-    this.log = log;
-    this.metrics = metrics;
+  constructor(deps: RegistryDependencies) {
+    this.deps = deps;
   }
 
-  get(id: string): Session | undefined {
-    return this.sessions.get(id);
+  /** The session, loaded from the database if needed; undefined when it does not exist. */
+  get(id: string): Promise<Session | undefined> {
+    return this.sessions.get(id) ?? this.cache(id, false);
   }
 
-  getOrCreate(id: string): Session {
-    let session = this.sessions.get(id);
-    if (!session) {
-      session = new Session(id, this.factory, this.log, this.metrics);
-      this.sessions.set(id, session);
+  async getOrCreate(id: string): Promise<Session> {
+    const existing = await this.get(id);
+    if (existing) return existing;
+    return (await (this.sessions.get(id) ?? this.cache(id, true)))!;
+  }
+
+  async create(values: { id: string; encounterRef?: string; language?: string }): Promise<Session> {
+    if (!(await this.deps.store.createSession(values))) throw new SessionExistsError(`session ${values.id} exists already`);
+    return (await this.cache(values.id, false))!;
+  }
+
+  /** At start: finishes the finalization of sessions a previous process was ending. */
+  async resumeEnding(): Promise<void> {
+    for (const row of await this.deps.store.sessionsInState('ending')) {
+      const session = await this.get(row.id);
+      this.deps.log.info({ sessionId: row.id }, 'resuming the finalization of a session');
+      await session?.end();
     }
-    return session;
   }
 
-  all(): Session[] {
-    return [...this.sessions.values()];
+  /** Loads (creating when asked) and caches; a session found missing is not cached. */
+  private cache(id: string, create: boolean): Promise<Session | undefined> {
+    const loading = this.load(id, create);
+    this.sessions.set(id, loading);
+    loading.then((session) => session ?? this.sessions.delete(id), () => this.sessions.delete(id));
+    return loading;
+  }
+
+  private async load(sessionId: string, create: boolean): Promise<Session | undefined> {
+    const { store } = this.deps;
+    if (create) await store.createSession({ id: sessionId });
+    const row = await store.getSession(sessionId);
+    if (!row) return undefined;
+    const trackRows = await store.listTracks(sessionId);
+    if (trackRows.some((t) => t.state === 'live')) {
+      this.deps.log.warn({ sessionId }, 'session was interrupted: ending the tracks a previous process had live');
+      await store.endInterruptedTracks(sessionId);
+      await store.failPendingJobs(sessionId, 'gateway stopped before the window was transcribed');
+    }
+    const finals: FinalEvent[] = await store.listSegments(sessionId);
+    // A track resumes after everything stored for it: its recorded position or its last final.
+    const tracks = trackRows.map((t) => ({
+      trackId: t.trackId,
+      role: t.role as SpeakerRole,
+      participant: t.participant,
+      format: t.format as IngestFormat,
+      state: 'ended' as const,
+      receivedMs: Math.max(t.receivedMs, ...finals.filter((f) => f.trackId === t.trackId).map((f) => Math.ceil(f.endMs))),
+    }));
+    const epochs = new Map(trackRows.map((t) => [t.trackId, t.epoch]));
+    return new Session(row, finals, tracks, epochs, this.deps);
   }
 }

@@ -1,16 +1,20 @@
 /**
  * One consultation: its tracks (one per producer device), the finals published so far, and the caption
- * viewers watching it. Finals get a per-session sequence number so a viewer that reconnects can ask for
- * what it missed; a viewer that joins late is sent every final so far before live events.
+ * viewers watching it. Every final is stored before its event goes out, with a per-session sequence
+ * number so a viewer that reconnects can ask for what it missed. Ending a session waits for the last
+ * windows, merges every track by time into one transcript, stores it, and then reports completion.
  */
+import pRetry from 'p-retry';
 import type { CaptionEvent, FinalEvent, IngestFormat, SessionEvent, SpeakerRole, TrackInfo, Word } from '../../client-sdk/src/protocol.ts';
 import { CloseCode } from '../../client-sdk/src/protocol.ts';
+import type { IngestError } from '../ingest/packet-source.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import type { IngestError } from '../ingest/packet-source.ts';
+import type { SessionRow, SessionState, SessionStore } from '../store/session-store.ts';
+import { buildTranscript } from '../transcript/transcript-document.ts';
 import { joinWords } from '../transcript/words.ts';
-import { TrackPipeline, type TrackListener } from './track-pipeline.ts';
 import type { PipelineFactory } from './registry.ts';
+import type { TrackListener, TrackPipeline } from './track-pipeline.ts';
 
 export interface Viewer {
   send(event: CaptionEvent): void;
@@ -23,7 +27,11 @@ export interface ProducerRequest {
   format: IngestFormat;
   sampleRate: number;
   language?: string;
+  /** Track time of this connection's first sample, when the producer knows it (a reconnect after a crash). */
+  startMs?: number;
   onFailed(error: IngestError): void;
+  /** The session is ending: the producer's connection should close. */
+  onSessionEnding(): void;
 }
 
 export class TrackBusyError extends Error {
@@ -42,121 +50,221 @@ interface TrackState {
   /** Track time where the current connection started. */
   offsetMs: number;
   epoch: number;
+  onSessionEnding: (() => void) | undefined;
+  /** closeTrack has been called for the current connection. */
+  closing: boolean;
   done: Promise<void>;
+}
+
+export interface SessionDependencies {
+  factory: PipelineFactory;
+  store: SessionStore;
+  log: Logger;
+  metrics: Metrics;
+  /** Called once the transcript is stored (webhook delivery). */
+  onCompleted(session: Session, transcriptVersion: number): void;
 }
 
 export class Session {
   readonly id: string;
-  state: 'active' | 'ended' = 'active';
-  readonly finals: FinalEvent[] = [];
+  readonly encounterRef: string | null;
+  readonly language: string | null;
+  state: SessionState;
+  readonly finals: FinalEvent[];
   private readonly tracks = new Map<string, TrackState>();
   private readonly viewers = new Set<Viewer>();
-  private readonly factory: PipelineFactory;
+  private readonly deps: SessionDependencies;
   private readonly log: Logger;
-  private readonly metrics: Metrics;
   private sttDegraded = false;
-  private segmentCount = 0;
+  private ending: Promise<void> | undefined;
+  /** Finals are stored and sent one at a time, in seq order, whichever track produced them. */
+  private publishing: Promise<void> = Promise.resolve();
+  /** Highest seq already sent to viewers; later ones reach a new viewer through the broadcast. */
+  private publishedSeq: number;
+  /** Job and track-position writes, kept in order (queued before finished) without holding up the audio path. */
+  private backgroundWrites: Promise<void> = Promise.resolve();
 
-  constructor(id: string, factory: PipelineFactory, log: Logger, metrics: Metrics) {
-    this.id = id;
-    this.factory = factory;
-    this.log = log.child({ sessionId: id });
-    this.metrics = metrics;
+  constructor(row: SessionRow, finals: FinalEvent[], tracks: TrackInfo[], epochs: Map<string, number>, deps: SessionDependencies) {
+    this.id = row.id;
+    this.encounterRef = row.encounterRef;
+    this.language = row.language;
+    this.state = row.state;
+    this.finals = finals;
+    this.publishedSeq = finals.length;
+    this.deps = deps;
+    this.log = deps.log.child({ sessionId: row.id });
+    for (const info of tracks) {
+      this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: epochs.get(info.trackId) ?? 0, onSessionEnding: undefined, closing: false, done: Promise.resolve() });
+    }
   }
 
   describe(): SessionEvent {
     return {
       type: 'session',
       sessionId: this.id,
-      state: this.state,
+      state: this.state === 'completed' ? 'ended' : this.state,
       stt: this.sttDegraded ? 'degraded' : 'ok',
       tracks: [...this.tracks.values()].map((t) => ({ ...t.info, receivedMs: t.offsetMs + (t.pipeline?.receivedMs ?? 0) })),
-      lastSeq: this.finals.length,
+      lastSeq: this.publishedSeq,
     };
   }
 
   /** Starts (or resumes) a track for a producer connection; the returned pipeline takes its messages. */
-  openTrack(request: ProducerRequest): TrackPipeline {
-    if (this.state === 'ended') throw new SessionEndedError(`session ${this.id} has ended`);
+  async openTrack(request: ProducerRequest): Promise<TrackPipeline> {
+    if (this.state !== 'active') throw new SessionEndedError(`session ${this.id} has ${this.state === 'ending' ? 'been ended' : 'completed'}`);
     const existing = this.tracks.get(request.trackId);
     if (existing?.info.state === 'live') throw new TrackBusyError(`track ${request.trackId} is already streaming`);
-    const offsetMs = existing ? existing.offsetMs + (existing.pipeline?.receivedMs ?? 0) : 0;
+    const storedMs = existing ? existing.offsetMs + (existing.pipeline?.receivedMs ?? 0) : 0;
+    // Never earlier than what is stored: new words must not be timed before finals already published.
+    const offsetMs = Math.max(storedMs, request.startMs ?? 0);
     const info: TrackInfo = { trackId: request.trackId, role: request.role, participant: request.participant, format: request.format, state: 'live', receivedMs: offsetMs };
     const epoch = (existing?.epoch ?? 0) + 1;
-    const pipeline = this.factory({
+    const track: TrackState = { info, pipeline: undefined, offsetMs, epoch, onSessionEnding: request.onSessionEnding, closing: false, done: existing?.done ?? Promise.resolve() };
+    this.tracks.set(request.trackId, track);
+    try {
+      await this.deps.store.saveTrack(this.id, { ...info, epoch });
+    } catch (error) {
+      if (existing) this.tracks.set(request.trackId, existing);
+      else this.tracks.delete(request.trackId);
+      throw error;
+    }
+    track.pipeline = this.deps.factory({
       trackId: request.trackId,
       format: request.format,
       sampleRate: request.sampleRate,
-      language: request.language,
+      language: request.language ?? this.language ?? undefined,
       offsetMs,
       epoch,
       listener: this.listenerFor(info, request.onFailed),
     });
-    this.tracks.set(request.trackId, { info, pipeline, offsetMs, epoch, done: existing?.done ?? Promise.resolve() });
-    this.metrics.activeTracks.inc();
-    this.log.info({ trackId: request.trackId, role: request.role, format: request.format, offsetMs }, 'track live');
+    this.deps.metrics.activeTracks.inc();
+    this.log.info({ trackId: request.trackId, role: request.role, format: request.format, offsetMs, epoch }, 'track live');
     this.broadcast(this.describe());
-    return pipeline;
+    return track.pipeline;
   }
 
   /** The producer is gone: flush the track, publish its last finals, mark it ended. */
   closeTrack(trackId: string): Promise<void> {
     const track = this.tracks.get(trackId);
-    if (!track || track.info.state === 'ended' || !track.pipeline) return track?.done ?? Promise.resolve();
+    if (!track?.pipeline || track.closing) return track?.done ?? Promise.resolve();
+    track.closing = true;
     const pipeline = track.pipeline;
-    track.done = track.done.then(() => pipeline.end()).then(
-      () => {
-        track.offsetMs += pipeline.receivedMs;
-        track.pipeline = undefined;
-        track.info.state = 'ended';
-        this.metrics.activeTracks.dec();
-        this.log.info({ trackId }, 'track ended');
-        this.broadcast(this.describe());
-      },
-      (error: Error) => this.log.error({ err: error, trackId }, 'track did not finish'),
-    );
+    track.done = track.done.then(async () => {
+      try {
+        await pipeline.end();
+      } catch (error) {
+        this.log.error({ err: error, trackId }, 'track did not finish');
+      }
+      track.offsetMs += pipeline.receivedMs;
+      track.pipeline = undefined;
+      track.onSessionEnding = undefined;
+      track.info.state = 'ended';
+      track.info.receivedMs = track.offsetMs;
+      this.deps.metrics.activeTracks.dec();
+      await this.backgroundWrites;
+      await this.deps.store.saveTrack(this.id, { ...track.info, epoch: track.epoch }).catch((error) => this.log.error({ err: error, trackId }, 'could not store track end'));
+      this.log.info({ trackId, receivedMs: track.offsetMs }, 'track ended');
+      this.broadcast(this.describe());
+    });
     return track.done;
   }
 
-  /** Ends the session: waits for every track's in-flight windows, then tells viewers. */
-  async end(): Promise<void> {
-    if (this.state === 'ended') return;
-    await Promise.all([...this.tracks.keys()].map((id) => this.closeTrack(id)));
-    this.state = 'ended';
-    this.broadcast(this.describe());
+  /**
+   * Ends the session: closes the producers, waits for every in-flight window, merges all tracks into
+   * one transcript, stores it and marks the session completed. Safe to call again (and after a restart).
+   */
+  end(): Promise<void> {
+    if (this.state === 'completed') return Promise.resolve();
+    this.ending ??= (async () => {
+      this.state = 'ending';
+      await this.deps.store.setSessionState(this.id, 'ending');
+      this.broadcast(this.describe());
+      for (const track of this.tracks.values()) track.onSessionEnding?.();
+      await Promise.all([...this.tracks.keys()].map((id) => this.closeTrack(id)));
+      await this.backgroundWrites;
+      await this.publishing;
+      const version = await this.deps.store.saveTranscript(this.id, (v) => buildTranscript(this, this.finals, v, new Date()));
+      await this.deps.store.setSessionState(this.id, 'completed');
+      this.state = 'completed';
+      this.log.info({ version, segments: this.finals.length }, 'session completed');
+      this.broadcast(this.describe());
+      this.deps.onCompleted(this, version);
+    })();
+    return this.ending;
+  }
+
+  /** Status for the REST API: the live state plus what only the database knows. */
+  async status() {
+    const [row, windows, transcript] = await Promise.all([
+      this.deps.store.getSession(this.id),
+      this.deps.store.jobCounts(this.id),
+      this.deps.store.latestTranscript(this.id),
+    ]);
+    const live = this.describe();
+    return {
+      id: this.id,
+      state: this.state,
+      encounterRef: this.encounterRef,
+      language: this.language,
+      createdAt: row!.createdAt.toISOString(),
+      endedAt: row!.endedAt?.toISOString() ?? null,
+      completedAt: row!.completedAt?.toISOString() ?? null,
+      stt: live.stt,
+      lastSeq: live.lastSeq,
+      tracks: live.tracks,
+      progress: { windows },
+      transcriptVersion: transcript?.version ?? null,
+      webhook: { state: row!.webhookState, attempts: row!.webhookAttempts, lastError: row!.webhookLastError },
+    };
   }
 
   addViewer(viewer: Viewer, afterSeq = 0): void {
     viewer.send(this.describe());
-    for (const final of this.finals) if (final.seq > afterSeq) viewer.send(final);
+    for (const final of this.finals) if (final.seq > afterSeq && final.seq <= this.publishedSeq) viewer.send(final);
     this.viewers.add(viewer);
-    this.metrics.viewers.inc();
+    this.deps.metrics.viewers.inc();
   }
 
   removeViewer(viewer: Viewer): void {
-    if (this.viewers.delete(viewer)) this.metrics.viewers.dec();
+    if (this.viewers.delete(viewer)) this.deps.metrics.viewers.dec();
   }
 
   private broadcast(event: CaptionEvent): void {
     for (const viewer of this.viewers) viewer.send(event);
   }
 
+  private writeInOrder(write: () => Promise<void>): void {
+    this.backgroundWrites = this.backgroundWrites.then(write).catch((error) => this.log.warn({ err: error }, 'could not record a job or track position'));
+  }
+
+  /** Stores a final, retrying while the database is unreachable; viewers hear about a lasting failure. */
+  private async storeFinal(final: FinalEvent): Promise<void> {
+    try {
+      await pRetry(() => this.deps.store.insertSegment(final), { retries: 6, minTimeout: 200, maxTimeout: 5000 });
+    } catch (error) {
+      this.log.error({ err: error, segmentId: final.segmentId }, 'final could not be stored');
+      this.broadcast({ type: 'error', sessionId: this.id, code: 'storage_unavailable', message: `segment ${final.segmentId} could not be stored: ${(error as Error).message}`, trackId: final.trackId });
+    }
+  }
+
   private listenerFor(info: TrackInfo, onFailed: (error: IngestError) => void): TrackListener {
-    const speaker = info.participant;
     return {
       partial: (utteranceId, stable, unstable, startMs) => {
         this.broadcast({ type: 'partial', sessionId: this.id, trackId: info.trackId, role: info.role, utteranceId, stable: joinWords(stable), unstable: joinWords(unstable), startMs });
       },
-      final: (utteranceId, words: Word[], window, timing) => {
+      queued: (utteranceId, window) => this.writeInOrder(() => this.deps.store.jobQueued(this.id, info.trackId, utteranceId, window)),
+      final: async (utteranceId, words: Word[], window, timing) => {
+        this.writeInOrder(() => this.deps.store.jobFinished(this.id, utteranceId, 'done', timing.sttMs));
         if (words.length > 0) {
+          const seq = this.finals.length + 1;
           const final: FinalEvent = {
             type: 'final',
             sessionId: this.id,
-            seq: this.finals.length + 1,
-            segmentId: `${this.id}.${++this.segmentCount}`,
+            seq,
+            segmentId: `${this.id}.${seq}`,
             trackId: info.trackId,
             role: info.role,
-            speaker,
+            speaker: info.participant,
             utteranceId,
             text: joinWords(words),
             words,
@@ -164,21 +272,31 @@ export class Session {
             endMs: words[words.length - 1].endMs,
           };
           this.finals.push(final);
-          this.broadcast(final);
+          const published = this.publishing.then(async () => {
+            await this.storeFinal(final);
+            this.publishedSeq = final.seq;
+            this.broadcast(final);
+          });
+          this.publishing = published;
+          await published;
         } else {
           // Still tell viewers the utterance is over, so a partial caption does not linger.
           this.broadcast({ type: 'partial', sessionId: this.id, trackId: info.trackId, role: info.role, utteranceId, stable: '', unstable: '', startMs: window.startMs });
         }
         const now = performance.now();
-        this.metrics.finalLatency.observe(Math.max(0, now - timing.speechEndAt - timing.sttMs) / 1000);
-        this.metrics.finalProcessing.observe(Math.max(0, now - timing.closedAt - timing.sttMs) / 1000);
+        this.deps.metrics.finalLatency.observe(Math.max(0, now - timing.speechEndAt - timing.sttMs) / 1000);
+        this.deps.metrics.finalProcessing.observe(Math.max(0, now - timing.closedAt - timing.sttMs) / 1000);
       },
-      sttFailed: (error) => {
+      sttFailed: (error, utteranceId) => {
         this.log.warn({ err: error, trackId: info.trackId }, 'STT failed; window kept for retry');
+        this.writeInOrder(() => this.deps.store.jobFailedAttempt(this.id, utteranceId, error.message));
         const wasDegraded = this.sttDegraded;
         this.sttDegraded = true;
         this.broadcast({ type: 'error', sessionId: this.id, code: 'stt_unavailable', message: `speech-to-text failed, retrying: ${error.message}`, trackId: info.trackId });
         if (!wasDegraded) this.broadcast(this.describe());
+      },
+      progress: (trackMs) => {
+        this.writeInOrder(() => this.deps.store.saveTrack(this.id, { ...info, receivedMs: trackMs, epoch: this.tracks.get(info.trackId)?.epoch ?? 0 }));
       },
       sttRecovered: () => {
         if (!this.sttDegraded) return;
@@ -186,8 +304,9 @@ export class Session {
         this.log.info('STT recovered');
         this.broadcast(this.describe());
       },
-      abandoned: (window, error) => {
+      abandoned: (utteranceId, window, error) => {
         this.log.error({ trackId: info.trackId, ...window, reason: error.message }, 'final window not transcribed before shutdown');
+        this.writeInOrder(() => this.deps.store.jobFinished(this.id, utteranceId, 'failed', null, `gateway shut down: ${error.message}`));
       },
       failed: (error) => {
         this.log.warn({ trackId: info.trackId, reason: error.message }, 'track stream rejected');

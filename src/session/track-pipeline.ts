@@ -16,16 +16,23 @@ import type { Metrics } from '../metrics.ts';
 
 /** After this many undecodable packets in a row the stream is not Opus: the connection is closed. */
 const MAX_CONSECUTIVE_CORRUPT = 50;
+/** How often the track's position is reported for persistence (ms of audio). */
+const PROGRESS_EVERY_MS = 5000;
 
 export interface TrackListener {
   partial(utteranceId: string, stable: readonly Word[], unstable: Word[], startMs: number): void;
-  final(utteranceId: string, words: Word[], window: { startMs: number; endMs: number }, timing: FinalTiming): void;
-  sttFailed(error: Error): void;
+  /** A final window goes to STT. */
+  queued(utteranceId: string, window: { startMs: number; endMs: number }): void;
+  /** Publishes a final; the next final of the track waits until this resolves. */
+  final(utteranceId: string, words: Word[], window: { startMs: number; endMs: number }, timing: FinalTiming): Promise<void>;
+  sttFailed(error: Error, utteranceId: string): void;
+  /** Every few seconds of audio: how far the track has got (ms of track time), to persist. */
+  progress(trackMs: number): void;
   sttRecovered(): void;
   /** The stream cannot be read in its declared format. */
   failed(error: IngestError): void;
   /** The gateway shut down before this final window was transcribed. */
-  abandoned(window: { startMs: number; endMs: number }, error: Error): void;
+  abandoned(utteranceId: string, window: { startMs: number; endMs: number }, error: Error): void;
 }
 
 export interface FinalTiming {
@@ -64,6 +71,7 @@ export class TrackPipeline {
   private partialInFlight = false;
   private lastReceivedAt = 0;
   private lastSpeechAt = 0;
+  private lastProgressMs = 0;
   private failed = false;
   private ended: Promise<void> | undefined;
 
@@ -126,6 +134,10 @@ export class TrackPipeline {
     }
     this.options.metrics.audioSeconds.inc(pcm.length / PIPELINE_SAMPLE_RATE);
     for (const frame of this.framer.push(pcm)) this.pushFrame(frame);
+    if (this.receivedMs - this.lastProgressMs >= PROGRESS_EVERY_MS) {
+      this.lastProgressMs = this.receivedMs;
+      this.options.listener.progress(this.options.offsetMs + this.receivedMs);
+    }
   }
 
   private pushFrame(frame: Int16Array): void {
@@ -164,12 +176,15 @@ export class TrackPipeline {
     }
     const closedAt = this.lastReceivedAt;
     const speechEndAt = window.closedBy === 'max-length' ? closedAt : this.lastSpeechAt;
+    const utteranceId = this.utteranceId(window);
+    const span = { startMs: window.startMs + offsetMs, endMs: window.endMs + offsetMs };
+    listener.queued(utteranceId, span);
     const transcribed = transcriber.final(
       window,
       {
         onFailure: (error) => {
           metrics.sttFailures.inc({ kind: 'final' });
-          listener.sttFailed(error);
+          listener.sttFailed(error, utteranceId);
         },
         onRecovered: () => listener.sttRecovered(),
       },
@@ -179,18 +194,17 @@ export class TrackPipeline {
     // Handled in the chain below; this only stops Node from calling it unhandled while it waits its turn.
     transcribed.catch(() => undefined);
     // Transcribed concurrently, published in window order: the seam merger needs the previous final.
-    const span = { startMs: window.startMs + offsetMs, endMs: window.endMs + offsetMs };
     this.finalChain = this.finalChain.then(async () => {
       let result;
       try {
         result = await transcribed;
       } catch (error) {
-        listener.abandoned(span, error as Error);
+        listener.abandoned(utteranceId, span, error as Error);
         return;
       }
       metrics.sttSeconds.observe({ kind: 'final' }, result.sttMs / 1000);
       const words = this.captions.final(window, result.words);
-      listener.final(this.utteranceId(window), this.shift(words), span, { speechEndAt, closedAt, sttMs: result.sttMs });
+      await listener.final(utteranceId, this.shift(words), span, { speechEndAt, closedAt, sttMs: result.sttMs });
     });
   }
 }

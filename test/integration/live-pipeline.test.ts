@@ -147,7 +147,7 @@ test('a late viewer gets the session state and every final so far; ?after=N resu
     assert.equal(body.lastSeq, live.finals.length);
     assert.equal(body.tracks.map((t: { state: string }) => t.state), ['ended', 'ended']);
     const ended = await fetch(`${h.baseUrl}/v1/sessions/late/end`, { method: 'POST', headers: { authorization: `Bearer ${await h.token('service')}` } });
-    assert.equal((await ended.json()).state, 'ended');
+    assert.equal((await ended.json()).state, 'completed');
   } finally {
     await h.close();
   }

@@ -3,6 +3,7 @@ import { createGateway, type Gateway } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/log.ts';
 import { ensureCorpus } from '../../scripts/make-corpus.ts';
+import { createTestDatabase, type TestDriver } from './databases.ts';
 import { SttServer, type SttServerOptions } from './stt-server.ts';
 import { signToken, TEST_JWT_SECRET } from './tokens.ts';
 
@@ -15,9 +16,10 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(env: Record<string, string> = {}, sttOptions: Partial<SttServerOptions> = {}): Promise<Harness> {
+export async function startHarness(env: Record<string, string> = {}, sttOptions: Partial<SttServerOptions> = {}, driver: TestDriver = 'postgres'): Promise<Harness> {
   const corpusDir = await ensureCorpus();
   const stt = await new SttServer({ corpusDir, ...sttOptions }).start();
+  const database = await createTestDatabase(driver);
   const config = loadConfig({
     HOST: '127.0.0.1',
     PORT: '0',
@@ -27,6 +29,7 @@ export async function startHarness(env: Record<string, string> = {}, sttOptions:
     STT_TIMEOUT_MS: '10000',
     STT_MAX_RETRIES: '2',
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    ...database.env,
     ...env,
   });
   const gateway = await createGateway(config, createLogger(config.LOG_LEVEL));
@@ -40,6 +43,7 @@ export async function startHarness(env: Record<string, string> = {}, sttOptions:
     async close() {
       await gateway.close();
       await stt.stop();
+      await database.release();
     },
   };
 }

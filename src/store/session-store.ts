@@ -1,0 +1,172 @@
+/** The queries the gateway makes, over either database driver. */
+import { and, asc, count, desc, eq, gt, sql } from 'drizzle-orm';
+import type { FinalEvent, IngestFormat, SpeakerRole } from '../../client-sdk/src/protocol.ts';
+import type { Database } from './database.ts';
+import { auditEvents, segments, sessions, sttJobs, tracks, transcripts } from './schema.ts';
+
+export type SessionRow = typeof sessions.$inferSelect;
+export type TrackRow = typeof tracks.$inferSelect;
+export type SessionState = SessionRow['state'];
+export type WebhookState = SessionRow['webhookState'];
+
+export interface TrackRecord {
+  trackId: string;
+  role: SpeakerRole;
+  participant: string;
+  format: IngestFormat;
+  state: 'live' | 'ended';
+  receivedMs: number;
+  epoch: number;
+}
+
+export interface AuditRecord {
+  actor: string;
+  actorRole: string;
+  action: string;
+  sessionId?: string;
+  detail?: Record<string, unknown>;
+  ip?: string;
+}
+
+export class SessionStore {
+  private readonly db: Database;
+
+  constructor(db: Database) {
+    this.db = db;
+  }
+
+  async getSession(id: string): Promise<SessionRow | undefined> {
+    const [row] = await this.db.select().from(sessions).where(eq(sessions.id, id));
+    return row;
+  }
+
+  /** Inserts the session; false when it exists already. */
+  async createSession(values: { id: string; encounterRef?: string; language?: string }): Promise<boolean> {
+    const inserted = await this.db.insert(sessions).values(values).onConflictDoNothing().returning({ id: sessions.id });
+    return inserted.length === 1;
+  }
+
+  async sessionsInState(state: SessionState): Promise<SessionRow[]> {
+    return this.db.select().from(sessions).where(eq(sessions.state, state));
+  }
+
+  async setSessionState(id: string, state: SessionState): Promise<void> {
+    const now = new Date();
+    await this.db
+      .update(sessions)
+      .set({ state, ...(state === 'ending' ? { endedAt: now } : {}), ...(state === 'completed' ? { completedAt: now } : {}) })
+      .where(eq(sessions.id, id));
+  }
+
+  async setWebhook(id: string, state: WebhookState, attempts: number, lastError: string | null): Promise<void> {
+    await this.db.update(sessions).set({ webhookState: state, webhookAttempts: attempts, webhookLastError: lastError }).where(eq(sessions.id, id));
+  }
+
+  async sessionsWithWebhook(state: WebhookState): Promise<SessionRow[]> {
+    return this.db.select().from(sessions).where(eq(sessions.webhookState, state));
+  }
+
+  async listTracks(sessionId: string): Promise<TrackRow[]> {
+    return this.db.select().from(tracks).where(eq(tracks.sessionId, sessionId)).orderBy(asc(tracks.createdAt));
+  }
+
+  async saveTrack(sessionId: string, track: TrackRecord): Promise<void> {
+    const values = { sessionId, ...track, endedAt: track.state === 'ended' ? new Date() : null };
+    await this.db
+      .insert(tracks)
+      .values(values)
+      .onConflictDoUpdate({ target: [tracks.sessionId, tracks.trackId], set: { role: values.role, participant: values.participant, format: values.format, state: values.state, receivedMs: values.receivedMs, epoch: values.epoch, endedAt: values.endedAt } });
+  }
+
+  /** Tracks left live by a gateway that stopped without closing them. */
+  async endInterruptedTracks(sessionId: string): Promise<void> {
+    await this.db.update(tracks).set({ state: 'ended', endedAt: new Date() }).where(and(eq(tracks.sessionId, sessionId), eq(tracks.state, 'live')));
+  }
+
+  async insertSegment(final: FinalEvent): Promise<void> {
+    await this.db.insert(segments).values({
+      id: final.segmentId,
+      sessionId: final.sessionId,
+      seq: final.seq,
+      trackId: final.trackId,
+      role: final.role,
+      speaker: final.speaker,
+      utteranceId: final.utteranceId,
+      text: final.text,
+      words: final.words,
+      startMs: final.startMs,
+      endMs: final.endMs,
+    });
+  }
+
+  async listSegments(sessionId: string): Promise<FinalEvent[]> {
+    const rows = await this.db.select().from(segments).where(eq(segments.sessionId, sessionId)).orderBy(asc(segments.seq));
+    return rows.map((r) => ({
+      type: 'final',
+      sessionId: r.sessionId,
+      seq: r.seq,
+      segmentId: r.id,
+      trackId: r.trackId,
+      role: r.role,
+      speaker: r.speaker,
+      utteranceId: r.utteranceId,
+      text: r.text,
+      words: r.words,
+      startMs: r.startMs,
+      endMs: r.endMs,
+    }));
+  }
+
+  async jobQueued(sessionId: string, trackId: string, utteranceId: string, span: { startMs: number; endMs: number }): Promise<void> {
+    await this.db.insert(sttJobs).values({ sessionId, trackId, utteranceId, ...span, status: 'pending' }).onConflictDoNothing();
+  }
+
+  async jobFailedAttempt(sessionId: string, utteranceId: string, error: string): Promise<void> {
+    await this.db
+      .update(sttJobs)
+      .set({ attempts: sql`${sttJobs.attempts} + 1`, lastError: error })
+      .where(and(eq(sttJobs.sessionId, sessionId), eq(sttJobs.utteranceId, utteranceId)));
+  }
+
+  async jobFinished(sessionId: string, utteranceId: string, status: 'done' | 'failed', sttMs: number | null, error?: string): Promise<void> {
+    await this.db
+      .update(sttJobs)
+      .set({ status, sttMs: sttMs === null ? null : Math.round(sttMs), completedAt: new Date(), attempts: sql`${sttJobs.attempts} + 1`, ...(error ? { lastError: error } : {}) })
+      .where(and(eq(sttJobs.sessionId, sessionId), eq(sttJobs.utteranceId, utteranceId)));
+  }
+
+  /** Windows whose audio died with a previous gateway process before STT answered. */
+  async failPendingJobs(sessionId: string, reason: string): Promise<void> {
+    await this.db.update(sttJobs).set({ status: 'failed', lastError: reason, completedAt: new Date() }).where(and(eq(sttJobs.sessionId, sessionId), eq(sttJobs.status, 'pending')));
+  }
+
+  async jobCounts(sessionId: string): Promise<Record<'pending' | 'done' | 'failed', number>> {
+    const rows = await this.db.select({ status: sttJobs.status, n: count() }).from(sttJobs).where(eq(sttJobs.sessionId, sessionId)).groupBy(sttJobs.status);
+    const counts = { pending: 0, done: 0, failed: 0 };
+    for (const row of rows) counts[row.status] = Number(row.n);
+    return counts;
+  }
+
+  /** Stores the next version of a session's transcript, built for that version number. */
+  async saveTranscript(sessionId: string, build: (version: number) => unknown): Promise<number> {
+    return this.db.transaction(async (tx) => {
+      const [latest] = await tx.select({ version: transcripts.version }).from(transcripts).where(eq(transcripts.sessionId, sessionId)).orderBy(desc(transcripts.version)).limit(1);
+      const version = (latest?.version ?? 0) + 1;
+      await tx.insert(transcripts).values({ sessionId, version, content: build(version) });
+      return version;
+    });
+  }
+
+  async latestTranscript(sessionId: string): Promise<{ version: number; content: unknown } | undefined> {
+    const [row] = await this.db.select().from(transcripts).where(eq(transcripts.sessionId, sessionId)).orderBy(desc(transcripts.version)).limit(1);
+    return row && { version: row.version, content: row.content };
+  }
+
+  async audit(event: AuditRecord): Promise<void> {
+    await this.db.insert(auditEvents).values(event);
+  }
+
+  async auditTrail(sessionId: string, afterId = 0) {
+    return this.db.select().from(auditEvents).where(and(eq(auditEvents.sessionId, sessionId), gt(auditEvents.id, afterId))).orderBy(asc(auditEvents.id));
+  }
+}
