@@ -3,7 +3,7 @@
 # Idempotent: does nothing when every tool is already on PATH.
 set -euo pipefail
 declare -A tool_package=(
-  [ffmpeg]=ffmpeg [ffprobe]=ffmpeg [espeak-ng]=espeak-ng [sox]=sox
+  [ffmpeg]=ffmpeg [ffprobe]=ffmpeg [espeak-ng]=espeak-ng [sox]=sox [age]=age
 )
 missing=()
 for tool in "${!tool_package[@]}"; do

@@ -18,6 +18,10 @@ import type { Logger } from './log.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { Segmenter } from './segmenter/segmenter.ts';
 import { SessionRegistry } from './session/registry.ts';
+import { join } from 'node:path';
+import { Encrypter } from 'age-encryption';
+import { Archiver } from './archive/archiver.ts';
+import { LocalObjectStore, S3ObjectStore, type ObjectStore } from './archive/object-store.ts';
 import { openDatabase } from './store/database.ts';
 import { SessionStore } from './store/session-store.ts';
 import { TrackPipeline } from './session/track-pipeline.ts';
@@ -76,6 +80,7 @@ export async function createGateway(config: Config, log: Logger, transcriber?: T
         log,
       )
     : undefined;
+  const archiver = createArchiver(config, store, log);
   const registry = new SessionRegistry({
     factory: (request) =>
       new TrackPipeline({
@@ -88,6 +93,7 @@ export async function createGateway(config: Config, log: Logger, transcriber?: T
         metrics,
       }),
     store,
+    archiver,
     log,
     metrics,
     onCompleted: (session, version) => webhook?.notify(session, version),
@@ -134,6 +140,7 @@ export async function createGateway(config: Config, log: Logger, transcriber?: T
     metrics,
     async listen() {
       await app.listen({ host: config.HOST, port: config.PORT });
+      void archiver?.recover().catch((error) => log.error({ err: error }, 'could not recover archive spools'));
       void registry.resumeEnding().catch((error) => log.error({ err: error }, 'could not resume ending sessions'));
       void webhook?.resumePending().catch((error) => log.error({ err: error }, 'could not resume webhooks'));
       return (app.server.address() as { port: number }).port;
@@ -142,7 +149,35 @@ export async function createGateway(config: Config, log: Logger, transcriber?: T
       windowTranscriber.close();
       await app.close();
       await webhook?.close();
+      await archiver?.close();
       await database.close();
     },
   };
+}
+
+function createArchiver(config: Config, store: SessionStore, log: Logger): Archiver | undefined {
+  if (config.ARCHIVE_RECIPIENTS.length === 0) {
+    const warning = 'ARCHIVE_INSECURE_DISABLE=true: recordings are NOT archived. Never run a clinic like this.';
+    log.warn(warning);
+    process.stderr.write(`\n*** WARNING: ${warning} ***\n\n`);
+    return undefined;
+  }
+  try {
+    for (const recipient of config.ARCHIVE_RECIPIENTS) new Encrypter().addRecipient(recipient);
+  } catch (error) {
+    throw new ConfigError(`invalid configuration:\n  ARCHIVE_RECIPIENTS: ${(error as Error).message}`);
+  }
+  const objects: ObjectStore =
+    config.ARCHIVE_STORE === 's3'
+      ? new S3ObjectStore({
+          endpoint: config.S3_ENDPOINT,
+          bucket: config.S3_BUCKET!,
+          region: config.S3_REGION,
+          accessKeyId: config.S3_ACCESS_KEY_ID,
+          secretAccessKey: config.S3_SECRET_ACCESS_KEY,
+          forcePathStyle: config.S3_FORCE_PATH_STYLE,
+        })
+      : new LocalObjectStore(config.ARCHIVE_DIR ?? join(config.DATA_DIR, 'archive'));
+  log.info({ store: objects.description, recipients: config.ARCHIVE_RECIPIENTS.length }, 'archiving recordings, encrypted');
+  return new Archiver({ spoolDir: config.SPOOL_DIR ?? join(config.DATA_DIR, 'spool'), recipients: config.ARCHIVE_RECIPIENTS, objects, prefix: config.ARCHIVE_PREFIX, store, log });
 }

@@ -49,7 +49,29 @@ const schema = z
     WEBHOOK_RETRY_BASE_MS: int(1000, 10, 600000),
     WEBHOOK_TIMEOUT_MS: int(10000, 100, 120000),
     PUBLIC_URL: z.url().optional(),
+
+    ARCHIVE_RECIPIENTS: z
+      .string()
+      .optional()
+      .transform((v) => (v ?? '').split(',').map((r) => r.trim()).filter(Boolean))
+      .refine((list) => list.every((r) => r.startsWith('age1')), 'every recipient must be an age public key (age1…)'),
+    ARCHIVE_INSECURE_DISABLE: z.stringbool().default(false),
+    ARCHIVE_STORE: z.enum(['local', 's3']).default('local'),
+    ARCHIVE_DIR: z.string().min(1).optional(),
+    SPOOL_DIR: z.string().min(1).optional(),
+    ARCHIVE_PREFIX: z.string().default(''),
+    S3_ENDPOINT: z.url().optional(),
+    S3_BUCKET: z.string().min(1).optional(),
+    S3_REGION: z.string().min(1).default('us-east-1'),
+    S3_ACCESS_KEY_ID: z.string().min(1).optional(),
+    S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
+    S3_FORCE_PATH_STYLE: z.stringbool().default(false),
   })
+  .refine((c) => c.ARCHIVE_RECIPIENTS.length > 0 || c.ARCHIVE_INSECURE_DISABLE, {
+    message: 'set at least one age recipient (age1…): recordings are archived encrypted to the clinic. For development only, ARCHIVE_INSECURE_DISABLE=true runs without an archive',
+    path: ['ARCHIVE_RECIPIENTS'],
+  })
+  .refine((c) => c.ARCHIVE_STORE !== 's3' || c.S3_BUCKET, { message: 'ARCHIVE_STORE=s3 needs S3_BUCKET', path: ['S3_BUCKET'] })
   .refine((c) => !c.WEBHOOK_URL || c.WEBHOOK_SECRET, { message: 'WEBHOOK_URL needs WEBHOOK_SECRET to sign deliveries', path: ['WEBHOOK_SECRET'] })
   .refine((c) => c.JWT_SECRET || c.JWT_JWKS_URL, {
     message: 'set JWT_SECRET (HS256) or JWT_JWKS_URL: every endpoint needs signed tokens',

@@ -52,6 +52,27 @@ const statusSchema = {
       type: 'object',
       properties: { state: { type: 'string', enum: ['none', 'pending', 'delivered', 'failed'] }, attempts: { type: 'integer' }, lastError: { type: ['string', 'null'] } },
     },
+    archive: {
+      type: 'object',
+      description: 'the encrypted recordings; `behind` while uploads wait for object storage',
+      properties: {
+        enabled: { type: 'boolean' },
+        behind: { type: 'boolean' },
+        pendingUploads: { type: 'integer' },
+        lastError: { type: ['string', 'null'] },
+        recordings: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: {
+              trackId: { type: 'string' }, epoch: { type: 'integer' }, kind: { type: 'string', enum: ['full', 'slices'] }, state: { type: 'string', enum: ['spooled', 'uploaded'] },
+              objectKey: { type: 'string' }, sizeBytes: { type: ['integer', 'null'] }, plaintextSha256: { type: ['string', 'null'] }, durationMs: { type: ['integer', 'null'] },
+              recipientFingerprints: { type: 'array', items: { type: 'string' } },
+            },
+          },
+        },
+      },
+    },
   },
 } as const;
 

@@ -7,9 +7,10 @@
 import type { FinalEvent, IngestFormat, SpeakerRole } from '../../client-sdk/src/protocol.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import type { Archiver } from '../archive/archiver.ts';
 import type { SessionStore } from '../store/session-store.ts';
 import { Session } from './session.ts';
-import type { TrackListener, TrackPipeline } from './track-pipeline.ts';
+import type { ArchiveSink, TrackListener, TrackPipeline } from './track-pipeline.ts';
 
 export interface PipelineRequest {
   trackId: string;
@@ -19,6 +20,7 @@ export interface PipelineRequest {
   offsetMs: number;
   epoch: number;
   listener: TrackListener;
+  archive: ArchiveSink | undefined;
 }
 
 /** Builds a track's pipeline with the gateway's shared STT queue, VAD settings and segmenter options. */
@@ -31,6 +33,8 @@ export class SessionExistsError extends Error {
 export interface RegistryDependencies {
   factory: PipelineFactory;
   store: SessionStore;
+  /** Absent only when archiving was disabled with the insecure development flag. */
+  archiver: Archiver | undefined;
   log: Logger;
   metrics: Metrics;
   onCompleted(session: Session, transcriptVersion: number): void;

@@ -13,6 +13,8 @@ import type { Metrics } from '../metrics.ts';
 import type { SessionRow, SessionState, SessionStore } from '../store/session-store.ts';
 import { buildTranscript } from '../transcript/transcript-document.ts';
 import { joinWords } from '../transcript/words.ts';
+import type { Archiver } from '../archive/archiver.ts';
+import type { TrackArchive } from '../archive/track-archive.ts';
 import type { PipelineFactory } from './registry.ts';
 import type { TrackListener, TrackPipeline } from './track-pipeline.ts';
 
@@ -53,12 +55,14 @@ interface TrackState {
   onSessionEnding: (() => void) | undefined;
   /** closeTrack has been called for the current connection. */
   closing: boolean;
+  archive: TrackArchive | undefined;
   done: Promise<void>;
 }
 
 export interface SessionDependencies {
   factory: PipelineFactory;
   store: SessionStore;
+  archiver: Archiver | undefined;
   log: Logger;
   metrics: Metrics;
   /** Called once the transcript is stored (webhook delivery). */
@@ -94,7 +98,7 @@ export class Session {
     this.deps = deps;
     this.log = deps.log.child({ sessionId: row.id });
     for (const info of tracks) {
-      this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: epochs.get(info.trackId) ?? 0, onSessionEnding: undefined, closing: false, done: Promise.resolve() });
+      this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: epochs.get(info.trackId) ?? 0, onSessionEnding: undefined, closing: false, archive: undefined, done: Promise.resolve() });
     }
   }
 
@@ -119,10 +123,11 @@ export class Session {
     const offsetMs = Math.max(storedMs, request.startMs ?? 0);
     const info: TrackInfo = { trackId: request.trackId, role: request.role, participant: request.participant, format: request.format, state: 'live', receivedMs: offsetMs };
     const epoch = (existing?.epoch ?? 0) + 1;
-    const track: TrackState = { info, pipeline: undefined, offsetMs, epoch, onSessionEnding: request.onSessionEnding, closing: false, done: existing?.done ?? Promise.resolve() };
+    const track: TrackState = { info, pipeline: undefined, offsetMs, epoch, onSessionEnding: request.onSessionEnding, closing: false, archive: undefined, done: existing?.done ?? Promise.resolve() };
     this.tracks.set(request.trackId, track);
     try {
       await this.deps.store.saveTrack(this.id, { ...info, epoch });
+      track.archive = await this.deps.archiver?.openTrack({ sessionId: this.id, trackId: request.trackId, epoch }, request.format === 'pcm16' ? request.sampleRate : 48000);
     } catch (error) {
       if (existing) this.tracks.set(request.trackId, existing);
       else this.tracks.delete(request.trackId);
@@ -136,6 +141,7 @@ export class Session {
       offsetMs,
       epoch,
       listener: this.listenerFor(info, request.onFailed),
+      archive: track.archive,
     });
     this.deps.metrics.activeTracks.inc();
     this.log.info({ trackId: request.trackId, role: request.role, format: request.format, offsetMs, epoch }, 'track live');
@@ -154,6 +160,12 @@ export class Session {
         await pipeline.end();
       } catch (error) {
         this.log.error({ err: error, trackId }, 'track did not finish');
+      }
+      if (track.archive) {
+        await this.deps.archiver!.completeTrack({ sessionId: this.id, trackId, epoch: track.epoch }, track.archive).catch((error) =>
+          this.log.error({ err: error, trackId }, 'recording could not be sealed; its one-second slices stay spooled for recovery'),
+        );
+        track.archive = undefined;
       }
       track.offsetMs += pipeline.receivedMs;
       track.pipeline = undefined;
@@ -195,11 +207,13 @@ export class Session {
 
   /** Status for the REST API: the live state plus what only the database knows. */
   async status() {
-    const [row, windows, transcript] = await Promise.all([
+    const [row, windows, transcript, recordings] = await Promise.all([
       this.deps.store.getSession(this.id),
       this.deps.store.jobCounts(this.id),
       this.deps.store.latestTranscript(this.id),
+      this.deps.store.recordingsOf(this.id),
     ]);
+    const backlog = this.deps.archiver?.backlog(this.id) ?? { pendingUploads: 0, lastError: null };
     const live = this.describe();
     return {
       id: this.id,
@@ -215,6 +229,16 @@ export class Session {
       progress: { windows },
       transcriptVersion: transcript?.version ?? null,
       webhook: { state: row!.webhookState, attempts: row!.webhookAttempts, lastError: row!.webhookLastError },
+      archive: {
+        enabled: this.deps.archiver !== undefined,
+        behind: backlog.pendingUploads > 0,
+        pendingUploads: backlog.pendingUploads,
+        lastError: backlog.lastError,
+        recordings: recordings.map((r) => ({
+          trackId: r.trackId, epoch: r.epoch, kind: r.kind, state: r.state, objectKey: r.objectKey, sizeBytes: r.sizeBytes,
+          plaintextSha256: r.plaintextSha256, durationMs: r.durationMs, recipientFingerprints: r.recipientFingerprints,
+        })),
+      },
     };
   }
 

@@ -43,6 +43,12 @@ export interface FinalTiming {
   sttMs: number;
 }
 
+/** Receives the track's audio for the recording archive: Opus packets as received, or PCM to encode. */
+export interface ArchiveSink {
+  packet(packet: Buffer): void;
+  pcm(samples: Int16Array): void;
+}
+
 export interface TrackPipelineOptions {
   format: IngestFormat;
   sampleRate: number;
@@ -58,6 +64,7 @@ export interface TrackPipelineOptions {
   transcriber: WindowTranscriber;
   listener: TrackListener;
   metrics: Metrics;
+  archive?: ArchiveSink;
 }
 
 export class TrackPipeline {
@@ -121,10 +128,12 @@ export class TrackPipeline {
     let pcm: Int16Array;
     if (unit.kind === 'pcm') {
       pcm = unit.samples;
+      this.options.archive?.pcm(pcm);
     } else if (unit.kind === 'lost') {
       this.options.metrics.lostPackets.inc(unit.count);
       pcm = this.decoder.conceal(unit.count);
     } else {
+      this.options.archive?.packet(unit.packet);
       pcm = this.decoder.decode(unit.packet);
       if (this.decoder.consecutiveCorrupt > 0) this.options.metrics.lostPackets.inc();
       if (this.decoder.consecutiveCorrupt >= MAX_CONSECUTIVE_CORRUPT) {

@@ -88,3 +88,22 @@ export const auditEvents = pgTable('audit_events', {
   detail: jsonb('detail').$type<Record<string, unknown>>(),
   ip: text('ip'),
 }, (t) => [index('audit_session_at_idx').on(t.sessionId, t.at)]);
+
+/** The encrypted recording of one track connection (epoch), in object storage. */
+export const recordings = pgTable('recordings', {
+  sessionId: text('session_id').notNull().references(() => sessions.id, { onDelete: 'cascade' }),
+  trackId: text('track_id').notNull(),
+  epoch: integer('epoch').notNull(),
+  /** `full`: one age file of the whole Ogg Opus stream. `slices`: recovered after a crash, see the manifest. */
+  kind: text('kind', { enum: ['full', 'slices'] }).notNull(),
+  state: text('state', { enum: ['spooled', 'uploaded'] }).notNull(),
+  objectKey: text('object_key').notNull(),
+  sizeBytes: integer('size_bytes'),
+  plaintextSha256: text('plaintext_sha256'),
+  durationMs: integer('duration_ms'),
+  recipientFingerprints: jsonb('recipient_fingerprints').$type<string[]>().notNull(),
+  attempts: integer('attempts').notNull().default(0),
+  lastError: text('last_error'),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  uploadedAt: timestamp('uploaded_at', { withTimezone: true }),
+}, (t) => [primaryKey({ columns: [t.sessionId, t.trackId, t.epoch] }), index('recordings_state_idx').on(t.state)]);

@@ -2,10 +2,12 @@
 import { and, asc, count, desc, eq, gt, sql } from 'drizzle-orm';
 import type { FinalEvent, IngestFormat, SpeakerRole } from '../../client-sdk/src/protocol.ts';
 import type { Database } from './database.ts';
-import { auditEvents, segments, sessions, sttJobs, tracks, transcripts } from './schema.ts';
+import { auditEvents, recordings, segments, sessions, sttJobs, tracks, transcripts } from './schema.ts';
 
 export type SessionRow = typeof sessions.$inferSelect;
 export type TrackRow = typeof tracks.$inferSelect;
+export type RecordingRow = typeof recordings.$inferSelect;
+type RecordingKey = { sessionId: string; trackId: string; epoch: number };
 export type SessionState = SessionRow['state'];
 export type WebhookState = SessionRow['webhookState'];
 
@@ -168,5 +170,25 @@ export class SessionStore {
 
   async auditTrail(sessionId: string, afterId = 0) {
     return this.db.select().from(auditEvents).where(and(eq(auditEvents.sessionId, sessionId), gt(auditEvents.id, afterId))).orderBy(asc(auditEvents.id));
+  }
+
+  async saveRecording(values: typeof recordings.$inferInsert): Promise<void> {
+    await this.db.insert(recordings).values(values).onConflictDoNothing();
+  }
+
+  async updateRecording(key: RecordingKey, values: Partial<typeof recordings.$inferInsert>): Promise<void> {
+    await this.db.update(recordings).set(values).where(this.recordingIs(key));
+  }
+
+  async recordingAttemptFailed(key: RecordingKey, error: string): Promise<void> {
+    await this.db.update(recordings).set({ attempts: sql`${recordings.attempts} + 1`, lastError: error }).where(this.recordingIs(key));
+  }
+
+  async recordingsOf(sessionId: string): Promise<RecordingRow[]> {
+    return this.db.select().from(recordings).where(eq(recordings.sessionId, sessionId)).orderBy(asc(recordings.createdAt));
+  }
+
+  private recordingIs(key: RecordingKey) {
+    return and(eq(recordings.sessionId, key.sessionId), eq(recordings.trackId, key.trackId), eq(recordings.epoch, key.epoch));
   }
 }

@@ -3,6 +3,10 @@ import { createGateway, type Gateway } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/log.ts';
 import { ensureCorpus } from '../../scripts/make-corpus.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createTestIdentity, type TestIdentity } from './age.ts';
 import { createTestDatabase, type TestDriver } from './databases.ts';
 import { SttServer, type SttServerOptions } from './stt-server.ts';
 import { signToken, TEST_JWT_SECRET } from './tokens.ts';
@@ -12,6 +16,9 @@ export interface Harness {
   stt: SttServer;
   baseUrl: string;
   corpusDir: string;
+  /** The archive's recipient is this identity's; the spool and the local archive live in dataDir. */
+  identity: TestIdentity;
+  dataDir: string;
   token(role: 'producer' | 'viewer' | 'service', session?: string): Promise<string>;
   close(): Promise<void>;
 }
@@ -20,6 +27,8 @@ export async function startHarness(env: Record<string, string> = {}, sttOptions:
   const corpusDir = await ensureCorpus();
   const stt = await new SttServer({ corpusDir, ...sttOptions }).start();
   const database = await createTestDatabase(driver);
+  const identity = await createTestIdentity();
+  const dataDir = database.env.DATA_DIR ?? (await mkdtemp(join(tmpdir(), 'helssa-data-')));
   const config = loadConfig({
     HOST: '127.0.0.1',
     PORT: '0',
@@ -30,6 +39,8 @@ export async function startHarness(env: Record<string, string> = {}, sttOptions:
     STT_MAX_RETRIES: '2',
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     ...database.env,
+    DATA_DIR: dataDir,
+    ARCHIVE_RECIPIENTS: identity.recipient,
     ...env,
   });
   const gateway = await createGateway(config, createLogger(config.LOG_LEVEL));
@@ -39,11 +50,14 @@ export async function startHarness(env: Record<string, string> = {}, sttOptions:
     stt,
     baseUrl: `http://127.0.0.1:${port}`,
     corpusDir,
+    identity,
+    dataDir,
     token: (role, session) => signToken({ role, session }),
     async close() {
       await gateway.close();
       await stt.stop();
       await database.release();
+      await rm(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -1,0 +1,192 @@
+/**
+ * Archives every track connection: opens its encrypted spool (TrackArchive) when the track starts, seals
+ * it when the track ends, and uploads it to the object store — retrying for as long as storage is down,
+ * while audio keeps being spooled. At start it recovers spools a killed process left: a sealed one is
+ * uploaded as usual; an unsealed one uploads its one-second slices and a manifest. A spool is deleted
+ * only after its upload succeeded.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../log.ts';
+import type { SessionStore } from '../store/session-store.ts';
+import type { ObjectStore } from './object-store.ts';
+import { TrackArchive, type CompletedArchive } from './track-archive.ts';
+
+export interface ArchiverOptions {
+  spoolDir: string;
+  recipients: readonly string[];
+  objects: ObjectStore;
+  /** Key prefix in the bucket, e.g. `clinic-a/`. */
+  prefix: string;
+  store: SessionStore;
+  log: Logger;
+  /** First pause after a failed upload; doubles up to `maxRetryMs`. */
+  retryMs?: number;
+  maxRetryMs?: number;
+}
+
+interface TrackKey {
+  sessionId: string;
+  trackId: string;
+  epoch: number;
+}
+
+interface UploadJob extends TrackKey {
+  dir: string;
+  kind: 'full' | 'slices';
+}
+
+export function recipientFingerprint(recipient: string): string {
+  return createHash('sha256').update(recipient).digest('hex').slice(0, 16);
+}
+
+export class Archiver {
+  private readonly options: Required<ArchiverOptions>;
+  private readonly log: Logger;
+  private readonly queue: UploadJob[] = [];
+  private readonly lastErrors = new Map<string, string>();
+  private wake: (() => void) | undefined;
+  private closed = false;
+  private readonly worker: Promise<void>;
+
+  constructor(options: ArchiverOptions) {
+    this.options = { retryMs: 1000, maxRetryMs: 30000, ...options };
+    this.log = options.log.child({ component: 'archive' });
+    this.worker = this.uploadLoop();
+  }
+
+  get description(): string {
+    return this.options.objects.description;
+  }
+
+  /** Uploads waiting (storage down or slow) per session: the archive is behind. */
+  backlog(sessionId: string): { pendingUploads: number; lastError: string | null } {
+    const pending = this.queue.filter((j) => j.sessionId === sessionId).length;
+    return { pendingUploads: pending, lastError: pending ? (this.lastErrors.get(sessionId) ?? null) : null };
+  }
+
+  async openTrack(key: TrackKey, inputSampleRate: number): Promise<TrackArchive> {
+    const dir = this.spoolFor(key);
+    const archive = await TrackArchive.open({ dir, recipients: this.options.recipients, inputSampleRate, serial: (Date.now() ^ (key.epoch << 20)) >>> 0 });
+    await this.options.store.saveRecording({
+      ...key,
+      kind: 'full',
+      state: 'spooled',
+      objectKey: this.objectKey(key),
+      recipientFingerprints: this.options.recipients.map(recipientFingerprint),
+    });
+    return archive;
+  }
+
+  /** Seals the spool and queues the upload (which the caller does not wait for). */
+  async completeTrack(key: TrackKey, archive: TrackArchive): Promise<CompletedArchive> {
+    const completed = await archive.close();
+    await this.options.store.updateRecording(key, { sizeBytes: completed.sizeBytes, plaintextSha256: completed.plaintextSha256, durationMs: completed.durationMs });
+    this.enqueue({ ...key, dir: completed.dir, kind: 'full' });
+    return completed;
+  }
+
+  /** At start: queues every spool a previous process left behind. */
+  async recover(): Promise<number> {
+    let recovered = 0;
+    for (const dir of await this.spoolDirectories()) {
+      const key = this.keyOf(dir);
+      const kind = existsSync(join(dir, 'complete.json')) ? 'full' : 'slices';
+      if (kind === 'slices') {
+        const slices = (await readdir(join(dir, 'slices')).catch(() => [])).length;
+        this.log.warn({ ...key, slices }, 'recovering the spool of a track cut off by a crash');
+        await this.options.store.updateRecording(key, { kind: 'slices', objectKey: `${this.objectKey(key, 'recovered')}/manifest.json`, durationMs: slices * 1000 });
+      }
+      this.enqueue({ ...key, dir, kind });
+      recovered++;
+    }
+    return recovered;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.wake?.();
+    await this.worker;
+  }
+
+  private enqueue(job: UploadJob): void {
+    this.queue.push(job);
+    this.wake?.();
+  }
+
+  private spoolFor(key: TrackKey): string {
+    return join(this.options.spoolDir, encodeURIComponent(key.sessionId), encodeURIComponent(key.trackId), String(key.epoch));
+  }
+
+  private keyOf(dir: string): TrackKey {
+    const parts = dir.split('/').slice(-3);
+    return { sessionId: decodeURIComponent(parts[0]), trackId: decodeURIComponent(parts[1]), epoch: Number(parts[2]) };
+  }
+
+  private objectKey(key: TrackKey, suffix = 'ogg.age'): string {
+    return `${this.options.prefix}sessions/${key.sessionId}/tracks/${key.trackId}/${key.epoch}.${suffix}`;
+  }
+
+  private async spoolDirectories(): Promise<string[]> {
+    const dirs: string[] = [];
+    const list = async (dir: string) => (await readdir(dir, { withFileTypes: true }).catch(() => [])).filter((e) => e.isDirectory()).map((e) => join(dir, e.name));
+    for (const session of await list(this.options.spoolDir)) for (const track of await list(session)) dirs.push(...(await list(track)));
+    return dirs;
+  }
+
+  private async upload(job: UploadJob): Promise<void> {
+    const { objects, store } = this.options;
+    if (job.kind === 'full') {
+      const completed = JSON.parse(await readFile(join(job.dir, 'complete.json'), 'utf8')) as CompletedArchive;
+      await objects.putFile(this.objectKey(job), join(job.dir, 'full.ogg.age'), {
+        'plaintext-sha256': completed.plaintextSha256,
+        'duration-ms': String(completed.durationMs),
+        'recipients': this.options.recipients.map(recipientFingerprint).join(','),
+      });
+    } else {
+      const names = (await readdir(join(job.dir, 'slices'))).sort();
+      const base = this.objectKey(job, 'recovered');
+      for (const name of names) await objects.putFile(`${base}/${name}`, join(job.dir, 'slices', name), {});
+      const manifest = {
+        note: 'Recovered after the gateway stopped mid-track. Decrypt each slice with age, in order, and concatenate: the result is the Ogg Opus stream up to the last second received (scripts/decrypt-recording.ts does this).',
+        slices: names.map((n) => `${base}/${n}`),
+        recipients: this.options.recipients.map(recipientFingerprint),
+      };
+      await objects.putBytes(`${base}/manifest.json`, new TextEncoder().encode(JSON.stringify(manifest, null, 1)), 'application/json');
+    }
+    await store.updateRecording(job, { state: 'uploaded', uploadedAt: new Date(), lastError: null });
+    await rm(job.dir, { recursive: true, force: true });
+    this.log.info({ sessionId: job.sessionId, trackId: job.trackId, epoch: job.epoch, kind: job.kind }, 'recording uploaded');
+  }
+
+  private async uploadLoop(): Promise<void> {
+    let delay = this.options.retryMs;
+    while (!this.closed) {
+      const job = this.queue[0];
+      if (!job) {
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        this.wake = undefined;
+        continue;
+      }
+      try {
+        await this.upload(job);
+        this.queue.shift();
+        this.lastErrors.delete(job.sessionId);
+        delay = this.options.retryMs;
+      } catch (error) {
+        const message = (error as Error).message || String(error);
+        this.lastErrors.set(job.sessionId, message);
+        this.log.warn({ sessionId: job.sessionId, trackId: job.trackId, reason: message, retryInMs: delay }, 'upload failed; the recording stays spooled (encrypted) and will be retried');
+        await this.options.store.recordingAttemptFailed(job, message).catch(() => undefined);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delay);
+          this.wake = () => (clearTimeout(timer), resolve());
+        });
+        this.wake = undefined;
+        delay = Math.min(delay * 2, this.options.maxRetryMs);
+      }
+    }
+  }
+}

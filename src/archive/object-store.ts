@@ -1,0 +1,93 @@
+/**
+ * Where archived recordings end up: S3-compatible object storage (AWS S3, MinIO…) through the AWS SDK,
+ * with streaming multipart uploads, or a local directory (the embedded default).
+ */
+import { createReadStream } from 'node:fs';
+import { copyFile, mkdir, rename, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+
+export interface ObjectStore {
+  readonly description: string;
+  putFile(key: string, path: string, metadata: Record<string, string>): Promise<void>;
+  putBytes(key: string, bytes: Uint8Array, contentType: string): Promise<void>;
+}
+
+export interface S3Options {
+  endpoint?: string;
+  bucket: string;
+  region: string;
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  forcePathStyle: boolean;
+}
+
+export class S3ObjectStore implements ObjectStore {
+  readonly description: string;
+  private readonly client: S3Client;
+  private readonly bucket: string;
+
+  constructor(options: S3Options) {
+    this.bucket = options.bucket;
+    this.description = `s3://${options.bucket}${options.endpoint ? ` at ${options.endpoint}` : ''}`;
+    this.client = new S3Client({
+      region: options.region,
+      endpoint: options.endpoint,
+      forcePathStyle: options.forcePathStyle,
+      credentials: options.accessKeyId && options.secretAccessKey ? { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey } : undefined,
+      // The uploader retries whole uploads for as long as storage is down; the SDK need not wait long.
+      maxAttempts: 2,
+    });
+  }
+
+  async putFile(key: string, path: string, metadata: Record<string, string>): Promise<void> {
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key: key, Body: createReadStream(path), ContentType: 'application/octet-stream', Metadata: metadata },
+      partSize: 8 * 1024 * 1024,
+      queueSize: 2,
+      leavePartsOnError: false,
+    });
+    await upload.done();
+  }
+
+  async putBytes(key: string, bytes: Uint8Array, contentType: string): Promise<void> {
+    await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: bytes, ContentType: contentType }));
+  }
+
+  /** For tests and the recovery script. */
+  async getBytes(key: string): Promise<Uint8Array> {
+    const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+    return response.Body!.transformToByteArray();
+  }
+
+  destroy(): void {
+    this.client.destroy();
+  }
+}
+
+export class LocalObjectStore implements ObjectStore {
+  readonly description: string;
+  private readonly root: string;
+
+  constructor(root: string) {
+    this.root = root;
+    this.description = `directory ${root}`;
+  }
+
+  async putFile(key: string, path: string, metadata: Record<string, string>): Promise<void> {
+    const target = join(this.root, key);
+    await mkdir(dirname(target), { recursive: true });
+    await copyFile(path, `${target}.partial`);
+    await rename(`${target}.partial`, target);
+    await writeFile(`${target}.meta.json`, JSON.stringify(metadata));
+  }
+
+  async putBytes(key: string, bytes: Uint8Array): Promise<void> {
+    const target = join(this.root, key);
+    await mkdir(dirname(target), { recursive: true });
+    await writeFile(`${target}.partial`, bytes);
+    await rename(`${target}.partial`, target);
+  }
+}
