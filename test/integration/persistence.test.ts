@@ -14,6 +14,12 @@ import { ensureCorpus, loadReference } from '../../scripts/make-corpus.ts';
 import { verifyWebhook } from '../../src/api/webhook.ts';
 import { openDatabase } from '../../src/store/database.ts';
 import type { TranscriptDocument } from '../../src/transcript/transcript-document.ts';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { createTestIdentity, decryptWithAgeCli } from '../support/age.ts';
 import { createTestDatabase, type TestDriver } from '../support/databases.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
 import { chunksFor, ingestUrl, streamChunks } from '../support/producer.ts';
@@ -53,7 +59,7 @@ for (const driver of ['postgres', 'pglite'] as TestDriver[]) {
     const opened = await openDatabase({ url: empty.env.DATABASE_URL, dataDir: empty.env.DATA_DIR ?? '' });
     const tables = await opened.db.execute<{ table_name: string }>(`select table_name from information_schema.tables where table_schema = 'public' order by 1`);
     const names = ((tables as { rows?: { table_name: string }[] }).rows ?? (tables as unknown as { table_name: string }[])).map((r) => r.table_name);
-    assert.equal(names, ['audit_events', 'segments', 'sessions', 'stt_jobs', 'tracks', 'transcripts']);
+    assert.equal(names, ['audit_events', 'recordings', 'segments', 'sessions', 'stt_jobs', 'tracks', 'transcripts']);
     await opened.close();
     await empty.release();
 
@@ -200,15 +206,17 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-test('SIGKILL mid-session: restart, resume streaming, end: every final from before the kill is in the transcript once', async () => {
+test('SIGKILL mid-session: restart, resume streaming, end: every final from before the kill is in the transcript once, and the recording up to the last second is recovered', async () => {
   const corpusDir = await ensureCorpus();
   const stt = await new SttServer({ corpusDir }).start();
   const database = await createTestDatabase('postgres');
+  const identity = await createTestIdentity();
+  const dataDir = await mkdtemp(join(tmpdir(), 'helssa-crash-'));
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
   const startGateway = async (): Promise<ChildProcess> => {
     const child = spawn(process.execPath, ['src/main.ts'], {
-      env: { ...process.env, ...database.env, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: TEST_JWT_SECRET, STT_BASE_URL: stt.baseUrl, OPENAI_API_KEY: 'k', LOG_LEVEL: 'warn' },
+      env: { ...process.env, ...database.env, DATA_DIR: dataDir, ARCHIVE_RECIPIENTS: identity.recipient, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: TEST_JWT_SECRET, STT_BASE_URL: stt.baseUrl, OPENAI_API_KEY: 'k', LOG_LEVEL: 'error' },
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     for (let i = 0; i < 200 && !(await fetch(`${baseUrl}/healthz`).then((r) => r.ok, () => false)); i++) await new Promise((r) => setTimeout(r, 50));
@@ -258,11 +266,39 @@ test('SIGKILL mid-session: restart, resume streaming, end: every final from befo
     assert.equal(doubledWords(refText, merged), 0, 'nothing doubled');
     const result = wordErrorRate(refText, merged);
     assert.equal(result.insertions, 0, 'no word appears that was not said');
+
+    // The recordings of the killed connections (epoch 1) were recovered from their one-second slices.
+    const recordings = ended.json.archive.recordings as { trackId: string; epoch: number; kind: string; objectKey: string }[];
+    for (const [i, track] of TRACKS.entries()) {
+      let recovered;
+      for (let t = 0; t < 100 && recovered?.state !== 'uploaded'; t++) {
+        recovered = (await api(baseUrl, 'GET', '/v1/sessions/crash', service)).json.archive.recordings.find((r: { trackId: string; epoch: number }) => r.trackId === track && r.epoch === 1);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(recovered.kind, 'slices');
+      assert.ok(recordings.some((r) => r.trackId === track && r.epoch === 2 && r.kind === 'full'), 'the resumed connection is archived whole');
+      const manifestPath = join(dataDir, 'archive', recovered.objectKey);
+      const manifest = JSON.parse(await readFile(manifestPath, 'utf8')) as { slices: string[] };
+      const parts: Buffer[] = [];
+      for (const key of manifest.slices) {
+        const out = join(dataDir, `${track}-part.ogg`);
+        await decryptWithAgeCli(identity.file, join(dataDir, 'archive', key), out);
+        parts.push(await readFile(out));
+      }
+      const joined = join(dataDir, `${track}-recovered.ogg`);
+      await writeFile(joined, Buffer.concat(parts));
+      const { stdout } = await promisify(execFile)('ffprobe', ['-v', 'error', '-show_entries', 'format=duration', '-of', 'csv=p=0', joined]);
+      const recoveredMs = Number(stdout) * 1000;
+      const sentMs = sent[i].sentMs;
+      assert.ok(recoveredMs >= sentMs - 1000 - 200 && recoveredMs <= sentMs + 50, `${track}: recovered ${recoveredMs.toFixed(0)} ms of the ${sentMs.toFixed(0)} ms sent before the kill`);
+      console.log(`  SIGKILL: ${track} recovered ${recoveredMs.toFixed(0)} ms of ${sentMs.toFixed(0)} ms sent (${manifest.slices.length} slices)`);
+    }
     console.log(`  SIGKILL: ${finalsBeforeKill.length} finals before the kill; words lost in the utterances cut by the kill: ${result.deletions} of ${result.referenceWords}`);
   } finally {
     gateway.kill('SIGKILL');
     await stt.stop();
     await database.release();
+    await rm(dataDir, { recursive: true, force: true });
   }
 });
 
