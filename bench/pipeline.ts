@@ -5,6 +5,8 @@
  *  1. baseline (this process): Opus decode alone of the same audio, in audio-seconds per CPU-second.
  *  2. throughput: N streams fed as fast as the gateway takes them (decode + VAD + segment + STT client +
  *     captions); audio-seconds per gateway CPU-second, and its ratio to the baseline.
+ *  2b. the same with the encrypted recording archive on (Ogg mux + age encryption of the full file and
+ *     of the one-second crash slices + local upload): its CPU cost as a share of the pipeline's.
  *  3. latency: N streams at real time; gateway-added latency (last speech audio received → final event
  *     sent, minus the STT call; and the processing part alone) p50/p95/p99 from the gateway's own
  *     metrics, and CPU % per stream.
@@ -12,7 +14,10 @@
  *   BENCH_STREAMS=8 (streams in each phase)  BENCH_REALTIME_SECONDS=30 (audio per stream in phase 3)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import opus from '@discordjs/opus';
@@ -52,9 +57,16 @@ async function startSttServer(): Promise<{ child: ChildProcess; url: string }> {
   return { child, url: line.trim() };
 }
 
-async function startGateway(sttUrl: string): Promise<{ child: ChildProcess; baseUrl: string }> {
+const dataDir = await mkdtemp(join(tmpdir(), 'helssa-bench-'));
+const recipient = await identityToRecipient(await generateX25519Identity());
+
+async function startGateway(sttUrl: string, archive: boolean): Promise<{ child: ChildProcess; baseUrl: string }> {
   const port = await freePort();
-  const child = startProcess(['src/main.ts'], { PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: TEST_JWT_SECRET, STT_BASE_URL: sttUrl, OPENAI_API_KEY: 'bench', LOG_LEVEL: 'warn', STT_CONCURRENCY: '8' });
+  const archiveEnv: Record<string, string> = archive ? { ARCHIVE_RECIPIENTS: recipient } : { ARCHIVE_INSECURE_DISABLE: 'true' };
+  const child = startProcess(['src/main.ts'], {
+    PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: TEST_JWT_SECRET, STT_BASE_URL: sttUrl, OPENAI_API_KEY: 'bench', LOG_LEVEL: 'error', STT_CONCURRENCY: '8',
+    DATA_DIR: join(dataDir, String(port)), ...archiveEnv,
+  });
   const baseUrl = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 200; i++) {
     if (await fetch(`${baseUrl}/healthz`).then((r) => r.ok, () => false)) return { child, baseUrl };
@@ -117,25 +129,44 @@ try {
   const baseline = await decodeBaseline();
   console.log(`baseline  Opus decode alone: ${baseline.toFixed(0)} audio-s per CPU-s`);
 
-  let gateway = await startGateway(stt.url);
-  let cpuBefore = await cpuSeconds(gateway.child);
-  let started = performance.now();
-  const audioSeconds = await runStreams(gateway.baseUrl, streams, 0);
-  let cpu = (await cpuSeconds(gateway.child)) - cpuBefore;
-  const wall = (performance.now() - started) / 1000;
-  const throughput = audioSeconds / cpu;
+  const throughputRun = async (archive: boolean) => {
+    const gateway = await startGateway(stt.url, archive);
+    const cpuBefore = await cpuSeconds(gateway.child);
+    const started = performance.now();
+    const audioSeconds = await runStreams(gateway.baseUrl, streams, 0);
+    const cpu = (await cpuSeconds(gateway.child)) - cpuBefore;
+    const wall = (performance.now() - started) / 1000;
+    await stop(gateway.child);
+    return { audioSeconds, cpu, wall };
+  };
+  // Alternate the two configurations so drift on the machine hits both alike.
+  const plain = { audioSeconds: 0, cpu: 0, wall: 0 };
+  const archived = { audioSeconds: 0, cpu: 0, wall: 0 };
+  for (let round = 0; round < 3; round++) {
+    for (const [total, archive] of [[plain, false], [archived, true]] as const) {
+      const r = await throughputRun(archive);
+      total.audioSeconds += r.audioSeconds;
+      total.cpu += r.cpu;
+      total.wall += r.wall;
+    }
+  }
+  const throughput = plain.audioSeconds / plain.cpu;
   console.log(
-    `throughput ${streams} streams, fed as fast as taken: ${audioSeconds.toFixed(0)} s of audio in ${wall.toFixed(1)} s wall, ` +
-      `${cpu.toFixed(2)} gateway CPU-s → ${throughput.toFixed(0)} audio-s per CPU-s (${(throughput / baseline).toFixed(3)}× the decode-only baseline, ` +
-      `${(audioSeconds / wall).toFixed(0)}× real time)`,
+    `throughput ${streams} streams, fed as fast as taken (3 runs): ${plain.audioSeconds.toFixed(0)} s of audio, ${plain.cpu.toFixed(2)} gateway CPU-s → ` +
+      `${throughput.toFixed(0)} audio-s per CPU-s (${(throughput / baseline).toFixed(3)}× the decode-only baseline, ${(plain.audioSeconds / plain.wall).toFixed(0)}× real time)`,
   );
-  await stop(gateway.child);
+  const archivedThroughput = archived.audioSeconds / archived.cpu;
+  console.log(
+    `archive   same streams with the encrypted archive on: ${archivedThroughput.toFixed(0)} audio-s per CPU-s; ` +
+      `archive cost (encrypt + mux + store) = ${((archived.cpu / plain.cpu - 1) * 100).toFixed(1)}% of the pipeline's CPU ` +
+      `(${(((archived.cpu - plain.cpu) / archived.audioSeconds) * 3600).toFixed(2)} CPU-s per stream-hour)`,
+  );
 
-  gateway = await startGateway(stt.url);
-  cpuBefore = await cpuSeconds(gateway.child);
-  started = performance.now();
+  const gateway = await startGateway(stt.url, true);
+  const cpuBefore = await cpuSeconds(gateway.child);
+  const started = performance.now();
   await runStreams(gateway.baseUrl, streams, 1, realtimeSeconds * 1000);
-  cpu = (await cpuSeconds(gateway.child)) - cpuBefore;
+  const cpu = (await cpuSeconds(gateway.child)) - cpuBefore;
   const elapsed = (performance.now() - started) / 1000;
   const added = await quantiles(gateway.baseUrl, 'helssa_final_added_latency_seconds');
   const processing = await quantiles(gateway.baseUrl, 'helssa_final_processing_seconds');
@@ -149,4 +180,5 @@ try {
   await stop(gateway.child);
 } finally {
   await stop(stt.child);
+  await rm(dataDir, { recursive: true, force: true });
 }

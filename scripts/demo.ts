@@ -8,6 +8,10 @@
  *   STT_BASE_URL, OPENAI_API_KEY, STT_MODEL   use a real recognizer instead of the bundled test server
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { SignJWT } from 'jose';
 import type { CaptionEvent, PartialEvent } from '../client-sdk/src/protocol.ts';
 import { createGateway } from '../src/app.ts';
@@ -28,12 +32,22 @@ if (!process.env.STT_BASE_URL && !process.env.OPENAI_API_KEY) {
   stt = await new SttServer({ corpusDir }).start();
   process.stdout.write(`demo: test STT server (listens to the bundled corpus) at ${stt.baseUrl}\n`);
 }
+// The clinic's key pair for the demo: the gateway only ever sees the public half.
+const dataDir = process.env.DATA_DIR ?? '.data';
+const identityFile = join(dataDir, 'demo-age-identity.txt');
+if (!existsSync(identityFile)) {
+  await mkdir(dataDir, { recursive: true });
+  await writeFile(identityFile, `${await generateX25519Identity()}\n`, { mode: 0o600 });
+}
+const recipient = await identityToRecipient((await readFile(identityFile, 'utf8')).trim());
 const secret = randomBytes(32).toString('hex');
 const config = loadConfig({
   ...process.env,
   HOST: '127.0.0.1',
   PORT: process.env.PORT ?? '0',
   JWT_SECRET: secret,
+  DATA_DIR: dataDir,
+  ARCHIVE_RECIPIENTS: process.env.ARCHIVE_RECIPIENTS ?? recipient,
   LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
   ...(stt ? { STT_BASE_URL: stt.baseUrl, OPENAI_API_KEY: 'demo' } : {}),
 });
@@ -107,6 +121,12 @@ const merged = transcript.segments.flatMap((s) => s.words).sort((a, b) => a.star
 
 const reference = await loadReference(language);
 const result = wordErrorRate(reference.tracks.mix.map((w) => w.word).join(' '), merged);
+const status = (await (await api('GET', `/v1/sessions/${sessionId}`)).json()) as { archive: { recordings: { objectKey: string; durationMs: number }[] } };
+process.stdout.write(`\n── encrypted recordings (age, to ${recipient.slice(0, 16)}…) ──\n`);
+for (const r of status.archive.recordings) {
+  process.stdout.write(`${join(config.ARCHIVE_DIR ?? join(dataDir, 'archive'), r.objectKey)}  (${(r.durationMs / 1000).toFixed(1)} s)\n`);
+}
+process.stdout.write(`decrypt: age -d -i ${identityFile} -o visit.ogg <file>\n`);
 await gateway.close();
 await stt?.stop();
 process.stdout.write(`\nWER: ${(result.wer * 100).toFixed(2)}%\n`);

@@ -60,6 +60,7 @@ export class TrackArchive {
   private pcmEncoder: InstanceType<typeof opus.OpusEncoder> | undefined;
   private pcmPending = new Int16Array(0);
   private failure: Error | undefined;
+  private sealed = false;
 
   private constructor(options: TrackArchiveOptions) {
     this.options = options;
@@ -81,6 +82,7 @@ export class TrackArchive {
 
   /** A received Opus packet, archived as is. */
   packet(packet: Buffer): void {
+    if (this.sealed) throw new Error('TrackArchive: packet after close');
     this.writer.packet(packet);
     if (this.writer.samples - this.samplesInSlices >= SLICE_SAMPLES_48K) this.emit(this.writer.flush());
   }
@@ -101,6 +103,7 @@ export class TrackArchive {
 
   /** Ends the stream and seals both files. */
   async close(): Promise<CompletedArchive> {
+    this.sealed = true;
     this.emit(this.writer.end());
     this.plaintext.close();
     const sizeBytes = await this.fullWritten;

@@ -298,7 +298,7 @@ test('SIGKILL mid-session: restart, resume streaming, end: every final from befo
     gateway.kill('SIGKILL');
     await stt.stop();
     await database.release();
-    await rm(dataDir, { recursive: true, force: true });
+    await rm(dataDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
   }
 });
 

@@ -22,7 +22,7 @@ const ADMIN_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.
 export async function createTestDatabase(driver: TestDriver = 'postgres'): Promise<TestDatabase> {
   if (driver === 'pglite') {
     const dir = await mkdtemp(join(tmpdir(), 'helssa-pglite-'));
-    return { driver, env: { DATA_DIR: dir }, release: () => rm(dir, { recursive: true, force: true }) };
+    return { driver, env: { DATA_DIR: dir }, release: () => rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 }) };
   }
   const name = `helssa_test_${randomBytes(6).toString('hex')}`;
   const admin = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });

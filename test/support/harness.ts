@@ -57,7 +57,7 @@ export async function startHarness(env: Record<string, string> = {}, sttOptions:
       await gateway.close();
       await stt.stop();
       await database.release();
-      await rm(dataDir, { recursive: true, force: true });
+      await rm(dataDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
     },
   };
 }

@@ -6,7 +6,8 @@ import { loadConfig } from '../../src/config.ts';
 import { signToken, TEST_JWT_SECRET } from '../support/tokens.ts';
 
 const config = suite('config');
-const base = { OPENAI_API_KEY: 'k', JWT_SECRET: TEST_JWT_SECRET };
+const RECIPIENT = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
+const base = { OPENAI_API_KEY: 'k', JWT_SECRET: TEST_JWT_SECRET, ARCHIVE_RECIPIENTS: RECIPIENT };
 
 config('defaults', () => {
   const c = loadConfig(base);
@@ -26,8 +27,16 @@ config('every bad variable is named in one error', () => {
 });
 
 config('a signing key is required', () => {
-  assert.throws(() => loadConfig({ OPENAI_API_KEY: 'k' }), /JWT_SECRET/);
-  assert.throws(() => loadConfig({ OPENAI_API_KEY: 'k', JWT_SECRET: 'short' }), /32 characters/);
+  assert.throws(() => loadConfig({ OPENAI_API_KEY: 'k', ARCHIVE_RECIPIENTS: RECIPIENT }), /JWT_SECRET/);
+  assert.throws(() => loadConfig({ ...base, JWT_SECRET: 'short' }), /32 characters/);
+});
+
+config('the archive refuses to run without a recipient unless explicitly, insecurely disabled', () => {
+  assert.throws(() => loadConfig({ ...base, ARCHIVE_RECIPIENTS: '' }), /ARCHIVE_RECIPIENTS.*age recipient/s);
+  assert.throws(() => loadConfig({ ...base, ARCHIVE_RECIPIENTS: 'ssh-ed25519 AAAA' }), /age public key/);
+  assert.equal(loadConfig({ ...base, ARCHIVE_RECIPIENTS: '', ARCHIVE_INSECURE_DISABLE: 'true' }).ARCHIVE_RECIPIENTS, []);
+  assert.equal(loadConfig({ ...base, ARCHIVE_RECIPIENTS: `${RECIPIENT}, ${RECIPIENT}` }).ARCHIVE_RECIPIENTS.length, 2);
+  assert.throws(() => loadConfig({ ...base, ARCHIVE_STORE: 's3' }), /S3_BUCKET/);
 });
 
 config.run();
