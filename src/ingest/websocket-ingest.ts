@@ -71,7 +71,7 @@ export function registerWebSocketIngest(app: FastifyInstance, { registry, authen
       void (async () => {
         try {
           session = await registry.getOrCreate(sessionId);
-          pipeline = await session.openTrack({
+          await session.openTrack({
             trackId,
             role,
             participant: participant ?? role,
@@ -79,10 +79,13 @@ export function registerWebSocketIngest(app: FastifyInstance, { registry, authen
             sampleRate: sampleRate ?? 48000,
             language,
             startMs,
+            attach: (created) => {
+              pipeline = created;
+              for (const message of early.splice(0)) created.write(message);
+            },
             onFailed: (error) => socket.close(error.closeCode, closeReason(error.message)),
             onSessionEnding: () => socket.close(CloseCode.normal, 'session ended'),
           });
-          for (const message of early.splice(0)) pipeline.write(message);
           if (closed) void session.closeTrack(trackId);
         } catch (error) {
           if (error instanceof TrackBusyError || error instanceof SessionEndedError) {

@@ -31,6 +31,11 @@ export interface ProducerRequest {
   language?: string;
   /** Track time of this connection's first sample, when the producer knows it (a reconnect after a crash). */
   startMs?: number;
+  /**
+   * Called synchronously the moment the pipeline exists, before anything else can run: the connection
+   * hands over the audio it buffered meanwhile, in order, and writes straight to the pipeline after.
+   */
+  attach(pipeline: TrackPipeline): void;
   onFailed(error: IngestError): void;
   /** The session is ending: the producer's connection should close. */
   onSessionEnding(): void;
@@ -56,6 +61,8 @@ interface TrackState {
   /** closeTrack has been called for the current connection. */
   closing: boolean;
   archive: TrackArchive | undefined;
+  /** Settles once openTrack has finished (successfully or not) for this connection. */
+  ready: Promise<void>;
   done: Promise<void>;
 }
 
@@ -98,7 +105,7 @@ export class Session {
     this.deps = deps;
     this.log = deps.log.child({ sessionId: row.id });
     for (const info of tracks) {
-      this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: epochs.get(info.trackId) ?? 0, onSessionEnding: undefined, closing: false, archive: undefined, done: Promise.resolve() });
+      this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: epochs.get(info.trackId) ?? 0, onSessionEnding: undefined, closing: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve() });
     }
   }
 
@@ -123,7 +130,12 @@ export class Session {
     const offsetMs = Math.max(storedMs, request.startMs ?? 0);
     const info: TrackInfo = { trackId: request.trackId, role: request.role, participant: request.participant, format: request.format, state: 'live', receivedMs: offsetMs };
     const epoch = (existing?.epoch ?? 0) + 1;
-    const track: TrackState = { info, pipeline: undefined, offsetMs, epoch, onSessionEnding: request.onSessionEnding, closing: false, archive: undefined, done: existing?.done ?? Promise.resolve() };
+    let settle!: () => void;
+    const track: TrackState = {
+      info, pipeline: undefined, offsetMs, epoch, onSessionEnding: request.onSessionEnding, closing: false, archive: undefined,
+      ready: new Promise<void>((resolve) => (settle = resolve)),
+      done: existing?.done ?? Promise.resolve(),
+    };
     this.tracks.set(request.trackId, track);
     try {
       await this.deps.store.saveTrack(this.id, { ...info, epoch });
@@ -131,6 +143,7 @@ export class Session {
     } catch (error) {
       if (existing) this.tracks.set(request.trackId, existing);
       else this.tracks.delete(request.trackId);
+      settle();
       throw error;
     }
     track.pipeline = this.deps.factory({
@@ -143,6 +156,8 @@ export class Session {
       listener: this.listenerFor(info, request.onFailed),
       archive: track.archive,
     });
+    request.attach(track.pipeline);
+    settle();
     this.deps.metrics.activeTracks.inc();
     this.log.info({ trackId: request.trackId, role: request.role, format: request.format, offsetMs, epoch }, 'track live');
     this.broadcast(this.describe());
@@ -152,10 +167,13 @@ export class Session {
   /** The producer is gone: flush the track, publish its last finals, mark it ended. */
   closeTrack(trackId: string): Promise<void> {
     const track = this.tracks.get(trackId);
-    if (!track?.pipeline || track.closing) return track?.done ?? Promise.resolve();
+    if (!track || track.closing || track.info.state === 'ended') return track?.done ?? Promise.resolve();
     track.closing = true;
-    const pipeline = track.pipeline;
     track.done = track.done.then(async () => {
+      // A connection may still be opening (loading the session, creating its spool): wait for it.
+      await track.ready;
+      const pipeline = track.pipeline;
+      if (!pipeline) return;
       try {
         await pipeline.end();
       } catch (error) {
