@@ -11,7 +11,12 @@ ENV NODE_ENV=production
 COPY --from=build /app/node_modules ./node_modules
 COPY package.json ./
 COPY src ./src
+COPY drizzle ./drizzle
 COPY client-sdk/src ./client-sdk/src
+# PGlite data, the encrypted spool and the local archive: mount a volume here (or use DATABASE_URL and S3).
+ENV DATA_DIR=/var/lib/helssa
+RUN mkdir -p /var/lib/helssa && chown node:node /var/lib/helssa
+VOLUME /var/lib/helssa
 USER node
 EXPOSE 8080
 HEALTHCHECK CMD node -e "fetch('http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"

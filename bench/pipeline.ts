@@ -18,12 +18,12 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
-import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import opus from '@discordjs/opus';
 import prism from 'prism-media';
 import { ensureCorpus } from '../scripts/make-corpus.ts';
 import { chunksFor, ingestUrl, streamChunks, type StreamedChunk } from '../test/support/producer.ts';
+import { freePort } from '../test/support/net.ts';
 import { signToken, TEST_JWT_SECRET } from '../test/support/tokens.ts';
 import { CaptionCollector } from '../test/support/viewer.ts';
 
@@ -32,13 +32,6 @@ const realtimeSeconds = Number(process.env.BENCH_REALTIME_SECONDS ?? 30);
 const corpusDir = await ensureCorpus();
 const CLOCK_TICKS = 100;
 
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  const { port } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 /** CPU seconds (user + system) a child process has used, from /proc. */
 async function cpuSeconds(child: ChildProcess): Promise<number> {

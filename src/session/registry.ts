@@ -5,11 +5,7 @@
  * windows it was still transcribing as failed (their audio died with it), and keeps every stored final.
  */
 import type { FinalEvent, IngestFormat, SpeakerRole } from '../../client-sdk/src/protocol.ts';
-import type { Logger } from '../log.ts';
-import type { Metrics } from '../metrics.ts';
-import type { Archiver } from '../archive/archiver.ts';
-import type { SessionStore } from '../store/session-store.ts';
-import { Session } from './session.ts';
+import { Session, type SessionDependencies } from './session.ts';
 import type { ArchiveSink, TrackListener, TrackPipeline } from './track-pipeline.ts';
 
 export interface PipelineRequest {
@@ -30,21 +26,12 @@ export class SessionExistsError extends Error {
   override name = 'SessionExistsError';
 }
 
-export interface RegistryDependencies {
-  factory: PipelineFactory;
-  store: SessionStore;
-  /** Absent only when archiving was disabled with the insecure development flag. */
-  archiver: Archiver | undefined;
-  log: Logger;
-  metrics: Metrics;
-  onCompleted(session: Session, transcriptVersion: number): void;
-}
 
 export class SessionRegistry {
   private readonly sessions = new Map<string, Promise<Session | undefined>>();
-  private readonly deps: RegistryDependencies;
+  private readonly deps: SessionDependencies;
 
-  constructor(deps: RegistryDependencies) {
+  constructor(deps: SessionDependencies) {
     this.deps = deps;
   }
 

@@ -69,6 +69,7 @@ interface TrackState {
 export interface SessionDependencies {
   factory: PipelineFactory;
   store: SessionStore;
+  /** Absent only when archiving was disabled with the insecure development flag. */
   archiver: Archiver | undefined;
   log: Logger;
   metrics: Metrics;

@@ -1,6 +1,6 @@
 /** The queries the gateway makes, over either database driver. */
 import { and, asc, count, desc, eq, gt, sql } from 'drizzle-orm';
-import type { FinalEvent, IngestFormat, SpeakerRole } from '../../client-sdk/src/protocol.ts';
+import type { FinalEvent, TrackInfo } from '../../client-sdk/src/protocol.ts';
 import type { Database } from './database.ts';
 import { auditEvents, recordings, segments, sessions, sttJobs, tracks, transcripts } from './schema.ts';
 
@@ -11,15 +11,8 @@ type RecordingKey = { sessionId: string; trackId: string; epoch: number };
 export type SessionState = SessionRow['state'];
 export type WebhookState = SessionRow['webhookState'];
 
-export interface TrackRecord {
-  trackId: string;
-  role: SpeakerRole;
-  participant: string;
-  format: IngestFormat;
-  state: 'live' | 'ended';
-  receivedMs: number;
-  epoch: number;
-}
+/** A track as stored: the protocol's view of it plus its connection count. */
+export type TrackRecord = TrackInfo & { epoch: number };
 
 export interface AuditRecord {
   actor: string;

@@ -5,7 +5,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
-import { createServer } from 'node:net';
 import { parseSync, type NodeCue } from 'subtitle';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -23,6 +22,7 @@ import { createTestIdentity, decryptWithAgeCli } from '../support/age.ts';
 import { createTestDatabase, type TestDriver } from '../support/databases.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
 import { chunksFor, ingestUrl, streamChunks } from '../support/producer.ts';
+import { freePort } from '../support/net.ts';
 import { SttServer } from '../support/stt-server.ts';
 import { signToken, TEST_JWT_SECRET } from '../support/tokens.ts';
 import { CaptionCollector } from '../support/viewer.ts';
@@ -198,13 +198,6 @@ test('webhook: signed POST on completion, retried while the receiver fails, stat
   }
 });
 
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  const { port } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 test('SIGKILL mid-session: restart, resume streaming, end: every final from before the kill is in the transcript once, and the recording up to the last second is recovered', async () => {
   const corpusDir = await ensureCorpus();
