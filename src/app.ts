@@ -130,9 +130,10 @@ export async function createGateway(config: Config, log: Logger, transcriber?: T
     return metrics.registry.metrics();
   });
   registerSessionRoutes(app, { registry, store, authenticator });
-  registerWebSocketIngest(app, { registry, authenticator, log });
-  registerCaptions(app, registry, authenticator);
+  registerWebSocketIngest(app, { registry, authenticator, log, heartbeatMs: config.WS_HEARTBEAT_MS });
+  registerCaptions(app, registry, authenticator, config.WS_HEARTBEAT_MS);
 
+  let closing: Promise<void> | undefined;
   return {
     app,
     registry,
@@ -145,14 +146,25 @@ export async function createGateway(config: Config, log: Logger, transcriber?: T
       void webhook?.resumePending().catch((error) => log.error({ err: error }, 'could not resume webhooks'));
       return (app.server.address() as { port: number }).port;
     },
-    async close() {
-      windowTranscriber.close();
-      await app.close();
-      await webhook?.close();
-      await archiver?.close();
-      await database.close();
+    close() {
+      closing ??= shutdown();
+      return closing;
     },
   };
+
+  async function shutdown(): Promise<void> {
+    // Producers are asked to reconnect, and what they sent is transcribed and stored first (bounded).
+    const drained = await Promise.race([
+      registry.drain().then(() => true),
+      new Promise<false>((resolve) => setTimeout(resolve, config.SHUTDOWN_DRAIN_MS, false).unref()),
+    ]);
+    if (!drained) log.warn({ afterMs: config.SHUTDOWN_DRAIN_MS }, 'shutdown drain timed out; windows still at STT are dropped');
+    windowTranscriber.close();
+    await app.close();
+    await webhook?.close();
+    await archiver?.close();
+    await database.close();
+  }
 }
 
 function createArchiver(config: Config, store: SessionStore, log: Logger): Archiver | undefined {

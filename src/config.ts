@@ -39,6 +39,8 @@ const schema = z
     SEGMENT_PARTIAL_INTERVAL_MS: int(1000, 0, 10000),
 
     INGEST_MAX_FRAME_BYTES: int(256 * 1024, 1024, 16 * 1024 * 1024),
+    WS_HEARTBEAT_MS: int(15000, 100, 600000),
+    SHUTDOWN_DRAIN_MS: int(15000, 0, 600000),
 
     DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
     DATA_DIR: z.string().min(1).default('.data'),

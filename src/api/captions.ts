@@ -9,7 +9,7 @@ import { CloseCode, type CaptionEvent } from '../../client-sdk/src/protocol.ts';
 import type { SessionRegistry } from '../session/registry.ts';
 import type { Viewer } from '../session/session.ts';
 import type { Authenticator } from './auth.ts';
-import { ID_PATTERN, requireRole } from './http.ts';
+import { ID_PATTERN, keepAlive, requireRole } from './http.ts';
 
 const SKIP_PARTIALS_ABOVE = 1 << 20;
 const DROP_VIEWER_ABOVE = 16 << 20;
@@ -28,7 +28,7 @@ function socketViewer(socket: WebSocket): Viewer {
   };
 }
 
-export function registerCaptions(app: FastifyInstance, registry: SessionRegistry, authenticator: Authenticator): void {
+export function registerCaptions(app: FastifyInstance, registry: SessionRegistry, authenticator: Authenticator, heartbeatMs: number): void {
   app.get(
     '/v1/sessions/:sessionId/captions',
     {
@@ -44,6 +44,7 @@ export function registerCaptions(app: FastifyInstance, registry: SessionRegistry
       const { sessionId } = request.params as { sessionId: string };
       const { after } = request.query as { after?: number };
       const viewer = socketViewer(socket);
+      keepAlive(socket, heartbeatMs);
       let closed = false;
       socket.on('close', () => (closed = true));
       void registry.getOrCreate(sessionId).then(

@@ -1,5 +1,6 @@
 /** Shared pieces of the HTTP/WebSocket edge: token extraction, the auth hook, error bodies. */
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { WebSocket } from 'ws';
 import { AuthError, Authenticator, type Principal, type Role } from './auth.ts';
 
 declare module 'fastify' {
@@ -49,3 +50,22 @@ export function closeReason(message: string): string {
 }
 
 export const ID_PATTERN = '^[A-Za-z0-9._-]{1,128}$';
+
+/**
+ * Pings a WebSocket every `intervalMs`; a peer that has not answered the previous ping by then is gone
+ * (network dropped without a close) and is terminated, which runs the socket's close handling.
+ */
+export function keepAlive(socket: WebSocket, intervalMs: number): void {
+  let answered = true;
+  socket.on('pong', () => (answered = true));
+  const timer = setInterval(() => {
+    if (!answered) {
+      socket.terminate();
+      return;
+    }
+    answered = false;
+    socket.ping();
+  }, intervalMs);
+  timer.unref();
+  socket.on('close', () => clearInterval(timer));
+}

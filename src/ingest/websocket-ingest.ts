@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { CloseCode, INGEST_FORMATS, PCM_SAMPLE_RATES, type IngestFormat } from '../../client-sdk/src/protocol.ts';
 import type { Authenticator } from '../api/auth.ts';
-import { closeReason, ID_PATTERN, requireRole } from '../api/http.ts';
+import { closeReason, ID_PATTERN, keepAlive, requireRole } from '../api/http.ts';
 import type { Logger } from '../log.ts';
 import type { SessionRegistry } from '../session/registry.ts';
 import { SessionEndedError, TrackBusyError, type Session } from '../session/session.ts';
@@ -32,9 +32,10 @@ export interface IngestRouteOptions {
   registry: SessionRegistry;
   authenticator: Authenticator;
   log: Logger;
+  heartbeatMs: number;
 }
 
-export function registerWebSocketIngest(app: FastifyInstance, { registry, authenticator, log }: IngestRouteOptions): void {
+export function registerWebSocketIngest(app: FastifyInstance, { registry, authenticator, log, heartbeatMs }: IngestRouteOptions): void {
   app.get(
     '/v1/sessions/:sessionId/tracks/:trackId/ingest',
     {
@@ -50,6 +51,7 @@ export function registerWebSocketIngest(app: FastifyInstance, { registry, authen
         return;
       }
       const { format, sampleRate, role, participant, language, startMs } = query.data;
+      keepAlive(socket, heartbeatMs);
       // Audio may arrive while the session loads from the database: hold it until the pipeline exists.
       const early: Buffer[] = [];
       let pipeline: TrackPipeline | undefined;
@@ -84,7 +86,7 @@ export function registerWebSocketIngest(app: FastifyInstance, { registry, authen
               for (const message of early.splice(0)) created.write(message);
             },
             onFailed: (error) => socket.close(error.closeCode, closeReason(error.message)),
-            onSessionEnding: () => socket.close(CloseCode.normal, 'session ended'),
+            disconnect: (code, reason) => socket.close(code, reason),
           });
           if (closed) void session.closeTrack(trackId);
         } catch (error) {

@@ -51,6 +51,12 @@ export class SessionRegistry {
     return (await this.cache(values.id, false))!;
   }
 
+  /** Shutdown: every loaded session hands its live tracks' last words to the store and to viewers. */
+  async drain(): Promise<void> {
+    const loaded = await Promise.allSettled([...this.sessions.values()]);
+    await Promise.all(loaded.map((r) => (r.status === 'fulfilled' && r.value ? r.value.drain() : undefined)));
+  }
+
   /** At start: finishes the finalization of sessions a previous process was ending. */
   async resumeEnding(): Promise<void> {
     for (const row of await this.deps.store.sessionsInState('ending')) {

@@ -37,8 +37,8 @@ export interface ProducerRequest {
    */
   attach(pipeline: TrackPipeline): void;
   onFailed(error: IngestError): void;
-  /** The session is ending: the producer's connection should close. */
-  onSessionEnding(): void;
+  /** Closes the producer's connection (the session is ending, or the gateway is shutting down). */
+  disconnect(code: number, reason: string): void;
 }
 
 export class TrackBusyError extends Error {
@@ -57,7 +57,7 @@ interface TrackState {
   /** Track time where the current connection started. */
   offsetMs: number;
   epoch: number;
-  onSessionEnding: (() => void) | undefined;
+  disconnect: ((code: number, reason: string) => void) | undefined;
   /** closeTrack has been called for the current connection. */
   closing: boolean;
   archive: TrackArchive | undefined;
@@ -106,7 +106,7 @@ export class Session {
     this.deps = deps;
     this.log = deps.log.child({ sessionId: row.id });
     for (const info of tracks) {
-      this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: epochs.get(info.trackId) ?? 0, onSessionEnding: undefined, closing: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve() });
+      this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: epochs.get(info.trackId) ?? 0, disconnect: undefined, closing: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve() });
     }
   }
 
@@ -133,7 +133,7 @@ export class Session {
     const epoch = (existing?.epoch ?? 0) + 1;
     let settle!: () => void;
     const track: TrackState = {
-      info, pipeline: undefined, offsetMs, epoch, onSessionEnding: request.onSessionEnding, closing: false, archive: undefined,
+      info, pipeline: undefined, offsetMs, epoch, disconnect: request.disconnect, closing: false, archive: undefined,
       ready: new Promise<void>((resolve) => (settle = resolve)),
       done: existing?.done ?? Promise.resolve(),
     };
@@ -188,7 +188,7 @@ export class Session {
       }
       track.offsetMs += pipeline.receivedMs;
       track.pipeline = undefined;
-      track.onSessionEnding = undefined;
+      track.disconnect = undefined;
       track.info.state = 'ended';
       track.info.receivedMs = track.offsetMs;
       this.deps.metrics.activeTracks.dec();
@@ -210,7 +210,7 @@ export class Session {
       this.state = 'ending';
       await this.deps.store.setSessionState(this.id, 'ending');
       this.broadcast(this.describe());
-      for (const track of this.tracks.values()) track.onSessionEnding?.();
+      for (const track of this.tracks.values()) track.disconnect?.(CloseCode.normal, 'session ended');
       await Promise.all([...this.tracks.keys()].map((id) => this.closeTrack(id)));
       await this.backgroundWrites;
       await this.publishing;
@@ -259,6 +259,17 @@ export class Session {
         })),
       },
     };
+  }
+
+  /**
+   * Gateway shutdown: producers are told to reconnect (1001), and what they sent is transcribed,
+   * stored and published before the process goes. The session itself stays active.
+   */
+  async drain(): Promise<void> {
+    const live = [...this.tracks.values()].filter((t) => t.info.state === 'live');
+    for (const track of live) track.disconnect?.(CloseCode.goingAway, 'gateway shutting down; reconnect to continue');
+    await Promise.all(live.map((t) => this.closeTrack(t.info.trackId)));
+    await this.backgroundWrites;
   }
 
   addViewer(viewer: Viewer, afterSeq = 0): void {

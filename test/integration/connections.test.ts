@@ -1,0 +1,55 @@
+/** Connection lifecycle: producers that vanish without a close, and a gateway shutting down mid-visit. */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { WebSocket } from 'ws';
+import { CloseCode, type SessionEvent } from '../../client-sdk/src/protocol.ts';
+import { loadReference } from '../../scripts/make-corpus.ts';
+import { startHarness } from '../support/harness.ts';
+import { chunksFor, ingestUrl, streamChunks } from '../support/producer.ts';
+import { CaptionCollector } from '../support/viewer.ts';
+import { wordErrorRate } from '../support/wer.ts';
+
+test('a producer whose network dies (no close, no pong) is dropped and its track ended', async () => {
+  const h = await startHarness({ WS_HEARTBEAT_MS: '200' });
+  try {
+    const viewer = await CaptionCollector.connect(h.baseUrl, 'vanish', await h.token('viewer', 'vanish'));
+    const url = ingestUrl(h.baseUrl, 'vanish', 'mic', { format: 'pcm16', sampleRate: 16000, role: 'doctor', access_token: await h.token('producer', 'vanish') });
+    const silent = new WebSocket(url, { autoPong: false });
+    silent.on('error', () => {});
+    await new Promise((resolve) => silent.once('open', resolve));
+    silent.send(Buffer.alloc(6400));
+    const ended = (await viewer.tracksEnded(['mic'], 5000)) as SessionEvent;
+    assert.equal(ended.tracks[0].state, 'ended');
+    viewer.close();
+    silent.terminate();
+  } finally {
+    await h.close();
+  }
+});
+
+test('shutdown drains: producers are told to reconnect (1001), and what they sent is transcribed and stored first', async () => {
+  const h = await startHarness();
+  try {
+    const viewer = await CaptionCollector.connect(h.baseUrl, 'drain', await h.token('viewer', 'drain'));
+    const chunks = await chunksFor({ format: 'ogg', file: `${h.corpusDir}/en/doctor` });
+    const streaming = streamChunks(ingestUrl(h.baseUrl, 'drain', 'doctor', { format: 'ogg', role: 'doctor', access_token: await h.token('producer', 'drain') }), chunks, 4);
+    await viewer.waitFor((e) => e.type === 'final' && e.seq >= 3, 30000);
+    const closing = h.gateway.close();
+    const result = await streaming;
+    assert.equal(result.closeCode, CloseCode.goingAway);
+    assert.match(result.closeReason, /reconnect/);
+    await closing;
+    // Every word the producer had sent (up to the last second, which may be mid-word) reached the viewers.
+    const reference = await loadReference('en');
+    const cutoff = result.sentMs - 1000;
+    const sentWords = reference.tracks.doctor.filter((w) => w.endMs <= cutoff).map((w) => w.word).join(' ');
+    const heard = viewer.finals.flatMap((f) => f.words).filter((w) => w.endMs <= cutoff).map((w) => w.word).join(' ');
+    assert.equal(wordErrorRate(sentWords, heard).wer, 0, `sent: ${sentWords}\nheard: ${heard}`);
+    assert.ok(sentWords.split(' ').length >= 10, 'the producer was well into the visit');
+    viewer.close();
+  } finally {
+    await h.close();
+  }
+});
+
+test.run();
