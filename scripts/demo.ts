@@ -121,7 +121,12 @@ const merged = transcript.segments.flatMap((s) => s.words).sort((a, b) => a.star
 
 const reference = await loadReference(language);
 const result = wordErrorRate(reference.tracks.mix.map((w) => w.word).join(' '), merged);
-const status = (await (await api('GET', `/v1/sessions/${sessionId}`)).json()) as { archive: { recordings: { objectKey: string; durationMs: number }[] } };
+type Status = { archive: { behind: boolean; recordings: { objectKey: string; durationMs: number; state: string }[] } };
+let status = (await (await api('GET', `/v1/sessions/${sessionId}`)).json()) as Status;
+for (let i = 0; i < 100 && (status.archive.behind || status.archive.recordings.some((r) => r.state !== 'uploaded')); i++) {
+  await new Promise((r) => setTimeout(r, 100));
+  status = (await (await api('GET', `/v1/sessions/${sessionId}`)).json()) as Status;
+}
 process.stdout.write(`\n── encrypted recordings (age, to ${recipient.slice(0, 16)}…) ──\n`);
 for (const r of status.archive.recordings) {
   process.stdout.write(`${join(config.ARCHIVE_DIR ?? join(dataDir, 'archive'), r.objectKey)}  (${(r.durationMs / 1000).toFixed(1)} s)\n`);
