@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createTestIdentity, decryptWithAgeCli } from '../support/age.ts';
 import { createTestDatabase, type TestDriver } from '../support/databases.ts';
-import { startHarness, type Harness } from '../support/harness.ts';
+import { startHarness } from '../support/harness.ts';
 import { chunksFor, ingestUrl, streamChunks } from '../support/producer.ts';
 import { freePort } from '../support/net.ts';
 import { SttServer } from '../support/stt-server.ts';
