@@ -140,8 +140,9 @@ export async function createGateway(config: Config, log: Logger, transcriber?: T
     store,
     metrics,
     async listen() {
+      const recovered = await archiver?.recover();
+      if (recovered) log.warn({ recovered }, 'recordings left by a previous process queued for upload');
       await app.listen({ host: config.HOST, port: config.PORT });
-      void archiver?.recover().catch((error) => log.error({ err: error }, 'could not recover archive spools'));
       void registry.resumeEnding().catch((error) => log.error({ err: error }, 'could not resume ending sessions'));
       void webhook?.resumePending().catch((error) => log.error({ err: error }, 'could not resume webhooks'));
       return (app.server.address() as { port: number }).port;

@@ -47,6 +47,8 @@ export class Archiver {
   private readonly log: Logger;
   private readonly queue: UploadJob[] = [];
   private readonly lastErrors = new Map<string, string>();
+  /** Spools of tracks streaming in this process: never taken for a crash's leftovers. */
+  private readonly open = new Set<string>();
   private wake: (() => void) | undefined;
   private closed = false;
   private readonly worker: Promise<void>;
@@ -69,6 +71,7 @@ export class Archiver {
 
   async openTrack(key: TrackKey, inputSampleRate: number): Promise<TrackArchive> {
     const dir = this.spoolFor(key);
+    this.open.add(dir);
     const archive = await TrackArchive.open({ dir, recipients: this.options.recipients, inputSampleRate, serial: (Date.now() ^ (key.epoch << 20)) >>> 0 });
     await this.options.store.saveRecording({
       ...key,
@@ -82,16 +85,17 @@ export class Archiver {
 
   /** Seals the spool and queues the upload (which the caller does not wait for). */
   async completeTrack(key: TrackKey, archive: TrackArchive): Promise<CompletedArchive> {
-    const completed = await archive.close();
+    const completed = await archive.close().finally(() => this.open.delete(this.spoolFor(key)));
     await this.options.store.updateRecording(key, { sizeBytes: completed.sizeBytes, plaintextSha256: completed.plaintextSha256, durationMs: completed.durationMs });
     this.enqueue({ ...key, dir: completed.dir, kind: 'full' });
     return completed;
   }
 
-  /** At start: queues every spool a previous process left behind. */
+  /** At start, before accepting producers: queues every spool a previous process left behind. */
   async recover(): Promise<number> {
     let recovered = 0;
     for (const dir of await this.spoolDirectories()) {
+      if (this.open.has(dir)) continue;
       const key = this.keyOf(dir);
       const kind = existsSync(join(dir, 'complete.json')) ? 'full' : 'slices';
       if (kind === 'slices') {
