@@ -16,6 +16,7 @@ import { mkdir, open, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import opus from '@discordjs/opus';
 import { Encrypter } from 'age-encryption';
+import { Framer } from '../audio/framer.ts';
 import { OggOpusWriter } from './ogg-opus-writer.ts';
 
 const SLICE_SAMPLES_48K = 48000;
@@ -58,7 +59,7 @@ export class TrackArchive {
   private sliceCount = 0;
   private samplesInSlices = 0;
   private pcmEncoder: InstanceType<typeof opus.OpusEncoder> | undefined;
-  private pcmPending = new Int16Array(0);
+  private readonly pcmFramer = new Framer(PCM_FRAME_SAMPLES);
   private failure: Error | undefined;
   private sealed = false;
 
@@ -90,15 +91,9 @@ export class TrackArchive {
   /** 16 kHz PCM (PCM ingest): encoded to Opus once, for the archive only. */
   pcm(samples: Int16Array): void {
     this.pcmEncoder ??= new opus.OpusEncoder(16000, 1);
-    const joined = new Int16Array(this.pcmPending.length + samples.length);
-    joined.set(this.pcmPending);
-    joined.set(samples, this.pcmPending.length);
-    let offset = 0;
-    for (; offset + PCM_FRAME_SAMPLES <= joined.length; offset += PCM_FRAME_SAMPLES) {
-      const frame = joined.subarray(offset, offset + PCM_FRAME_SAMPLES);
+    for (const frame of this.pcmFramer.push(samples)) {
       this.packet(this.pcmEncoder.encode(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)));
     }
-    this.pcmPending = joined.slice(offset);
   }
 
   /** Ends the stream and seals both files. */
