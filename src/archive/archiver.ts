@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import pRetry from 'p-retry';
 import type { Logger } from '../log.ts';
 import type { SessionStore } from '../store/session-store.ts';
 import type { ObjectStore } from './object-store.ts';
@@ -51,6 +52,7 @@ export class Archiver {
   private readonly open = new Set<string>();
   private wake: (() => void) | undefined;
   private closed = false;
+  private readonly stopping = new AbortController();
   private readonly worker: Promise<void>;
 
   constructor(options: ArchiverOptions) {
@@ -111,6 +113,7 @@ export class Archiver {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.stopping.abort();
     this.wake?.();
     await this.worker;
   }
@@ -166,7 +169,6 @@ export class Archiver {
   }
 
   private async uploadLoop(): Promise<void> {
-    let delay = this.options.retryMs;
     while (!this.closed) {
       const job = this.queue[0];
       if (!job) {
@@ -175,22 +177,26 @@ export class Archiver {
         continue;
       }
       try {
-        await this.upload(job);
-        this.queue.shift();
-        this.lastErrors.delete(job.sessionId);
-        delay = this.options.retryMs;
-      } catch (error) {
-        const message = (error as Error).message || String(error);
-        this.lastErrors.set(job.sessionId, message);
-        this.log.warn({ sessionId: job.sessionId, trackId: job.trackId, reason: message, retryInMs: delay }, 'upload failed; the recording stays spooled (encrypted) and will be retried');
-        await this.options.store.recordingAttemptFailed(job, message).catch(() => undefined);
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, delay);
-          this.wake = () => (clearTimeout(timer), resolve());
+        await pRetry(() => this.upload(job), {
+          retries: Infinity,
+          factor: 2,
+          minTimeout: this.options.retryMs,
+          maxTimeout: this.options.maxRetryMs,
+          randomize: false,
+          signal: this.stopping.signal,
+          onFailedAttempt: async ({ error, retryDelay }) => {
+            const message = error.message || String(error);
+            this.lastErrors.set(job.sessionId, message);
+            this.log.warn({ sessionId: job.sessionId, trackId: job.trackId, reason: message, retryInMs: retryDelay }, 'upload failed; the recording stays spooled (encrypted) and will be retried');
+            await this.options.store.recordingAttemptFailed(job, message).catch(() => undefined);
+          },
         });
-        this.wake = undefined;
-        delay = Math.min(delay * 2, this.options.maxRetryMs);
+      } catch {
+        // Only a shutdown ends the retries; the spool stays and is recovered at the next start.
+        return;
       }
+      this.queue.shift();
+      this.lastErrors.delete(job.sessionId);
     }
   }
 }

@@ -5,6 +5,7 @@
  * until it succeeds or the gateway shuts down, reporting each failure so viewers see that STT is down.
  */
 import PQueue from 'p-queue';
+import pRetry from 'p-retry';
 import type { Word } from '../../client-sdk/src/protocol.ts';
 import type { AudioWindow } from '../segmenter/segmenter.ts';
 import { recognizedWords, type HallucinationThresholds } from './recognized-words.ts';
@@ -61,19 +62,21 @@ export class WindowTranscriber {
   }
 
   async final(window: AudioWindow, callbacks: FinalCallbacks, language?: string, prompt?: string): Promise<TranscribedWindow> {
-    let delay = this.options.retryDelayMs;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const result = await this.queue.add(() => this.attempt(window, language, prompt), { priority: PRIORITY.final });
-        if (attempt > 1) callbacks.onRecovered();
-        return result;
-      } catch (error) {
-        if (this.shutdown.signal.aborted) throw error;
-        callbacks.onFailure(error as Error, attempt);
-        await sleep(delay, this.shutdown.signal);
-        delay = Math.min(delay * 2, this.options.maxRetryDelayMs);
-      }
-    }
+    let failed = false;
+    const result = await pRetry(() => this.queue.add(() => this.attempt(window, language, prompt), { priority: PRIORITY.final }), {
+      retries: Infinity,
+      factor: 2,
+      minTimeout: this.options.retryDelayMs,
+      maxTimeout: this.options.maxRetryDelayMs,
+      randomize: false,
+      signal: this.shutdown.signal,
+      onFailedAttempt: ({ error, attemptNumber }) => {
+        failed = true;
+        callbacks.onFailure(error, attemptNumber);
+      },
+    });
+    if (failed) callbacks.onRecovered();
+    return result;
   }
 
   /** Stops retrying: pending finals reject (the caller keeps their windows). */
@@ -88,15 +91,4 @@ export class WindowTranscriber {
     const sttMs = performance.now() - started;
     return { words: recognizedWords(transcription, window, this.options.thresholds), sttMs };
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    }, { once: true });
-  });
 }
