@@ -3,11 +3,10 @@
  * packet source (demux) → Opus decoder (16 kHz) → framer (20 ms) → VAD → segmenter → STT → captions.
  * It owns no socket: the ingest adapter writes messages in, a TrackListener receives what comes out.
  */
-import type { IngestFormat, Word } from '../../client-sdk/src/protocol.ts';
+import { CloseCode, type IngestFormat, type Word } from '../../client-sdk/src/protocol.ts';
 import { Framer } from '../audio/framer.ts';
 import { OpusDecoder, PIPELINE_SAMPLE_RATE } from '../audio/opus-decoder.ts';
 import type { VoiceActivityDetector } from '../audio/vad.ts';
-import { CloseCode } from '../../client-sdk/src/protocol.ts';
 import { createPacketSource, IngestError, type AudioUnit, type PacketSource } from '../ingest/packet-source.ts';
 import { Segmenter, type AudioWindow, type SegmenterOptions } from '../segmenter/segmenter.ts';
 import type { WindowTranscriber } from '../stt/window-transcriber.ts';
@@ -133,12 +132,16 @@ export class TrackPipeline {
       this.options.metrics.lostPackets.inc(unit.count);
       pcm = this.decoder.conceal(unit.count);
     } else {
-      this.options.archive?.packet(unit.packet);
       pcm = this.decoder.decode(unit.packet);
-      if (this.decoder.consecutiveCorrupt > 0) this.options.metrics.lostPackets.inc();
-      if (this.decoder.consecutiveCorrupt >= MAX_CONSECUTIVE_CORRUPT) {
-        this.fail(new IngestError(CloseCode.invalidPayload, `${MAX_CONSECUTIVE_CORRUPT} packets in a row are not Opus`));
-        return;
+      if (this.decoder.consecutiveCorrupt === 0) {
+        // Only what the codec accepted is archived: a rejected packet would corrupt the Ogg timeline.
+        this.options.archive?.packet(unit.packet);
+      } else {
+        this.options.metrics.lostPackets.inc();
+        if (this.decoder.consecutiveCorrupt >= MAX_CONSECUTIVE_CORRUPT) {
+          this.fail(new IngestError(CloseCode.invalidPayload, `${MAX_CONSECUTIVE_CORRUPT} packets in a row are not Opus`));
+          return;
+        }
       }
     }
     this.options.metrics.audioSeconds.inc(pcm.length / PIPELINE_SAMPLE_RATE);

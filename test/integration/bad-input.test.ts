@@ -76,6 +76,14 @@ test('garbage frames: 1007 invalid payload, naming the container', async () => {
   const opus = await closeOf(ingestUrl(h.baseUrl, 'bad', 'g4', { format: 'opus', role: 'doctor', access_token: token }), notOpus);
   assert.equal(opus.code, CloseCode.invalidPayload);
   assert.match(opus.reason, /not Opus/);
+  // Packets the codec rejected are not written into the recording (their TOC bytes would claim minutes).
+  let recording: { trackId: string; durationMs: number | null } | undefined;
+  for (let i = 0; i < 50 && recording?.durationMs == null; i++) {
+    const status = await (await fetch(`${h.baseUrl}/v1/sessions/bad`, { headers: { authorization: `Bearer ${await h.token('service')}` } })).json();
+    recording = status.archive.recordings.find((r: { trackId: string }) => r.trackId === 'g4');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.equal(recording!.durationMs, 0);
 });
 
 test('oversized frame: 1009; text frame: 4400', async () => {
