@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests, the demo and the corpus script need.
+# Installs the Debian packages the tests, the demo and the corpus script need (chromium: the browser tests).
 # Idempotent: does nothing when every tool is already on PATH.
 set -euo pipefail
 declare -A tool_package=(
-  [ffmpeg]=ffmpeg [ffprobe]=ffmpeg [espeak-ng]=espeak-ng [sox]=sox [age]=age
+  [ffmpeg]=ffmpeg [ffprobe]=ffmpeg [espeak-ng]=espeak-ng [sox]=sox [age]=age [chromium]=chromium
 )
 missing=()
 for tool in "${!tool_package[@]}"; do

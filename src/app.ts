@@ -25,8 +25,12 @@ import { LocalObjectStore, S3ObjectStore, type ObjectStore } from './archive/obj
 import { openDatabase } from './store/database.ts';
 import { SessionStore } from './store/session-store.ts';
 import { TrackPipeline } from './session/track-pipeline.ts';
-import { OpenAiTranscriber, type Transcriber } from './stt/transcriber.ts';
-import { WindowTranscriber } from './stt/window-transcriber.ts';
+import type { Transcriber } from './stt/transcriber.ts';
+import { createWindowTranscriber } from './stt/window-transcriber.ts';
+import { DirectoryWindowAudio, InProcessWindowQueue, type WindowQueue } from './stt/window-queue.ts';
+import { RedisWindowQueue } from './stt/redis-window-queue.ts';
+import { UploadService } from './session/uploads.ts';
+import { registerUploadRoutes } from './api/uploads.ts';
 
 export interface Gateway {
   app: FastifyInstance;
@@ -40,22 +44,7 @@ export interface Gateway {
 
 export async function createGateway(config: Config, log: Logger, transcriber?: Transcriber): Promise<Gateway> {
   const metrics = createMetrics();
-  const windowTranscriber = new WindowTranscriber(
-    transcriber ??
-      new OpenAiTranscriber({
-        baseURL: config.STT_BASE_URL,
-        apiKey: config.OPENAI_API_KEY,
-        model: config.STT_MODEL,
-        timeoutMs: config.STT_TIMEOUT_MS,
-        maxRetries: config.STT_MAX_RETRIES,
-        wordTimestamps: config.STT_WORD_TIMESTAMPS,
-      }),
-    {
-      concurrency: config.STT_CONCURRENCY,
-      sampleRate: PIPELINE_SAMPLE_RATE,
-      thresholds: { noSpeechProb: config.STT_NO_SPEECH_PROB, logprob: config.STT_LOGPROB_THRESHOLD, compressionRatio: config.STT_COMPRESSION_RATIO },
-    },
-  );
+  const windowTranscriber = createWindowTranscriber(config, config.STT_CONCURRENCY, transcriber);
   const segmenter = {
     preRollMs: config.SEGMENT_PRE_ROLL_MS,
     silenceMs: config.SEGMENT_SILENCE_MS,
@@ -98,6 +87,24 @@ export async function createGateway(config: Config, log: Logger, transcriber?: T
     metrics,
     onCompleted: (session, version) => webhook?.notify(session, version),
   });
+  const policy = { attempts: config.QUEUE_ATTEMPTS, backoffMs: config.QUEUE_BACKOFF_MS };
+  const redisQueue = config.REDIS_URL ? new RedisWindowQueue({ url: config.REDIS_URL, name: config.QUEUE_NAME, lockMs: config.QUEUE_LOCK_MS, log, ...policy }) : undefined;
+  const windowQueue: WindowQueue = redisQueue ?? new InProcessWindowQueue(new DirectoryWindowAudio(join(config.DATA_DIR, 'queue')), policy);
+  const uploads = new UploadService({
+    registry,
+    store,
+    queue: windowQueue,
+    archiver,
+    log,
+    workDir: join(config.DATA_DIR, 'uploads'),
+    maxBytes: config.UPLOAD_MAX_BYTES,
+    maxDurationMs: config.UPLOAD_MAX_DURATION_S * 1000,
+    segmenter: { ...segmenter, silenceMs: config.UPLOAD_SILENCE_MS, maxWindowMs: config.UPLOAD_MAX_WINDOW_MS, cutSearchMs: Math.min(4000, Math.floor(config.UPLOAD_MAX_WINDOW_MS / 4)) },
+    vad: () => new WebRtcVad(PIPELINE_SAMPLE_RATE, config.VAD_AGGRESSIVENESS),
+    prompt: config.STT_PROMPT,
+  });
+  if (config.UPLOAD_WORKERS > 0) windowQueue.startWorker(windowTranscriber.processUploadJob, config.UPLOAD_WORKERS);
+  log.info({ queue: windowQueue.description, workers: config.UPLOAD_WORKERS }, 'upload queue ready');
   const authenticator = new Authenticator({ secret: config.JWT_SECRET, jwksUrl: config.JWT_JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE });
 
   // Unknown body fields are refused (400), not silently dropped.
@@ -132,6 +139,7 @@ export async function createGateway(config: Config, log: Logger, transcriber?: T
   registerSessionRoutes(app, { registry, store, authenticator });
   registerWebSocketIngest(app, { registry, authenticator, log, heartbeatMs: config.WS_HEARTBEAT_MS });
   registerCaptions(app, registry, authenticator, config.WS_HEARTBEAT_MS);
+  registerUploadRoutes(app, { uploads, registry, store, authenticator });
 
   let closing: Promise<void> | undefined;
   return {
@@ -142,6 +150,7 @@ export async function createGateway(config: Config, log: Logger, transcriber?: T
     async listen() {
       const recovered = await archiver?.recover();
       if (recovered) log.warn({ recovered }, 'recordings left by a previous process queued for upload');
+      await redisQueue?.ready();
       await app.listen({ host: config.HOST, port: config.PORT });
       void registry.resumeEnding().catch((error) => log.error({ err: error }, 'could not resume ending sessions'));
       void webhook?.resumePending().catch((error) => log.error({ err: error }, 'could not resume webhooks'));
@@ -160,6 +169,7 @@ export async function createGateway(config: Config, log: Logger, transcriber?: T
       new Promise<false>((resolve) => setTimeout(resolve, config.SHUTDOWN_DRAIN_MS, false).unref()),
     ]);
     if (!drained) log.warn({ afterMs: config.SHUTDOWN_DRAIN_MS }, 'shutdown drain timed out; windows still at STT are dropped');
+    await windowQueue.close();
     windowTranscriber.close();
     await app.close();
     await webhook?.close();

@@ -7,29 +7,40 @@ import { z } from 'zod';
 const int = (fallback: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(fallback);
 const optionalString = z.string().trim().min(1).optional();
 
+/** Variables the gateway and `npm run worker` share: the STT endpoint and the upload job queue. */
+const shared = {
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  STT_BASE_URL: z.url().default('https://api.openai.com/v1'),
+  OPENAI_API_KEY: z.string().min(1, 'must not be empty'),
+  STT_MODEL: z.string().min(1).default('whisper-1'),
+  STT_LANGUAGE: optionalString,
+  STT_PROMPT: optionalString,
+  STT_CONCURRENCY: int(4, 1, 256),
+  STT_TIMEOUT_MS: int(30000, 100, 600000),
+  STT_MAX_RETRIES: int(3, 0, 10),
+  STT_WORD_TIMESTAMPS: z.stringbool().default(true),
+  STT_NO_SPEECH_PROB: z.coerce.number().min(0).max(1).default(0.6),
+  STT_LOGPROB_THRESHOLD: z.coerce.number().max(0).default(-1),
+  STT_COMPRESSION_RATIO: z.coerce.number().positive().default(2.4),
+
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+  QUEUE_NAME: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and - only').default('helssa-windows'),
+  QUEUE_ATTEMPTS: int(3, 1, 20),
+  QUEUE_BACKOFF_MS: int(2000, 10, 600000),
+  QUEUE_LOCK_MS: int(30000, 500, 600000),
+};
+
 const schema = z
   .object({
+    ...shared,
     HOST: z.string().default('0.0.0.0'),
     PORT: int(8080, 0, 65535),
-    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
     JWT_SECRET: z.string().min(32, 'must be at least 32 characters (HS256 secret)').optional(),
     JWT_JWKS_URL: z.url().optional(),
     JWT_ISSUER: optionalString,
     JWT_AUDIENCE: optionalString,
 
-    STT_BASE_URL: z.url().default('https://api.openai.com/v1'),
-    OPENAI_API_KEY: z.string().min(1, 'must not be empty'),
-    STT_MODEL: z.string().min(1).default('whisper-1'),
-    STT_LANGUAGE: optionalString,
-    STT_PROMPT: optionalString,
-    STT_CONCURRENCY: int(4, 1, 256),
-    STT_TIMEOUT_MS: int(30000, 100, 600000),
-    STT_MAX_RETRIES: int(3, 0, 10),
-    STT_WORD_TIMESTAMPS: z.stringbool().default(true),
-    STT_NO_SPEECH_PROB: z.coerce.number().min(0).max(1).default(0.6),
-    STT_LOGPROB_THRESHOLD: z.coerce.number().max(0).default(-1),
-    STT_COMPRESSION_RATIO: z.coerce.number().positive().default(2.4),
 
     VAD_AGGRESSIVENESS: int(2, 0, 3),
     SEGMENT_PRE_ROLL_MS: int(300, 0, 2000),
@@ -37,6 +48,12 @@ const schema = z
     SEGMENT_MAX_WINDOW_MS: int(28000, 5000, 30000),
     SEGMENT_OVERLAP_MS: int(1500, 0, 5000),
     SEGMENT_PARTIAL_INTERVAL_MS: int(1000, 0, 10000),
+
+    UPLOAD_MAX_BYTES: int(500 * 1024 * 1024, 1024, 8 * 1024 ** 3),
+    UPLOAD_MAX_DURATION_S: int(3600, 1, 24 * 3600),
+    UPLOAD_MAX_WINDOW_MS: int(30000, 5000, 30000),
+    UPLOAD_SILENCE_MS: int(2000, 100, 10000),
+    UPLOAD_WORKERS: int(2, 0, 256),
 
     INGEST_MAX_FRAME_BYTES: int(256 * 1024, 1024, 16 * 1024 * 1024),
     WS_HEARTBEAT_MS: int(15000, 100, 600000),
@@ -75,6 +92,7 @@ const schema = z
   })
   .refine((c) => c.ARCHIVE_STORE !== 's3' || c.S3_BUCKET, { message: 'ARCHIVE_STORE=s3 needs S3_BUCKET', path: ['S3_BUCKET'] })
   .refine((c) => !c.WEBHOOK_URL || c.WEBHOOK_SECRET, { message: 'WEBHOOK_URL needs WEBHOOK_SECRET to sign deliveries', path: ['WEBHOOK_SECRET'] })
+  .refine((c) => c.UPLOAD_WORKERS > 0 || c.REDIS_URL, { message: 'UPLOAD_WORKERS=0 needs REDIS_URL: without Redis only the gateway can run upload jobs', path: ['UPLOAD_WORKERS'] })
   .refine((c) => c.JWT_SECRET || c.JWT_JWKS_URL, {
     message: 'set JWT_SECRET (HS256) or JWT_JWKS_URL: every endpoint needs signed tokens',
     path: ['JWT_SECRET'],
@@ -82,11 +100,23 @@ const schema = z
 
 export type Config = z.infer<typeof schema>;
 
+const workerSchema = z.object({ ...shared, REDIS_URL: shared.REDIS_URL.unwrap(), WORKER_CONCURRENCY: int(4, 1, 256) });
+export type WorkerConfig = z.infer<typeof workerSchema>;
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  return parse(schema, env);
+}
+
+/** The configuration of a separate upload worker (`npm run worker`): STT, Redis and the queue only. */
+export function loadWorkerConfig(env: Record<string, string | undefined> = process.env): WorkerConfig {
+  return parse(workerSchema, env);
+}
+
+function parse<T extends z.ZodType>(schema: T, env: Record<string, string | undefined>): z.infer<T> {
   const result = schema.safeParse(env);
   if (result.success) return result.data;
   const lines = result.error.issues.map((issue) => `  ${issue.path.join('.') || '(config)'}: ${issue.message}`);

@@ -19,6 +19,10 @@ export type IngestFormat =
   | 'pcm16';
 
 export const INGEST_FORMATS: readonly IngestFormat[] = ['webm', 'ogg', 'opus', 'pcm16'];
+
+/** Containers an uploaded recording may come in; the gateway tells them apart by their bytes. */
+export type UploadFormat = 'webm' | 'mp3' | 'wav' | 'm4a' | 'ogg' | 'flac';
+export const UPLOAD_FORMATS: readonly UploadFormat[] = ['webm', 'mp3', 'wav', 'm4a', 'ogg', 'flac'];
 export const PCM_SAMPLE_RATES: readonly number[] = [16000, 48000];
 
 /** WebSocket close codes the gateway uses, with the reason string carrying a human message. */
@@ -51,7 +55,8 @@ export interface TrackInfo {
   trackId: string;
   role: SpeakerRole;
   participant: string;
-  format: IngestFormat;
+  /** How the audio came: a live ingest format, or `upload` for a recording uploaded as a file. */
+  format: IngestFormat | 'upload';
   state: 'live' | 'ended';
   /** Milliseconds of audio received so far. */
   receivedMs: number;
@@ -97,13 +102,28 @@ export interface SessionEvent {
   lastSeq: number;
 }
 
+/** How far the transcription of an uploaded recording has got; sent after each window. */
+export interface UploadProgressEvent {
+  type: 'upload';
+  sessionId: string;
+  trackId: string;
+  /**
+   * `transcribing` while windows are queued or at STT; `needs_attention` when a window exhausted its
+   * retries (dead-lettered; retry it or end the session without it); `completed` once every window is in.
+   */
+  state: 'transcribing' | 'needs_attention' | 'completed';
+  windowsTotal: number;
+  windowsDone: number;
+  windowsFailed: number;
+}
+
 export interface ErrorEvent {
   type: 'error';
   sessionId: string;
-  code: 'stt_unavailable' | 'storage_unavailable' | 'track_failed';
+  code: 'stt_unavailable' | 'storage_unavailable' | 'track_failed' | 'window_failed';
   message: string;
   trackId?: string;
 }
 
 /** Everything a caption viewer receives, discriminated by `type`. */
-export type CaptionEvent = PartialEvent | FinalEvent | SessionEvent | ErrorEvent;
+export type CaptionEvent = PartialEvent | FinalEvent | SessionEvent | UploadProgressEvent | ErrorEvent;

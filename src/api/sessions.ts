@@ -11,7 +11,7 @@ import { toPlainText, toSrt, toWebVtt, type TranscriptDocument } from '../transc
 import type { Authenticator } from './auth.ts';
 import { ID_PATTERN, requireRole, sendError } from './http.ts';
 
-const errorSchema = {
+export const errorSchema = {
   type: 'object',
   properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' }, field: { type: 'string' } }, required: ['code', 'message'] } },
 } as const;
@@ -24,13 +24,13 @@ const trackSchema = {
     trackId: { type: 'string' },
     role: { type: 'string', enum: ['doctor', 'patient'] },
     participant: { type: 'string' },
-    format: { type: 'string' },
+    format: { type: 'string', description: 'ingest format, or `upload`' },
     state: { type: 'string', enum: ['live', 'ended'] },
     receivedMs: { type: 'number' },
   },
 } as const;
 
-const statusSchema = {
+export const statusSchema = {
   type: 'object',
   properties: {
     id: { type: 'string' },
@@ -48,6 +48,27 @@ const statusSchema = {
       properties: { windows: { type: 'object', properties: { pending: { type: 'integer' }, done: { type: 'integer' }, failed: { type: 'integer' } } } },
     },
     transcriptVersion: { type: ['integer', 'null'] },
+    upload: {
+      type: ['object', 'null'],
+      description: 'for a session made from an uploaded recording: what validation found and how far transcription has got',
+      properties: {
+        state: { type: 'string', enum: ['transcribing', 'needs_attention', 'completed'] },
+        format: { type: 'string', enum: ['webm', 'mp3', 'wav', 'm4a', 'ogg', 'flac'] },
+        fileName: { type: ['string', 'null'] },
+        sizeBytes: { type: 'integer' },
+        durationMs: { type: 'integer' },
+        sampleRate: { type: 'integer' },
+        meanDbfs: { type: 'number' },
+        warnings: { type: 'array', items: { type: 'object', properties: { code: { type: 'string', enum: ['low_sample_rate', 'quiet_audio'] }, message: { type: 'string' } } } },
+        priority: { type: 'string', enum: ['high', 'normal'] },
+        windows: { type: 'object', properties: { total: { type: 'integer' }, pending: { type: 'integer' }, done: { type: 'integer' }, failed: { type: 'integer' } } },
+        deadLetters: {
+          type: 'array',
+          description: 'windows whose every attempt failed; POST …/upload/retry queues them again',
+          items: { type: 'object', properties: { startMs: { type: 'integer' }, endMs: { type: 'integer' }, attempts: { type: 'integer' }, error: { type: ['string', 'null'] } } },
+        },
+      },
+    },
     webhook: {
       type: 'object',
       properties: { state: { type: 'string', enum: ['none', 'pending', 'delivered', 'failed'] }, attempts: { type: 'integer' }, lastError: { type: ['string', 'null'] } },

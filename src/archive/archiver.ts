@@ -6,9 +6,11 @@
  * only after its upload succeeded.
  */
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { readdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createReadStream, existsSync } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { Readable } from 'node:stream';
+import { Encrypter } from 'age-encryption';
 import pRetry from 'p-retry';
 import type { Logger } from '../log.ts';
 import type { SessionStore } from '../store/session-store.ts';
@@ -93,6 +95,42 @@ export class Archiver {
     return completed;
   }
 
+  /**
+   * Archives an uploaded recording as it came (any container), encrypted while it is read, and queues
+   * the upload. The object key ends in `<extension>.age`.
+   */
+  async archiveFile(key: TrackKey, source: string, extension: string, durationMs: number): Promise<CompletedArchive> {
+    const dir = this.spoolFor(key);
+    await mkdir(dir, { recursive: true });
+    const encrypter = new Encrypter();
+    for (const recipient of this.options.recipients) encrypter.addRecipient(recipient);
+    const sha256 = createHash('sha256');
+    const plaintext = Readable.toWeb(createReadStream(source)) as ReadableStream<Uint8Array>;
+    const hashed = plaintext.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({ transform: (chunk, out) => (sha256.update(chunk), out.enqueue(chunk)) }));
+    const file = join(dir, `full.${extension}.age`);
+    const output = await open(`${file}.partial`, 'w');
+    let sizeBytes = 0;
+    try {
+      const reader = ((await encrypter.encrypt(hashed)) as ReadableStream<Uint8Array>).getReader();
+      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+        await output.write(chunk.value);
+        sizeBytes += chunk.value.length;
+      }
+      await output.sync();
+    } finally {
+      await output.close();
+    }
+    await rename(`${file}.partial`, file);
+    const completed: CompletedArchive = { dir, file, sizeBytes, plaintextSha256: sha256.digest('hex'), durationMs };
+    await writeFile(join(dir, 'complete.json'), JSON.stringify(completed));
+    await this.options.store.saveRecording({
+      ...key, kind: 'full', state: 'spooled', objectKey: this.objectKey(key, `${extension}.age`),
+      sizeBytes, plaintextSha256: completed.plaintextSha256, durationMs, recipientFingerprints: this.options.recipients.map(recipientFingerprint),
+    });
+    this.enqueue({ ...key, dir, kind: 'full' });
+    return completed;
+  }
+
   /** At start, before accepting producers: queues every spool a previous process left behind. */
   async recover(): Promise<number> {
     let recovered = 0;
@@ -100,6 +138,12 @@ export class Archiver {
       if (this.open.has(dir)) continue;
       const key = this.keyOf(dir);
       const kind = existsSync(join(dir, 'complete.json')) ? 'full' : 'slices';
+      if (kind === 'slices' && !existsSync(join(dir, 'slices'))) {
+        // An uploaded file whose encryption was cut off: the upload was never accepted, nothing to keep.
+        this.log.warn({ ...key }, 'removing an uploaded file whose archiving was interrupted');
+        await rm(dir, { recursive: true, force: true });
+        continue;
+      }
       if (kind === 'slices') {
         const slices = (await readdir(join(dir, 'slices')).catch(() => [])).length;
         this.log.warn({ ...key, slices }, 'recovering the spool of a track cut off by a crash');
@@ -147,7 +191,7 @@ export class Archiver {
     const { objects, store } = this.options;
     if (job.kind === 'full') {
       const completed = JSON.parse(await readFile(join(job.dir, 'complete.json'), 'utf8')) as CompletedArchive;
-      await objects.putFile(this.objectKey(job), join(job.dir, 'full.ogg.age'), {
+      await objects.putFile(this.objectKey(job, basename(completed.file).replace(/^full\./, '')), completed.file, {
         'plaintext-sha256': completed.plaintextSha256,
         'duration-ms': String(completed.durationMs),
         'recipients': this.options.recipients.map(recipientFingerprint).join(','),

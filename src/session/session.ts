@@ -5,7 +5,7 @@
  * windows, merges every track by time into one transcript, stores it, and then reports completion.
  */
 import pRetry from 'p-retry';
-import type { CaptionEvent, FinalEvent, IngestFormat, SessionEvent, SpeakerRole, TrackInfo, Word } from '../../client-sdk/src/protocol.ts';
+import type { CaptionEvent, FinalEvent, IngestFormat, SessionEvent, SpeakerRole, TrackInfo, UploadProgressEvent, Word } from '../../client-sdk/src/protocol.ts';
 import { CloseCode } from '../../client-sdk/src/protocol.ts';
 import type { IngestError } from '../ingest/packet-source.ts';
 import type { Logger } from '../log.ts';
@@ -41,6 +41,11 @@ export interface ProducerRequest {
   disconnect(code: number, reason: string): void;
 }
 
+export interface UploadTrack {
+  /** Waits for the windows still queued, publishes what is left (past dead-lettered ones), stops. */
+  finish(): Promise<void>;
+}
+
 export class TrackBusyError extends Error {
   override name = 'TrackBusyError';
   readonly closeCode = CloseCode.trackBusy;
@@ -63,6 +68,8 @@ interface TrackState {
   archive: TrackArchive | undefined;
   /** Settles once openTrack has finished (successfully or not) for this connection. */
   ready: Promise<void>;
+  /** The track of an uploaded recording: its windows come from the job queue, not a pipeline. */
+  upload: UploadTrack | undefined;
   done: Promise<void>;
 }
 
@@ -88,6 +95,7 @@ export class Session {
   private readonly deps: SessionDependencies;
   private readonly log: Logger;
   private sttDegraded = false;
+  private lastUploadProgress: UploadProgressEvent | undefined;
   private ending: Promise<void> | undefined;
   /** Finals are stored and sent one at a time, in seq order, whichever track produced them. */
   private publishing: Promise<void> = Promise.resolve();
@@ -106,7 +114,7 @@ export class Session {
     this.deps = deps;
     this.log = deps.log.child({ sessionId: row.id });
     for (const info of tracks) {
-      this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: epochs.get(info.trackId) ?? 0, disconnect: undefined, closing: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve() });
+      this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: epochs.get(info.trackId) ?? 0, disconnect: undefined, closing: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve(), upload: undefined });
     }
   }
 
@@ -133,7 +141,7 @@ export class Session {
     const epoch = (existing?.epoch ?? 0) + 1;
     let settle!: () => void;
     const track: TrackState = {
-      info, pipeline: undefined, offsetMs, epoch, disconnect: request.disconnect, closing: false, archive: undefined,
+      info, pipeline: undefined, offsetMs, epoch, disconnect: request.disconnect, closing: false, archive: undefined, upload: undefined,
       ready: new Promise<void>((resolve) => (settle = resolve)),
       done: existing?.done ?? Promise.resolve(),
     };
@@ -165,12 +173,42 @@ export class Session {
     return track.pipeline;
   }
 
+  /** The track of an uploaded recording, transcribing from now on; `upload` publishes its finals. */
+  async addUploadTrack(info: TrackInfo, upload: UploadTrack): Promise<void> {
+    this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: 1, disconnect: undefined, closing: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve(), upload });
+    await this.deps.store.saveTrack(this.id, { ...info, epoch: 1 });
+    this.broadcast(this.describe());
+  }
+
+  /** A final of an uploaded recording's track, published like a live one (stored, then sent). */
+  publishUploadFinal(trackId: string, utteranceId: string, words: Word[]): Promise<void> {
+    return this.publishFinal(this.tracks.get(trackId)!.info, utteranceId, words);
+  }
+
+  /** Progress of an uploaded recording; a viewer connecting later receives the latest. */
+  uploadProgress(event: UploadProgressEvent): void {
+    this.lastUploadProgress = event;
+    this.broadcast(event);
+  }
+
+  /** A dead-lettered window, for viewers. */
+  windowFailed(trackId: string, message: string): void {
+    this.broadcast({ type: 'error', sessionId: this.id, code: 'window_failed', message, trackId });
+  }
+
   /** The producer is gone: flush the track, publish its last finals, mark it ended. */
   closeTrack(trackId: string): Promise<void> {
     const track = this.tracks.get(trackId);
     if (!track || track.closing || track.info.state === 'ended') return track?.done ?? Promise.resolve();
     track.closing = true;
     track.done = track.done.then(async () => {
+      if (track.upload) {
+        await track.upload.finish();
+        track.info.state = 'ended';
+        await this.deps.store.saveTrack(this.id, { ...track.info, epoch: track.epoch });
+        this.broadcast(this.describe());
+        return;
+      }
       // A connection may still be opening (loading the session, creating its spool): wait for it.
       await track.ready;
       const pipeline = track.pipeline;
@@ -226,12 +264,14 @@ export class Session {
 
   /** Status for the REST API: the live state plus what only the database knows. */
   async status() {
-    const [row, windows, transcript, recordings] = await Promise.all([
+    const [row, windows, transcript, recordings, upload] = await Promise.all([
       this.deps.store.getSession(this.id),
       this.deps.store.jobCounts(this.id),
       this.deps.store.latestTranscript(this.id),
       this.deps.store.recordingsOf(this.id),
+      this.deps.store.getUpload(this.id),
     ]);
+    const deadLetters = upload ? await this.deps.store.failedJobs(this.id) : [];
     const backlog = this.deps.archiver?.backlog(this.id) ?? { pendingUploads: 0, lastError: null };
     const live = this.describe();
     return {
@@ -247,6 +287,14 @@ export class Session {
       tracks: live.tracks,
       progress: { windows },
       transcriptVersion: transcript?.version ?? null,
+      upload: upload
+        ? {
+            state: upload.state, format: upload.format, fileName: upload.fileName, sizeBytes: upload.sizeBytes, durationMs: upload.durationMs, sampleRate: upload.sampleRate,
+            meanDbfs: Math.round(upload.meanDbfs * 10) / 10, warnings: upload.warnings, priority: upload.priority,
+            windows: { total: upload.windows.length, ...windows },
+            deadLetters: deadLetters.map((j) => ({ startMs: j.startMs, endMs: j.endMs, attempts: j.attempts, error: j.lastError })),
+          }
+        : null,
       webhook: { state: row!.webhookState, attempts: row!.webhookAttempts, lastError: row!.webhookLastError },
       archive: {
         enabled: this.deps.archiver !== undefined,
@@ -274,6 +322,7 @@ export class Session {
 
   addViewer(viewer: Viewer, afterSeq = 0): void {
     viewer.send(this.describe());
+    if (this.lastUploadProgress) viewer.send(this.lastUploadProgress);
     for (const final of this.finals) if (final.seq > afterSeq && final.seq <= this.publishedSeq) viewer.send(final);
     this.viewers.add(viewer);
     this.deps.metrics.viewers.inc();
@@ -301,6 +350,34 @@ export class Session {
     }
   }
 
+  /** Numbers a final, stores it and sends it, in seq order whichever track it comes from. */
+  private async publishFinal(info: TrackInfo, utteranceId: string, words: Word[]): Promise<void> {
+    if (words.length === 0) return;
+    const seq = this.finals.length + 1;
+    const final: FinalEvent = {
+      type: 'final',
+      sessionId: this.id,
+      seq,
+      segmentId: `${this.id}.${seq}`,
+      trackId: info.trackId,
+      role: info.role,
+      speaker: info.participant,
+      utteranceId,
+      text: joinWords(words),
+      words,
+      startMs: words[0].startMs,
+      endMs: words[words.length - 1].endMs,
+    };
+    this.finals.push(final);
+    const published = this.publishing.then(async () => {
+      await this.storeFinal(final);
+      this.publishedSeq = final.seq;
+      this.broadcast(final);
+    });
+    this.publishing = published;
+    await published;
+  }
+
   private listenerFor(info: TrackInfo, onFailed: (error: IngestError) => void): TrackListener {
     return {
       partial: (utteranceId, stable, unstable, startMs) => {
@@ -310,29 +387,7 @@ export class Session {
       final: async (utteranceId, words: Word[], window, timing) => {
         this.writeInOrder(() => this.deps.store.jobFinished(this.id, utteranceId, 'done', timing.sttMs));
         if (words.length > 0) {
-          const seq = this.finals.length + 1;
-          const final: FinalEvent = {
-            type: 'final',
-            sessionId: this.id,
-            seq,
-            segmentId: `${this.id}.${seq}`,
-            trackId: info.trackId,
-            role: info.role,
-            speaker: info.participant,
-            utteranceId,
-            text: joinWords(words),
-            words,
-            startMs: words[0].startMs,
-            endMs: words[words.length - 1].endMs,
-          };
-          this.finals.push(final);
-          const published = this.publishing.then(async () => {
-            await this.storeFinal(final);
-            this.publishedSeq = final.seq;
-            this.broadcast(final);
-          });
-          this.publishing = published;
-          await published;
+          await this.publishFinal(info, utteranceId, words);
         } else {
           // Still tell viewers the utterance is over, so a partial caption does not linger.
           this.broadcast({ type: 'partial', sessionId: this.id, trackId: info.trackId, role: info.role, utteranceId, stable: '', unstable: '', startMs: window.startMs });

@@ -2,7 +2,7 @@
  * The database schema (drizzle-orm, PostgreSQL dialect; the same tables on PostgreSQL and on PGlite).
  * Migrations are generated from this file by drizzle-kit into ../../drizzle and committed.
  */
-import { bigserial, index, integer, jsonb, pgTable, primaryKey, real, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+import { bigint, bigserial, index, integer, jsonb, pgTable, primaryKey, real, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
 import type { Word } from '../../client-sdk/src/protocol.ts';
 
 /** A visit: one session of live audio, ending in one authoritative transcript. */
@@ -107,3 +107,30 @@ export const recordings = pgTable('recordings', {
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   uploadedAt: timestamp('uploaded_at', { withTimezone: true }),
 }, (t) => [primaryKey({ columns: [t.sessionId, t.trackId, t.epoch] }), index('recordings_state_idx').on(t.state)]);
+
+/** A recording uploaded as a file: what validation found, and the windows it was cut into. */
+export const uploads = pgTable('uploads', {
+  sessionId: text('session_id').primaryKey().references(() => sessions.id, { onDelete: 'cascade' }),
+  trackId: text('track_id').notNull(),
+  fileName: text('file_name'),
+  format: text('format').notNull(),
+  sizeBytes: bigint('size_bytes', { mode: 'number' }).notNull(),
+  durationMs: integer('duration_ms').notNull(),
+  sampleRate: integer('sample_rate').notNull(),
+  meanDbfs: real('mean_dbfs').notNull(),
+  warnings: jsonb('warnings').$type<{ code: string; message: string }[]>().notNull(),
+  priority: text('priority', { enum: ['high', 'normal'] }).notNull(),
+  /** Every window's span and seam (what the merger needs), in order. */
+  windows: jsonb('windows').$type<UploadWindow[]>().notNull(),
+  state: text('state', { enum: ['transcribing', 'needs_attention', 'completed'] }).notNull(),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+}, (t) => [index('uploads_state_idx').on(t.state)]);
+
+export interface UploadWindow {
+  index: number;
+  utteranceId: number;
+  startMs: number;
+  endMs: number;
+  keepFromMs?: number;
+  keepUntilMs?: number;
+}

@@ -2,11 +2,12 @@
 import { and, asc, count, desc, eq, gt, sql } from 'drizzle-orm';
 import type { FinalEvent, TrackInfo } from '../../client-sdk/src/protocol.ts';
 import type { Database } from './database.ts';
-import { auditEvents, recordings, segments, sessions, sttJobs, tracks, transcripts } from './schema.ts';
+import { auditEvents, recordings, segments, sessions, sttJobs, tracks, transcripts, uploads } from './schema.ts';
 
 export type SessionRow = typeof sessions.$inferSelect;
 export type TrackRow = typeof tracks.$inferSelect;
 export type RecordingRow = typeof recordings.$inferSelect;
+export type UploadRow = typeof uploads.$inferSelect;
 type RecordingKey = { sessionId: string; trackId: string; epoch: number };
 export type SessionState = SessionRow['state'];
 export type WebhookState = SessionRow['webhookState'];
@@ -128,6 +129,35 @@ export class SessionStore {
       .update(sttJobs)
       .set({ status, sttMs: sttMs === null ? null : Math.round(sttMs), completedAt: new Date(), attempts: sql`${sttJobs.attempts} + 1`, ...(error ? { lastError: error } : {}) })
       .where(and(eq(sttJobs.sessionId, sessionId), eq(sttJobs.utteranceId, utteranceId)));
+  }
+
+  /** A window's last word from the job queue: its result is in, or every attempt failed (dead-lettered). */
+  async jobSettled(sessionId: string, utteranceId: string, status: 'pending' | 'done' | 'failed', attempts: number, sttMs: number | null, error: string | null): Promise<void> {
+    await this.db
+      .update(sttJobs)
+      .set({ status, attempts, sttMs: sttMs === null ? null : Math.round(sttMs), lastError: error, completedAt: status === 'pending' ? null : new Date() })
+      .where(and(eq(sttJobs.sessionId, sessionId), eq(sttJobs.utteranceId, utteranceId)));
+  }
+
+  async failedJobs(sessionId: string) {
+    return this.db.select().from(sttJobs).where(and(eq(sttJobs.sessionId, sessionId), eq(sttJobs.status, 'failed'))).orderBy(asc(sttJobs.startMs));
+  }
+
+  async saveUpload(values: typeof uploads.$inferInsert): Promise<void> {
+    await this.db.insert(uploads).values(values);
+  }
+
+  async getUpload(sessionId: string): Promise<UploadRow | undefined> {
+    const [row] = await this.db.select().from(uploads).where(eq(uploads.sessionId, sessionId));
+    return row;
+  }
+
+  async setUploadState(sessionId: string, state: UploadRow['state']): Promise<void> {
+    await this.db.update(uploads).set({ state }).where(eq(uploads.sessionId, sessionId));
+  }
+
+  async uploadsInState(state: UploadRow['state']): Promise<UploadRow[]> {
+    return this.db.select().from(uploads).where(eq(uploads.state, state));
   }
 
   /** Windows whose audio died with a previous gateway process before STT answered. */

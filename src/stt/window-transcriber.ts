@@ -8,8 +8,33 @@ import PQueue from 'p-queue';
 import pRetry from 'p-retry';
 import type { Word } from '../../client-sdk/src/protocol.ts';
 import type { AudioWindow } from '../segmenter/segmenter.ts';
+import type { WindowProcessor } from './window-queue.ts';
 import { recognizedWords, type HallucinationThresholds } from './recognized-words.ts';
-import type { Transcriber } from './transcriber.ts';
+import type { WorkerConfig } from '../config.ts';
+import { PIPELINE_SAMPLE_RATE } from '../audio/opus-decoder.ts';
+import { OpenAiTranscriber, type Transcriber } from './transcriber.ts';
+
+type SttSettings = Pick<WorkerConfig, 'STT_BASE_URL' | 'OPENAI_API_KEY' | 'STT_MODEL' | 'STT_TIMEOUT_MS' | 'STT_MAX_RETRIES' | 'STT_WORD_TIMESTAMPS' | 'STT_NO_SPEECH_PROB' | 'STT_LOGPROB_THRESHOLD' | 'STT_COMPRESSION_RATIO'>;
+
+/** The STT client and queue from configuration (gateway and upload worker alike). */
+export function createWindowTranscriber(config: SttSettings, concurrency: number, transcriber?: Transcriber): WindowTranscriber {
+  return new WindowTranscriber(
+    transcriber ??
+      new OpenAiTranscriber({
+        baseURL: config.STT_BASE_URL,
+        apiKey: config.OPENAI_API_KEY,
+        model: config.STT_MODEL,
+        timeoutMs: config.STT_TIMEOUT_MS,
+        maxRetries: config.STT_MAX_RETRIES,
+        wordTimestamps: config.STT_WORD_TIMESTAMPS,
+      }),
+    {
+      concurrency,
+      sampleRate: PIPELINE_SAMPLE_RATE,
+      thresholds: { noSpeechProb: config.STT_NO_SPEECH_PROB, logprob: config.STT_LOGPROB_THRESHOLD, compressionRatio: config.STT_COMPRESSION_RATIO },
+    },
+  );
+}
 
 export interface WindowTranscriberOptions {
   concurrency: number;
@@ -34,7 +59,10 @@ export interface TranscribedWindow {
   sttMs: number;
 }
 
-const PRIORITY = { final: 1, partial: 0 };
+/** Live windows never wait behind an uploaded recording's windows. */
+const PRIORITY = { final: 1, partial: 0, upload: -1 };
+
+type WindowAudio = Pick<AudioWindow, 'audio' | 'startMs' | 'endMs'>;
 
 export class WindowTranscriber {
   private readonly queue: PQueue;
@@ -79,13 +107,21 @@ export class WindowTranscriber {
     return result;
   }
 
+  /** One attempt for a window of an uploaded recording, after every live window; the job queue retries. */
+  upload(window: WindowAudio, language?: string, prompt?: string): Promise<TranscribedWindow> {
+    return this.queue.add(() => this.attempt(window, language, prompt), { priority: PRIORITY.upload });
+  }
+
+  /** The job processor of the upload queue. */
+  readonly processUploadJob: WindowProcessor = (job, audio) => this.upload({ audio, startMs: job.startMs, endMs: job.endMs }, job.language, job.prompt);
+
   /** Stops retrying: pending finals reject (the caller keeps their windows). */
   close(): void {
     this.shutdown.abort();
     this.queue.clear();
   }
 
-  private async attempt(window: AudioWindow, language?: string, prompt?: string): Promise<TranscribedWindow> {
+  private async attempt(window: WindowAudio, language?: string, prompt?: string): Promise<TranscribedWindow> {
     const started = performance.now();
     const transcription = await this.transcriber.transcribe({ audio: window.audio, sampleRate: this.options.sampleRate, language, prompt });
     const sttMs = performance.now() - started;

@@ -1,0 +1,86 @@
+/**
+ * REST for uploaded recordings: the body is the file itself, streamed (any Content-Type; the gateway
+ * judges the bytes), so a browser's `fetch`/XHR upload reports progress as it sends. 202 once the file
+ * is validated and its windows are queued; progress then shows in the session status and as `upload`
+ * events on the captions WebSocket. Dead-lettered windows can be queued again.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Readable } from 'node:stream';
+import { UploadRejected } from '../ingest/upload-ingest.ts';
+import { SessionExistsError, type SessionRegistry } from '../session/registry.ts';
+import type { UploadService } from '../session/uploads.ts';
+import type { SessionStore } from '../store/session-store.ts';
+import type { Authenticator } from './auth.ts';
+import { ID_PATTERN, requireRole, sendError } from './http.ts';
+import { errorSchema, statusSchema } from './sessions.ts';
+
+
+export interface UploadRoutesOptions {
+  uploads: UploadService;
+  registry: SessionRegistry;
+  store: SessionStore;
+  authenticator: Authenticator;
+}
+
+export function registerUploadRoutes(app: FastifyInstance, { uploads, registry, store, authenticator }: UploadRoutesOptions): void {
+  app.register(async (scope) => {
+    // The route reads the raw request stream itself: nothing is parsed or buffered by Fastify.
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', (_request, _payload, done) => done(null));
+
+    scope.post('/v1/uploads', {
+      schema: {
+        summary: 'Upload a recorded visit (webm, mp3, wav, m4a, ogg or flac) for transcription',
+        description:
+          'The request body is the file. Validated before anything is queued: 400 empty_file, 413 file_too_large, 415 unrecognized_format, ' +
+          '422 no_audio_stream, 422 undecodable, 422 truncated, 422 duration_exceeded. Warnings (low_sample_rate, quiet_audio) do not reject. ' +
+          'The transcript is then fetched like a live session\'s, once `upload.state` is `completed`.',
+        security: [{ bearer: [] }],
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            id: { type: 'string', pattern: ID_PATTERN, description: 'session id; a UUID when omitted' },
+            encounterRef: { type: 'string', minLength: 1, maxLength: 200 },
+            language: { type: 'string', pattern: '^[a-z]{2,3}$' },
+            role: { type: 'string', enum: ['doctor', 'patient'], default: 'doctor', description: 'who speaks in the recording' },
+            participant: { type: 'string', minLength: 1, maxLength: 200, default: 'recording' },
+            fileName: { type: 'string', maxLength: 500, description: 'kept for reference only; the type comes from the bytes' },
+            priority: { type: 'string', enum: ['high', 'normal'], default: 'normal' },
+            access_token: { type: 'string' },
+          },
+        },
+        response: { 202: statusSchema, 400: errorSchema, 401: errorSchema, 403: errorSchema, 409: errorSchema, 413: errorSchema, 415: errorSchema, 422: errorSchema },
+      },
+      preValidation: requireRole(authenticator, ['service']),
+    }, async (request, reply) => {
+      const query = request.query as { id?: string; encounterRef?: string; language?: string; role: 'doctor' | 'patient'; participant: string; fileName?: string; priority: 'high' | 'normal' };
+      try {
+        const { session, analysis } = await uploads.accept(request.raw as Readable, query);
+        await store.audit({ actor: request.principal!.subject, actorRole: request.principal!.role, action: 'upload.create', sessionId: session.id, detail: { format: analysis.format, durationMs: analysis.durationMs }, ip: request.ip });
+        return reply.code(202).header('location', `/v1/sessions/${session.id}`).send(await session.status());
+      } catch (error) {
+        if (error instanceof UploadRejected) return sendError(reply, error.status, error.code, error.message);
+        // Answered before the body is read: the connection is closed under what the client still sends.
+        if (error instanceof SessionExistsError) return sendError(reply.header('connection', 'close'), 409, 'session_exists', error.message);
+        throw error;
+      }
+    });
+  });
+
+  app.post('/v1/sessions/:sessionId/upload/retry', {
+    schema: {
+      summary: "Queue an upload's dead-lettered windows again",
+      security: [{ bearer: [] }],
+      params: { type: 'object', properties: { sessionId: { type: 'string', pattern: ID_PATTERN } }, required: ['sessionId'] },
+      response: { 200: { type: 'object', properties: { requeued: { type: 'integer' } } }, 404: errorSchema, 401: errorSchema, 403: errorSchema },
+    },
+    preValidation: requireRole(authenticator, ['service']),
+  }, async (request, reply) => {
+    const { sessionId } = request.params as { sessionId: string };
+    if (!(await registry.get(sessionId))) return sendError(reply, 404, 'session_not_found', `no session ${sessionId}`);
+    const requeued = uploads.retry(sessionId);
+    if (!requeued) return sendError(reply, 404, 'upload_not_active', `session ${sessionId} has no upload being transcribed by this gateway`);
+    return { requeued: await requeued };
+  });
+}

@@ -1,0 +1,190 @@
+/**
+ * An uploaded recording, from the request body to the windows the job queue will transcribe. The body
+ * is streamed to a file (never held in memory) with a size limit; then, before anything is queued, the
+ * file is checked: real type from its bytes, a decodable audio stream, not cut short, not too long. The
+ * same pass decodes it to 16 kHz, runs the VAD and the offline segmenter, and measures the level.
+ * A rejection is an UploadRejected with its own HTTP status and code; the caller removes the files.
+ */
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
+import { once } from 'node:events';
+import type { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import type { UploadFormat } from '../../client-sdk/src/protocol.ts';
+import { Framer } from '../audio/framer.ts';
+import { decodeToPcm, probeMedia } from '../audio/media-decoder.ts';
+import { PIPELINE_SAMPLE_RATE } from '../audio/opus-decoder.ts';
+import type { VoiceActivityDetector } from '../audio/vad.ts';
+import { Segmenter, type AudioWindow, type SegmenterOptions } from '../segmenter/segmenter.ts';
+import type { UploadWindow } from '../store/schema.ts';
+import { containerTruncated, PROBE_FORMAT_NAMES, SNIFF_BYTES, sniffUploadFormat } from './upload-format.ts';
+
+export type UploadRejectionCode = 'empty_file' | 'file_too_large' | 'unrecognized_format' | 'no_audio_stream' | 'undecodable' | 'truncated' | 'duration_exceeded';
+
+const STATUS: Record<UploadRejectionCode, number> = {
+  empty_file: 400,
+  file_too_large: 413,
+  unrecognized_format: 415,
+  no_audio_stream: 422,
+  undecodable: 422,
+  truncated: 422,
+  duration_exceeded: 422,
+};
+
+export class UploadRejected extends Error {
+  override name = 'UploadRejected';
+  readonly code: UploadRejectionCode;
+  readonly status: number;
+
+  constructor(code: UploadRejectionCode, message: string) {
+    super(message);
+    this.code = code;
+    this.status = STATUS[code];
+  }
+}
+
+export interface UploadWarning {
+  code: 'low_sample_rate' | 'quiet_audio';
+  message: string;
+}
+
+/** Below this the recording was made for telephony: STT accuracy drops. */
+const MIN_GOOD_SAMPLE_RATE = 16000;
+/** Mean level below this is very quiet audio (a muted or distant microphone). */
+const QUIET_DBFS = -40;
+/** Decoded audio this much shorter than the container declares means the file was cut short. */
+const TRUNCATION_TOLERANCE_MS = 500;
+
+export interface ReceivedFile {
+  path: string;
+  sizeBytes: number;
+  sha256: string;
+}
+
+/**
+ * Streams a request body to `path`; rejects with file_too_large once `maxBytes` is passed. The rest of
+ * an oversized body is read and discarded, not stored: a client that does not read the answer while it
+ * sends would otherwise see a reset connection instead of the 413.
+ */
+export async function receiveUpload(body: Readable, path: string, maxBytes: number): Promise<ReceivedFile> {
+  const sha256 = createHash('sha256');
+  let sizeBytes = 0;
+  const file = createWriteStream(path);
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      sizeBytes += chunk.length;
+      if (sizeBytes > maxBytes) continue;
+      sha256.update(chunk);
+      if (!file.write(chunk)) await once(file, 'drain');
+    }
+  } finally {
+    file.end();
+    await finished(file);
+  }
+  if (sizeBytes > maxBytes) throw new UploadRejected('file_too_large', `the file is larger than the limit of ${maxBytes} bytes`);
+  if (sizeBytes === 0) throw new UploadRejected('empty_file', 'the request body is empty');
+  return { path, sizeBytes, sha256: sha256.digest('hex') };
+}
+
+export interface UploadAnalysis {
+  format: UploadFormat;
+  durationMs: number;
+  /** Of the original audio stream. */
+  sampleRate: number;
+  meanDbfs: number;
+  warnings: UploadWarning[];
+  windows: UploadWindow[];
+}
+
+export interface InspectOptions {
+  maxDurationMs: number;
+  segmenter: Partial<SegmenterOptions>;
+  vad: VoiceActivityDetector;
+  /** Receives each window's audio as the segmenter closes it (the caller stages it on disk). */
+  window(window: UploadWindow, audio: Int16Array): Promise<void>;
+}
+
+async function readEnds(path: string, size: number): Promise<{ head: Uint8Array; tail: Uint8Array }> {
+  const file = await open(path, 'r');
+  try {
+    const head = Buffer.alloc(Math.min(SNIFF_BYTES, size));
+    await file.read(head, 0, head.length, 0);
+    const tail = Buffer.alloc(Math.min(SNIFF_BYTES, size));
+    await file.read(tail, 0, tail.length, size - tail.length);
+    return { head, tail };
+  } finally {
+    await file.close();
+  }
+}
+
+/** Validates, decodes and segments an uploaded file; throws UploadRejected. */
+export async function inspectUpload(path: string, options: InspectOptions): Promise<UploadAnalysis> {
+  const { size } = await stat(path);
+  const { head, tail } = await readEnds(path, size);
+  const format = sniffUploadFormat(head);
+  if (!format) throw new UploadRejected('unrecognized_format', 'the file is not WebM, MP3, WAV, M4A, Ogg or FLAC (judged by its content, not its name)');
+  const probed = await probeMedia(path);
+  if (!probed) {
+    // An MP4 writes its index (moov) last unless made for streaming: without one at either end, the file was cut.
+    const truncated = format === 'm4a' && !Buffer.from(head).includes('moov') && !Buffer.from(tail).includes('moov');
+    throw truncated
+      ? new UploadRejected('truncated', `the ${format} file is cut short: its index or data is missing`)
+      : new UploadRejected('undecodable', `the file starts like ${format} but cannot be read`);
+  }
+  if (!probed.formatName.split(',').includes(PROBE_FORMAT_NAMES[format]) && !(format === 'm4a' && probed.formatName.includes('m4a'))) {
+    throw new UploadRejected('unrecognized_format', `the file starts like ${format} but reads as ${probed.formatName}`);
+  }
+  if (!probed.audio) throw new UploadRejected('no_audio_stream', `the ${format} file has no audio stream`);
+  if (probed.durationMs !== undefined && probed.durationMs > options.maxDurationMs) {
+    throw new UploadRejected('duration_exceeded', `the recording lasts ${formatDuration(probed.durationMs)}; the limit is ${formatDuration(options.maxDurationMs)}`);
+  }
+  if (containerTruncated(format, head, tail, size)) throw new UploadRejected('truncated', `the ${format} file is cut short: its container declares more than it holds`);
+
+  const segmenter = new Segmenter({ ...options.segmenter, sampleRate: PIPELINE_SAMPLE_RATE, partialIntervalMs: 0, overlapOnlyInSpeech: true });
+  const framer = new Framer((PIPELINE_SAMPLE_RATE * segmenter.options.frameMs) / 1000);
+  const windows: UploadWindow[] = [];
+  let staging: Promise<void> = Promise.resolve();
+  const take = (closed: AudioWindow[]) => {
+    for (const w of closed) {
+      if (w.kind !== 'final') continue;
+      const window: UploadWindow = { index: windows.length, utteranceId: w.utteranceId, startMs: w.startMs, endMs: w.endMs, keepFromMs: w.keepFromMs, keepUntilMs: w.keepUntilMs };
+      windows.push(window);
+      staging = staging.then(() => options.window(window, w.audio));
+    }
+  };
+  let energy = 0;
+  const push = (frame: Int16Array) => take(segmenter.push({ samples: frame, isSpeech: options.vad.isSpeech(frame) }));
+  const maxSamples = Math.ceil((options.maxDurationMs * PIPELINE_SAMPLE_RATE) / 1000) + 1;
+  const decoded = await decodeToPcm(path, PIPELINE_SAMPLE_RATE, maxSamples, (pcm) => {
+    for (const sample of pcm) energy += sample * sample;
+    for (const frame of framer.push(pcm)) push(frame);
+  });
+  if (decoded.stoppedAtLimit) throw new UploadRejected('duration_exceeded', `the recording lasts longer than the limit of ${formatDuration(options.maxDurationMs)}`);
+  const durationMs = Math.round((decoded.samples / PIPELINE_SAMPLE_RATE) * 1000);
+  if (decoded.samples === 0) throw new UploadRejected('undecodable', `the ${format} file holds no decodable audio${decoded.errors ? `: ${firstLine(decoded.errors)}` : ''}`);
+  if (decoded.errors) throw new UploadRejected('truncated', `the ${format} audio is damaged or cut short after ${formatDuration(durationMs)}: ${firstLine(decoded.errors)}`);
+  if (probed.durationMs !== undefined && durationMs < probed.durationMs - TRUNCATION_TOLERANCE_MS) {
+    throw new UploadRejected('truncated', `the ${format} file is cut short: it declares ${formatDuration(probed.durationMs)} but holds ${formatDuration(durationMs)}`);
+  }
+  for (const frame of framer.flush()) push(frame);
+  take(segmenter.flush());
+  await staging;
+
+  const meanDbfs = decoded.samples > 0 && energy > 0 ? 10 * Math.log10(energy / decoded.samples / 32768 ** 2) : -Infinity;
+  const warnings: UploadWarning[] = [];
+  if (probed.audio.sampleRate < MIN_GOOD_SAMPLE_RATE) {
+    warnings.push({ code: 'low_sample_rate', message: `the audio is sampled at ${probed.audio.sampleRate} Hz (under 16 kHz): expect lower accuracy` });
+  }
+  if (meanDbfs < QUIET_DBFS) warnings.push({ code: 'quiet_audio', message: `the mean level is ${meanDbfs === -Infinity ? 'silence' : `${meanDbfs.toFixed(1)} dBFS`} (under ${QUIET_DBFS} dBFS): very quiet audio` });
+  return { format, durationMs, sampleRate: probed.audio.sampleRate, meanDbfs: Math.max(meanDbfs, -200), warnings, windows };
+}
+
+function firstLine(text: string): string {
+  return text.split('\n')[0].replace(/^\[[^\]]*\]\s*/, '');
+}
+
+function formatDuration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return `${Math.floor(s / 60)} min ${s % 60} s`;
+}

@@ -1,0 +1,150 @@
+/**
+ * The transcription of one uploaded recording: its windows go to the job queue, their results come back
+ * in any order, and are published in window order (the seam merger needs the previous window) through
+ * the same TrackCaptions and Session as a live track. Progress goes to the store and to viewers after
+ * each window; once every window is in, the session ends and its transcript is stored.
+ * A window that exhausted its attempts is dead-lettered: later windows wait (their merge depends on it)
+ * until it is retried, or until the session is ended, which publishes everything past it.
+ */
+import type { SpeakerRole, UploadProgressEvent } from '../../client-sdk/src/protocol.ts';
+import type { Logger } from '../log.ts';
+import type { UploadWindow } from '../store/schema.ts';
+import type { SessionStore } from '../store/session-store.ts';
+import type { WindowJob, WindowJobResult, WindowQueue } from '../stt/window-queue.ts';
+import { TrackCaptions } from '../transcript/track-captions.ts';
+import type { Session, UploadTrack } from './session.ts';
+
+export interface UploadTranscriptionOptions {
+  session: Session;
+  trackId: string;
+  role: SpeakerRole;
+  windows: UploadWindow[];
+  language?: string;
+  prompt?: string;
+  queue: WindowQueue;
+  store: SessionStore;
+  log: Logger;
+}
+
+export class UploadTranscription implements UploadTrack {
+  private readonly options: UploadTranscriptionOptions;
+  private readonly results = new Map<number, WindowJobResult>();
+  private readonly dead = new Map<number, string>();
+  private readonly captions = new TrackCaptions();
+  private next = 0;
+  private publishing: Promise<void> = Promise.resolve();
+  private ending = false;
+  private settledAll!: () => void;
+  private readonly allSettled = new Promise<void>((resolve) => (this.settledAll = resolve));
+  private finished = false;
+
+  constructor(options: UploadTranscriptionOptions) {
+    this.options = options;
+  }
+
+  get sessionId(): string {
+    return this.options.session.id;
+  }
+
+  job(window: UploadWindow): WindowJob {
+    const { session, trackId, language, prompt } = this.options;
+    return { id: `${session.id}.${trackId}.${window.index}`, sessionId: session.id, trackId, index: window.index, startMs: window.startMs, endMs: window.endMs, language, prompt };
+  }
+
+  utteranceId(window: UploadWindow): string {
+    return `${this.options.trackId}.1.${window.utteranceId}`;
+  }
+
+  /** Records every window as pending; the caller queues the jobs. */
+  async registerWindows(): Promise<void> {
+    for (const window of this.options.windows) await this.options.store.jobQueued(this.sessionId, this.options.trackId, this.utteranceId(window), { startMs: window.startMs, endMs: window.endMs });
+    this.report();
+  }
+
+  async completed(job: WindowJob, result: WindowJobResult, attempts: number): Promise<void> {
+    const window = this.options.windows[job.index];
+    if (!window || this.results.has(job.index) || job.index < this.next) return;
+    this.results.set(job.index, result);
+    this.dead.delete(job.index);
+    await this.options.store.jobSettled(this.sessionId, this.utteranceId(window), 'done', attempts, result.sttMs, null);
+    await this.advance();
+  }
+
+  async deadLettered(job: WindowJob, error: string, attempts: number): Promise<void> {
+    const window = this.options.windows[job.index];
+    if (!window || this.results.has(job.index)) return;
+    this.dead.set(job.index, error);
+    this.options.log.error({ sessionId: this.sessionId, window: job.index, attempts, reason: error }, 'upload window dead-lettered after its last attempt');
+    await this.options.store.jobSettled(this.sessionId, this.utteranceId(window), 'failed', attempts, null, error);
+    this.options.session.windowFailed(this.options.trackId, `window ${job.index} (${window.startMs}–${window.endMs} ms) failed ${attempts} times: ${error}`);
+    await this.options.store.setUploadState(this.sessionId, 'needs_attention');
+    this.report();
+    this.checkSettled();
+  }
+
+  /** Queues the dead-lettered windows again; returns how many. */
+  async retryDead(): Promise<number> {
+    const windows = [...this.dead.keys()].map((i) => this.options.windows[i]);
+    if (windows.length === 0) return 0;
+    for (const window of windows) {
+      this.dead.delete(window.index);
+      await this.options.store.jobSettled(this.sessionId, this.utteranceId(window), 'pending', 0, null, null);
+    }
+    await this.options.store.setUploadState(this.sessionId, 'transcribing');
+    await this.options.queue.retry(windows.map((w) => this.job(w)));
+    this.report();
+    return windows.length;
+  }
+
+  /** Session end: waits for every window still queued, then publishes past dead-lettered ones. */
+  async finish(): Promise<void> {
+    await this.allSettled;
+    this.ending = true;
+    await this.advance();
+  }
+
+  /** Publishes the results that are next in window order. */
+  private advance(): Promise<void> {
+    this.publishing = this.publishing.then(async () => {
+      const { windows, session, trackId, queue } = this.options;
+      while (this.next < windows.length) {
+        const window = windows[this.next];
+        const result = this.results.get(this.next);
+        if (!result && !(this.ending && this.dead.has(this.next))) break;
+        if (result) {
+          const words = this.captions.final(window, result.words);
+          await session.publishUploadFinal(trackId, this.utteranceId(window), words);
+          this.results.delete(this.next);
+          await queue.release(this.job(window)).catch((error) => this.options.log.warn({ err: error }, 'could not release a finished window job'));
+        }
+        this.next++;
+      }
+      this.report();
+      this.checkSettled();
+      if (this.next === windows.length && !this.finished && !this.ending) {
+        this.finished = true;
+        void session.end().catch((error) => this.options.log.error({ err: error, sessionId: this.sessionId }, 'could not complete the upload session'));
+      }
+    });
+    return this.publishing;
+  }
+
+  private checkSettled(): void {
+    if (this.next + this.results.size + this.dead.size >= this.options.windows.length) this.settledAll();
+  }
+
+  private report(): void {
+    const total = this.options.windows.length;
+    const state: UploadProgressEvent['state'] = this.next === total ? 'completed' : this.dead.size > 0 ? 'needs_attention' : 'transcribing';
+    if (state === 'completed') void this.options.store.setUploadState(this.sessionId, 'completed').catch(() => undefined);
+    this.options.session.uploadProgress({
+      type: 'upload',
+      sessionId: this.sessionId,
+      trackId: this.options.trackId,
+      state,
+      windowsTotal: total,
+      windowsDone: this.next + this.results.size,
+      windowsFailed: this.dead.size,
+    });
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * Uploaded recordings, end to end: receive the body into a private directory, validate, decode and
+ * segment it (ingest/upload-ingest), then create the session, archive the original encrypted, and queue
+ * one job per window. Results from the queue (from whichever worker ran them) are routed to the upload's
+ * UploadTranscription. A rejected upload leaves nothing: no session, no files, no jobs.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { SpeakerRole } from '../../client-sdk/src/protocol.ts';
+import type { Archiver } from '../archive/archiver.ts';
+import type { VoiceActivityDetector } from '../audio/vad.ts';
+import { inspectUpload, receiveUpload, type UploadAnalysis } from '../ingest/upload-ingest.ts';
+import type { Logger } from '../log.ts';
+import type { SegmenterOptions } from '../segmenter/segmenter.ts';
+import type { SessionStore } from '../store/session-store.ts';
+import { DirectoryWindowAudio, type UploadPriority, type WindowQueue } from '../stt/window-queue.ts';
+import { SessionExistsError, type SessionRegistry } from './registry.ts';
+import type { Session } from './session.ts';
+import { UploadTranscription } from './upload-transcription.ts';
+
+export interface UploadRequest {
+  id?: string;
+  encounterRef?: string;
+  language?: string;
+  role: SpeakerRole;
+  participant: string;
+  fileName?: string;
+  priority: UploadPriority;
+}
+
+export interface UploadServiceOptions {
+  registry: SessionRegistry;
+  store: SessionStore;
+  queue: WindowQueue;
+  archiver: Archiver | undefined;
+  log: Logger;
+  /** Where uploads are received and staged until accepted. */
+  workDir: string;
+  maxBytes: number;
+  maxDurationMs: number;
+  segmenter: Partial<SegmenterOptions>;
+  vad(): VoiceActivityDetector;
+  prompt?: string;
+}
+
+/** Window audio is queued this many windows at a time, so a long recording is never all in memory. */
+const QUEUE_BATCH = 16;
+const TRACK_ID = 'upload';
+
+export class UploadService {
+  private readonly options: UploadServiceOptions;
+  private readonly active = new Map<string, UploadTranscription>();
+
+  constructor(options: UploadServiceOptions) {
+    this.options = options;
+    options.queue.listen({
+      completed: (job, result, attempts) => void this.active.get(job.sessionId)?.completed(job, result, attempts).catch((error) => this.failedToRecord(job.sessionId, error)),
+      dead: (job, error, attempts) => void this.active.get(job.sessionId)?.deadLettered(job, error, attempts).catch((error) => this.failedToRecord(job.sessionId, error)),
+    });
+  }
+
+  /** Receives, validates and queues an upload; resolves with its session once every window is queued. */
+  async accept(body: Readable, request: UploadRequest): Promise<{ session: Session; analysis: UploadAnalysis }> {
+    const { registry, store, queue, archiver, log } = this.options;
+    const sessionId = request.id ?? randomUUID();
+    if (await registry.get(sessionId)) throw new SessionExistsError(`session ${sessionId} exists already`);
+    const dir = join(this.options.workDir, randomUUID());
+    await mkdir(dir, { recursive: true });
+    try {
+      const file = await receiveUpload(body, join(dir, 'original'), this.options.maxBytes);
+      const staged = new DirectoryWindowAudio(join(dir, 'windows'));
+      const analysis = await inspectUpload(file.path, {
+        maxDurationMs: this.options.maxDurationMs,
+        segmenter: this.options.segmenter,
+        vad: this.options.vad(),
+        window: (window, audio) => staged.put(String(window.index), audio),
+      });
+      const session = await registry.create({ id: sessionId, encounterRef: request.encounterRef, language: request.language });
+      await store.saveUpload({
+        sessionId, trackId: TRACK_ID, fileName: request.fileName ?? null, format: analysis.format, sizeBytes: file.sizeBytes, durationMs: analysis.durationMs,
+        sampleRate: analysis.sampleRate, meanDbfs: analysis.meanDbfs, warnings: analysis.warnings, priority: request.priority, windows: analysis.windows, state: 'transcribing',
+      });
+      const transcription = new UploadTranscription({
+        session, trackId: TRACK_ID, role: request.role, windows: analysis.windows, language: request.language ?? session.language ?? undefined,
+        prompt: this.options.prompt, queue, store, log,
+      });
+      this.active.set(sessionId, transcription);
+      await session.addUploadTrack({ trackId: TRACK_ID, role: request.role, participant: request.participant, format: 'upload', state: 'live', receivedMs: analysis.durationMs }, transcription);
+      await archiver?.archiveFile({ sessionId, trackId: TRACK_ID, epoch: 1 }, file.path, analysis.format, analysis.durationMs);
+      await transcription.registerWindows();
+      for (let i = 0; i < analysis.windows.length; i += QUEUE_BATCH) {
+        const batch = await Promise.all(analysis.windows.slice(i, i + QUEUE_BATCH).map(async (w) => ({ job: transcription.job(w), audio: (await staged.get(String(w.index)))! })));
+        await queue.add(batch, request.priority);
+      }
+      log.info({ sessionId, format: analysis.format, durationMs: analysis.durationMs, windows: analysis.windows.length, warnings: analysis.warnings.map((w) => w.code) }, 'upload accepted');
+      return { session, analysis };
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  /** Queues an upload's dead-lettered windows again; undefined when the session has no upload here. */
+  retry(sessionId: string): Promise<number> | undefined {
+    return this.active.get(sessionId)?.retryDead();
+  }
+
+  private failedToRecord(sessionId: string, error: unknown): void {
+    this.options.log.error({ err: error, sessionId }, 'could not record a window result');
+  }
+}

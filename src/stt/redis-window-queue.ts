@@ -1,0 +1,146 @@
+/**
+ * The window queue on Redis with BullMQ: workers in the gateway and in separate `npm run worker`
+ * processes (on other machines too) share it. A worker that dies mid-job loses its lock; BullMQ's stalled
+ * check puts the job back for another worker. Window audio travels through Redis as binary keys next to
+ * the jobs, so a worker needs nothing but Redis and the STT endpoint.
+ */
+import { Job, QueueEvents, Queue, UnrecoverableError, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { Logger } from '../log.ts';
+import { pcmBytes, pcmFromBytes, type RetryPolicy, type UploadPriority, type WindowAudioStore, type WindowJob, type WindowJobResult, type WindowProcessor, type WindowQueue, type WindowQueueListener } from './window-queue.ts';
+
+export interface RedisQueueOptions extends RetryPolicy {
+  url: string;
+  /** Queue name; the gateway and its workers must agree. */
+  name: string;
+  /** A job whose worker has not renewed its lock for this long is given to another worker. */
+  lockMs: number;
+  log: Logger;
+}
+
+/** BullMQ priorities: lower runs first. */
+const BULL_PRIORITY: Record<UploadPriority, number> = { high: 1, normal: 10 };
+/** Window audio not collected within this time (a deleted upload, a dead gateway) expires. */
+const AUDIO_TTL_S = 7 * 24 * 3600;
+
+function connect(url: string): Redis {
+  // BullMQ's blocking commands must wait for Redis to come back rather than fail after a few retries.
+  return new Redis(url, { maxRetriesPerRequest: null });
+}
+
+export class RedisWindowAudio implements WindowAudioStore {
+  private readonly redis: Redis;
+  private readonly prefix: string;
+
+  constructor(redis: Redis, queueName: string) {
+    this.redis = redis;
+    this.prefix = `helssa:${queueName}:audio:`;
+  }
+
+  async put(id: string, audio: Int16Array): Promise<void> {
+    await this.redis.set(this.prefix + id, pcmBytes(audio), 'EX', AUDIO_TTL_S);
+  }
+
+  async get(id: string): Promise<Int16Array | undefined> {
+    const bytes = await this.redis.getBuffer(this.prefix + id);
+    return bytes ? pcmFromBytes(bytes) : undefined;
+  }
+
+  async delete(id: string): Promise<void> {
+    await this.redis.del(this.prefix + id);
+  }
+}
+
+export class RedisWindowQueue implements WindowQueue {
+  readonly description: string;
+  private readonly options: RedisQueueOptions;
+  private readonly connection: Redis;
+  private readonly queue: Queue<WindowJob, WindowJobResult>;
+  private readonly audio: RedisWindowAudio;
+  private events: QueueEvents | undefined;
+  private readonly workers: Worker<WindowJob, WindowJobResult>[] = [];
+
+  constructor(options: RedisQueueOptions) {
+    this.options = options;
+    this.description = `redis (${new URL(options.url).host}, queue ${options.name})`;
+    this.connection = connect(options.url);
+    this.queue = new Queue<WindowJob, WindowJobResult>(options.name, { connection: this.connection });
+    this.audio = new RedisWindowAudio(this.connection, options.name);
+  }
+
+  async add(jobs: { job: WindowJob; audio: Int16Array }[], priority: UploadPriority): Promise<void> {
+    for (const { job, audio } of jobs) await this.audio.put(job.id, audio);
+    await this.queue.addBulk(
+      jobs.map(({ job }) => ({
+        name: 'window',
+        data: job,
+        opts: {
+          jobId: job.id,
+          priority: BULL_PRIORITY[priority],
+          attempts: this.options.attempts,
+          backoff: { type: 'exponential', delay: this.options.backoffMs },
+          // Kept until the gateway has stored the result (release), so a restarted gateway still finds it.
+          removeOnComplete: false,
+          removeOnFail: false,
+        },
+      })),
+    );
+  }
+
+  async retry(jobs: WindowJob[]): Promise<void> {
+    for (const { id } of jobs) {
+      const job = await Job.fromId<WindowJob, WindowJobResult>(this.queue, id);
+      if (job && (await job.isFailed())) await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+    }
+  }
+
+  async release(job: WindowJob): Promise<void> {
+    await this.queue.remove(job.id);
+    await this.audio.delete(job.id);
+  }
+
+  listen(listener: WindowQueueListener): void {
+    this.events = new QueueEvents(this.options.name, { connection: connect(this.options.url) });
+    const withJob = (id: string, use: (job: Job<WindowJob, WindowJobResult>) => void) =>
+      Job.fromId<WindowJob, WindowJobResult>(this.queue, id).then(
+        (job) => job && use(job),
+        (error) => this.options.log.error({ err: error, jobId: id }, 'could not read a finished window job'),
+      );
+    this.events.on('completed', ({ jobId }) => void withJob(jobId, (job) => listener.completed(job.data, job.returnvalue, job.attemptsMade)));
+    this.events.on('failed', ({ jobId, failedReason }) =>
+      void withJob(jobId, (job) => {
+        if (job.attemptsMade >= (job.opts.attempts ?? 1) || job.finishedOn) listener.dead(job.data, failedReason, job.attemptsMade);
+      }),
+    );
+  }
+
+  /** Resolves once the event stream is subscribed (events before that moment would be missed). */
+  async ready(): Promise<void> {
+    await this.queue.waitUntilReady();
+    await this.events?.waitUntilReady();
+    await Promise.all(this.workers.map((w) => w.waitUntilReady()));
+  }
+
+  startWorker(processor: WindowProcessor, concurrency: number): void {
+    const worker = new Worker<WindowJob, WindowJobResult>(
+      this.options.name,
+      async (job) => {
+        const audio = await this.audio.get(job.data.id);
+        if (!audio) throw new UnrecoverableError(`audio of window ${job.data.id} is gone`);
+        return processor(job.data, audio);
+      },
+      { connection: connect(this.options.url), concurrency, lockDuration: this.options.lockMs, stalledInterval: this.options.lockMs, maxStalledCount: 2 },
+    );
+    worker.on('completed', (job) => this.options.log.info({ jobId: job.id, attempts: job.attemptsMade }, 'window transcribed'));
+    worker.on('failed', (job, error) => this.options.log.warn({ jobId: job?.id, attempt: job?.attemptsMade, reason: error.message }, 'window job attempt failed'));
+    worker.on('error', (error) => this.options.log.error({ err: error }, 'queue worker error'));
+    this.workers.push(worker);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.close()));
+    await this.events?.close();
+    await this.queue.close();
+    this.connection.disconnect();
+  }
+}

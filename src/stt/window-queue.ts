@@ -1,0 +1,180 @@
+/**
+ * The job queue for the windows of uploaded recordings: one job per window, each attempted up to
+ * `attempts` times with exponential backoff, and kept as dead-lettered when every attempt failed. Two
+ * implementations share this interface and these rules: BullMQ on Redis (redis-window-queue.ts), for
+ * workers in other processes and machines, and the embedded in-process queue below.
+ */
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import PQueue from 'p-queue';
+import pRetry, { AbortError } from 'p-retry';
+import type { Word } from '../../client-sdk/src/protocol.ts';
+
+export interface WindowJob {
+  /** Unique across the queue: `<sessionId>.<trackId>.<index>`. */
+  id: string;
+  sessionId: string;
+  trackId: string;
+  /** Position of the window in the recording (0-based). */
+  index: number;
+  startMs: number;
+  endMs: number;
+  language?: string;
+  prompt?: string;
+}
+
+export interface WindowJobResult {
+  words: Word[];
+  sttMs: number;
+}
+
+/** Transcribes one window's audio (16 kHz PCM16); throws to fail the attempt. */
+export type WindowProcessor = (job: WindowJob, audio: Int16Array) => Promise<WindowJobResult>;
+
+export interface WindowQueueListener {
+  completed(job: WindowJob, result: WindowJobResult, attempts: number): void;
+  /** Every attempt failed: the job is dead-lettered until `retry` is called. */
+  dead(job: WindowJob, error: string, attempts: number): void;
+}
+
+export interface RetryPolicy {
+  /** Tries per job, the first included. */
+  attempts: number;
+  /** Pause after the first failed try; doubled after each further one. */
+  backoffMs: number;
+}
+
+/** Upload priorities: a `high` recording's windows are taken before `normal` ones. */
+export type UploadPriority = 'high' | 'normal';
+
+export interface WindowQueue {
+  readonly description: string;
+  /** Stores each window's audio where workers can read it, then queues the jobs. */
+  add(jobs: { job: WindowJob; audio: Int16Array }[], priority: UploadPriority): Promise<void>;
+  /** Queues dead-lettered jobs again, with a fresh set of attempts. */
+  retry(jobs: WindowJob[]): Promise<void>;
+  /** The result is stored elsewhere now: forget the job and its audio. */
+  release(job: WindowJob): Promise<void>;
+  listen(listener: WindowQueueListener): void;
+  /** Runs jobs in this process. */
+  startWorker(processor: WindowProcessor, concurrency: number): void;
+  close(): Promise<void>;
+}
+
+/** Where window audio waits for a worker. */
+export interface WindowAudioStore {
+  put(id: string, audio: Int16Array): Promise<void>;
+  /** undefined when the audio is gone (released, or expired). */
+  get(id: string): Promise<Int16Array | undefined>;
+  delete(id: string): Promise<void>;
+}
+
+export function pcmFromBytes(bytes: Uint8Array): Int16Array {
+  const pcm = new Int16Array(bytes.byteLength >> 1);
+  new Uint8Array(pcm.buffer).set(bytes.subarray(0, pcm.byteLength));
+  return pcm;
+}
+
+export function pcmBytes(audio: Int16Array): Buffer {
+  return Buffer.from(audio.buffer, audio.byteOffset, audio.byteLength);
+}
+
+/** Window audio in files of a local directory (the embedded queue: it never holds a recording in memory). */
+export class DirectoryWindowAudio implements WindowAudioStore {
+  private readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  async put(id: string, audio: Int16Array): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    await writeFile(this.path(id), pcmBytes(audio));
+  }
+
+  async get(id: string): Promise<Int16Array | undefined> {
+    const bytes = await readFile(this.path(id)).catch(() => undefined);
+    return bytes && pcmFromBytes(bytes);
+  }
+
+  async delete(id: string): Promise<void> {
+    await rm(this.path(id), { force: true });
+  }
+
+  private path(id: string): string {
+    return join(this.dir, `${encodeURIComponent(id)}.pcm`);
+  }
+}
+
+const IN_PROCESS_PRIORITY: Record<UploadPriority, number> = { high: 1, normal: 0 };
+
+/**
+ * The embedded queue (no Redis): jobs live in this process. The retry rules are the same as BullMQ's,
+ * through p-retry; what it cannot do is survive the process, which is what REDIS_URL is for.
+ */
+export class InProcessWindowQueue implements WindowQueue {
+  readonly description = 'in-process';
+  private readonly audio: WindowAudioStore;
+  private readonly policy: RetryPolicy;
+  private readonly running = new PQueue({ concurrency: 1 });
+  private readonly stopping = new AbortController();
+  private processor: WindowProcessor | undefined;
+  private listener: WindowQueueListener | undefined;
+
+  constructor(audio: WindowAudioStore, policy: RetryPolicy) {
+    this.audio = audio;
+    this.policy = policy;
+  }
+
+  async add(jobs: { job: WindowJob; audio: Int16Array }[], priority: UploadPriority): Promise<void> {
+    for (const { job, audio } of jobs) await this.audio.put(job.id, audio);
+    for (const { job } of jobs) this.schedule(job, priority);
+  }
+
+  async retry(jobs: WindowJob[]): Promise<void> {
+    for (const job of jobs) this.schedule(job, 'high');
+  }
+
+  release(job: WindowJob): Promise<void> {
+    return this.audio.delete(job.id);
+  }
+
+  listen(listener: WindowQueueListener): void {
+    this.listener = listener;
+  }
+
+  startWorker(processor: WindowProcessor, concurrency: number): void {
+    this.processor = processor;
+    this.running.concurrency = concurrency;
+  }
+
+  async close(): Promise<void> {
+    this.stopping.abort();
+    this.running.clear();
+    await this.running.onIdle();
+  }
+
+  private schedule(job: WindowJob, priority: UploadPriority): void {
+    let attempts = 0;
+    const attempt = () =>
+      this.running.add(async () => {
+        attempts++;
+        const audio = await this.audio.get(job.id);
+        if (!audio) throw new AbortError(`audio of window ${job.id} is gone`);
+        if (!this.processor) throw new Error('no worker runs in this process');
+        return this.processor(job, audio);
+      }, { priority: IN_PROCESS_PRIORITY[priority] });
+    pRetry(attempt, {
+      retries: this.policy.attempts - 1,
+      factor: 2,
+      minTimeout: this.policy.backoffMs,
+      randomize: false,
+      signal: this.stopping.signal,
+    }).then(
+      (result) => this.listener?.completed(job, result, attempts),
+      (error: Error) => {
+        if (!this.stopping.signal.aborted) this.listener?.dead(job, error.message, attempts);
+      },
+    );
+  }
+}

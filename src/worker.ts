@@ -1,0 +1,33 @@
+/**
+ * A separate upload worker (`npm run worker`): takes window jobs from the Redis queue and transcribes
+ * them. It needs only Redis and the STT endpoint, so it can run on other machines; run as many as the
+ * STT service can take. SIGTERM lets the jobs in hand finish; a killed worker's jobs go to another.
+ */
+import { ConfigError, loadWorkerConfig } from './config.ts';
+import { createLogger } from './log.ts';
+import { RedisWindowQueue } from './stt/redis-window-queue.ts';
+import { createWindowTranscriber } from './stt/window-transcriber.ts';
+
+let config;
+try {
+  config = loadWorkerConfig();
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  process.stderr.write(`helssa-live worker: ${error.message}\n`);
+  process.exit(78);
+}
+const log = createLogger(config.LOG_LEVEL).child({ component: 'worker' });
+const transcriber = createWindowTranscriber(config, config.WORKER_CONCURRENCY);
+const queue = new RedisWindowQueue({ url: config.REDIS_URL, name: config.QUEUE_NAME, lockMs: config.QUEUE_LOCK_MS, attempts: config.QUEUE_ATTEMPTS, backoffMs: config.QUEUE_BACKOFF_MS, log });
+queue.startWorker(transcriber.processUploadJob, config.WORKER_CONCURRENCY);
+await queue.ready();
+log.info({ queue: queue.description, concurrency: config.WORKER_CONCURRENCY }, 'upload worker ready');
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log.info({ signal }, 'worker stopping after the jobs in hand');
+    void queue.close().then(() => {
+      transcriber.close();
+      process.exit(0);
+    });
+  });
+}
