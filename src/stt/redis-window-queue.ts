@@ -23,10 +23,6 @@ const BULL_PRIORITY: Record<UploadPriority, number> = { high: 1, normal: 10 };
 /** Window audio not collected within this time (a deleted upload, a dead gateway) expires. */
 const AUDIO_TTL_S = 7 * 24 * 3600;
 
-function connect(url: string): Redis {
-  // BullMQ's blocking commands must wait for Redis to come back rather than fail after a few retries.
-  return new Redis(url, { maxRetriesPerRequest: null });
-}
 
 export class RedisWindowAudio implements WindowAudioStore {
   private readonly redis: Redis;
@@ -59,11 +55,13 @@ export class RedisWindowQueue implements WindowQueue {
   private readonly audio: RedisWindowAudio;
   private events: QueueEvents | undefined;
   private readonly workers: Worker<WindowJob, WindowJobResult>[] = [];
+  /** BullMQ leaves connections it was given open: each is closed here. */
+  private readonly connections: Redis[] = [];
 
   constructor(options: RedisQueueOptions) {
     this.options = options;
     this.description = `redis (${new URL(options.url).host}, queue ${options.name})`;
-    this.connection = connect(options.url);
+    this.connection = this.connect();
     this.queue = new Queue<WindowJob, WindowJobResult>(options.name, { connection: this.connection });
     this.audio = new RedisWindowAudio(this.connection, options.name);
   }
@@ -100,7 +98,7 @@ export class RedisWindowQueue implements WindowQueue {
   }
 
   listen(listener: WindowQueueListener): void {
-    this.events = new QueueEvents(this.options.name, { connection: connect(this.options.url) });
+    this.events = new QueueEvents(this.options.name, { connection: this.connect() });
     const withJob = (id: string, use: (job: Job<WindowJob, WindowJobResult>) => void) =>
       Job.fromId<WindowJob, WindowJobResult>(this.queue, id).then(
         (job) => job && use(job),
@@ -129,7 +127,7 @@ export class RedisWindowQueue implements WindowQueue {
         if (!audio) throw new UnrecoverableError(`audio of window ${job.data.id} is gone`);
         return processor(job.data, audio);
       },
-      { connection: connect(this.options.url), concurrency, lockDuration: this.options.lockMs, stalledInterval: this.options.lockMs, maxStalledCount: 2 },
+      { connection: this.connect(), concurrency, lockDuration: this.options.lockMs, stalledInterval: this.options.lockMs, maxStalledCount: 2 },
     );
     worker.on('completed', (job) => this.options.log.info({ jobId: job.id, attempts: job.attemptsMade }, 'window transcribed'));
     worker.on('failed', (job, error) => this.options.log.warn({ jobId: job?.id, attempt: job?.attemptsMade, reason: error.message }, 'window job attempt failed'));
@@ -141,6 +139,13 @@ export class RedisWindowQueue implements WindowQueue {
     await Promise.all(this.workers.map((w) => w.close()));
     await this.events?.close();
     await this.queue.close();
-    this.connection.disconnect();
+    for (const connection of this.connections) connection.disconnect();
+  }
+
+  private connect(): Redis {
+    // BullMQ's blocking commands must wait for Redis to come back rather than fail after a few retries.
+    const connection = new Redis(this.options.url, { maxRetriesPerRequest: null });
+    this.connections.push(connection);
+    return connection;
   }
 }
