@@ -151,6 +151,7 @@ export async function createGateway(config: Config, log: Logger, transcriber?: T
       const recovered = await archiver?.recover();
       if (recovered) log.warn({ recovered }, 'recordings left by a previous process queued for upload');
       await redisQueue?.ready();
+      await uploads.recover();
       await app.listen({ host: config.HOST, port: config.PORT });
       void registry.resumeEnding().catch((error) => log.error({ err: error }, 'could not resume ending sessions'));
       void webhook?.resumePending().catch((error) => log.error({ err: error }, 'could not resume webhooks'));

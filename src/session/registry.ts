@@ -80,7 +80,7 @@ export class SessionRegistry {
     const row = await store.getSession(sessionId);
     if (!row) return undefined;
     const trackRows = await store.listTracks(sessionId);
-    if (trackRows.some((t) => t.state === 'live')) {
+    if (trackRows.some((t) => t.state === 'live' && t.format !== 'upload')) {
       this.deps.log.warn({ sessionId }, 'session was interrupted: ending the tracks a previous process had live');
       await store.endInterruptedTracks(sessionId);
       await store.failPendingJobs(sessionId, 'gateway stopped before the window was transcribed');
@@ -91,8 +91,9 @@ export class SessionRegistry {
       trackId: t.trackId,
       role: t.role as SpeakerRole,
       participant: t.participant,
-      format: t.format as IngestFormat,
-      state: 'ended' as const,
+      format: t.format as IngestFormat | 'upload',
+      // An upload's track stays live while its windows are in the queue (UploadService resumes it).
+      state: t.format === 'upload' && t.state === 'live' ? ('live' as const) : ('ended' as const),
       receivedMs: Math.max(t.receivedMs, ...finals.filter((f) => f.trackId === t.trackId).map((f) => Math.ceil(f.endMs))),
     }));
     const epochs = new Map(trackRows.map((t) => [t.trackId, t.epoch]));

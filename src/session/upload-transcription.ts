@@ -6,7 +6,7 @@
  * A window that exhausted its attempts is dead-lettered: later windows wait (their merge depends on it)
  * until it is retried, or until the session is ended, which publishes everything past it.
  */
-import type { SpeakerRole, UploadProgressEvent } from '../../client-sdk/src/protocol.ts';
+import type { SpeakerRole, UploadProgressEvent, Word } from '../../client-sdk/src/protocol.ts';
 import type { Logger } from '../log.ts';
 import type { UploadWindow } from '../store/schema.ts';
 import type { SessionStore } from '../store/session-store.ts';
@@ -53,6 +53,26 @@ export class UploadTranscription implements UploadTrack {
 
   utteranceId(window: UploadWindow): string {
     return `${this.options.trackId}.1.${window.utteranceId}`;
+  }
+
+  /**
+   * After a gateway restart: picks up where the previous process stopped. A window's audio is released
+   * only after its final was published, so the first window the queue still holds is the next to publish.
+   */
+  async resume(publishedWords: Word[]): Promise<void> {
+    const outcomes = [];
+    for (const window of this.options.windows) outcomes.push(await this.options.queue.resume(this.job(window)));
+    const next = outcomes.findIndex((o) => o.state !== 'released');
+    this.next = next === -1 ? this.options.windows.length : next;
+    this.captions.resumeAfter(publishedWords);
+    for (const [index, outcome] of outcomes.entries()) {
+      if (index < this.next) continue;
+      const job = this.job(this.options.windows[index]);
+      if (outcome.state === 'completed') await this.completed(job, outcome.result, outcome.attempts);
+      else if (outcome.state === 'dead') await this.deadLettered(job, outcome.error, outcome.attempts);
+      else if (outcome.state === 'released') await this.deadLettered(job, 'the window audio expired before it was transcribed', 0);
+    }
+    await this.advance();
   }
 
   /** Records every window as pending; the caller queues the jobs. */

@@ -101,6 +101,29 @@ export class UploadService {
     }
   }
 
+  /**
+   * At start: uploads a previous gateway process was transcribing carry on. Their jobs waited in the
+   * queue (Redis), or their window audio on disk (the in-process queue) and are queued again.
+   */
+  async recover(): Promise<number> {
+    const { registry, store, queue, log } = this.options;
+    const rows = [...(await store.uploadsInState('transcribing')), ...(await store.uploadsInState('needs_attention'))];
+    for (const row of rows) {
+      const session = await registry.get(row.sessionId);
+      if (!session || session.state !== 'active' || this.active.has(row.sessionId)) continue;
+      const track = session.describe().tracks.find((t) => t.trackId === row.trackId);
+      if (!track) continue;
+      const transcription = new UploadTranscription({
+        session, trackId: row.trackId, role: track.role, windows: row.windows, language: session.language ?? undefined, prompt: this.options.prompt, queue, store, log,
+      });
+      this.active.set(row.sessionId, transcription);
+      await session.addUploadTrack({ ...track, state: 'live' }, transcription);
+      await transcription.resume(session.finals.filter((f) => f.trackId === row.trackId).flatMap((f) => f.words));
+      log.info({ sessionId: row.sessionId, windows: row.windows.length }, 'resumed the transcription of an upload');
+    }
+    return rows.length;
+  }
+
   /** Queues an upload's dead-lettered windows again; undefined when the session has no upload here. */
   retry(sessionId: string): Promise<number> | undefined {
     return this.active.get(sessionId)?.retryDead();

@@ -1,5 +1,5 @@
 /** The queries the gateway makes, over either database driver. */
-import { and, asc, count, desc, eq, gt, sql } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, ne, notInArray, sql } from 'drizzle-orm';
 import type { FinalEvent, TrackInfo } from '../../client-sdk/src/protocol.ts';
 import type { Database } from './database.ts';
 import { auditEvents, recordings, segments, sessions, sttJobs, tracks, transcripts, uploads } from './schema.ts';
@@ -76,7 +76,7 @@ export class SessionStore {
 
   /** Tracks left live by a gateway that stopped without closing them. */
   async endInterruptedTracks(sessionId: string): Promise<void> {
-    await this.db.update(tracks).set({ state: 'ended', endedAt: new Date() }).where(and(eq(tracks.sessionId, sessionId), eq(tracks.state, 'live')));
+    await this.db.update(tracks).set({ state: 'ended', endedAt: new Date() }).where(and(eq(tracks.sessionId, sessionId), eq(tracks.state, 'live'), ne(tracks.format, 'upload')));
   }
 
   async insertSegment(final: FinalEvent): Promise<void> {
@@ -162,7 +162,12 @@ export class SessionStore {
 
   /** Windows whose audio died with a previous gateway process before STT answered. */
   async failPendingJobs(sessionId: string, reason: string): Promise<void> {
-    await this.db.update(sttJobs).set({ status: 'failed', lastError: reason, completedAt: new Date() }).where(and(eq(sttJobs.sessionId, sessionId), eq(sttJobs.status, 'pending')));
+    // An upload's windows wait in the job queue, not in the process: they are not lost with it.
+    const uploadTracks = this.db.select({ trackId: tracks.trackId }).from(tracks).where(and(eq(tracks.sessionId, sessionId), eq(tracks.format, 'upload')));
+    await this.db
+      .update(sttJobs)
+      .set({ status: 'failed', lastError: reason, completedAt: new Date() })
+      .where(and(eq(sttJobs.sessionId, sessionId), eq(sttJobs.status, 'pending'), notInArray(sttJobs.trackId, uploadTracks)));
   }
 
   async jobCounts(sessionId: string): Promise<Record<'pending' | 'done' | 'failed', number>> {

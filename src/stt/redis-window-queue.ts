@@ -7,7 +7,7 @@
 import { Job, QueueEvents, Queue, UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Logger } from '../log.ts';
-import { pcmBytes, pcmFromBytes, type RetryPolicy, type UploadPriority, type WindowAudioStore, type WindowJob, type WindowJobResult, type WindowProcessor, type WindowQueue, type WindowQueueListener } from './window-queue.ts';
+import { pcmBytes, pcmFromBytes, type ResumedJob, type RetryPolicy, type UploadPriority, type WindowAudioStore, type WindowJob, type WindowJobResult, type WindowProcessor, type WindowQueue, type WindowQueueListener } from './window-queue.ts';
 
 export interface RedisQueueOptions extends RetryPolicy {
   url: string;
@@ -45,6 +45,10 @@ export class RedisWindowAudio implements WindowAudioStore {
   async delete(id: string): Promise<void> {
     await this.redis.del(this.prefix + id);
   }
+
+  async has(id: string): Promise<boolean> {
+    return (await this.redis.exists(this.prefix + id)) === 1;
+  }
 }
 
 export class RedisWindowQueue implements WindowQueue {
@@ -68,8 +72,25 @@ export class RedisWindowQueue implements WindowQueue {
 
   async add(jobs: { job: WindowJob; audio: Int16Array }[], priority: UploadPriority): Promise<void> {
     for (const { job, audio } of jobs) await this.audio.put(job.id, audio);
+    await this.enqueue(jobs.map(({ job }) => job), priority);
+  }
+
+  async resume(job: WindowJob): Promise<ResumedJob> {
+    const held = await Job.fromId<WindowJob, WindowJobResult>(this.queue, job.id);
+    if (!held) {
+      if (!(await this.audio.has(job.id))) return { state: 'released' };
+      await this.enqueue([job], 'normal');
+      return { state: 'queued' };
+    }
+    const state = await held.getState();
+    if (state === 'completed') return { state: 'completed', result: held.returnvalue, attempts: held.attemptsMade };
+    if (state === 'failed') return { state: 'dead', error: held.failedReason, attempts: held.attemptsMade };
+    return { state: 'queued' };
+  }
+
+  private async enqueue(jobs: WindowJob[], priority: UploadPriority): Promise<void> {
     await this.queue.addBulk(
-      jobs.map(({ job }) => ({
+      jobs.map((job) => ({
         name: 'window',
         data: job,
         opts: {

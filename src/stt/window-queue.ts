@@ -44,6 +44,12 @@ export interface RetryPolicy {
   backoffMs: number;
 }
 
+export type ResumedJob =
+  | { state: 'completed'; result: WindowJobResult; attempts: number }
+  | { state: 'dead'; error: string; attempts: number }
+  | { state: 'queued' }
+  | { state: 'released' };
+
 /** Upload priorities: a `high` recording's windows are taken before `normal` ones. */
 export type UploadPriority = 'high' | 'normal';
 
@@ -56,6 +62,11 @@ export interface WindowQueue {
   /** The result is stored elsewhere now: forget the job and its audio. */
   release(job: WindowJob): Promise<void>;
   listen(listener: WindowQueueListener): void;
+  /**
+   * After a gateway restart: where a job stands. A job this queue no longer holds is queued again if its
+   * audio is still stored; `released` when neither is left (its result was stored before the restart).
+   */
+  resume(job: WindowJob): Promise<ResumedJob>;
   /** Runs jobs in this process. */
   startWorker(processor: WindowProcessor, concurrency: number): void;
   close(): Promise<void>;
@@ -141,6 +152,12 @@ export class InProcessWindowQueue implements WindowQueue {
 
   listen(listener: WindowQueueListener): void {
     this.listener = listener;
+  }
+
+  async resume(job: WindowJob): Promise<ResumedJob> {
+    if (!(await this.audio.get(job.id))) return { state: 'released' };
+    this.schedule(job, 'normal');
+    return { state: 'queued' };
   }
 
   startWorker(processor: WindowProcessor, concurrency: number): void {

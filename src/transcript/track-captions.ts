@@ -29,6 +29,12 @@ export class TrackCaptions {
     return stabilizer.update(this.afterSeam(window, words));
   }
 
+  /** Continues a track whose earlier finals were published by a previous process (their words, in order). */
+  resumeAfter(published: readonly Word[]): void {
+    const last = published.at(-1);
+    this.emittedTail = last ? published.filter((w) => w.endMs >= last.endMs - TAIL_MS) : [];
+  }
+
   /** The words to publish for a final window. */
   final(window: WindowInfo, words: readonly Word[]): Word[] {
     const own = wordsBeforeSeam(this.afterSeam(window, words), window.keepUntilMs);

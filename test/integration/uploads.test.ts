@@ -201,4 +201,29 @@ for (const queue of ['in-process', 'redis'] as const) {
   });
 }
 
+for (const queue of ['in-process', 'redis'] as const) {
+  test(`${queue} queue: a gateway restarted mid-upload carries on where it stopped, with no word lost or doubled`, async () => {
+    const env: Record<string, string> = { UPLOAD_WORKERS: '1', SHUTDOWN_DRAIN_MS: '0' };
+    if (queue === 'redis') Object.assign(env, { REDIS_URL: 'redis://127.0.0.1:6379', QUEUE_NAME: `test-${randomUUID()}` });
+    const h = await startHarness(env, { latencyMs: 700 });
+    try {
+      const file = join(h.dataDir, 'visit.ogg');
+      await encodeFor('ogg', `${h.corpusDir}/fa/mix.wav`, file);
+      const accepted = await uploadFile(h.baseUrl, await h.token('service'), file, { language: 'fa' });
+      assert.is(accepted.status, 202, JSON.stringify(accepted.json));
+      const total = accepted.json.upload.windows.total;
+      const midway = await waitForState(h, accepted.json.id, (s) => s.lastSeq >= 1);
+      assert.ok(midway.lastSeq < total, 'stopped before the last window');
+      await h.restart();
+      const status = await waitForState(h, accepted.json.id, (s) => s.state === 'completed');
+      assert.is(status.upload.windows.done, total);
+      const reference = await referenceText('fa');
+      const text = await transcriptText(h, accepted.json.id);
+      assert.is(wordErrorRate(reference, text).wer, 0, text);
+    } finally {
+      await h.close();
+    }
+  });
+}
+
 test.run();

@@ -20,6 +20,8 @@ export interface Harness {
   identity: TestIdentity;
   dataDir: string;
   token(role: 'producer' | 'viewer' | 'service', session?: string): Promise<string>;
+  /** Shuts the gateway down (as on SIGTERM) and starts a new one on the same database and data (new port). */
+  restart(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -45,7 +47,7 @@ export async function startHarness(env: Record<string, string> = {}, sttOptions:
   });
   const gateway = await createGateway(config, createLogger(config.LOG_LEVEL));
   const port = await gateway.listen();
-  return {
+  const harness: Harness = {
     gateway,
     stt,
     baseUrl: `http://127.0.0.1:${port}`,
@@ -53,11 +55,17 @@ export async function startHarness(env: Record<string, string> = {}, sttOptions:
     identity,
     dataDir,
     token: (role, session) => signToken({ role, session }),
+    async restart() {
+      await harness.gateway.close();
+      harness.gateway = await createGateway(config, createLogger(config.LOG_LEVEL));
+      harness.baseUrl = `http://127.0.0.1:${await harness.gateway.listen()}`;
+    },
     async close() {
-      await gateway.close();
+      await harness.gateway.close();
       await stt.stop();
       await database.release();
       await rm(dataDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
     },
   };
+  return harness;
 }
