@@ -31,9 +31,13 @@ import { DirectoryWindowAudio, InProcessWindowQueue, type WindowQueue } from './
 import { RedisWindowQueue } from './stt/redis-window-queue.ts';
 import { UploadService } from './session/uploads.ts';
 import { registerUploadRoutes } from './api/uploads.ts';
+import { WhipIngest } from './ingest/whip-ingest.ts';
+import { RtpIngest } from './ingest/rtp-ingest.ts';
 
 export interface Gateway {
   app: FastifyInstance;
+  /** Open WebRTC peer connections and plain RTP ports (for leak checks). */
+  transports(): { peers: number; rtpPorts: number };
   registry: SessionRegistry;
   store: SessionStore;
   metrics: Metrics;
@@ -140,10 +144,32 @@ export async function createGateway(config: Config, log: Logger, transcriber?: T
   registerWebSocketIngest(app, { registry, authenticator, log, heartbeatMs: config.WS_HEARTBEAT_MS });
   registerCaptions(app, registry, authenticator, config.WS_HEARTBEAT_MS);
   registerUploadRoutes(app, { uploads, registry, store, authenticator });
+  const whip = new WhipIngest(
+    {
+      portRange: config.WEBRTC_PORT_MIN !== undefined ? [config.WEBRTC_PORT_MIN, config.WEBRTC_PORT_MAX!] : undefined,
+      announcedAddress: config.WEBRTC_ANNOUNCED_ADDRESS,
+      iceServers: config.WEBRTC_ICE_SERVERS,
+      connectTimeoutMs: config.WEBRTC_CONNECT_TIMEOUT_MS,
+      idleTimeoutMs: config.RTP_IDLE_TIMEOUT_MS,
+    },
+    log,
+  );
+  whip.register(app, registry, authenticator);
+  const rtp = new RtpIngest(
+    {
+      bindHost: config.RTP_BIND_HOST,
+      announcedAddress: config.RTP_ANNOUNCED_ADDRESS,
+      portRange: config.RTP_PORT_MIN !== undefined ? [config.RTP_PORT_MIN, config.RTP_PORT_MAX!] : undefined,
+      idleTimeoutMs: config.RTP_IDLE_TIMEOUT_MS,
+    },
+    log,
+  );
+  rtp.register(app, registry, authenticator);
 
   let closing: Promise<void> | undefined;
   return {
     app,
+    transports: () => ({ peers: whip.openPeers, rtpPorts: rtp.openPorts }),
     registry,
     store,
     metrics,
@@ -170,6 +196,8 @@ export async function createGateway(config: Config, log: Logger, transcriber?: T
       new Promise<false>((resolve) => setTimeout(resolve, config.SHUTDOWN_DRAIN_MS, false).unref()),
     ]);
     if (!drained) log.warn({ afterMs: config.SHUTDOWN_DRAIN_MS }, 'shutdown drain timed out; windows still at STT are dropped');
+    await whip.close();
+    await rtp.close();
     await windowQueue.close();
     windowTranscriber.close();
     await app.close();

@@ -7,6 +7,8 @@ import { z } from 'zod';
 const int = (fallback: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(fallback);
 const optionalString = z.string().trim().min(1).optional();
 
+const iceServersSchema = z.array(z.object({ urls: z.union([z.string(), z.array(z.string())]), username: z.string().optional(), credential: z.string().optional() }).strict());
+
 /** Variables the gateway and `npm run worker` share: the STT endpoint and the upload job queue. */
 const shared = {
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -55,6 +57,27 @@ const schema = z
     UPLOAD_SILENCE_MS: int(2000, 100, 10000),
     UPLOAD_WORKERS: int(2, 0, 256),
 
+    WEBRTC_PORT_MIN: z.coerce.number().int().min(1024).max(65535).optional(),
+    WEBRTC_PORT_MAX: z.coerce.number().int().min(1024).max(65535).optional(),
+    WEBRTC_ANNOUNCED_ADDRESS: z.union([z.ipv4(), z.ipv6()]).optional(),
+    WEBRTC_ICE_SERVERS: z
+      .string()
+      .default('[]')
+      .transform((text, ctx) => {
+        try {
+          return iceServersSchema.parse(JSON.parse(text));
+        } catch {
+          ctx.addIssue({ code: 'custom', message: 'must be a JSON array of {"urls": "stun:…" | ["turn:…"], "username"?, "credential"?}' });
+          return z.NEVER;
+        }
+      }),
+    WEBRTC_CONNECT_TIMEOUT_MS: int(10000, 500, 120000),
+    RTP_BIND_HOST: z.string().min(1).default('0.0.0.0'),
+    RTP_ANNOUNCED_ADDRESS: optionalString,
+    RTP_PORT_MIN: z.coerce.number().int().min(1024).max(65535).optional(),
+    RTP_PORT_MAX: z.coerce.number().int().min(1024).max(65535).optional(),
+    RTP_IDLE_TIMEOUT_MS: int(10000, 500, 600000),
+
     INGEST_MAX_FRAME_BYTES: int(256 * 1024, 1024, 16 * 1024 * 1024),
     WS_HEARTBEAT_MS: int(15000, 100, 600000),
     SHUTDOWN_DRAIN_MS: int(15000, 0, 600000),
@@ -92,6 +115,14 @@ const schema = z
   })
   .refine((c) => c.ARCHIVE_STORE !== 's3' || c.S3_BUCKET, { message: 'ARCHIVE_STORE=s3 needs S3_BUCKET', path: ['S3_BUCKET'] })
   .refine((c) => !c.WEBHOOK_URL || c.WEBHOOK_SECRET, { message: 'WEBHOOK_URL needs WEBHOOK_SECRET to sign deliveries', path: ['WEBHOOK_SECRET'] })
+  .refine((c) => (c.WEBRTC_PORT_MIN === undefined) === (c.WEBRTC_PORT_MAX === undefined) && (c.WEBRTC_PORT_MIN ?? 0) < (c.WEBRTC_PORT_MAX ?? 1), {
+    message: 'set both WEBRTC_PORT_MIN and WEBRTC_PORT_MAX, min below max',
+    path: ['WEBRTC_PORT_MIN'],
+  })
+  .refine((c) => (c.RTP_PORT_MIN === undefined) === (c.RTP_PORT_MAX === undefined) && (c.RTP_PORT_MIN ?? 0) <= (c.RTP_PORT_MAX ?? 0), {
+    message: 'set both RTP_PORT_MIN and RTP_PORT_MAX, min not above max',
+    path: ['RTP_PORT_MIN'],
+  })
   .refine((c) => c.UPLOAD_WORKERS > 0 || c.REDIS_URL, { message: 'UPLOAD_WORKERS=0 needs REDIS_URL: without Redis only the gateway can run upload jobs', path: ['UPLOAD_WORKERS'] })
   .refine((c) => c.JWT_SECRET || c.JWT_JWKS_URL, {
     message: 'set JWT_SECRET (HS256) or JWT_JWKS_URL: every endpoint needs signed tokens',

@@ -191,6 +191,11 @@ export class Session {
     this.broadcast(event);
   }
 
+  /** A track's transport failed (ICE/DTLS, a vanished sender), for viewers; the track is then closed. */
+  trackFailed(trackId: string, message: string): void {
+    this.broadcast({ type: 'error', sessionId: this.id, code: 'track_failed', message, trackId });
+  }
+
   /** A dead-lettered window, for viewers. */
   windowFailed(trackId: string, message: string): void {
     this.broadcast({ type: 'error', sessionId: this.id, code: 'window_failed', message, trackId });

@@ -1,0 +1,149 @@
+/**
+ * Plain RTP ingest, for clinics that already run an SFU or PBX (mediasoup PlainTransport, Janus
+ * rtp_forward, Asterisk ExternalMedia): an API call opens a session track and a UDP port; Opus RTP sent
+ * to that port is transcribed like any other track.
+ *   POST   /v1/sessions/:sessionId/tracks/:trackId/rtp?role=&participant=&language=&payloadType=
+ *          → 201 { host, port, payloadType, codec: 'opus/48000/2', resource }
+ *   DELETE /v1/sessions/:sessionId/tracks/:trackId/rtp   closes the port and ends the track
+ * Packets of the first SSRC heard are taken (others are ignored, as are RTCP and other payload types);
+ * the port closes when the track ends, including after `idleTimeoutMs` without a packet.
+ */
+import { createSocket, type Socket } from 'node:dgram';
+import { once } from 'node:events';
+import type { FastifyInstance } from 'fastify';
+import type { Authenticator } from '../api/auth.ts';
+import { ID_PATTERN, requireRole, sendError } from '../api/http.ts';
+import type { Logger } from '../log.ts';
+import type { SessionRegistry } from '../session/registry.ts';
+import { SessionEndedError, TrackBusyError } from '../session/session.ts';
+import { parseRtp } from './rtp-packet.ts';
+import { RtpTrack } from './rtp-track.ts';
+
+export interface RtpIngestOptions {
+  bindHost: string;
+  /** Where senders reach the port (the bind address when unset). */
+  announcedAddress: string | undefined;
+  portRange: [number, number] | undefined;
+  idleTimeoutMs: number;
+}
+
+interface Listener {
+  socket: Socket;
+  track: RtpTrack;
+}
+
+export class RtpIngest {
+  private readonly listeners = new Map<string, Listener>();
+  private readonly options: RtpIngestOptions;
+  private readonly log: Logger;
+  private nextPort = 0;
+
+  constructor(options: RtpIngestOptions, log: Logger) {
+    this.options = options;
+    this.log = log.child({ component: 'rtp' });
+  }
+
+  get openPorts(): number {
+    return this.listeners.size;
+  }
+
+  register(app: FastifyInstance, registry: SessionRegistry, authenticator: Authenticator): void {
+    const params = { type: 'object', properties: { sessionId: { type: 'string', pattern: ID_PATTERN }, trackId: { type: 'string', pattern: ID_PATTERN } }, required: ['sessionId', 'trackId'] } as const;
+    app.post('/v1/sessions/:sessionId/tracks/:trackId/rtp', {
+      schema: {
+        summary: 'Open a UDP port for Opus RTP from an existing SFU or PBX',
+        security: [{ bearer: [] }],
+        params,
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            role: { type: 'string', enum: ['doctor', 'patient'] },
+            participant: { type: 'string', minLength: 1, maxLength: 200 },
+            language: { type: 'string', pattern: '^[a-z]{2,3}$' },
+            payloadType: { type: 'integer', minimum: 0, maximum: 127, default: 111, description: 'RTP payload type of the Opus stream' },
+            access_token: { type: 'string' },
+          },
+          required: ['role'],
+        },
+      },
+      preValidation: requireRole(authenticator, ['producer', 'service']),
+    }, async (request, reply) => {
+      const { sessionId, trackId } = request.params as { sessionId: string; trackId: string };
+      const { role, participant, language, payloadType } = request.query as { role: 'doctor' | 'patient'; participant?: string; language?: string; payloadType: number };
+      const key = `${sessionId}/${trackId}`;
+      let socket: Socket;
+      try {
+        socket = await this.bind();
+      } catch (error) {
+        return sendError(reply, 503, 'no_port_available', (error as Error).message);
+      }
+      let track: RtpTrack;
+      try {
+        track = await RtpTrack.open({
+          registry, log: this.log, sessionId, trackId, role, participant: participant ?? role, language, transport: 'rtp',
+          idleTimeoutMs: this.options.idleTimeoutMs,
+          onClosed: () => void this.release(key),
+        });
+      } catch (error) {
+        socket.close();
+        if (error instanceof TrackBusyError) return sendError(reply, 409, 'track_busy', error.message);
+        if (error instanceof SessionEndedError) return sendError(reply, 409, 'session_ended', error.message);
+        throw error;
+      }
+      let ssrc: number | undefined;
+      socket.on('message', (datagram) => {
+        const rtp = parseRtp(datagram);
+        if (!rtp || rtp.payloadType !== payloadType) return;
+        ssrc ??= rtp.ssrc;
+        if (rtp.ssrc === ssrc) track.push(rtp.sequence, rtp.payload);
+      });
+      this.listeners.set(key, { socket, track });
+      track.expectPackets();
+      const port = socket.address().port;
+      this.log.info({ sessionId, trackId, port }, 'RTP port open');
+      return reply.code(201).send({ host: this.options.announcedAddress ?? this.options.bindHost, port, payloadType, codec: 'opus/48000/2', resource: `/v1/sessions/${sessionId}/tracks/${trackId}/rtp` });
+    });
+
+    app.delete('/v1/sessions/:sessionId/tracks/:trackId/rtp', {
+      schema: { summary: 'Close the RTP port and end the track', security: [{ bearer: [] }], params },
+      preValidation: requireRole(authenticator, ['producer', 'service']),
+    }, async (request, reply) => {
+      const { sessionId, trackId } = request.params as { sessionId: string; trackId: string };
+      const listener = this.listeners.get(`${sessionId}/${trackId}`);
+      if (!listener) return sendError(reply, 404, 'rtp_not_open', `no RTP port is open for track ${trackId}`);
+      await this.release(`${sessionId}/${trackId}`);
+      await listener.track.end();
+      return reply.code(200).send();
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.listeners.keys()].map((key) => this.release(key)));
+  }
+
+  private async release(key: string): Promise<void> {
+    const listener = this.listeners.get(key);
+    if (!listener) return;
+    this.listeners.delete(key);
+    listener.socket.close();
+  }
+
+  /** A UDP socket on a free port of the range (or any port). */
+  private async bind(): Promise<Socket> {
+    const range = this.options.portRange;
+    const attempts = range ? range[1] - range[0] + 1 : 1;
+    for (let i = 0; i < attempts; i++) {
+      const port = range ? range[0] + ((this.nextPort++ % attempts) >>> 0) : 0;
+      const socket = createSocket('udp4');
+      try {
+        socket.bind(port, this.options.bindHost);
+        await once(socket, 'listening');
+        return socket;
+      } catch {
+        socket.close();
+      }
+    }
+    throw new Error(`every port of the RTP range ${range![0]}–${range![1]} is in use`);
+  }
+}
