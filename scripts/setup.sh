@@ -7,3 +7,5 @@ if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.pack
   npm install --no-audit --no-fund
 fi
 bash scripts/install-system-deps.sh
+# The browser SDK the gateway serves at /sdk/ (and the pages use) is compiled from client-sdk/src.
+node_modules/.bin/tsc -p client-sdk

@@ -4,6 +4,8 @@
  */
 import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
+import fastifyStatic from '@fastify/static';
+import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { WebRtcVad } from './audio/vad.ts';
 import { PIPELINE_SAMPLE_RATE } from './audio/opus-decoder.ts';
@@ -140,6 +142,9 @@ export async function createGateway(config: Config, log: Logger, transcriber?: T
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });
+  // The producer and captions pages and the browser SDK they use: static files that hold no data.
+  await app.register(fastifyStatic, { root: fileURLToPath(new URL('../public', import.meta.url)), prefix: '/', schemaHide: true });
+  await app.register(fastifyStatic, { root: fileURLToPath(new URL('../client-sdk/dist', import.meta.url)), prefix: '/sdk/', decorateReply: false, schemaHide: true });
   registerSessionRoutes(app, { registry, store, authenticator });
   registerWebSocketIngest(app, { registry, authenticator, log, heartbeatMs: config.WS_HEARTBEAT_MS });
   registerCaptions(app, registry, authenticator, config.WS_HEARTBEAT_MS);
