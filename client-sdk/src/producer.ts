@@ -1,7 +1,8 @@
 /**
  * Streaming a microphone. WHIP (RFC 9725): the browser's RTCPeerConnection sends Opus over SRTP to the
  * gateway; the offer goes up with every ICE candidate gathered. When WebRTC cannot connect (UDP blocked,
- * no WebRTC in the browser) the SDK falls back to the WebSocket ingest, with MediaRecorder's WebM/Opus.
+ * no WebRTC in the browser) the SDK falls back to the WebSocket ingest, with MediaRecorder's WebM/Opus,
+ * recorded from the start so the speech during the WebRTC attempt is sent too.
  */
 export type Transport = 'webrtc' | 'websocket';
 
@@ -28,9 +29,12 @@ export interface Producer {
 export async function startProducer(baseUrl: string, token: string, media: MediaStream, options: StreamOptions): Promise<Producer> {
   const mode = options.transport ?? 'auto';
   options.onState?.('connecting');
+  // While WebRTC is tried, the recorder already runs: if it fails, no word spoken meanwhile is lost.
+  const recording = mode === 'webrtc' ? undefined : startRecording(media);
   if (mode !== 'websocket') {
     try {
       const producer = await startWhip(baseUrl, token, media, options);
+      recording?.discard();
       options.onState?.('streaming', 'webrtc');
       return producer;
     } catch (error) {
@@ -41,9 +45,42 @@ export async function startProducer(baseUrl: string, token: string, media: Media
       options.onState?.('fallback', (error as Error).message);
     }
   }
-  const producer = await startWebSocket(baseUrl, token, media, options);
+  if (!recording) throw new Error('this browser cannot record WebM/Opus');
+  const producer = await startWebSocket(baseUrl, token, recording, options);
   options.onState?.('streaming', 'websocket');
   return producer;
+}
+
+const RECORDING_TYPE = 'audio/webm;codecs=opus';
+
+interface Recording {
+  recorder: MediaRecorder;
+  /** Chunks recorded before the socket is there, in order. */
+  buffered: Blob[];
+  onChunk: ((chunk: Blob) => void) | undefined;
+  discard(): void;
+}
+
+function startRecording(media: MediaStream): Recording | undefined {
+  if (typeof MediaRecorder === 'undefined' || !MediaRecorder.isTypeSupported(RECORDING_TYPE)) return undefined;
+  const recorder = new MediaRecorder(media, { mimeType: RECORDING_TYPE, audioBitsPerSecond: 64000 });
+  const recording: Recording = {
+    recorder,
+    buffered: [],
+    onChunk: undefined,
+    discard() {
+      recording.onChunk = undefined;
+      recording.buffered = [];
+      if (recorder.state !== 'inactive') recorder.stop();
+    },
+  };
+  recorder.addEventListener('dataavailable', (event) => {
+    if (event.data.size === 0) return;
+    if (recording.onChunk) recording.onChunk(event.data);
+    else recording.buffered.push(event.data);
+  });
+  recorder.start(250);
+  return recording;
 }
 
 function trackQuery(token: string, options: StreamOptions): URLSearchParams {
@@ -104,9 +141,7 @@ async function startWhip(baseUrl: string, token: string, media: MediaStream, opt
   }
 }
 
-async function startWebSocket(baseUrl: string, token: string, media: MediaStream, options: StreamOptions): Promise<Producer> {
-  const mimeType = 'audio/webm;codecs=opus';
-  if (typeof MediaRecorder === 'undefined' || !MediaRecorder.isTypeSupported(mimeType)) throw new Error('this browser cannot record WebM/Opus');
+async function startWebSocket(baseUrl: string, token: string, recording: Recording, options: StreamOptions): Promise<Producer> {
   const query = trackQuery(token, options);
   query.set('format', 'webm');
   const url = `${baseUrl.replace(/^http/, 'ws')}/v1/sessions/${encodeURIComponent(options.sessionId)}/tracks/${encodeURIComponent(options.trackId)}/ingest?${query}`;
@@ -116,19 +151,20 @@ async function startWebSocket(baseUrl: string, token: string, media: MediaStream
     socket.addEventListener('open', () => resolve(), { once: true });
     socket.addEventListener('close', (event) => reject(new Error(`ingest WebSocket closed: ${event.code} ${event.reason}`)), { once: true });
   });
-  const recorder = new MediaRecorder(media, { mimeType, audioBitsPerSecond: 64000 });
+  const { recorder } = recording;
   // Chunks are sent in order; the WebM stream must not have gaps, so each waits for the one before.
   let sending = Promise.resolve();
-  recorder.addEventListener('dataavailable', (event) => {
+  const send = (chunk: Blob) => {
     sending = sending.then(async () => {
-      if (event.data.size > 0 && socket.readyState === WebSocket.OPEN) socket.send(await event.data.arrayBuffer());
+      if (socket.readyState === WebSocket.OPEN) socket.send(await chunk.arrayBuffer());
     });
-  });
+  };
+  for (const chunk of recording.buffered.splice(0)) send(chunk);
+  recording.onChunk = send;
   socket.addEventListener('close', (event) => {
     if (recorder.state !== 'inactive') recorder.stop();
     if (event.code !== 1000) options.onState?.('failed', `ingest closed: ${event.code} ${event.reason}`);
   });
-  recorder.start(250);
   return {
     transport: 'websocket',
     async stop() {

@@ -1,0 +1,115 @@
+/**
+ * End to end in a real browser: Debian's Chromium (headless, driven by playwright-core) with a fake
+ * microphone playing corpus speech. The producer page streams through the client SDK, a second page shows
+ * the captions, and the test reads the final captions off that page and scores them against the
+ * reference. Once over WebRTC (WHIP), once with UDP blocked so the SDK falls back to the WebSocket
+ * ingest. Screenshots of the captions page are kept in test-artifacts/. These run in real time.
+ */
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type BrowserContext } from 'playwright-core';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { loadReference } from '../../scripts/make-corpus.ts';
+import { startHarness, type Harness } from '../support/harness.ts';
+import { ffmpeg } from '../support/upload.ts';
+import { wordErrorRate } from '../support/wer.ts';
+
+const ARTIFACTS = join(import.meta.dirname, '../../test-artifacts');
+const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+/** About half a minute of the consultation (both voices, as a room microphone hears it), cut in a pause. */
+const EXCERPT_MS = 30000;
+
+async function excerpt(h: Harness, language: string): Promise<{ wav: string; reference: string; durationMs: number }> {
+  const words = (await loadReference(language)).tracks.mix;
+  // Cut in the middle of the first real pause (≥ 600 ms) after EXCERPT_MS: no word is cut in half.
+  const index = words.findIndex((w, i) => w.endMs >= EXCERPT_MS && i + 1 < words.length && words[i + 1].startMs - w.endMs >= 600);
+  const durationMs = Math.round((words[index].endMs + words[index + 1].startMs) / 2);
+  const last = words[index];
+  const wav = join(h.dataDir, `mic-${language}.wav`);
+  // A second of quiet first and two after, as when a doctor presses Start, speaks, and then stops.
+  await ffmpeg(['-t', String(durationMs / 1000), '-i', `${h.corpusDir}/${language}/mix-48k.wav`, '-af', 'adelay=1000:all=1,apad=pad_dur=2', wav]);
+  return { wav, reference: words.filter((w) => w.endMs <= last.endMs).map((w) => w.word).join(' '), durationMs: durationMs + 3000 };
+}
+
+async function launch(microphoneWav: string, extraFlags: string[] = []): Promise<{ browser: BrowserContext; profile: string }> {
+  // A fresh profile every time: nothing carried over between runs.
+  const profile = await mkdtemp(join(tmpdir(), 'helssa-chromium-'));
+  const browser = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: [...CHROMIUM_FLAGS, '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', `--use-file-for-fake-audio-capture=${microphoneWav}%noloop`, ...extraFlags],
+  });
+  return { browser, profile };
+}
+
+async function streamThroughPages(h: Harness, options: { sessionId: string; language: string; blockUdp?: boolean; expectTransport: 'webrtc' | 'websocket'; screenshot: string }) {
+  const mic = await excerpt(h, options.language);
+  const { browser, profile } = await launch(mic.wav);
+  try {
+    const captions = await browser.newPage();
+    await captions.goto(`${h.baseUrl}/captions.html?session=${options.sessionId}&token=${await h.token('viewer', options.sessionId)}`);
+    await captions.waitForSelector('#connection[data-state="open"]');
+    const producer = await browser.newPage();
+    if (options.blockUdp) {
+      // A network where UDP is blocked and no TURN relay is configured: ICE finds no usable candidate.
+      await producer.addInitScript(() => {
+        const Native = window.RTCPeerConnection;
+        window.RTCPeerConnection = class extends Native {
+          constructor(configuration?: RTCConfiguration) {
+            super({ ...configuration, iceTransportPolicy: 'relay' });
+          }
+        };
+      });
+    }
+    const query = new URLSearchParams({ session: options.sessionId, track: 'doctor', role: 'doctor', participant: 'Room microphone', language: options.language, token: await h.token('producer', options.sessionId), autostart: '1', connectTimeoutMs: '4000' });
+    await producer.goto(`${h.baseUrl}/producer.html?${query}`);
+    await producer.waitForSelector('#state[data-state="streaming"]', { timeout: 20000 });
+    assert.is(await producer.getAttribute('#transport', 'data-transport'), options.expectTransport);
+    // The fake microphone plays the excerpt once, in real time.
+    await producer.waitForTimeout(mic.durationMs + 500);
+    await producer.click('#stop');
+    await producer.waitForSelector('#state[data-state="stopped"]');
+    const ended = await fetch(`${h.baseUrl}/v1/sessions/${options.sessionId}/end`, { method: 'POST', headers: { authorization: `Bearer ${await h.token('service')}` } });
+    assert.is(ended.status, 200);
+    await captions.waitForSelector('body[data-session="ended"]', { timeout: 20000 });
+    const shown = await captions.$$eval('.caption.final .text', (lines) => lines.map((line) => line.textContent).join(' '));
+    await mkdir(ARTIFACTS, { recursive: true });
+    await captions.screenshot({ path: join(ARTIFACTS, options.screenshot), fullPage: true });
+    const wer = wordErrorRate(mic.reference, shown);
+    console.log(`  ${options.expectTransport}: WER ${(wer.wer * 100).toFixed(2)}% over ${wer.referenceWords} words (${wer.substitutions} substituted, ${wer.deletions} lost, ${wer.insertions} inserted)\n    shown:     ${shown}\n    reference: ${mic.reference}`);
+    assert.ok(wer.wer <= 0.03, `${options.expectTransport}: WER ${(wer.wer * 100).toFixed(2)}%\n  shown: ${shown}\n  reference: ${mic.reference}`);
+    if (options.language !== 'en') assert.ok(await captions.$$eval('.caption.final', (lines) => lines.every((line) => getComputedStyle(line).direction === 'rtl')), 'right to left');
+  } finally {
+    await browser.close();
+    await rm(profile, { recursive: true, force: true });
+  }
+}
+
+test('the producer page streams over WebRTC (WHIP); the captions page shows the consultation', async () => {
+  const h = await startHarness();
+  try {
+    await streamThroughPages(h, { sessionId: 'browser-webrtc', language: 'en', expectTransport: 'webrtc', screenshot: 'captions-webrtc.png' });
+    assert.is(h.gateway.transports().peers, 0);
+  } finally {
+    await h.close();
+  }
+});
+
+test('with UDP blocked the SDK falls back to the WebSocket ingest; Persian captions are laid out right to left', async () => {
+  const h = await startHarness();
+  try {
+    await streamThroughPages(h, {
+      sessionId: 'browser-fallback',
+      language: 'fa',
+      blockUdp: true,
+      expectTransport: 'websocket',
+      screenshot: 'captions-websocket-fallback-fa.png',
+    });
+  } finally {
+    await h.close();
+  }
+});
+
+test.run();
