@@ -13,66 +13,19 @@
  *
  *   BENCH_STREAMS=8 (streams in each phase)  BENCH_REALTIME_SECONDS=30 (audio per stream in phase 3)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
-import { createInterface } from 'node:readline';
 import opus from '@discordjs/opus';
 import prism from 'prism-media';
 import { ensureCorpus } from '../scripts/make-corpus.ts';
 import { chunksFor, ingestUrl, streamChunks, type StreamedChunk } from '../test/support/producer.ts';
-import { freePort } from '../test/support/net.ts';
-import { signToken, TEST_JWT_SECRET } from '../test/support/tokens.ts';
+import { signToken } from '../test/support/tokens.ts';
+import { cpuSeconds, quantiles, removeBenchData, startGateway, startSttServer, stop } from './processes.ts';
 import { CaptionCollector } from '../test/support/viewer.ts';
 
 const streams = Number(process.env.BENCH_STREAMS ?? 8);
 const realtimeSeconds = Number(process.env.BENCH_REALTIME_SECONDS ?? 30);
 const corpusDir = await ensureCorpus();
-const CLOCK_TICKS = 100;
-
-
-/** CPU seconds (user + system) a child process has used, from /proc. */
-async function cpuSeconds(child: ChildProcess): Promise<number> {
-  const stat = await readFile(`/proc/${child.pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
-
-function startProcess(args: string[], env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-}
-
-async function startSttServer(): Promise<{ child: ChildProcess; url: string }> {
-  const child = startProcess(['test/support/stt-server-main.ts'], {});
-  const [line] = await createInterface({ input: child.stdout! })[Symbol.asyncIterator]().next().then((r) => [r.value as string]);
-  return { child, url: line.trim() };
-}
-
-const dataDir = await mkdtemp(join(tmpdir(), 'helssa-bench-'));
-const recipient = await identityToRecipient(await generateX25519Identity());
-
-async function startGateway(sttUrl: string, archive: boolean): Promise<{ child: ChildProcess; baseUrl: string }> {
-  const port = await freePort();
-  const archiveEnv: Record<string, string> = archive ? { ARCHIVE_RECIPIENTS: recipient } : { ARCHIVE_INSECURE_DISABLE: 'true' };
-  const child = startProcess(['src/main.ts'], {
-    PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: TEST_JWT_SECRET, STT_BASE_URL: sttUrl, OPENAI_API_KEY: 'bench', LOG_LEVEL: 'error', STT_CONCURRENCY: '8',
-    DATA_DIR: join(dataDir, String(port)), ...archiveEnv,
-  });
-  const baseUrl = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    if (await fetch(`${baseUrl}/healthz`).then((r) => r.ok, () => false)) return { child, baseUrl };
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('gateway did not start');
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  child.kill('SIGTERM');
-  await new Promise((r) => child.once('exit', r));
-}
-
 /** Streams the corpus tracks (doctor/patient of each language in turn) on `count` concurrent sessions. */
 async function runStreams(baseUrl: string, count: number, speed: number, limitMs?: number): Promise<number> {
   const sources = ['en', 'fa', 'ar'].flatMap((language) => ['doctor', 'patient'].map((track) => ({ language, track })));
@@ -109,21 +62,14 @@ async function decodeBaseline(): Promise<number> {
   return (packets.length * 0.02 * 5) / ((used.user + used.system) / 1e6);
 }
 
-async function quantiles(baseUrl: string, metric: string): Promise<Record<string, number>> {
-  const text = await (await fetch(`${baseUrl}/metrics`, { headers: { authorization: `Bearer ${await signToken({ role: 'service' })}` } })).text();
-  const out: Record<string, number> = {};
-  for (const match of text.matchAll(new RegExp(`${metric}\\{quantile="([\\d.]+)"\\} ([\\d.eE+-]+|NaN)`, 'g'))) out[match[1]] = Number(match[2]) * 1000;
-  out.count = Number(new RegExp(`${metric}_count (\\d+)`).exec(text)?.[1] ?? 0);
-  return out;
-}
-
+const recipient = await identityToRecipient(await generateX25519Identity());
 const stt = await startSttServer();
 try {
   const baseline = await decodeBaseline();
   console.log(`baseline  Opus decode alone: ${baseline.toFixed(0)} audio-s per CPU-s`);
 
   const throughputRun = async (archive: boolean) => {
-    const gateway = await startGateway(stt.url, archive);
+    const gateway = await startGateway(stt.url, archive ? { ARCHIVE_RECIPIENTS: recipient } : { ARCHIVE_INSECURE_DISABLE: 'true' });
     const cpuBefore = await cpuSeconds(gateway.child);
     const started = performance.now();
     const audioSeconds = await runStreams(gateway.baseUrl, streams, 0);
@@ -155,7 +101,7 @@ try {
       `(${(((archived.cpu - plain.cpu) / archived.audioSeconds) * 3600).toFixed(2)} CPU-s per stream-hour)`,
   );
 
-  const gateway = await startGateway(stt.url, true);
+  const gateway = await startGateway(stt.url, { ARCHIVE_RECIPIENTS: recipient });
   const cpuBefore = await cpuSeconds(gateway.child);
   const started = performance.now();
   await runStreams(gateway.baseUrl, streams, 1, realtimeSeconds * 1000);
@@ -173,5 +119,5 @@ try {
   await stop(gateway.child);
 } finally {
   await stop(stt.child);
-  await rm(dataDir, { recursive: true, force: true });
+  await removeBenchData();
 }

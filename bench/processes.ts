@@ -1,0 +1,71 @@
+/** The processes a benchmark runs beside itself: the test STT server and gateways, and their CPU time. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { freePort } from '../test/support/net.ts';
+import { signToken, TEST_JWT_SECRET } from '../test/support/tokens.ts';
+
+const CLOCK_TICKS = 100;
+
+/** CPU seconds (user + system) a child process has used, from /proc. */
+export async function cpuSeconds(child: ChildProcess): Promise<number> {
+  const stat = await readFile(`/proc/${child.pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+export function startProcess(args: string[], env: Record<string, string>): ChildProcess {
+  return spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
+export async function startSttServer(): Promise<{ child: ChildProcess; url: string }> {
+  const child = startProcess(['test/support/stt-server-main.ts'], {});
+  const [line] = await createInterface({ input: child.stdout! })[Symbol.asyncIterator]().next().then((r) => [r.value as string]);
+  return { child, url: line.trim() };
+}
+
+const dataDir = await mkdtemp(join(tmpdir(), 'helssa-bench-'));
+
+/** A gateway in its own process (PGlite in a fresh directory), with `env` on top of the bench defaults. */
+export async function startGateway(sttUrl: string, env: Record<string, string>): Promise<{ child: ChildProcess; baseUrl: string }> {
+  const port = await freePort();
+  const child = startProcess(['src/main.ts'], {
+    PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: TEST_JWT_SECRET, STT_BASE_URL: sttUrl, OPENAI_API_KEY: 'bench', LOG_LEVEL: 'error', STT_CONCURRENCY: '8',
+    DATA_DIR: join(dataDir, String(port)), ...env,
+  });
+  const baseUrl = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    if (await fetch(`${baseUrl}/healthz`).then((r) => r.ok, () => false)) return { child, baseUrl };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('gateway did not start');
+}
+
+export async function stop(child: ChildProcess): Promise<void> {
+  child.kill('SIGTERM');
+  await new Promise((r) => child.once('exit', r));
+}
+
+export function removeBenchData(): Promise<void> {
+  return rm(dataDir, { recursive: true, force: true });
+}
+
+/** A Summary's quantiles from the gateway's /metrics, in milliseconds, and its count. */
+export async function quantiles(baseUrl: string, metric: string): Promise<Record<string, number>> {
+  const text = await metricsText(baseUrl);
+  const out: Record<string, number> = {};
+  for (const match of text.matchAll(new RegExp(`${metric}\\{quantile="([\\d.]+)"\\} ([\\d.eE+-]+|NaN)`, 'g'))) out[match[1]] = Number(match[2]) * 1000;
+  out.count = Number(new RegExp(`${metric}_count (\\d+)`).exec(text)?.[1] ?? 0);
+  return out;
+}
+
+/** A counter's value from /metrics. */
+export async function counter(baseUrl: string, metric: string): Promise<number> {
+  return Number(new RegExp(`^${metric} ([\\d.eE+-]+)$`, 'm').exec(await metricsText(baseUrl))?.[1] ?? 0);
+}
+
+async function metricsText(baseUrl: string): Promise<string> {
+  return (await fetch(`${baseUrl}/metrics`, { headers: { authorization: `Bearer ${await signToken({ role: 'service' })}` } })).text();
+}
