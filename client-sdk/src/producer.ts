@@ -14,6 +14,8 @@ export interface StreamOptions {
   language?: string;
   /** `auto` (default): WHIP, then the WebSocket if WebRTC fails. */
   transport?: 'auto' | Transport;
+  /** STUN/TURN servers for WebRTC (the gateway's own list is in its WHIP answer's Link headers). */
+  iceServers?: RTCIceServer[];
   /** How long WebRTC may take to connect before falling back. Default 8000 ms. */
   connectTimeoutMs?: number;
   /** Connection changes, for the UI. */
@@ -94,7 +96,7 @@ async function startWhip(baseUrl: string, token: string, media: MediaStream, opt
   if (typeof RTCPeerConnection === 'undefined') throw new Error('this browser has no WebRTC');
   const [audio] = media.getAudioTracks();
   if (!audio) throw new Error('the stream has no audio track');
-  const pc = new RTCPeerConnection();
+  const pc = new RTCPeerConnection({ iceServers: options.iceServers ?? [] });
   pc.addTransceiver(audio, { direction: 'sendonly' });
   try {
     await pc.setLocalDescription(await pc.createOffer());
