@@ -60,6 +60,7 @@ test('plain RTP: ffmpeg streams a consultation track as Opus RTP into an allocat
     assert.is(closed.status, 200);
     const reference = (await loadReference('en')).tracks.doctor.map((w) => w.word).join(' ');
     const wer = wordErrorRate(reference, await endAndRead(h, sessionId));
+    console.log(`  plain RTP from ffmpeg: WER ${(wer.wer * 100).toFixed(2)}% over ${wer.referenceWords} words`);
     assert.ok(wer.wer <= 0.02, `WER ${(wer.wer * 100).toFixed(2)}%`);
     assert.is(h.gateway.transports().rtpPorts, 0);
     assert.is(openUdpSockets(), before);
@@ -135,6 +136,7 @@ test('WHIP: a werift sender streams a consultation track; DELETE ends it; no pee
     await pc.close();
     const reference = (await loadReference('en')).tracks.doctor.map((w) => w.word).join(' ');
     const wer = wordErrorRate(reference, await endAndRead(h, sessionId));
+    console.log(`  WHIP from a werift sender: WER ${(wer.wer * 100).toFixed(2)}% over ${wer.referenceWords} words`);
     assert.ok(wer.wer <= 0.02, `WER ${(wer.wer * 100).toFixed(2)}%`);
     assert.is(h.gateway.transports().peers, 0);
     await waitUntil(() => openUdpSockets() === before, 5000, 'UDP sockets to close');
