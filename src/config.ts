@@ -9,6 +9,8 @@ const optionalString = z.string().trim().min(1).optional();
 
 const iceServersSchema = z.array(z.object({ urls: z.union([z.string(), z.array(z.string())]), username: z.string().optional(), credential: z.string().optional() }).strict());
 
+const redisUrl = z.string({ error: "required: the Redis of the gateway's upload queue, e.g. redis://queue-host:6379" }).regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL');
+
 /** Variables the gateway and `npm run worker` share: the STT endpoint and the upload job queue. */
 const shared = {
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -25,7 +27,7 @@ const shared = {
   STT_LOGPROB_THRESHOLD: z.coerce.number().max(0).default(-1),
   STT_COMPRESSION_RATIO: z.coerce.number().positive().default(2.4),
 
-  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+  REDIS_URL: redisUrl.optional(),
   QUEUE_NAME: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and - only').default('helssa-windows'),
   QUEUE_ATTEMPTS: int(3, 1, 20),
   QUEUE_BACKOFF_MS: int(2000, 10, 600000),
@@ -131,7 +133,7 @@ const schema = z
 
 export type Config = z.infer<typeof schema>;
 
-const workerSchema = z.object({ ...shared, REDIS_URL: shared.REDIS_URL.unwrap(), WORKER_CONCURRENCY: int(4, 1, 256) });
+const workerSchema = z.object({ ...shared, REDIS_URL: redisUrl, WORKER_CONCURRENCY: int(4, 1, 256) });
 export type WorkerConfig = z.infer<typeof workerSchema>;
 
 export class ConfigError extends Error {

@@ -2,7 +2,7 @@ import { SignJWT } from 'jose';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AuthError, Authenticator } from '../../src/api/auth.ts';
-import { loadConfig } from '../../src/config.ts';
+import { loadConfig, loadWorkerConfig } from '../../src/config.ts';
 import { signToken, TEST_JWT_SECRET } from '../support/tokens.ts';
 
 const config = suite('config');
@@ -24,6 +24,21 @@ config('every bad variable is named in one error', () => {
     const message = (error as Error).message;
     for (const name of ['PORT', 'VAD_AGGRESSIVENESS', 'STT_BASE_URL', 'SEGMENT_MAX_WINDOW_MS']) assert.ok(message.includes(name), `${name} named`);
   }
+});
+
+config('uploads, queue and WebRTC settings: defaults and the mistakes named', () => {
+  const c = loadConfig(base);
+  assert.equal([c.UPLOAD_MAX_BYTES, c.UPLOAD_MAX_DURATION_S, c.QUEUE_ATTEMPTS, c.WEBRTC_ICE_SERVERS], [500 * 1024 * 1024, 3600, 3, []]);
+  assert.equal(loadConfig({ ...base, WEBRTC_ICE_SERVERS: '[{"urls":"stun:stun.example:3478"}]' }).WEBRTC_ICE_SERVERS, [{ urls: 'stun:stun.example:3478' }]);
+  assert.throws(() => loadConfig({ ...base, UPLOAD_WORKERS: '0' }), /UPLOAD_WORKERS=0 needs REDIS_URL/);
+  assert.throws(() => loadConfig({ ...base, WEBRTC_PORT_MIN: '40000' }), /WEBRTC_PORT_MIN/);
+  assert.throws(() => loadConfig({ ...base, WEBRTC_ICE_SERVERS: 'stun:x' }), /WEBRTC_ICE_SERVERS: must be a JSON array/);
+  assert.throws(() => loadConfig({ ...base, REDIS_URL: 'localhost:6379' }), /REDIS_URL: must be a redis/);
+});
+
+config('an upload worker needs only the STT endpoint and Redis', () => {
+  assert.is(loadWorkerConfig({ OPENAI_API_KEY: 'k', REDIS_URL: 'redis://127.0.0.1:6379' }).WORKER_CONCURRENCY, 4);
+  assert.throws(() => loadWorkerConfig({ OPENAI_API_KEY: 'k' }), /REDIS_URL: required/);
 });
 
 config('a signing key is required', () => {
