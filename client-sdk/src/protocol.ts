@@ -60,6 +60,8 @@ export interface TrackInfo {
   state: 'live' | 'ended';
   /** Milliseconds of audio received so far. */
   receivedMs: number;
+  /** Why the track's connection failed (ICE/DTLS, a vanished sender), when it did; cleared on reconnection. */
+  failure?: string;
 }
 
 /** Words being recognized in an ongoing utterance. `stable` only ever grows; `unstable` may change. */

@@ -27,6 +27,7 @@ const trackSchema = {
     format: { type: 'string', description: 'ingest format, or `upload`' },
     state: { type: 'string', enum: ['live', 'ended'] },
     receivedMs: { type: 'number' },
+    failure: { type: 'string', description: "why the track's connection failed (ICE/DTLS, a vanished sender), if it did" },
   },
 } as const;
 

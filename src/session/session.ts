@@ -193,6 +193,8 @@ export class Session {
 
   /** A track's transport failed (ICE/DTLS, a vanished sender), for viewers; the track is then closed. */
   trackFailed(trackId: string, message: string): void {
+    const track = this.tracks.get(trackId);
+    if (track) track.info.failure = message;
     this.broadcast({ type: 'error', sessionId: this.id, code: 'track_failed', message, trackId });
   }
 

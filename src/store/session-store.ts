@@ -66,7 +66,7 @@ export class SessionStore {
     return this.db.select().from(tracks).where(eq(tracks.sessionId, sessionId)).orderBy(asc(tracks.createdAt));
   }
 
-  async saveTrack(sessionId: string, track: TrackRecord): Promise<void> {
+  async saveTrack(sessionId: string, { failure: _failure, ...track }: TrackRecord): Promise<void> {
     const values = { sessionId, ...track, endedAt: track.state === 'ended' ? new Date() : null };
     await this.db
       .insert(tracks)

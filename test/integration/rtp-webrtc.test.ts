@@ -192,6 +192,8 @@ test('WHIP bad input: malformed SDP, no audio, no Opus, wrong token; DTLS that n
     }
     await viewer.waitFor((e) => e.type === 'error' && e.code === 'track_failed' && e.trackId === 'patient' && /vanished/.test(e.message), 8000);
     await viewer.waitFor((e) => e.type === 'session' && e.tracks.length === 2 && e.tracks.every((t) => t.state === 'ended'), 8000);
+    const status = await api(h, 'GET', `/v1/sessions/${sessionId}`, token);
+    assert.equal(status.json.tracks.map((t: { failure?: string }) => /did not complete|vanished/.test(t.failure ?? '')), [true, true], 'the status says why each track ended');
     await vanishing.pc.close();
     await waitUntil(() => h.gateway.transports().peers === 0, 5000, 'the peer connection to close');
     await waitUntil(() => openUdpSockets() === before, 5000, 'UDP sockets to close');
