@@ -12,7 +12,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';
 import type { FastifyInstance } from 'fastify';
 import type { Authenticator } from '../api/auth.ts';
-import { ID_PATTERN, requireRole, sendError } from '../api/http.ts';
+import { requireRole, sendError, TRACK_PARAMS, TRACK_QUERY_PROPERTIES } from '../api/http.ts';
 import type { Logger } from '../log.ts';
 import type { SessionRegistry } from '../session/registry.ts';
 import { SessionEndedError, TrackBusyError } from '../session/session.ts';
@@ -48,21 +48,17 @@ export class RtpIngest {
   }
 
   register(app: FastifyInstance, registry: SessionRegistry, authenticator: Authenticator): void {
-    const params = { type: 'object', properties: { sessionId: { type: 'string', pattern: ID_PATTERN }, trackId: { type: 'string', pattern: ID_PATTERN } }, required: ['sessionId', 'trackId'] } as const;
     app.post('/v1/sessions/:sessionId/tracks/:trackId/rtp', {
       schema: {
         summary: 'Open a UDP port for Opus RTP from an existing SFU or PBX',
         security: [{ bearer: [] }],
-        params,
+        params: TRACK_PARAMS,
         querystring: {
           type: 'object',
           additionalProperties: false,
           properties: {
-            role: { type: 'string', enum: ['doctor', 'patient'] },
-            participant: { type: 'string', minLength: 1, maxLength: 200 },
-            language: { type: 'string', pattern: '^[a-z]{2,3}$' },
+            ...TRACK_QUERY_PROPERTIES,
             payloadType: { type: 'integer', minimum: 0, maximum: 127, default: 111, description: 'RTP payload type of the Opus stream' },
-            access_token: { type: 'string' },
           },
           required: ['role'],
         },
@@ -106,7 +102,7 @@ export class RtpIngest {
     });
 
     app.delete('/v1/sessions/:sessionId/tracks/:trackId/rtp', {
-      schema: { summary: 'Close the RTP port and end the track', security: [{ bearer: [] }], params },
+      schema: { summary: 'Close the RTP port and end the track', security: [{ bearer: [] }], params: TRACK_PARAMS },
       preValidation: requireRole(authenticator, ['producer', 'service']),
     }, async (request, reply) => {
       const { sessionId, trackId } = request.params as { sessionId: string; trackId: string };

@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { RTCPeerConnection, RTCRtpCodecParameters, type RTCIceServer } from 'werift';
 import type { Authenticator } from '../api/auth.ts';
-import { ID_PATTERN, requireRole, sendError } from '../api/http.ts';
+import { requireRole, sendError, TRACK_PARAMS, TRACK_QUERY_PROPERTIES } from '../api/http.ts';
 import type { Logger } from '../log.ts';
 import type { SessionRegistry } from '../session/registry.ts';
 import { SessionEndedError, TrackBusyError } from '../session/session.ts';
@@ -30,6 +30,8 @@ export interface WebRtcOptions {
 
 interface Peer {
   pc: RTCPeerConnection;
+  /** Ends the track if ICE/DTLS has not completed in time. */
+  connectTimer?: NodeJS.Timeout;
   track: RtpTrack;
   sessionId: string;
   trackId: string;
@@ -50,8 +52,7 @@ export class WhipIngest {
   }
 
   register(app: FastifyInstance, registry: SessionRegistry, authenticator: Authenticator): void {
-    const trackParams = { type: 'object', properties: { sessionId: { type: 'string', pattern: ID_PATTERN }, trackId: { type: 'string', pattern: ID_PATTERN } }, required: ['sessionId', 'trackId'] } as const;
-    const resourceParams = { ...trackParams, properties: { ...trackParams.properties, resourceId: { type: 'string' } }, required: ['sessionId', 'trackId', 'resourceId'] } as const;
+    const resourceParams = { ...TRACK_PARAMS, properties: { ...TRACK_PARAMS.properties, resourceId: { type: 'string' } }, required: ['sessionId', 'trackId', 'resourceId'] } as const;
     app.register(async (scope) => {
       scope.addContentTypeParser(['application/sdp', 'application/trickle-ice-sdpfrag'], { parseAs: 'string', bodyLimit: 64 * 1024 }, (_request, body, done) => done(null, body));
       scope.patch('/v1/sessions/:sessionId/tracks/:trackId/whip/:resourceId', { schema: { hide: true, params: resourceParams } }, async (_request, reply) =>
@@ -61,17 +62,8 @@ export class WhipIngest {
         schema: {
           summary: 'WHIP: start streaming a track over WebRTC (body: SDP offer)',
           security: [{ bearer: [] }],
-          params: trackParams,
-          querystring: {
-            type: 'object',
-            properties: {
-              role: { type: 'string', enum: ['doctor', 'patient'] },
-              participant: { type: 'string', minLength: 1, maxLength: 200 },
-              language: { type: 'string', pattern: '^[a-z]{2,3}$' },
-              access_token: { type: 'string' },
-            },
-            required: ['role'],
-          },
+          params: TRACK_PARAMS,
+          querystring: { type: 'object', properties: TRACK_QUERY_PROPERTIES, required: ['role'] },
         },
         preValidation: requireRole(authenticator, ['producer', 'service']),
       }, async (request, reply) => {
@@ -142,9 +134,9 @@ export class WhipIngest {
       if (media.kind !== 'audio') return;
       media.onReceiveRtp.subscribe((rtp) => track.push(rtp.header.sequenceNumber, rtp.payload));
     });
-    const connectTimer = setTimeout(() => {
+    const connectTimer = (peer.connectTimer = setTimeout(() => {
       if (pc.connectionState !== 'connected') void track.end(`ICE/DTLS did not complete within ${this.options.connectTimeoutMs / 1000} s`);
-    }, this.options.connectTimeoutMs);
+    }, this.options.connectTimeoutMs));
     pc.connectionStateChange.subscribe((state) => {
       this.log.debug({ sessionId: peer.sessionId, trackId: peer.trackId, state }, 'WebRTC connection state');
       if (state === 'connected') {
@@ -152,7 +144,6 @@ export class WhipIngest {
         track.expectPackets();
       }
       if (state === 'failed') void track.end('the WebRTC connection failed (ICE or DTLS)');
-      if (state === 'closed') clearTimeout(connectTimer);
     });
     await pc.setRemoteDescription({ type: 'offer', sdp: offer });
     await pc.setLocalDescription(await pc.createAnswer());
@@ -175,6 +166,7 @@ export class WhipIngest {
     const peer = this.peers.get(resourceId);
     if (!peer) return;
     this.peers.delete(resourceId);
+    clearTimeout(peer.connectTimer);
     await peer.pc.close().catch((error: Error) => this.log.warn({ err: error }, 'peer connection did not close cleanly'));
   }
 

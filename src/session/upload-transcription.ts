@@ -6,7 +6,7 @@
  * A window that exhausted its attempts is dead-lettered: later windows wait (their merge depends on it)
  * until it is retried, or until the session is ended, which publishes everything past it.
  */
-import type { SpeakerRole, UploadProgressEvent, Word } from '../../client-sdk/src/protocol.ts';
+import type { UploadProgressEvent, Word } from '../../client-sdk/src/protocol.ts';
 import type { Logger } from '../log.ts';
 import type { UploadWindow } from '../store/schema.ts';
 import type { SessionStore } from '../store/session-store.ts';
@@ -17,13 +17,14 @@ import type { Session, UploadTrack } from './session.ts';
 export interface UploadTranscriptionOptions {
   session: Session;
   trackId: string;
-  role: SpeakerRole;
   windows: UploadWindow[];
   language?: string;
   prompt?: string;
   queue: WindowQueue;
   store: SessionStore;
   log: Logger;
+  /** The session has ended: nothing more comes for this upload. */
+  onFinished(): void;
 }
 
 export class UploadTranscription implements UploadTrack {
@@ -34,8 +35,8 @@ export class UploadTranscription implements UploadTrack {
   private next = 0;
   private publishing: Promise<void> = Promise.resolve();
   private ending = false;
-  private settledAll!: () => void;
-  private readonly allSettled = new Promise<void>((resolve) => (this.settledAll = resolve));
+  /** Waiting for every window to be in or dead-lettered (a retry puts a window back in play). */
+  private settledWaiters: (() => void)[] = [];
   private finished = false;
 
   constructor(options: UploadTranscriptionOptions) {
@@ -118,9 +119,10 @@ export class UploadTranscription implements UploadTrack {
 
   /** Session end: waits for every window still queued, then publishes past dead-lettered ones. */
   async finish(): Promise<void> {
-    await this.allSettled;
+    if (!this.settled()) await new Promise<void>((resolve) => this.settledWaiters.push(resolve));
     this.ending = true;
     await this.advance();
+    this.options.onFinished();
   }
 
   /** Publishes the results that are next in window order. */
@@ -141,22 +143,28 @@ export class UploadTranscription implements UploadTrack {
       }
       this.report();
       this.checkSettled();
-      if (this.next === windows.length && !this.finished && !this.ending) {
+      if (this.next === windows.length && !this.finished) {
         this.finished = true;
-        void session.end().catch((error) => this.options.log.error({ err: error, sessionId: this.sessionId }, 'could not complete the upload session'));
+        await this.options.store.setUploadState(this.sessionId, 'completed').catch((error) => this.options.log.warn({ err: error }, 'could not store the upload state'));
+        // Ended by the last window; when the session is being ended already, it is waiting for this.
+        if (!this.ending) void session.end().catch((error) => this.options.log.error({ err: error, sessionId: this.sessionId }, 'could not complete the upload session'));
       }
     });
     return this.publishing;
   }
 
+  private settled(): boolean {
+    return this.next + this.results.size + this.dead.size >= this.options.windows.length;
+  }
+
   private checkSettled(): void {
-    if (this.next + this.results.size + this.dead.size >= this.options.windows.length) this.settledAll();
+    if (!this.settled()) return;
+    for (const resolve of this.settledWaiters.splice(0)) resolve();
   }
 
   private report(): void {
     const total = this.options.windows.length;
     const state: UploadProgressEvent['state'] = this.next === total ? 'completed' : this.dead.size > 0 ? 'needs_attention' : 'transcribing';
-    if (state === 'completed') void this.options.store.setUploadState(this.sessionId, 'completed').catch(() => undefined);
     this.options.session.uploadProgress({
       type: 'upload',
       sessionId: this.sessionId,

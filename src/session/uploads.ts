@@ -8,12 +8,13 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import type { SpeakerRole } from '../../client-sdk/src/protocol.ts';
+import type { SpeakerRole, TrackInfo } from '../../client-sdk/src/protocol.ts';
 import type { Archiver } from '../archive/archiver.ts';
 import type { VoiceActivityDetector } from '../audio/vad.ts';
 import { inspectUpload, receiveUpload, type UploadAnalysis } from '../ingest/upload-ingest.ts';
 import type { Logger } from '../log.ts';
 import type { SegmenterOptions } from '../segmenter/segmenter.ts';
+import type { UploadWindow } from '../store/schema.ts';
 import type { SessionStore } from '../store/session-store.ts';
 import { DirectoryWindowAudio, type UploadPriority, type WindowQueue } from '../stt/window-queue.ts';
 import { SessionExistsError, type SessionRegistry } from './registry.ts';
@@ -82,12 +83,8 @@ export class UploadService {
         sessionId, trackId: TRACK_ID, fileName: request.fileName ?? null, format: analysis.format, sizeBytes: file.sizeBytes, durationMs: analysis.durationMs,
         sampleRate: analysis.sampleRate, meanDbfs: analysis.meanDbfs, warnings: analysis.warnings, priority: request.priority, windows: analysis.windows, state: 'transcribing',
       });
-      const transcription = new UploadTranscription({
-        session, trackId: TRACK_ID, role: request.role, windows: analysis.windows, language: request.language ?? session.language ?? undefined,
-        prompt: this.options.prompt, queue, store, log,
-      });
-      this.active.set(sessionId, transcription);
-      await session.addUploadTrack({ trackId: TRACK_ID, role: request.role, participant: request.participant, format: 'upload', state: 'live', receivedMs: analysis.durationMs }, transcription);
+      const track: TrackInfo = { trackId: TRACK_ID, role: request.role, participant: request.participant, format: 'upload', state: 'live', receivedMs: analysis.durationMs };
+      const transcription = await this.attach(session, track, analysis.windows);
       await archiver?.archiveFile({ sessionId, trackId: TRACK_ID, epoch: 1 }, file.path, analysis.format, analysis.durationMs);
       await transcription.registerWindows();
       for (let i = 0; i < analysis.windows.length; i += QUEUE_BATCH) {
@@ -106,18 +103,14 @@ export class UploadService {
    * queue (Redis), or their window audio on disk (the in-process queue) and are queued again.
    */
   async recover(): Promise<number> {
-    const { registry, store, queue, log } = this.options;
+    const { registry, store, log } = this.options;
     const rows = [...(await store.uploadsInState('transcribing')), ...(await store.uploadsInState('needs_attention'))];
     for (const row of rows) {
       const session = await registry.get(row.sessionId);
       if (!session || session.state !== 'active' || this.active.has(row.sessionId)) continue;
       const track = session.describe().tracks.find((t) => t.trackId === row.trackId);
       if (!track) continue;
-      const transcription = new UploadTranscription({
-        session, trackId: row.trackId, role: track.role, windows: row.windows, language: session.language ?? undefined, prompt: this.options.prompt, queue, store, log,
-      });
-      this.active.set(row.sessionId, transcription);
-      await session.addUploadTrack({ ...track, state: 'live' }, transcription);
+      const transcription = await this.attach(session, { ...track, state: 'live' }, row.windows);
       await transcription.resume(session.finals.filter((f) => f.trackId === row.trackId).flatMap((f) => f.words));
       log.info({ sessionId: row.sessionId, windows: row.windows.length }, 'resumed the transcription of an upload');
     }
@@ -127,6 +120,18 @@ export class UploadService {
   /** Queues an upload's dead-lettered windows again; undefined when the session has no upload here. */
   retry(sessionId: string): Promise<number> | undefined {
     return this.active.get(sessionId)?.retryDead();
+  }
+
+  /** Gives the session its upload track, transcribed by a new UploadTranscription until the session ends. */
+  private async attach(session: Session, track: TrackInfo, windows: UploadWindow[]): Promise<UploadTranscription> {
+    const { queue, store, log } = this.options;
+    const transcription = new UploadTranscription({
+      session, trackId: track.trackId, windows, language: session.language ?? undefined, prompt: this.options.prompt, queue, store, log,
+      onFinished: () => this.active.delete(session.id),
+    });
+    this.active.set(session.id, transcription);
+    await session.addUploadTrack(track, transcription);
+    return transcription;
   }
 
   private failedToRecord(sessionId: string, error: unknown): void {
