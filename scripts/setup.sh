@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything `npm test` and `npm run demo` need on a fresh Debian machine: the npm dependencies
-# (Node 24 comes with them, as the `node` package) and the Debian packages (ffmpeg, espeak-ng, sox).
+# (Node 24 comes with them, as the `node` package), the Debian packages (ffmpeg, espeak-ng, sox, age,
+# chromium), and the browser SDK build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
