@@ -112,7 +112,11 @@ export class Segmenter {
     this.options = { ...DEFAULT_SEGMENTER_OPTIONS, ...options };
     const o = this.options;
     if (![10, 20, 30].includes(o.frameMs)) throw new RangeError(`frameMs must be 10, 20 or 30, got ${o.frameMs}`);
+    if (o.minSpeechMs < o.frameMs) throw new RangeError('minSpeechMs must be at least one frame');
+    if (o.silenceMs < o.frameMs) throw new RangeError('silenceMs must be at least one frame');
+    if (o.trailingPadMs < 0 || o.preRollMs < 0 || o.overlapMs < 0 || o.partialIntervalMs < 0) throw new RangeError('durations must not be negative');
     if (o.trailingPadMs > o.silenceMs) throw new RangeError('trailingPadMs must not exceed silenceMs');
+    if (o.cutSearchMs < o.frameMs || o.cutSearchMs >= o.maxWindowMs) throw new RangeError('cutSearchMs must be at least one frame and below maxWindowMs');
     if (o.overlapMs * 2 >= o.maxWindowMs - o.cutSearchMs) throw new RangeError('overlapMs too large for maxWindowMs');
     this.frameSamples = (o.sampleRate * o.frameMs) / 1000;
   }
@@ -135,11 +139,11 @@ export class Segmenter {
     return this.inSpeech ? this.continueSpeech(index, frame.isSpeech) : this.awaitSpeech(index, frame.isSpeech);
   }
 
-  /** End of input: closes an open utterance as a final window. */
+  /** End of input: closes an open utterance as a final window. Safe to call at any point, and again. */
   flush(): AudioWindow[] {
     if (!this.inSpeech) return [];
     const end = Math.min(this.lastSpeechFrame + 1 + this.toFrames(this.options.trailingPadMs), this.nextFrame);
-    return [this.closeUtterance(end, 'flush')];
+    return this.closeUtterance(end, 'flush');
   }
 
   private awaitSpeech(index: number, isSpeech: boolean): AudioWindow[] {
@@ -170,7 +174,7 @@ export class Segmenter {
     }
     if (this.silenceRun >= this.toFrames(o.silenceMs)) {
       const end = Math.min(this.lastSpeechFrame + 1 + this.toFrames(o.trailingPadMs), index + 1);
-      return [this.closeUtterance(end, 'silence')];
+      return this.closeUtterance(end, 'silence');
     }
     if (index + 1 - this.windowStart >= this.toFrames(o.maxWindowMs)) {
       return [this.cutAtQuietestPoint(index)];
@@ -182,14 +186,20 @@ export class Segmenter {
     return [];
   }
 
-  private closeUtterance(end: number, reason: WindowCloseReason): AudioWindow {
-    const window = this.makeWindow('final', this.windowStart, end, reason);
+  /**
+   * Ends the utterance at `end`. A max-length cut that fell in the pause after the last speech (with no
+   * overlap, or a pause longer than the overlap) moved `windowStart` past that speech: the window before
+   * the cut holds all of it, so nothing is left to send and no window is made.
+   */
+  private closeUtterance(end: number, reason: WindowCloseReason): AudioWindow[] {
+    const windows = end > this.windowStart ? [this.makeWindow('final', this.windowStart, end, reason)] : [];
     this.inSpeech = false;
     this.speechRun = 0;
     this.silenceRun = 0;
-    this.lastWindowEnd = end;
-    this.dropBefore(Math.max(end, this.nextFrame - this.toFrames(this.options.preRollMs + this.options.minSpeechMs)));
-    return window;
+    // Never before the end of a max-length cut window: the next utterance must not re-send its audio.
+    this.lastWindowEnd = Math.max(this.lastWindowEnd, end);
+    this.dropBefore(Math.max(this.lastWindowEnd, this.nextFrame - this.toFrames(this.options.preRollMs + this.options.minSpeechMs)));
+    return windows;
   }
 
   private cutAtQuietestPoint(index: number): AudioWindow {

@@ -1,0 +1,147 @@
+/**
+ * Segmenter invariants over random frame sequences and random valid configurations (fast-check), live
+ * and offline mode alike:
+ *  - every window is non-empty, its audio is exactly the frames of its span, finals are ordered and never
+ *    longer than `maxWindowMs`;
+ *  - every frame of a speech run long enough to open an utterance lies in some final window;
+ *  - consecutive finals overlap only through a max-length seam, by at most `overlapMs`, and their
+ *    `keepUntilMs`/`keepFromMs` meet at one point inside both, so the seams tile the timeline;
+ *  - `flush()` at any point is safe, and a second `flush()` returns nothing.
+ */
+import fc from 'fast-check';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Segmenter, type AudioWindow, type SegmenterOptions } from '../../src/segmenter/segmenter.ts';
+
+const SAMPLE_RATE = 1000; // the segmenter only counts frames: a low rate keeps frames small
+
+const options = fc
+  .record({
+    frameMs: fc.constantFrom(10, 20, 30),
+    preRollFrames: fc.integer({ min: 0, max: 30 }),
+    minSpeechFrames: fc.integer({ min: 1, max: 10 }),
+    silenceFrames: fc.integer({ min: 1, max: 150 }),
+    padShare: fc.double({ min: 0, max: 1, noNaN: true }),
+    partialFrames: fc.integer({ min: 0, max: 100 }),
+    maxFrames: fc.integer({ min: 40, max: 1000 }),
+    cutShare: fc.double({ min: 0.02, max: 0.3, noNaN: true }),
+    overlapShare: fc.double({ min: 0, max: 1, noNaN: true }),
+    overlapOnlyInSpeech: fc.boolean(),
+  })
+  .map((r): SegmenterOptions => {
+    const f = r.frameMs;
+    const cutSearch = Math.max(1, Math.floor(r.maxFrames * r.cutShare));
+    const maxOverlap = Math.max(0, Math.ceil((r.maxFrames - cutSearch) / 2) - 1);
+    return {
+      sampleRate: SAMPLE_RATE,
+      frameMs: f,
+      preRollMs: r.preRollFrames * f,
+      minSpeechMs: r.minSpeechFrames * f,
+      silenceMs: r.silenceFrames * f,
+      trailingPadMs: Math.floor(r.silenceFrames * r.padShare) * f,
+      partialIntervalMs: r.partialFrames * f,
+      maxWindowMs: r.maxFrames * f,
+      cutSearchMs: cutSearch * f,
+      overlapMs: Math.floor(maxOverlap * r.overlapShare) * f,
+      overlapOnlyInSpeech: r.overlapOnlyInSpeech,
+    };
+  });
+
+/** Runs of speech or non-speech frames, each with a loudness (quiet speech and loud noise both occur). */
+const script = fc.array(fc.record({ speech: fc.boolean(), frames: fc.integer({ min: 1, max: 400 }), level: fc.integer({ min: 0, max: 20000 }) }), { minLength: 1, maxLength: 40 });
+
+interface Run {
+  windows: AudioWindow[];
+  speechFlags: boolean[];
+  frameSamples: number;
+}
+
+function replay(o: SegmenterOptions, runs: { speech: boolean; frames: number; level: number }[], stopAt: number): Run {
+  const segmenter = new Segmenter(o);
+  const frameSamples = (o.sampleRate * o.frameMs) / 1000;
+  const windows: AudioWindow[] = [];
+  const speechFlags: boolean[] = [];
+  outer: for (const run of runs) {
+    for (let i = 0; i < run.frames; i++) {
+      if (speechFlags.length >= stopAt) break outer;
+      const samples = new Int16Array(frameSamples);
+      // Sample 0 carries the frame index, so a window's audio can be checked frame by frame.
+      samples[0] = speechFlags.length % 32768;
+      for (let s = 1; s < frameSamples; s++) samples[s] = Math.round(run.level * Math.sin(s + i));
+      speechFlags.push(run.speech);
+      windows.push(...segmenter.push({ samples, isSpeech: run.speech }));
+    }
+  }
+  windows.push(...segmenter.flush());
+  assert.equal(segmenter.flush(), [], 'a second flush returns nothing');
+  return { windows, speechFlags, frameSamples };
+}
+
+test('segmenter: windows are well formed, ordered, and cover every utterance speech frame', () => {
+  fc.assert(
+    fc.property(options, script, fc.nat(), (o, runs, stopSeed) => {
+      const total = runs.reduce((n, r) => n + r.frames, 0);
+      const stopAt = stopSeed % (total + 1);
+      const { windows, speechFlags, frameSamples } = replay(o, runs, stopAt);
+      const f = o.frameMs;
+      for (const w of windows) {
+        assert.ok(w.endMs > w.startMs, `window ${w.id} is empty or negative: ${w.startMs}–${w.endMs}`);
+        assert.ok(w.startMs >= 0 && w.endMs <= speechFlags.length * f, 'window inside the audio received');
+        assert.equal(w.audio.length, ((w.endMs - w.startMs) / f) * frameSamples);
+        for (let k = 0; k < (w.endMs - w.startMs) / f; k++) assert.equal(w.audio[k * frameSamples], (w.startMs / f + k) % 32768);
+      }
+      const finals = windows.filter((w) => w.kind === 'final');
+      for (const w of finals) assert.ok(w.endMs - w.startMs <= o.maxWindowMs, 'final within maxWindowMs');
+      const last = finals.at(-1);
+      if (last?.keepUntilMs !== undefined) {
+        for (let t = last.keepUntilMs; t < last.endMs; t += f) assert.not.ok(speechFlags[t / f], `speech at ${t} ms past the last seam`);
+      }
+      for (let i = 1; i < finals.length; i++) {
+        const [prev, next] = [finals[i - 1], finals[i]];
+        assert.ok(next.startMs >= prev.startMs && next.endMs > prev.endMs, 'finals in order');
+        if (next.keepFromMs !== undefined) {
+          assert.equal(next.keepFromMs, prev.keepUntilMs, 'a seam is shared by the two windows of a cut');
+          assert.ok(next.keepFromMs >= next.startMs && next.keepFromMs <= prev.endMs, 'the seam lies in the overlap');
+          assert.ok(prev.endMs - next.startMs <= o.overlapMs, 'overlap at most overlapMs');
+        } else {
+          assert.ok(next.startMs >= prev.endMs, `finals ${prev.id} and ${next.id} overlap without a seam`);
+          // A cut whose second half held no speech sends no second window: nothing may lie past its seam.
+          if (prev.keepUntilMs !== undefined) {
+            for (let t = prev.keepUntilMs; t < prev.endMs; t += f) assert.not.ok(speechFlags[t / f], `speech at ${t} ms past a seam with no window after it`);
+          }
+        }
+      }
+      // Every frame of a speech run that can open an utterance (≥ minSpeech frames) is in a final window.
+      const minRun = o.minSpeechMs / f;
+      for (let start = 0; start < speechFlags.length; ) {
+        if (!speechFlags[start]) {
+          start++;
+          continue;
+        }
+        let end = start;
+        while (end < speechFlags.length && speechFlags[end]) end++;
+        if (end - start >= minRun) {
+          for (let frame = start; frame < end; frame++) {
+            const t = frame * f;
+            assert.ok(finals.some((w) => w.startMs <= t && t < w.endMs), `speech frame ${frame} is in no final window`);
+          }
+        }
+        start = end;
+      }
+    }),
+    { numRuns: 400, seed: 20261127 },
+  );
+});
+
+test('segmenter: the upload crash shape (max-length cut in a pause, file ends before the silence limit)', () => {
+  // 29.5 s of speech, then 1 s of quiet: offline mode cuts at 30 s in the pause without overlap.
+  const o: Partial<SegmenterOptions> = { maxWindowMs: 30000, cutSearchMs: 4000, silenceMs: 2000, overlapMs: 1500, overlapOnlyInSpeech: true, partialIntervalMs: 0 };
+  const segmenter = new Segmenter(o);
+  const windows: AudioWindow[] = [];
+  for (let i = 0; i < 1525; i++) windows.push(...segmenter.push({ samples: new Int16Array(320).fill(i < 1475 ? 4000 : 0), isSpeech: i < 1475 }));
+  windows.push(...segmenter.flush());
+  assert.ok(windows.length >= 1);
+  for (const w of windows) assert.ok(w.endMs > w.startMs);
+});
+
+test.run();
