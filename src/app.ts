@@ -6,12 +6,18 @@ import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
 import fastifyStatic from '@fastify/static';
 import { fileURLToPath } from 'node:url';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
-import { WebRtcVad } from './audio/vad.ts';
+import rateLimit from '@fastify/rate-limit';
+import { createHash } from 'node:crypto';
+import type { Socket } from 'node:net';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import { WebRtcVad, type VoiceActivityDetector } from './audio/vad.ts';
+import { AudioSealer, localKeyEncryptionKey } from './archive/data-keys.ts';
+import { AuthError } from './api/auth.ts';
+import { CapReached, ConnectionLimits } from './api/limits.ts';
 import { PIPELINE_SAMPLE_RATE } from './audio/opus-decoder.ts';
 import { Authenticator } from './api/auth.ts';
 import { registerCaptions } from './api/captions.ts';
-import { requireRole, sendError } from './api/http.ts';
+import { ID_MAX_LENGTH, requireRole, sendError, tokenOf } from './api/http.ts';
 import { registerSessionRoutes } from './api/sessions.ts';
 import { WebhookNotifier } from './api/webhook.ts';
 import { ConfigError, type Config } from './config.ts';
@@ -48,9 +54,29 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-export async function createGateway(config: Config, log: Logger, transcriber?: Transcriber): Promise<Gateway> {
+/** Adapters a caller may supply instead of the configured ones (another recognizer, another VAD). */
+export interface GatewayAdapters {
+  transcriber?: Transcriber;
+  /** A new voice-activity detector for one track or upload. */
+  vad?: () => VoiceActivityDetector;
+}
+
+export async function createGateway(config: Config, log: Logger, adapters: GatewayAdapters = {}): Promise<Gateway> {
   const metrics = createMetrics();
-  const windowTranscriber = createWindowTranscriber(config, config.STT_CONCURRENCY, transcriber);
+  const newVad = adapters.vad ?? (() => new WebRtcVad(PIPELINE_SAMPLE_RATE, config.VAD_AGGRESSIVENESS));
+  const windowTranscriber = createWindowTranscriber(config, config.STT_CONCURRENCY, adapters.transcriber, {
+    backlogMemoryS: config.STT_BACKLOG_MEMORY_S,
+    spillDir: join(config.DATA_DIR, 'stt-backlog'),
+    onBacklog: (backlog) => {
+      metrics.sttBacklogWindows.set(backlog.windows);
+      metrics.sttBacklogSeconds.set(backlog.audioSeconds);
+      metrics.sttBacklogSpilled.set(backlog.spilled);
+    },
+  });
+  const { kek, generated } = await localKeyEncryptionKey(config.AT_REST_KEY, join(config.DATA_DIR, 'keys', 'at-rest.key'));
+  if (generated) log.warn('AT_REST_KEY is not set: made a key-encryption key for audio at rest in DATA_DIR/keys; set AT_REST_KEY (from a secret store) to share it with workers');
+  const sealer = new AudioSealer(kek);
+  const limits = new ConnectionLimits();
   const segmenter = {
     preRollMs: config.SEGMENT_PRE_ROLL_MS,
     silenceMs: config.SEGMENT_SILENCE_MS,
@@ -83,19 +109,21 @@ export async function createGateway(config: Config, log: Logger, transcriber?: T
         language: request.language ?? config.STT_LANGUAGE,
         prompt: config.STT_PROMPT,
         segmenter,
-        vad: new WebRtcVad(PIPELINE_SAMPLE_RATE, config.VAD_AGGRESSIVENESS),
+        vad: newVad(),
         transcriber: windowTranscriber,
         metrics,
+        realTime: { maxSpeed: config.INGEST_MAX_SPEED, burstMs: config.INGEST_BURST_MS },
       }),
     store,
     archiver,
     log,
     metrics,
     onCompleted: (session, version) => webhook?.notify(session, version),
+    maxLiveTracks: config.MAX_TRACKS_PER_SESSION,
   });
   const policy = { attempts: config.QUEUE_ATTEMPTS, backoffMs: config.QUEUE_BACKOFF_MS };
-  const redisQueue = config.REDIS_URL ? new RedisWindowQueue({ url: config.REDIS_URL, name: config.QUEUE_NAME, lockMs: config.QUEUE_LOCK_MS, log, ...policy }) : undefined;
-  const windowQueue: WindowQueue = redisQueue ?? new InProcessWindowQueue(new DirectoryWindowAudio(join(config.DATA_DIR, 'queue')), policy);
+  const redisQueue = config.REDIS_URL ? new RedisWindowQueue({ url: config.REDIS_URL, name: config.QUEUE_NAME, lockMs: config.QUEUE_LOCK_MS, log, sealer, ...policy }) : undefined;
+  const windowQueue: WindowQueue = redisQueue ?? new InProcessWindowQueue(new DirectoryWindowAudio(join(config.DATA_DIR, 'queue'), sealer), policy);
   const uploads = new UploadService({
     registry,
     store,
@@ -105,17 +133,39 @@ export async function createGateway(config: Config, log: Logger, transcriber?: T
     workDir: join(config.DATA_DIR, 'uploads'),
     maxBytes: config.UPLOAD_MAX_BYTES,
     maxDurationMs: config.UPLOAD_MAX_DURATION_S * 1000,
+    bodyIdleTimeoutMs: config.UPLOAD_BODY_IDLE_TIMEOUT_MS,
+    sealer,
     segmenter: { ...segmenter, silenceMs: config.UPLOAD_SILENCE_MS, maxWindowMs: config.UPLOAD_MAX_WINDOW_MS, cutSearchMs: Math.min(4000, Math.floor(config.UPLOAD_MAX_WINDOW_MS / 4)) },
-    vad: () => new WebRtcVad(PIPELINE_SAMPLE_RATE, config.VAD_AGGRESSIVENESS),
+    vad: newVad,
     prompt: config.STT_PROMPT,
   });
   if (config.UPLOAD_WORKERS > 0) windowQueue.startWorker(windowTranscriber.processUploadJob, config.UPLOAD_WORKERS);
   log.info({ queue: windowQueue.description, workers: config.UPLOAD_WORKERS }, 'upload queue ready');
-  const authenticator = new Authenticator({ secret: config.JWT_SECRET, jwksUrl: config.JWT_JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE });
+  const authenticator = new Authenticator({
+    secret: config.JWT_SECRET, jwksUrl: config.JWT_JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE,
+    maxTtlS: config.JWT_MAX_TTL_S, clockSkewS: config.JWT_CLOCK_SKEW_S,
+  });
 
-  // Unknown body fields are refused (400), not silently dropped.
-  const app = Fastify({ loggerInstance: log as FastifyBaseLogger, ajv: { customOptions: { removeAdditional: false } } });
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    // Unknown body fields are refused (400), not silently dropped.
+    ajv: { customOptions: { removeAdditional: false } },
+    // Above the longest id, so a too-long id gets the id's own 400 rather than the router's 414.
+    maxParamLength: ID_MAX_LENGTH * 2,
+    // A connection that sends nothing for this long is closed (slow headers or bodies); a whole request
+    // (the largest upload included) must arrive within requestTimeout.
+    connectionTimeout: config.HTTP_IDLE_TIMEOUT_MS,
+    requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
+    clientErrorHandler: answerClientError,
+  });
+  // An answer given before the body was read (401, 403, 413, …): the connection closes after it rather
+  // than waiting, open, for the rest of a body nobody will read.
+  app.addHook('onSend', async (request, reply) => {
+    if (reply.statusCode >= 400 && !request.raw.complete) reply.header('connection', 'close');
+  });
   app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error instanceof AuthError) return sendError(reply, error.status, error.code, error.message);
+    if (error instanceof CapReached) return sendError(reply.header('retry-after', String(error.retryAfterS)), 429, 'too_many', error.message);
     if (error.validation) {
       const [issue] = error.validation;
       const field = (issue?.params as { missingProperty?: string })?.missingProperty ?? issue?.instancePath.replace(/^\//, '').replace(/\//g, '.');
@@ -132,22 +182,33 @@ export async function createGateway(config: Config, log: Logger, transcriber?: T
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
     },
   });
+  // Requests per minute for each token (or address, without one); session creation has its own limit.
+  await app.register(rateLimit, {
+    max: config.RATE_LIMIT_PER_MINUTE,
+    timeWindow: 60000,
+    keyGenerator: (request: FastifyRequest) => {
+      const token = tokenOf(request);
+      return token ? `token:${createHash('sha256').update(token).digest('hex').slice(0, 32)}` : `ip:${request.ip}`;
+    },
+    errorResponseBuilder: (_request, context) => ({ statusCode: 429, code: 'rate_limited', message: `too many requests: at most ${context.max} a minute; retry after ${context.after}` }),
+  });
   await app.register(websocket, { options: { maxPayload: config.INGEST_MAX_FRAME_BYTES } });
 
   // Liveness probes cannot carry tokens, so health says only that the process answers.
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   // The API description holds no data; tools fetch it without a token.
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-  app.get('/metrics', { schema: { hide: true }, preValidation: requireRole(authenticator, ['service']) }, async (_request, reply) => {
+  app.get('/metrics', { schema: { hide: true }, preValidation: requireRole(authenticator, ['service'], { unscoped: true }) }, async (_request, reply) => {
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });
   // The producer and captions pages and the browser SDK they use: static files that hold no data.
   await app.register(fastifyStatic, { root: fileURLToPath(new URL('../public', import.meta.url)), prefix: '/', schemaHide: true });
   await app.register(fastifyStatic, { root: fileURLToPath(new URL('../client-sdk/dist', import.meta.url)), prefix: '/sdk/', decorateReply: false, schemaHide: true });
-  registerSessionRoutes(app, { registry, store, authenticator });
-  registerWebSocketIngest(app, { registry, authenticator, log, heartbeatMs: config.WS_HEARTBEAT_MS });
-  registerCaptions(app, registry, authenticator, config.WS_HEARTBEAT_MS);
+  registerSessionRoutes(app, { registry, store, authenticator, endWaitMs: config.END_WAIT_MS, createPerMinute: config.SESSION_CREATE_PER_MINUTE });
+  const connectionCaps = { limits, maxConnectionsPerIp: config.MAX_CONNECTIONS_PER_IP };
+  registerWebSocketIngest(app, { registry, authenticator, log, heartbeatMs: config.WS_HEARTBEAT_MS, maxTracksPerToken: config.MAX_LIVE_TRACKS_PER_TOKEN, ...connectionCaps });
+  registerCaptions(app, { registry, authenticator, heartbeatMs: config.WS_HEARTBEAT_MS, maxViewersPerToken: config.MAX_VIEWERS_PER_TOKEN, ...connectionCaps });
   registerUploadRoutes(app, { uploads, registry, store, authenticator });
   const whip = new WhipIngest(
     {
@@ -156,16 +217,20 @@ export async function createGateway(config: Config, log: Logger, transcriber?: T
       iceServers: config.WEBRTC_ICE_SERVERS,
       connectTimeoutMs: config.WEBRTC_CONNECT_TIMEOUT_MS,
       idleTimeoutMs: config.RTP_IDLE_TIMEOUT_MS,
+      limits,
+      maxTracksPerToken: config.MAX_LIVE_TRACKS_PER_TOKEN,
     },
     log,
   );
   whip.register(app, registry, authenticator);
   const rtp = new RtpIngest(
     {
-      bindHost: config.RTP_BIND_HOST,
+      bindHost: config.RTP_BIND_HOST ?? config.HOST,
       announcedAddress: config.RTP_ANNOUNCED_ADDRESS,
       portRange: config.RTP_PORT_MIN !== undefined ? [config.RTP_PORT_MIN, config.RTP_PORT_MAX!] : undefined,
       idleTimeoutMs: config.RTP_IDLE_TIMEOUT_MS,
+      limits,
+      maxTracksPerToken: config.MAX_LIVE_TRACKS_PER_TOKEN,
     },
     log,
   );
@@ -210,6 +275,20 @@ export async function createGateway(config: Config, log: Logger, transcriber?: T
     await archiver?.close();
     await database.close();
   }
+}
+
+/** Errors Node's HTTP parser meets before Fastify sees a request, answered in the API's error shape. */
+function answerClientError(error: Error & { code?: string }, socket: Socket): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [status, code, message] =
+    error.code === 'HPE_HEADER_OVERFLOW' ? [431, 'headers_too_large', 'request headers too large']
+    : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'request_timeout', 'the request did not arrive in time']
+    : [400, 'bad_request', 'malformed HTTP request'];
+  const body = JSON.stringify({ error: { code, message } });
+  socket.end(`HTTP/1.1 ${status} ${code}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }
 
 function createArchiver(config: Config, store: SessionStore, log: Logger): Archiver | undefined {

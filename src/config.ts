@@ -32,7 +32,19 @@ const shared = {
   QUEUE_ATTEMPTS: int(3, 1, 20),
   QUEUE_BACKOFF_MS: int(2000, 10, 600000),
   QUEUE_LOCK_MS: int(30000, 500, 600000),
+  /**
+   * Key-encryption key for audio at rest (base64 of 32 bytes), shared by the gateway and its workers.
+   * The gateway makes one in DATA_DIR when unset; a worker over Redis needs it set.
+   */
+  AT_REST_KEY: z
+    .string()
+    .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be 32 random bytes in base64 (openssl rand -base64 32)')
+    .optional(),
 };
+
+const atRestKeyRequired = z
+  .string({ error: "required: the gateway's key-encryption key, to read the sealed window audio" })
+  .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be 32 random bytes in base64 (openssl rand -base64 32)');
 
 const schema = z
   .object({
@@ -44,7 +56,22 @@ const schema = z
     JWT_JWKS_URL: z.url().optional(),
     JWT_ISSUER: optionalString,
     JWT_AUDIENCE: optionalString,
+    JWT_MAX_TTL_S: int(86400, 60, 30 * 86400),
+    JWT_CLOCK_SKEW_S: int(60, 0, 600),
 
+    HTTP_REQUEST_TIMEOUT_MS: int(3600000, 1000, 24 * 3600000),
+    HTTP_IDLE_TIMEOUT_MS: int(30000, 1000, 600000),
+    UPLOAD_BODY_IDLE_TIMEOUT_MS: int(30000, 100, 600000),
+    RATE_LIMIT_PER_MINUTE: int(600, 1, 1000000),
+    SESSION_CREATE_PER_MINUTE: int(60, 1, 1000000),
+    MAX_TRACKS_PER_SESSION: int(8, 1, 1000),
+    MAX_LIVE_TRACKS_PER_TOKEN: int(8, 1, 100000),
+    MAX_VIEWERS_PER_TOKEN: int(16, 1, 100000),
+    MAX_CONNECTIONS_PER_IP: int(256, 1, 1000000),
+    INGEST_MAX_SPEED: z.coerce.number().min(1).max(10000).default(1.5),
+    INGEST_BURST_MS: int(60000, 0, 3600000),
+    STT_BACKLOG_MEMORY_S: int(120, 0, 36000),
+    END_WAIT_MS: int(10000, 0, 600000),
 
     VAD_AGGRESSIVENESS: int(2, 0, 3),
     SEGMENT_PRE_ROLL_MS: int(300, 0, 2000),
@@ -74,7 +101,7 @@ const schema = z
         }
       }),
     WEBRTC_CONNECT_TIMEOUT_MS: int(10000, 500, 120000),
-    RTP_BIND_HOST: z.string().min(1).default('0.0.0.0'),
+    RTP_BIND_HOST: optionalString,
     RTP_ANNOUNCED_ADDRESS: optionalString,
     RTP_PORT_MIN: z.coerce.number().int().min(1024).max(65535).optional(),
     RTP_PORT_MAX: z.coerce.number().int().min(1024).max(65535).optional(),
@@ -133,7 +160,12 @@ const schema = z
 
 export type Config = z.infer<typeof schema>;
 
-const workerSchema = z.object({ ...shared, REDIS_URL: redisUrl, WORKER_CONCURRENCY: int(4, 1, 256) });
+const workerSchema = z.object({
+  ...shared,
+  REDIS_URL: redisUrl,
+  AT_REST_KEY: atRestKeyRequired,
+  WORKER_CONCURRENCY: int(4, 1, 256),
+});
 export type WorkerConfig = z.infer<typeof workerSchema>;
 
 export class ConfigError extends Error {
@@ -149,8 +181,10 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
   return parse(workerSchema, env);
 }
 
+/** An empty variable (`DATABASE_URL=` as `.env` files leave them) means unset, for every variable. */
 function parse<T extends z.ZodType>(schema: T, env: Record<string, string | undefined>): z.infer<T> {
-  const result = schema.safeParse(env);
+  const set = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value.trim() !== ''));
+  const result = schema.safeParse(set);
   if (result.success) return result.data;
   const lines = result.error.issues.map((issue) => `  ${issue.path.join('.') || '(config)'}: ${issue.message}`);
   throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);

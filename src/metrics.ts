@@ -29,6 +29,9 @@ export function createMetrics() {
       registers: [registry],
     }),
     activeTracks: new Gauge({ name: 'helssa_active_tracks', help: 'Tracks streaming now', registers: [registry] }),
+    sttBacklogWindows: new Gauge({ name: 'helssa_stt_backlog_windows', help: 'Final windows waiting for STT (retrying through an outage included)', registers: [registry] }),
+    sttBacklogSeconds: new Gauge({ name: 'helssa_stt_backlog_audio_seconds', help: 'Audio of the final windows waiting for STT, seconds', registers: [registry] }),
+    sttBacklogSpilled: new Gauge({ name: 'helssa_stt_backlog_spilled_windows', help: 'Waiting final windows whose audio was spilled to disk (encrypted) to bound memory', registers: [registry] }),
     viewers: new Gauge({ name: 'helssa_caption_viewers', help: 'Caption WebSocket connections', registers: [registry] }),
   };
 }

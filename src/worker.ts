@@ -4,6 +4,7 @@
  * STT service can take. SIGTERM lets the jobs in hand finish; a killed worker's jobs go to another.
  */
 import { ConfigError, loadWorkerConfig } from './config.ts';
+import { AudioSealer, LocalKeyEncryptionKey } from './archive/data-keys.ts';
 import { createLogger } from './log.ts';
 import { RedisWindowQueue } from './stt/redis-window-queue.ts';
 import { createWindowTranscriber } from './stt/window-transcriber.ts';
@@ -18,7 +19,9 @@ try {
 }
 const log = createLogger(config.LOG_LEVEL).child({ component: 'worker' });
 const transcriber = createWindowTranscriber(config, config.WORKER_CONCURRENCY);
-const queue = new RedisWindowQueue({ url: config.REDIS_URL, name: config.QUEUE_NAME, lockMs: config.QUEUE_LOCK_MS, attempts: config.QUEUE_ATTEMPTS, backoffMs: config.QUEUE_BACKOFF_MS, log });
+const queue = new RedisWindowQueue({ url: config.REDIS_URL, name: config.QUEUE_NAME, lockMs: config.QUEUE_LOCK_MS, attempts: config.QUEUE_ATTEMPTS, backoffMs: config.QUEUE_BACKOFF_MS, log,
+  sealer: new AudioSealer(new LocalKeyEncryptionKey(Buffer.from(config.AT_REST_KEY, 'base64'))),
+});
 queue.startWorker(transcriber.processUploadJob, config.WORKER_CONCURRENCY);
 await queue.ready();
 log.info({ queue: queue.description, concurrency: config.WORKER_CONCURRENCY }, 'upload worker ready');

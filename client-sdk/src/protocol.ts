@@ -31,7 +31,10 @@ export const CloseCode = {
   goingAway: 1001,
   /** Frame payload could not be parsed in the declared format (garbage, corrupt container). */
   invalidPayload: 1007,
-  /** Token missing, invalid, expired or not allowed for this session/role. */
+  /**
+   * Token missing, invalid, expired or not allowed for this session/role; also a producer whose stream
+   * runs faster than real time beyond the allowed burst (concealment flooding).
+   */
   policyViolation: 1008,
   /** A single frame exceeded the configured maximum size. */
   messageTooBig: 1009,
@@ -40,6 +43,8 @@ export const CloseCode = {
   badParameters: 4400,
   /** The same track is already being streamed by another producer. */
   trackBusy: 4409,
+  /** A cap was reached (tracks per session or token, viewers per token, connections per address); the reason says when to retry. */
+  tooMany: 4429,
 } as const;
 
 /** One recognized word with absolute times in the track (milliseconds from the track's first sample). */

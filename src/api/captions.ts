@@ -9,7 +9,8 @@ import { CloseCode, type CaptionEvent } from '../../client-sdk/src/protocol.ts';
 import type { SessionRegistry } from '../session/registry.ts';
 import type { Viewer } from '../session/session.ts';
 import type { Authenticator } from './auth.ts';
-import { ID_PATTERN, keepAlive, requireRole } from './http.ts';
+import { closeReason, ID_PATTERN, keepAlive, requireRole } from './http.ts';
+import { CapReached, type ConnectionLimits } from './limits.ts';
 
 const SKIP_PARTIALS_ABOVE = 1 << 20;
 const DROP_VIEWER_ABOVE = 16 << 20;
@@ -28,7 +29,16 @@ function socketViewer(socket: WebSocket): Viewer {
   };
 }
 
-export function registerCaptions(app: FastifyInstance, registry: SessionRegistry, authenticator: Authenticator, heartbeatMs: number): void {
+export interface CaptionRouteOptions {
+  registry: SessionRegistry;
+  authenticator: Authenticator;
+  heartbeatMs: number;
+  limits: ConnectionLimits;
+  maxViewersPerToken: number;
+  maxConnectionsPerIp: number;
+}
+
+export function registerCaptions(app: FastifyInstance, { registry, authenticator, heartbeatMs, limits, maxViewersPerToken, maxConnectionsPerIp }: CaptionRouteOptions): void {
   app.get(
     '/v1/sessions/:sessionId/captions',
     {
@@ -43,6 +53,18 @@ export function registerCaptions(app: FastifyInstance, registry: SessionRegistry
     (socket, request) => {
       const { sessionId } = request.params as { sessionId: string };
       const { after } = request.query as { after?: number };
+      let release: () => void;
+      try {
+        release = limits.acquire([
+          { key: `viewer:${request.principal!.tokenId}`, max: maxViewersPerToken, what: 'caption connections for this token' },
+          { key: `ip:${request.ip}`, max: maxConnectionsPerIp, what: 'connections from this address' },
+        ]);
+      } catch (error) {
+        if (!(error instanceof CapReached)) throw error;
+        socket.close(CloseCode.tooMany, closeReason(error.message));
+        return;
+      }
+      socket.on('close', () => release());
       const viewer = socketViewer(socket);
       keepAlive(socket, heartbeatMs);
       let closed = false;

@@ -18,7 +18,7 @@ export function sendError(reply: FastifyReply, status: number, code: string, mes
   return reply.code(status).send({ error: { code, message } } satisfies ApiError);
 }
 
-function tokenOf(request: FastifyRequest): string | undefined {
+export function tokenOf(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;
   if (header?.startsWith('Bearer ')) return header.slice(7).trim();
   const query = request.query as Record<string, unknown> | undefined;
@@ -29,12 +29,14 @@ function tokenOf(request: FastifyRequest): string | undefined {
  * A preValidation hook: verifies the token and the role/session it grants. On WebSocket routes it runs
  * before the upgrade, so a bad token is answered with a plain 401/403.
  */
-export function requireRole(authenticator: Authenticator, roles: readonly Role[]) {
+export function requireRole(authenticator: Authenticator, roles: readonly Role[], options: { unscoped?: boolean } = {}) {
   return async (request: FastifyRequest, reply: FastifyReply) => {
     try {
       const principal = await authenticator.verify(tokenOf(request));
       const sessionId = (request.params as { sessionId?: string }).sessionId;
       Authenticator.authorize(principal, roles, sessionId);
+      // An endpoint about every session (metrics) is not for a token scoped to one.
+      if (options.unscoped) Authenticator.authorizeScope(principal, undefined);
       request.principal = principal;
     } catch (error) {
       if (error instanceof AuthError) return sendError(reply, error.status, error.code, error.message);
@@ -49,7 +51,14 @@ export function closeReason(message: string): string {
   return bytes.length <= 123 ? message : `${bytes.subarray(0, 120).toString('utf8').replace(/\uFFFD$/, '')}...`;
 }
 
-export const ID_PATTERN = '^[A-Za-z0-9._-]{1,128}$';
+/**
+ * Session and track ids: letters, digits, `.`, `_`, `-`, at most 128, never dots alone (`.` and `..`
+ * mean something to every filesystem). The router's parameter limit is set above 128 to match.
+ */
+export const ID_PATTERN = '^(?!\\.+$)[A-Za-z0-9._-]{1,128}$';
+export const ID_MAX_LENGTH = 128;
+/** Free text from callers (names, references, file names): no control characters (NUL breaks PostgreSQL). */
+export const TEXT_PATTERN = '^[^\\u0000-\\u001f\\u007f]*$';
 
 /** Route parameters of the per-track endpoints (WHIP, RTP). */
 export const TRACK_PARAMS = {
@@ -61,7 +70,7 @@ export const TRACK_PARAMS = {
 /** What a producer says of the track it opens (WHIP, RTP), as query parameters. */
 export const TRACK_QUERY_PROPERTIES = {
   role: { type: 'string', enum: ['doctor', 'patient'] },
-  participant: { type: 'string', minLength: 1, maxLength: 200 },
+  participant: { type: 'string', minLength: 1, maxLength: 200, pattern: TEXT_PATTERN },
   language: { type: 'string', pattern: '^[a-z]{2,3}$' },
   access_token: { type: 'string' },
 } as const;

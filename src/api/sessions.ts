@@ -8,8 +8,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { SessionExistsError, type SessionRegistry } from '../session/registry.ts';
 import type { SessionStore } from '../store/session-store.ts';
 import { toPlainText, toSrt, toWebVtt, type TranscriptDocument } from '../transcript/transcript-document.ts';
-import type { Authenticator } from './auth.ts';
-import { ID_PATTERN, requireRole, sendError } from './http.ts';
+import { Authenticator } from './auth.ts';
+import { ID_PATTERN, requireRole, sendError, TEXT_PATTERN } from './http.ts';
 
 export const errorSchema = {
   type: 'object',
@@ -42,6 +42,11 @@ export const statusSchema = {
     endedAt: { type: ['string', 'null'] },
     completedAt: { type: ['string', 'null'] },
     stt: { type: 'string', enum: ['ok', 'degraded'] },
+    sttBacklog: {
+      type: 'object',
+      description: 'final windows of this session waiting for STT (grows during an STT outage; their audio is bounded in memory and spilled to disk encrypted)',
+      properties: { windows: { type: 'integer' }, audioMs: { type: 'integer' } },
+    },
     lastSeq: { type: 'integer', description: 'number of final segments so far' },
     tracks: { type: 'array', items: trackSchema },
     progress: {
@@ -130,9 +135,13 @@ export interface SessionRoutesOptions {
   registry: SessionRegistry;
   store: SessionStore;
   authenticator: Authenticator;
+  /** How long `POST …/end` waits for the transcript before answering 202 with state `ending`. */
+  endWaitMs: number;
+  /** Sessions one token may create per minute. */
+  createPerMinute: number;
 }
 
-export function registerSessionRoutes(app: FastifyInstance, { registry, store, authenticator }: SessionRoutesOptions): void {
+export function registerSessionRoutes(app: FastifyInstance, { registry, store, authenticator, endWaitMs, createPerMinute }: SessionRoutesOptions): void {
   const audit = (request: FastifyRequest, action: string, sessionId: string, detail?: Record<string, unknown>) =>
     store.audit({ actor: request.principal!.subject, actorRole: request.principal!.role, action, sessionId, detail, ip: request.ip });
 
@@ -145,15 +154,17 @@ export function registerSessionRoutes(app: FastifyInstance, { registry, store, a
         additionalProperties: false,
         properties: {
           id: { type: 'string', pattern: ID_PATTERN, description: 'chosen by the caller; a UUID when omitted' },
-          encounterRef: { type: 'string', minLength: 1, maxLength: 200, description: "the clinic's reference for the visit" },
+          encounterRef: { type: 'string', minLength: 1, maxLength: 200, pattern: TEXT_PATTERN, description: "the clinic's reference for the visit" },
           language: { type: 'string', pattern: '^[a-z]{2,3}$', description: 'ISO 639-1 language hint for STT' },
         },
       },
-      response: { 201: statusSchema, 409: errorSchema, ...errors },
+      response: { 201: statusSchema, 409: errorSchema, 429: errorSchema, ...errors },
     },
+    config: { rateLimit: { max: createPerMinute, timeWindow: 60000 } },
     preValidation: requireRole(authenticator, ['service']),
   }, async (request, reply) => {
     const body = (request.body ?? {}) as { id?: string; encounterRef?: string; language?: string };
+    Authenticator.authorizeScope(request.principal!, body.id);
     try {
       const session = await registry.create({ ...body, id: body.id ?? randomUUID() });
       return reply.code(201).send(await session.status());
@@ -177,17 +188,20 @@ export function registerSessionRoutes(app: FastifyInstance, { registry, store, a
   app.post('/v1/sessions/:sessionId/end', {
     schema: {
       summary: 'End a session: wait for in-flight windows, merge all tracks into the transcript, mark it completed',
+      description: `200 with state \`completed\` once the transcript is stored; 202 with state \`ending\` when that takes longer than END_WAIT_MS (STT slow or down): ending goes on, poll the status or wait for the webhook.`,
       security,
       params,
-      response: { 200: statusSchema, ...errors },
+      response: { 200: statusSchema, 202: statusSchema, ...errors },
     },
     preValidation: requireRole(authenticator, ['producer', 'service']),
   }, async (request, reply) => {
     const { sessionId } = request.params as { sessionId: string };
     const session = await registry.get(sessionId);
     if (!session) return sendError(reply, 404, 'session_not_found', `no session ${sessionId}`);
-    await session.end();
-    return session.status();
+    const ending = session.end();
+    ending.catch((error) => request.log.error({ err: error, sessionId }, 'ending the session failed'));
+    const done = await Promise.race([ending.then(() => true), new Promise<false>((resolve) => setTimeout(resolve, endWaitMs, false).unref())]);
+    return reply.code(done ? 200 : 202).send(await session.status());
   });
 
   app.get('/v1/sessions/:sessionId/transcript', {

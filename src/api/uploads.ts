@@ -10,8 +10,8 @@ import { UploadRejected } from '../ingest/upload-ingest.ts';
 import { SessionExistsError, type SessionRegistry } from '../session/registry.ts';
 import type { UploadService } from '../session/uploads.ts';
 import type { SessionStore } from '../store/session-store.ts';
-import type { Authenticator } from './auth.ts';
-import { ID_PATTERN, requireRole, sendError } from './http.ts';
+import { Authenticator } from './auth.ts';
+import { ID_PATTERN, requireRole, sendError, TEXT_PATTERN } from './http.ts';
 import { errorSchema, statusSchema } from './sessions.ts';
 
 
@@ -41,26 +41,28 @@ export function registerUploadRoutes(app: FastifyInstance, { uploads, registry, 
           additionalProperties: false,
           properties: {
             id: { type: 'string', pattern: ID_PATTERN, description: 'session id; a UUID when omitted' },
-            encounterRef: { type: 'string', minLength: 1, maxLength: 200 },
+            encounterRef: { type: 'string', minLength: 1, maxLength: 200, pattern: TEXT_PATTERN },
             language: { type: 'string', pattern: '^[a-z]{2,3}$' },
             role: { type: 'string', enum: ['doctor', 'patient'], default: 'doctor', description: 'who speaks in the recording' },
-            participant: { type: 'string', minLength: 1, maxLength: 200, default: 'recording' },
-            fileName: { type: 'string', maxLength: 500, description: 'kept for reference only; the type comes from the bytes' },
+            participant: { type: 'string', minLength: 1, maxLength: 200, pattern: TEXT_PATTERN, default: 'recording' },
+            fileName: { type: 'string', maxLength: 500, pattern: TEXT_PATTERN, description: 'kept for reference only; the type comes from the bytes' },
             priority: { type: 'string', enum: ['high', 'normal'], default: 'normal' },
             access_token: { type: 'string' },
           },
         },
-        response: { 202: statusSchema, 400: errorSchema, 401: errorSchema, 403: errorSchema, 409: errorSchema, 413: errorSchema, 415: errorSchema, 422: errorSchema },
+        response: { 202: statusSchema, 400: errorSchema, 401: errorSchema, 403: errorSchema, 408: errorSchema, 409: errorSchema, 413: errorSchema, 415: errorSchema, 422: errorSchema, 500: errorSchema },
       },
       preValidation: requireRole(authenticator, ['service']),
     }, async (request, reply) => {
       const query = request.query as { id?: string; encounterRef?: string; language?: string; role: 'doctor' | 'patient'; participant: string; fileName?: string; priority: 'high' | 'normal' };
+      Authenticator.authorizeScope(request.principal!, query.id);
       try {
         const { session, analysis } = await uploads.accept(request.raw as Readable, query);
         await store.audit({ actor: request.principal!.subject, actorRole: request.principal!.role, action: 'upload.create', sessionId: session.id, detail: { format: analysis.format, durationMs: analysis.durationMs }, ip: request.ip });
         return reply.code(202).header('location', `/v1/sessions/${session.id}`).send(await session.status());
       } catch (error) {
-        if (error instanceof UploadRejected) return sendError(reply, error.status, error.code, error.message);
+        // The body may be unread (a stalled or oversized upload): the connection closes after the answer.
+        if (error instanceof UploadRejected) return sendError(reply.header('connection', 'close'), error.status, error.code, error.message);
         // Answered before the body is read: the connection is closed under what the client still sends.
         if (error instanceof SessionExistsError) return sendError(reply.header('connection', 'close'), 409, 'session_exists', error.message);
         throw error;

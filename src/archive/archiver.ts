@@ -6,15 +6,16 @@
  * only after its upload succeeded.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { Encrypter } from 'age-encryption';
 import pRetry from 'p-retry';
 import type { Logger } from '../log.ts';
 import type { SessionStore } from '../store/session-store.ts';
 import type { ObjectStore } from './object-store.ts';
+import { insideRoot, pathSegment } from './safe-path.ts';
 import { TrackArchive, type CompletedArchive } from './track-archive.ts';
 
 export interface ArchiverOptions {
@@ -99,13 +100,13 @@ export class Archiver {
    * Archives an uploaded recording as it came (any container), encrypted while it is read, and queues
    * the upload. The object key ends in `<extension>.age`.
    */
-  async archiveFile(key: TrackKey, source: string, extension: string, durationMs: number): Promise<CompletedArchive> {
+  async archiveFile(key: TrackKey, source: Readable, extension: string, durationMs: number): Promise<CompletedArchive> {
     const dir = this.spoolFor(key);
     await mkdir(dir, { recursive: true });
     const encrypter = new Encrypter();
     for (const recipient of this.options.recipients) encrypter.addRecipient(recipient);
     const sha256 = createHash('sha256');
-    const plaintext = Readable.toWeb(createReadStream(source)) as ReadableStream<Uint8Array>;
+    const plaintext = Readable.toWeb(source) as ReadableStream<Uint8Array>;
     const hashed = plaintext.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({ transform: (chunk, out) => (sha256.update(chunk), out.enqueue(chunk)) }));
     const file = join(dir, `full.${extension}.age`);
     const output = await open(`${file}.partial`, 'w');
@@ -141,7 +142,7 @@ export class Archiver {
       if (kind === 'slices' && !existsSync(join(dir, 'slices'))) {
         // An uploaded file whose encryption was cut off: the upload was never accepted, nothing to keep.
         this.log.warn({ ...key }, 'removing an uploaded file whose archiving was interrupted');
-        await rm(dir, { recursive: true, force: true });
+        await this.removeSpool(dir);
         continue;
       }
       if (kind === 'slices') {
@@ -168,7 +169,16 @@ export class Archiver {
   }
 
   private spoolFor(key: TrackKey): string {
-    return join(this.options.spoolDir, encodeURIComponent(key.sessionId), encodeURIComponent(key.trackId), String(key.epoch));
+    return insideRoot(this.options.spoolDir, pathSegment(key.sessionId), pathSegment(key.trackId), String(key.epoch));
+  }
+
+  /** After an upload: the spool's track and session directories go too once empty. */
+  private async removeSpool(dir: string): Promise<void> {
+    await rm(dir, { recursive: true, force: true });
+    const root = resolve(this.options.spoolDir);
+    for (let parent = dirname(dir); parent.startsWith(root + '/') && parent !== root; parent = dirname(parent)) {
+      if (!(await rmdir(parent).then(() => true, () => false))) break;
+    }
   }
 
   private keyOf(dir: string): TrackKey {
@@ -177,7 +187,7 @@ export class Archiver {
   }
 
   private objectKey(key: TrackKey, suffix = 'ogg.age'): string {
-    return `${this.options.prefix}sessions/${key.sessionId}/tracks/${key.trackId}/${key.epoch}.${suffix}`;
+    return `${this.options.prefix}sessions/${pathSegment(key.sessionId)}/tracks/${pathSegment(key.trackId)}/${key.epoch}.${suffix}`;
   }
 
   private async spoolDirectories(): Promise<string[]> {
@@ -208,7 +218,7 @@ export class Archiver {
       await objects.putBytes(`${base}/manifest.json`, new TextEncoder().encode(JSON.stringify(manifest, null, 1)), 'application/json');
     }
     await store.updateRecording(job, { state: 'uploaded', uploadedAt: new Date(), lastError: null });
-    await rm(job.dir, { recursive: true, force: true });
+    await this.removeSpool(job.dir);
     this.log.info({ sessionId: job.sessionId, trackId: job.trackId, epoch: job.epoch, kind: job.kind }, 'recording uploaded');
   }
 

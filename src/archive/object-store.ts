@@ -4,7 +4,8 @@
  */
 import { createReadStream } from 'node:fs';
 import { copyFile, mkdir, rename, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
+import { insideRoot } from './safe-path.ts';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 
@@ -77,7 +78,7 @@ export class LocalObjectStore implements ObjectStore {
   }
 
   async putFile(key: string, path: string, metadata: Record<string, string>): Promise<void> {
-    const target = join(this.root, key);
+    const target = insideRoot(this.root, key);
     await mkdir(dirname(target), { recursive: true });
     await copyFile(path, `${target}.partial`);
     await rename(`${target}.partial`, target);
@@ -85,7 +86,7 @@ export class LocalObjectStore implements ObjectStore {
   }
 
   async putBytes(key: string, bytes: Uint8Array): Promise<void> {
-    const target = join(this.root, key);
+    const target = insideRoot(this.root, key);
     await mkdir(dirname(target), { recursive: true });
     await writeFile(`${target}.partial`, bytes);
     await rename(`${target}.partial`, target);

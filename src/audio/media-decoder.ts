@@ -1,6 +1,7 @@
 /**
  * Uploaded recordings are read by Debian's ffprobe and ffmpeg (installed by scripts/install-system-deps.sh):
- * one codec library for every container a clinic may send, instead of a demuxer per format here.
+ * one codec library for every container a clinic may send, instead of a demuxer per format here. `path`
+ * may be a URL (the sealed upload is served to them over loopback HTTP with byte ranges).
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -67,8 +68,9 @@ export async function decodeToPcm(path: string, sampleRate: number, maxSamples: 
   let samples = 0;
   let stoppedAtLimit = false;
   let carry: Buffer | undefined;
+  let failure: unknown;
   child.stdout.on('data', (chunk: Buffer) => {
-    if (stoppedAtLimit) return;
+    if (stoppedAtLimit || failure) return;
     const bytes = carry ? Buffer.concat([carry, chunk]) : chunk;
     const whole = bytes.length - (bytes.length % 2);
     carry = whole < bytes.length ? bytes.subarray(whole) : undefined;
@@ -76,13 +78,21 @@ export async function decodeToPcm(path: string, sampleRate: number, maxSamples: 
     Buffer.from(pcm.buffer).set(bytes.subarray(0, whole));
     const take = Math.min(pcm.length, maxSamples - samples);
     samples += take;
-    onPcm(take < pcm.length ? pcm.subarray(0, take) : pcm);
+    try {
+      onPcm(take < pcm.length ? pcm.subarray(0, take) : pcm);
+    } catch (error) {
+      // Thrown inside a stream event handler it would reach the process: it fails this decode only.
+      failure = error;
+      child.kill('SIGKILL');
+      return;
+    }
     if (samples >= maxSamples) {
       stoppedAtLimit = true;
       child.kill('SIGKILL');
     }
   });
   const [code] = (await once(child, 'close')) as [number | null];
+  if (failure) throw failure;
   if (code !== 0 && !stoppedAtLimit && samples === 0 && !errors) throw new MediaToolError(`ffmpeg exited with ${code}`);
   return { samples, errors: errors.trim(), stoppedAtLimit };
 }

@@ -13,6 +13,11 @@ export class OpusDecoder {
   corruptPackets = 0;
   consecutiveCorrupt = 0;
 
+  /** Duration of the last decoded packet, ms: what concealing one lost packet adds. */
+  get packetMs(): number {
+    return (this.lastPacketSamples * 1000) / PIPELINE_SAMPLE_RATE;
+  }
+
   decode(packet: Buffer): Int16Array {
     try {
       const pcm = this.codec.decode(packet);

@@ -52,17 +52,27 @@ export function createPacketSource(format: IngestFormat, sampleRate: number, sin
   }
 }
 
+/**
+ * Most a demuxer may hold while it waits for the rest of an element. An Ogg page is at most 64 KiB and a
+ * WebM Opus block a few KiB; a header that declares more (a SimpleBlock of 2^31 bytes, a page whose
+ * lacing never ends) would otherwise make the demuxer concatenate every later frame.
+ */
+const MAX_DEMUX_BUFFER_BYTES = 1 << 20;
+
 class ContainerSource implements PacketSource {
   readonly format: IngestFormat;
   readonly lostPackets = 0;
   private readonly demuxer: Transform;
+  private readonly sink: PacketSink;
   private failed = false;
 
   constructor(format: IngestFormat, demuxer: Transform, sink: PacketSink) {
     this.format = format;
     this.demuxer = demuxer;
+    this.sink = sink;
     demuxer.on('data', (packet: Buffer) => sink.unit({ kind: 'opus', packet }));
     demuxer.on('error', (error: Error) => {
+      if (this.failed) return;
       this.failed = true;
       const container = format === 'webm' ? 'WebM/Opus' : 'Ogg/Opus';
       sink.error(new IngestError(CloseCode.invalidPayload, `not a valid ${container} stream: ${error.message}`));
@@ -70,7 +80,15 @@ class ContainerSource implements PacketSource {
   }
 
   write(message: Buffer): void {
-    if (!this.failed) this.demuxer.write(message);
+    if (this.failed) return;
+    this.demuxer.write(message);
+    // prism-media (pinned) keeps an element's bytes in `_remainder` until it is whole.
+    const held = (this.demuxer as unknown as { _remainder: Buffer | null })._remainder?.length ?? 0;
+    if (held > MAX_DEMUX_BUFFER_BYTES && !this.failed) {
+      this.failed = true;
+      this.demuxer.destroy();
+      this.sink.error(new IngestError(CloseCode.invalidPayload, `not a valid ${this.format === 'webm' ? 'WebM/Opus' : 'Ogg/Opus'} stream: an element declares more than ${MAX_DEMUX_BUFFER_BYTES} bytes`));
+    }
   }
 
   async end(): Promise<void> {

@@ -5,17 +5,20 @@
  *   POST   /v1/sessions/:sessionId/tracks/:trackId/rtp?role=&participant=&language=&payloadType=
  *          → 201 { host, port, payloadType, codec: 'opus/48000/2', resource }
  *   DELETE /v1/sessions/:sessionId/tracks/:trackId/rtp   closes the port and ends the track
- * Packets of the first SSRC heard are taken (others are ignored, as are RTCP and other payload types);
- * the port closes when the track ends, including after `idleTimeoutMs` without a packet.
+ * Only packets from the declared sender are taken: from `source` (an IP address; by default the address
+ * that made the API call) and, when given, with SSRC `ssrc`; without `ssrc` the first SSRC heard from
+ * that address is latched. Others are ignored, as are RTCP and other payload types. The port closes when
+ * the track ends, including after `idleTimeoutMs` without a packet.
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';
 import type { FastifyInstance } from 'fastify';
 import type { Authenticator } from '../api/auth.ts';
 import { requireRole, sendError, TRACK_PARAMS, TRACK_QUERY_PROPERTIES } from '../api/http.ts';
+import { CapReached, type ConnectionLimits } from '../api/limits.ts';
 import type { Logger } from '../log.ts';
 import type { SessionRegistry } from '../session/registry.ts';
-import { SessionEndedError, TrackBusyError } from '../session/session.ts';
+import { SessionEndedError, TooManyTracksError, TrackBusyError } from '../session/session.ts';
 import { parseRtp } from './rtp-packet.ts';
 import { RtpTrack } from './rtp-track.ts';
 
@@ -25,6 +28,8 @@ export interface RtpIngestOptions {
   announcedAddress: string | undefined;
   portRange: [number, number] | undefined;
   idleTimeoutMs: number;
+  limits: ConnectionLimits;
+  maxTracksPerToken: number;
 }
 
 interface Listener {
@@ -59,6 +64,8 @@ export class RtpIngest {
           properties: {
             ...TRACK_QUERY_PROPERTIES,
             payloadType: { type: 'integer', minimum: 0, maximum: 127, default: 111, description: 'RTP payload type of the Opus stream' },
+            ssrc: { type: 'integer', minimum: 0, maximum: 4294967295, description: 'SSRC of the stream; packets of any other SSRC are ignored (default: the first heard from `source`)' },
+            source: { type: 'string', anyOf: [{ format: 'ipv4' }, { format: 'ipv6' }], description: 'IP address the RTP comes from (default: the address of this API call)' },
           },
           required: ['role'],
         },
@@ -66,12 +73,23 @@ export class RtpIngest {
       preValidation: requireRole(authenticator, ['producer', 'service']),
     }, async (request, reply) => {
       const { sessionId, trackId } = request.params as { sessionId: string; trackId: string };
-      const { role, participant, language, payloadType } = request.query as { role: 'doctor' | 'patient'; participant?: string; language?: string; payloadType: number };
+      const { role, participant, language, payloadType, ssrc: declaredSsrc, source } = request.query as {
+        role: 'doctor' | 'patient'; participant?: string; language?: string; payloadType: number; ssrc?: number; source?: string;
+      };
+      const sender = normalizeAddress(source ?? request.ip);
       const key = `${sessionId}/${trackId}`;
+      let release: () => void;
+      try {
+        release = this.options.limits.acquire([{ key: `producer:${request.principal!.tokenId}`, max: this.options.maxTracksPerToken, what: 'live tracks for this token' }]);
+      } catch (error) {
+        if (!(error instanceof CapReached)) throw error;
+        return sendError(reply.header('retry-after', String(error.retryAfterS)), 429, 'too_many', error.message);
+      }
       let socket: Socket;
       try {
         socket = await this.bind();
       } catch (error) {
+        release();
         return sendError(reply, 503, 'no_port_available', (error as Error).message);
       }
       let track: RtpTrack;
@@ -79,16 +97,22 @@ export class RtpIngest {
         track = await RtpTrack.open({
           registry, log: this.log, sessionId, trackId, role, participant: participant ?? role, language, transport: 'rtp',
           idleTimeoutMs: this.options.idleTimeoutMs,
-          onClosed: () => void this.release(key),
+          onClosed: () => {
+            release();
+            void this.release(key);
+          },
         });
       } catch (error) {
+        release();
         socket.close();
         if (error instanceof TrackBusyError) return sendError(reply, 409, 'track_busy', error.message);
         if (error instanceof SessionEndedError) return sendError(reply, 409, 'session_ended', error.message);
+        if (error instanceof TooManyTracksError) return sendError(reply.header('retry-after', '30'), 429, 'too_many', error.message);
         throw error;
       }
-      let ssrc: number | undefined;
-      socket.on('message', (datagram) => {
+      let ssrc = declaredSsrc;
+      socket.on('message', (datagram, from) => {
+        if (normalizeAddress(from.address) !== sender) return;
         const rtp = parseRtp(datagram);
         if (!rtp || rtp.payloadType !== payloadType) return;
         ssrc ??= rtp.ssrc;
@@ -98,7 +122,9 @@ export class RtpIngest {
       track.expectPackets();
       const port = socket.address().port;
       this.log.info({ sessionId, trackId, port }, 'RTP port open');
-      return reply.code(201).send({ host: this.options.announcedAddress ?? this.options.bindHost, port, payloadType, codec: 'opus/48000/2', resource: `/v1/sessions/${sessionId}/tracks/${trackId}/rtp` });
+      // A wildcard bind is reached at the address this API call came in on.
+      const host = this.options.announcedAddress ?? (['0.0.0.0', '::'].includes(this.options.bindHost) ? normalizeAddress(request.socket.localAddress ?? '127.0.0.1') : this.options.bindHost);
+      return reply.code(201).send({ host, port, payloadType, codec: 'opus/48000/2', resource: `/v1/sessions/${sessionId}/tracks/${trackId}/rtp` });
     });
 
     app.delete('/v1/sessions/:sessionId/tracks/:trackId/rtp', {
@@ -131,7 +157,7 @@ export class RtpIngest {
     const attempts = range ? range[1] - range[0] + 1 : 1;
     for (let i = 0; i < attempts; i++) {
       const port = range ? range[0] + ((this.nextPort++ % attempts) >>> 0) : 0;
-      const socket = createSocket('udp4');
+      const socket = createSocket(this.options.bindHost.includes(':') ? 'udp6' : 'udp4');
       try {
         socket.bind(port, this.options.bindHost);
         await once(socket, 'listening');
@@ -142,4 +168,9 @@ export class RtpIngest {
     }
     throw new Error(`every port of the RTP range ${range![0]}–${range![1]} is in use`);
   }
+}
+
+/** `::ffff:127.0.0.1` and `127.0.0.1` are one sender. */
+function normalizeAddress(address: string): string {
+  return address.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1');
 }

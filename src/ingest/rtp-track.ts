@@ -67,10 +67,15 @@ export class RtpTrack {
     if (!this.ended) this.armIdleTimer();
   }
 
+  /** A received packet (from a UDP or werift event handler: a defect here ends this track only). */
   push(sequence: number, payload: Buffer): void {
     if (this.ended || !this.pipeline) return;
     this.armIdleTimer();
-    for (const { sequence: s, packet } of this.jitter.push(sequence, payload)) this.write(s, packet);
+    try {
+      for (const { sequence: s, packet } of this.jitter.push(sequence, payload)) this.write(s, packet);
+    } catch (error) {
+      void this.end(`the gateway failed while processing this track: ${(error as Error).message}`);
+    }
   }
 
   /** Ends the track; with a reason, viewers are told why (a failure, not a hang-up). */

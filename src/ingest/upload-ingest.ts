@@ -6,11 +6,8 @@
  * A rejection is an UploadRejected with its own HTTP status and code; the caller removes the files.
  */
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
-import { once } from 'node:events';
 import type { Readable } from 'node:stream';
-import { finished } from 'node:stream/promises';
+import { SealedFileWriter, serveOnLoopback, type SealedFileReader } from '../archive/sealed-file.ts';
 import type { UploadFormat } from '../../client-sdk/src/protocol.ts';
 import { Framer } from '../audio/framer.ts';
 import { decodeToPcm, probeMedia } from '../audio/media-decoder.ts';
@@ -20,7 +17,7 @@ import { Segmenter, type AudioWindow, type SegmenterOptions } from '../segmenter
 import type { UploadWindow } from '../store/schema.ts';
 import { containerTruncated, PROBE_FORMAT_NAMES, SNIFF_BYTES, sniffUploadFormat } from './upload-format.ts';
 
-export type UploadRejectionCode = 'empty_file' | 'file_too_large' | 'unrecognized_format' | 'no_audio_stream' | 'undecodable' | 'truncated' | 'duration_exceeded';
+export type UploadRejectionCode = 'empty_file' | 'file_too_large' | 'unrecognized_format' | 'no_audio_stream' | 'undecodable' | 'truncated' | 'duration_exceeded' | 'body_timeout' | 'processing_failed';
 
 const STATUS: Record<UploadRejectionCode, number> = {
   empty_file: 400,
@@ -30,6 +27,8 @@ const STATUS: Record<UploadRejectionCode, number> = {
   undecodable: 422,
   truncated: 422,
   duration_exceeded: 422,
+  body_timeout: 408,
+  processing_failed: 500,
 };
 
 export class UploadRejected extends Error {
@@ -63,25 +62,41 @@ export interface ReceivedFile {
 }
 
 /**
- * Streams a request body to `path`; rejects with file_too_large once `maxBytes` is passed. The rest of
- * an oversized body is read and discarded, not stored: a client that does not read the answer while it
- * sends would otherwise see a reset connection instead of the 413.
+ * Streams a request body to `path`, sealed as it arrives (never plaintext on disk); rejects with
+ * file_too_large once `maxBytes` is passed. The rest of an oversized body is read and discarded, not
+ * stored: a client that does not read the answer while it sends would otherwise see a reset connection
+ * instead of the 413. A body that stalls for `idleTimeoutMs` is given up (408): a slow sender cannot
+ * hold a connection and a file forever.
  */
-export async function receiveUpload(body: Readable, path: string, maxBytes: number): Promise<ReceivedFile> {
+export async function receiveUpload(body: Readable, path: string, key: Buffer, maxBytes: number, idleTimeoutMs: number): Promise<ReceivedFile> {
   const sha256 = createHash('sha256');
   let sizeBytes = 0;
-  const file = createWriteStream(path);
+  let stalled = false;
+  let idle: NodeJS.Timeout | undefined;
+  const arm = () => {
+    clearTimeout(idle);
+    idle = setTimeout(() => {
+      stalled = true;
+      body.destroy();
+    }, idleTimeoutMs);
+  };
+  const file = await SealedFileWriter.create(path, key, 'original');
   try {
+    arm();
     for await (const chunk of body as AsyncIterable<Buffer>) {
+      arm();
       sizeBytes += chunk.length;
       if (sizeBytes > maxBytes) continue;
       sha256.update(chunk);
-      if (!file.write(chunk)) await once(file, 'drain');
+      await file.write(chunk);
     }
+  } catch (error) {
+    if (!stalled) throw error;
   } finally {
-    file.end();
-    await finished(file);
+    clearTimeout(idle);
+    await file.end();
   }
+  if (stalled || body.readableAborted) throw new UploadRejected('body_timeout', `the upload stalled: no data for ${idleTimeoutMs / 1000} s`);
   if (sizeBytes > maxBytes) throw new UploadRejected('file_too_large', `the file is larger than the limit of ${maxBytes} bytes`);
   if (sizeBytes === 0) throw new UploadRejected('empty_file', 'the request body is empty');
   return { path, sizeBytes, sha256: sha256.digest('hex') };
@@ -105,23 +120,23 @@ export interface InspectOptions {
   window(window: UploadWindow, audio: Int16Array): Promise<void>;
 }
 
-async function readEnds(path: string, size: number): Promise<{ head: Uint8Array; tail: Uint8Array }> {
-  const file = await open(path, 'r');
+/**
+ * Validates, decodes and segments an uploaded file (sealed on disk; ffprobe and ffmpeg read it through a
+ * loopback server); throws UploadRejected.
+ */
+export async function inspectUpload(file: SealedFileReader, options: InspectOptions): Promise<UploadAnalysis> {
+  const served = await serveOnLoopback(file);
   try {
-    const head = Buffer.alloc(Math.min(SNIFF_BYTES, size));
-    await file.read(head, 0, head.length, 0);
-    const tail = Buffer.alloc(Math.min(SNIFF_BYTES, size));
-    await file.read(tail, 0, tail.length, size - tail.length);
-    return { head, tail };
+    return await inspect(file, served.url, options);
   } finally {
-    await file.close();
+    await served.close();
   }
 }
 
-/** Validates, decodes and segments an uploaded file; throws UploadRejected. */
-export async function inspectUpload(path: string, options: InspectOptions): Promise<UploadAnalysis> {
-  const { size } = await stat(path);
-  const { head, tail } = await readEnds(path, size);
+async function inspect(file: SealedFileReader, path: string, options: InspectOptions): Promise<UploadAnalysis> {
+  const size = file.size;
+  const head = await file.read(0, SNIFF_BYTES);
+  const tail = await file.read(Math.max(0, size - SNIFF_BYTES), size);
   const format = sniffUploadFormat(head);
   if (!format) throw new UploadRejected('unrecognized_format', 'the file is not WebM, MP3, WAV, M4A, Ogg or FLAC (judged by its content, not its name)');
   const probed = await probeMedia(path);

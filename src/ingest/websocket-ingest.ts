@@ -10,19 +10,23 @@ import { z } from 'zod';
 import { CloseCode, INGEST_FORMATS, PCM_SAMPLE_RATES, type IngestFormat } from '../../client-sdk/src/protocol.ts';
 import type { Authenticator } from '../api/auth.ts';
 import { closeReason, ID_PATTERN, keepAlive, requireRole } from '../api/http.ts';
+import { CapReached, type ConnectionLimits } from '../api/limits.ts';
 import type { Logger } from '../log.ts';
 import type { SessionRegistry } from '../session/registry.ts';
-import { SessionEndedError, TrackBusyError, type Session } from '../session/session.ts';
+import { SessionEndedError, TooManyTracksError, TrackBusyError, type Session } from '../session/session.ts';
 import type { TrackPipeline } from '../session/track-pipeline.ts';
+
+/** A track longer than a day is not a consultation: startMs beyond it is refused. */
+const MAX_TRACK_MS = 24 * 3600 * 1000;
 
 const querySchema = z
   .object({
     format: z.enum(INGEST_FORMATS as [IngestFormat, ...IngestFormat[]], { error: `format must be one of ${INGEST_FORMATS.join(', ')}` }),
     sampleRate: z.coerce.number().int().optional(),
     role: z.enum(['doctor', 'patient'], { error: 'role must be doctor or patient' }),
-    participant: z.string().trim().min(1).max(200).optional(),
+    participant: z.string().trim().min(1).max(200).regex(/^[^\u0000-\u001f\u007f]*$/, 'participant must not hold control characters').optional(),
     language: z.string().trim().regex(/^[a-z]{2,3}$/, 'language must be an ISO-639-1 code such as en, fa, ar').optional(),
-    startMs: z.coerce.number().int().min(0, 'startMs must be a non-negative integer').optional(),
+    startMs: z.coerce.number().int().min(0, 'startMs must be a non-negative integer').max(MAX_TRACK_MS, `startMs must be at most ${MAX_TRACK_MS} (24 h)`).optional(),
   })
   .refine((q) => q.format !== 'pcm16' || PCM_SAMPLE_RATES.includes(q.sampleRate ?? 0), {
     message: `pcm16 needs sampleRate ${PCM_SAMPLE_RATES.join(' or ')}`,
@@ -33,9 +37,12 @@ export interface IngestRouteOptions {
   authenticator: Authenticator;
   log: Logger;
   heartbeatMs: number;
+  limits: ConnectionLimits;
+  maxTracksPerToken: number;
+  maxConnectionsPerIp: number;
 }
 
-export function registerWebSocketIngest(app: FastifyInstance, { registry, authenticator, log, heartbeatMs }: IngestRouteOptions): void {
+export function registerWebSocketIngest(app: FastifyInstance, { registry, authenticator, log, heartbeatMs, limits, maxTracksPerToken, maxConnectionsPerIp }: IngestRouteOptions): void {
   app.get(
     '/v1/sessions/:sessionId/tracks/:trackId/ingest',
     {
@@ -51,6 +58,18 @@ export function registerWebSocketIngest(app: FastifyInstance, { registry, authen
         return;
       }
       const { format, sampleRate, role, participant, language, startMs } = query.data;
+      let release: () => void;
+      try {
+        release = limits.acquire([
+          { key: `producer:${request.principal!.tokenId}`, max: maxTracksPerToken, what: 'live tracks for this token' },
+          { key: `ip:${request.ip}`, max: maxConnectionsPerIp, what: 'connections from this address' },
+        ]);
+      } catch (error) {
+        if (!(error instanceof CapReached)) throw error;
+        socket.close(CloseCode.tooMany, closeReason(error.message));
+        return;
+      }
+      socket.on('close', () => release());
       keepAlive(socket, heartbeatMs);
       // Audio may arrive while the session loads from the database: hold it until the pipeline exists.
       const early: Buffer[] = [];
@@ -90,7 +109,7 @@ export function registerWebSocketIngest(app: FastifyInstance, { registry, authen
           });
           if (closed) void session.closeTrack(trackId);
         } catch (error) {
-          if (error instanceof TrackBusyError || error instanceof SessionEndedError) {
+          if (error instanceof TrackBusyError || error instanceof SessionEndedError || error instanceof TooManyTracksError) {
             socket.close(error.closeCode, closeReason(error.message));
             return;
           }

@@ -14,9 +14,10 @@ import type { FastifyInstance } from 'fastify';
 import { RTCPeerConnection, RTCRtpCodecParameters, type RTCIceServer } from 'werift';
 import type { Authenticator } from '../api/auth.ts';
 import { requireRole, sendError, TRACK_PARAMS, TRACK_QUERY_PROPERTIES } from '../api/http.ts';
+import { CapReached, type ConnectionLimits } from '../api/limits.ts';
 import type { Logger } from '../log.ts';
 import type { SessionRegistry } from '../session/registry.ts';
-import { SessionEndedError, TrackBusyError } from '../session/session.ts';
+import { SessionEndedError, TooManyTracksError, TrackBusyError } from '../session/session.ts';
 import { RtpTrack } from './rtp-track.ts';
 import { announceAddress, checkOffer } from './sdp-offer.ts';
 
@@ -26,6 +27,8 @@ export interface WebRtcOptions {
   iceServers: RTCIceServer[];
   connectTimeoutMs: number;
   idleTimeoutMs: number;
+  limits: ConnectionLimits;
+  maxTracksPerToken: number;
 }
 
 interface Peer {
@@ -75,12 +78,22 @@ export class WhipIngest {
         const problem = checkOffer(request.body);
         if (problem) return sendError(reply, problem.status, problem.code, problem.message);
         const resourceId = randomUUID();
+        let release: () => void;
+        try {
+          release = this.options.limits.acquire([{ key: `producer:${request.principal!.tokenId}`, max: this.options.maxTracksPerToken, what: 'live tracks for this token' }]);
+        } catch (error) {
+          if (!(error instanceof CapReached)) throw error;
+          return sendError(reply.header('retry-after', String(error.retryAfterS)), 429, 'too_many', error.message);
+        }
         let peer: Peer | undefined;
         try {
           const track = await RtpTrack.open({
             registry, log: this.log, sessionId, trackId, role, participant: participant ?? role, language, transport: 'webrtc',
             idleTimeoutMs: this.options.idleTimeoutMs,
-            onClosed: () => void this.closePeer(resourceId),
+            onClosed: () => {
+              release();
+              void this.closePeer(resourceId);
+            },
           });
           peer = { pc: this.createPeerConnection(), track, sessionId, trackId };
           this.peers.set(resourceId, peer);
@@ -91,12 +104,15 @@ export class WhipIngest {
           if (links.length) reply.header('link', links);
           return answer;
         } catch (error) {
+          release();
           if (peer) await peer.track.end();
           await this.closePeer(resourceId);
           if (error instanceof TrackBusyError) return sendError(reply, 409, 'track_busy', error.message);
           if (error instanceof SessionEndedError) return sendError(reply, 409, 'session_ended', error.message);
+          if (error instanceof TooManyTracksError) return sendError(reply.header('retry-after', '30'), 429, 'too_many', error.message);
+          // werift's own message describes its internals, not the offer: it goes to the log only.
           this.log.warn({ err: error, sessionId, trackId }, 'WHIP offer could not be answered');
-          return sendError(reply, 400, 'negotiation_failed', `the offer could not be answered: ${(error as Error).message}`);
+          return sendError(reply, 400, 'invalid_sdp', 'the offer could not be negotiated: check its ICE, DTLS and Opus attributes');
         }
       });
     });
@@ -105,9 +121,9 @@ export class WhipIngest {
       schema: { summary: 'WHIP: end the track', security: [{ bearer: [] }], params: resourceParams },
       preValidation: requireRole(authenticator, ['producer', 'service']),
     }, async (request, reply) => {
-      const { sessionId, resourceId } = request.params as { sessionId: string; resourceId: string };
+      const { sessionId, trackId, resourceId } = request.params as { sessionId: string; trackId: string; resourceId: string };
       const peer = this.peers.get(resourceId);
-      if (!peer || peer.sessionId !== sessionId) return sendError(reply, 404, 'resource_not_found', 'no such WHIP resource (already ended?)');
+      if (!peer || peer.sessionId !== sessionId || peer.trackId !== trackId) return sendError(reply, 404, 'resource_not_found', 'no such WHIP resource (already ended?)');
       await this.closePeer(resourceId);
       await peer.track.end();
       return reply.code(200).send();

@@ -51,6 +51,11 @@ export class TrackBusyError extends Error {
   readonly closeCode = CloseCode.trackBusy;
 }
 
+export class TooManyTracksError extends Error {
+  override name = 'TooManyTracksError';
+  readonly closeCode = CloseCode.tooMany;
+}
+
 export class SessionEndedError extends Error {
   override name = 'SessionEndedError';
   readonly closeCode = CloseCode.badParameters;
@@ -82,6 +87,8 @@ export interface SessionDependencies {
   metrics: Metrics;
   /** Called once the transcript is stored (webhook delivery). */
   onCompleted(session: Session, transcriptVersion: number): void;
+  /** Live tracks one session may have at once. */
+  maxLiveTracks: number;
 }
 
 export class Session {
@@ -95,6 +102,8 @@ export class Session {
   private readonly deps: SessionDependencies;
   private readonly log: Logger;
   private sttDegraded = false;
+  /** Final windows of this session waiting for STT (an outage makes this grow). */
+  private readonly backlog = { windows: 0, audioMs: 0 };
   private lastUploadProgress: UploadProgressEvent | undefined;
   private ending: Promise<void> | undefined;
   /** Finals are stored and sent one at a time, in seq order, whichever track produced them. */
@@ -134,6 +143,8 @@ export class Session {
     if (this.state !== 'active') throw new SessionEndedError(`session ${this.id} has ${this.state === 'ending' ? 'been ended' : 'completed'}`);
     const existing = this.tracks.get(request.trackId);
     if (existing?.info.state === 'live') throw new TrackBusyError(`track ${request.trackId} is already streaming`);
+    const live = [...this.tracks.values()].filter((t) => t.info.state === 'live').length;
+    if (live >= this.deps.maxLiveTracks) throw new TooManyTracksError(`session ${this.id} has ${live} live tracks, the most allowed; retry after one ends`);
     const storedMs = existing ? existing.offsetMs + (existing.pipeline?.receivedMs ?? 0) : 0;
     // Never earlier than what is stored: new words must not be timed before finals already published.
     const offsetMs = Math.max(storedMs, request.startMs ?? 0);
@@ -221,6 +232,9 @@ export class Session {
       const pipeline = track.pipeline;
       if (!pipeline) return;
       try {
+        await pipeline.close();
+        // Its audio is in: the producer may reconnect now, while its last finals wait for STT.
+        track.info.state = 'ended';
         await pipeline.end();
       } catch (error) {
         this.log.error({ err: error, trackId }, 'track did not finish');
@@ -238,7 +252,10 @@ export class Session {
       track.info.receivedMs = track.offsetMs;
       this.deps.metrics.activeTracks.dec();
       await this.backgroundWrites;
-      await this.deps.store.saveTrack(this.id, { ...track.info, epoch: track.epoch }).catch((error) => this.log.error({ err: error, trackId }, 'could not store track end'));
+      // A newer connection of the track owns its row now.
+      if (this.tracks.get(trackId) === track) {
+        await this.deps.store.saveTrack(this.id, { ...track.info, epoch: track.epoch }).catch((error) => this.log.error({ err: error, trackId }, 'could not store track end'));
+      }
       this.log.info({ trackId, receivedMs: track.offsetMs }, 'track ended');
       this.broadcast(this.describe());
     });
@@ -290,6 +307,7 @@ export class Session {
       endedAt: row!.endedAt?.toISOString() ?? null,
       completedAt: row!.completedAt?.toISOString() ?? null,
       stt: live.stt,
+      sttBacklog: { ...this.backlog },
       lastSeq: live.lastSeq,
       tracks: live.tracks,
       progress: { windows },
@@ -343,6 +361,11 @@ export class Session {
     for (const viewer of this.viewers) viewer.send(event);
   }
 
+  private changeBacklog(windows: number, audioMs: number): void {
+    this.backlog.windows += windows;
+    this.backlog.audioMs += audioMs;
+  }
+
   private writeInOrder(write: () => Promise<void>): void {
     this.backgroundWrites = this.backgroundWrites.then(write).catch((error) => this.log.warn({ err: error }, 'could not record a job or track position'));
   }
@@ -390,8 +413,12 @@ export class Session {
       partial: (utteranceId, stable, unstable, startMs) => {
         this.broadcast({ type: 'partial', sessionId: this.id, trackId: info.trackId, role: info.role, utteranceId, stable: joinWords(stable), unstable: joinWords(unstable), startMs });
       },
-      queued: (utteranceId, window) => this.writeInOrder(() => this.deps.store.jobQueued(this.id, info.trackId, utteranceId, window)),
+      queued: (utteranceId, window) => {
+        this.changeBacklog(1, window.endMs - window.startMs);
+        this.writeInOrder(() => this.deps.store.jobQueued(this.id, info.trackId, utteranceId, window));
+      },
       final: async (utteranceId, words: Word[], window, timing) => {
+        this.changeBacklog(-1, window.startMs - window.endMs);
         this.writeInOrder(() => this.deps.store.jobFinished(this.id, utteranceId, 'done', timing.sttMs));
         if (words.length > 0) {
           await this.publishFinal(info, utteranceId, words);
@@ -421,11 +448,15 @@ export class Session {
         this.broadcast(this.describe());
       },
       abandoned: (utteranceId, window, error) => {
+        this.changeBacklog(-1, window.startMs - window.endMs);
         this.log.error({ trackId: info.trackId, ...window, reason: error.message }, 'final window not transcribed before shutdown');
         this.writeInOrder(() => this.deps.store.jobFinished(this.id, utteranceId, 'failed', null, `gateway shut down: ${error.message}`));
       },
       failed: (error) => {
         this.log.warn({ trackId: info.trackId, reason: error.message }, 'track stream rejected');
+        // Part of the session state, for viewers and the REST status, whatever the transport.
+        info.failure = error.message;
+        this.broadcast({ type: 'error', sessionId: this.id, code: 'track_failed', message: error.message, trackId: info.trackId });
         onFailed(error);
       },
     };

@@ -6,6 +6,7 @@
 import { CloseCode, type IngestFormat, type Word } from '../../client-sdk/src/protocol.ts';
 import { Framer } from '../audio/framer.ts';
 import { OpusDecoder, PIPELINE_SAMPLE_RATE } from '../audio/opus-decoder.ts';
+import { RealTimeGuard, type RealTimeLimits } from '../audio/real-time-guard.ts';
 import type { VoiceActivityDetector } from '../audio/vad.ts';
 import { createPacketSource, IngestError, type AudioUnit, type PacketSource } from '../ingest/packet-source.ts';
 import { Segmenter, type AudioWindow, type SegmenterOptions } from '../segmenter/segmenter.ts';
@@ -64,6 +65,7 @@ export interface TrackPipelineOptions {
   listener: TrackListener;
   metrics: Metrics;
   archive?: ArchiveSink;
+  realTime: RealTimeLimits;
 }
 
 export class TrackPipeline {
@@ -80,13 +82,16 @@ export class TrackPipeline {
   private lastProgressMs = 0;
   private failed = false;
   private ended: Promise<void> | undefined;
+  private closed: Promise<void> | undefined;
+  private readonly realTime: RealTimeGuard;
 
   constructor(options: TrackPipelineOptions) {
     this.options = options;
     this.segmenter = new Segmenter({ ...options.segmenter, sampleRate: PIPELINE_SAMPLE_RATE });
     this.framer = new Framer((PIPELINE_SAMPLE_RATE * this.segmenter.options.frameMs) / 1000);
+    this.realTime = new RealTimeGuard(options.realTime);
     this.source = createPacketSource(options.format, options.sampleRate, {
-      unit: (unit) => this.consume(unit),
+      unit: (unit) => this.guarded(() => this.consume(unit)),
       error: (error) => this.fail(error),
     });
   }
@@ -97,20 +102,42 @@ export class TrackPipeline {
   }
 
   write(message: Buffer): void {
-    if (this.failed || this.ended) return;
+    if (this.failed || this.closed) return;
     this.lastReceivedAt = performance.now();
-    this.source.write(message);
+    this.guarded(() => this.source.write(message));
   }
 
-  /** End of the stream: closes the open utterance and resolves once every final has been published. */
-  end(): Promise<void> {
-    this.ended ??= (async () => {
+  /**
+   * Runs a stage of this track's processing. A defect in it (a throw) ends this track with an internal
+   * error; it never reaches the socket's or the decoder's event handler, and so never the process.
+   */
+  private guarded(stage: () => void): void {
+    try {
+      stage();
+    } catch (error) {
+      this.fail(new IngestError(CloseCode.internalError, `the gateway failed while processing this track: ${(error as Error).message}`));
+    }
+  }
+
+  /** End of the stream's audio: what the container still held is decoded and its last windows dispatched. */
+  close(): Promise<void> {
+    this.closed ??= (async () => {
       await this.source.end();
       if (!this.failed) {
         this.lastReceivedAt = performance.now();
-        for (const frame of this.framer.flush()) this.pushFrame(frame);
-        for (const window of this.segmenter.flush()) this.dispatch(window);
+        this.guarded(() => {
+          for (const frame of this.framer.flush()) this.pushFrame(frame);
+          for (const window of this.segmenter.flush()) this.dispatch(window);
+        });
       }
+    })();
+    return this.closed;
+  }
+
+  /** End of the stream: closes it and resolves once every final has been published. */
+  end(): Promise<void> {
+    this.ended ??= (async () => {
+      await this.close();
       await this.finalChain;
     })();
     return this.ended;
@@ -129,6 +156,10 @@ export class TrackPipeline {
       pcm = unit.samples;
       this.options.archive?.pcm(pcm);
     } else if (unit.kind === 'lost') {
+      if (!this.realTime.allows(this.receivedMs + unit.count * this.decoder.packetMs, performance.now())) {
+        this.fail(new IngestError(CloseCode.policyViolation, 'the stream runs faster than real time (sequence gaps or timestamps ahead of the clock)'));
+        return;
+      }
       this.options.metrics.lostPackets.inc(unit.count);
       pcm = this.decoder.conceal(unit.count);
     } else {
@@ -143,6 +174,10 @@ export class TrackPipeline {
           return;
         }
       }
+    }
+    if (!this.realTime.allows(this.receivedMs + (pcm.length * 1000) / PIPELINE_SAMPLE_RATE, performance.now())) {
+      this.fail(new IngestError(CloseCode.policyViolation, 'the stream runs faster than real time beyond the allowed burst'));
+      return;
     }
     this.options.metrics.audioSeconds.inc(pcm.length / PIPELINE_SAMPLE_RATE);
     for (const frame of this.framer.push(pcm)) this.pushFrame(frame);

@@ -23,6 +23,8 @@ export interface UploadTranscriptionOptions {
   queue: WindowQueue;
   store: SessionStore;
   log: Logger;
+  /** The session's wrapped data key: its window audio is sealed under it. */
+  dataKey: string;
   /** The session has ended: nothing more comes for this upload. */
   onFinished(): void;
 }
@@ -48,8 +50,8 @@ export class UploadTranscription implements UploadTrack {
   }
 
   job(window: UploadWindow): WindowJob {
-    const { session, trackId, language, prompt } = this.options;
-    return { id: `${session.id}.${trackId}.${window.index}`, sessionId: session.id, trackId, index: window.index, startMs: window.startMs, endMs: window.endMs, language, prompt };
+    const { session, trackId, language, prompt, dataKey } = this.options;
+    return { id: `${session.id}.${trackId}.${window.index}`, sessionId: session.id, trackId, index: window.index, startMs: window.startMs, endMs: window.endMs, language, prompt, dataKey };
   }
 
   utteranceId(window: UploadWindow): string {

@@ -10,8 +10,10 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { SpeakerRole, TrackInfo } from '../../client-sdk/src/protocol.ts';
 import type { Archiver } from '../archive/archiver.ts';
+import type { AudioSealer } from '../archive/data-keys.ts';
+import { SealedFileReader } from '../archive/sealed-file.ts';
 import type { VoiceActivityDetector } from '../audio/vad.ts';
-import { inspectUpload, receiveUpload, type UploadAnalysis } from '../ingest/upload-ingest.ts';
+import { inspectUpload, receiveUpload, UploadRejected, type UploadAnalysis } from '../ingest/upload-ingest.ts';
 import type { Logger } from '../log.ts';
 import type { SegmenterOptions } from '../segmenter/segmenter.ts';
 import type { UploadWindow } from '../store/schema.ts';
@@ -41,6 +43,10 @@ export interface UploadServiceOptions {
   workDir: string;
   maxBytes: number;
   maxDurationMs: number;
+  /** A body that sends nothing for this long is given up. */
+  bodyIdleTimeoutMs: number;
+  /** Seals the original and the window audio at rest under the session's data key. */
+  sealer: AudioSealer;
   segmenter: Partial<SegmenterOptions>;
   vad(): VoiceActivityDetector;
   prompt?: string;
@@ -68,33 +74,43 @@ export class UploadService {
     const sessionId = request.id ?? randomUUID();
     if (await registry.get(sessionId)) throw new SessionExistsError(`session ${sessionId} exists already`);
     const dir = join(this.options.workDir, randomUUID());
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const dataKey = (await store.dataKey(sessionId, () => this.options.sealer.newDataKey()))!;
+    let accepted = false;
     try {
-      const file = await receiveUpload(body, join(dir, 'original'), this.options.maxBytes);
-      const staged = new DirectoryWindowAudio(join(dir, 'windows'));
-      const analysis = await inspectUpload(file.path, {
+      const key = await this.options.sealer.key(dataKey);
+      const received = await receiveUpload(body, join(dir, 'original'), key, this.options.maxBytes, this.options.bodyIdleTimeoutMs);
+      const file = await SealedFileReader.open(received.path, key, 'original');
+      const staged = new DirectoryWindowAudio(join(dir, 'windows'), this.options.sealer);
+      const analysis = await inspectUpload(file, {
         maxDurationMs: this.options.maxDurationMs,
         segmenter: this.options.segmenter,
         vad: this.options.vad(),
-        window: (window, audio) => staged.put(String(window.index), audio),
+        window: (window, audio) => staged.put({ id: String(window.index), dataKey }, audio),
+      }).catch((error: unknown) => {
+        if (error instanceof UploadRejected) throw error;
+        log.error({ err: error, sessionId }, 'processing an upload failed');
+        throw new UploadRejected('processing_failed', 'the gateway failed while processing the recording; nothing was kept, and other sessions are unaffected');
       });
       const session = await registry.create({ id: sessionId, encounterRef: request.encounterRef, language: request.language });
       await store.saveUpload({
-        sessionId, trackId: TRACK_ID, fileName: request.fileName ?? null, format: analysis.format, sizeBytes: file.sizeBytes, durationMs: analysis.durationMs,
+        sessionId, trackId: TRACK_ID, fileName: request.fileName ?? null, format: analysis.format, sizeBytes: received.sizeBytes, durationMs: analysis.durationMs,
         sampleRate: analysis.sampleRate, meanDbfs: analysis.meanDbfs, warnings: analysis.warnings, priority: request.priority, windows: analysis.windows, state: 'transcribing',
       });
       const track: TrackInfo = { trackId: TRACK_ID, role: request.role, participant: request.participant, format: 'upload', state: 'live', receivedMs: analysis.durationMs };
-      const transcription = await this.attach(session, track, analysis.windows);
-      await archiver?.archiveFile({ sessionId, trackId: TRACK_ID, epoch: 1 }, file.path, analysis.format, analysis.durationMs);
+      const transcription = await this.attach(session, track, analysis.windows, dataKey);
+      accepted = true;
+      await archiver?.archiveFile({ sessionId, trackId: TRACK_ID, epoch: 1 }, file.stream(), analysis.format, analysis.durationMs);
       await transcription.registerWindows();
       for (let i = 0; i < analysis.windows.length; i += QUEUE_BATCH) {
-        const batch = await Promise.all(analysis.windows.slice(i, i + QUEUE_BATCH).map(async (w) => ({ job: transcription.job(w), audio: (await staged.get(String(w.index)))! })));
+        const batch = await Promise.all(analysis.windows.slice(i, i + QUEUE_BATCH).map(async (w) => ({ job: transcription.job(w), audio: (await staged.get({ id: String(w.index), dataKey }))! })));
         await queue.add(batch, request.priority);
       }
       log.info({ sessionId, format: analysis.format, durationMs: analysis.durationMs, windows: analysis.windows.length, warnings: analysis.warnings.map((w) => w.code) }, 'upload accepted');
       return { session, analysis };
     } finally {
       await rm(dir, { recursive: true, force: true });
+      if (!accepted) await this.destroyKey(sessionId, dataKey);
     }
   }
 
@@ -104,13 +120,20 @@ export class UploadService {
    */
   async recover(): Promise<number> {
     const { registry, store, log } = this.options;
+    // Bodies a previous process was receiving when it stopped: their uploads were never accepted.
+    await rm(this.options.workDir, { recursive: true, force: true });
     const rows = [...(await store.uploadsInState('transcribing')), ...(await store.uploadsInState('needs_attention'))];
     for (const row of rows) {
       const session = await registry.get(row.sessionId);
       if (!session || session.state !== 'active' || this.active.has(row.sessionId)) continue;
       const track = session.describe().tracks.find((t) => t.trackId === row.trackId);
       if (!track) continue;
-      const transcription = await this.attach(session, { ...track, state: 'live' }, row.windows);
+      const dataKey = await store.dataKey(row.sessionId);
+      if (!dataKey) {
+        log.error({ sessionId: row.sessionId }, "an upload's data key is gone: its queued windows cannot be read");
+        continue;
+      }
+      const transcription = await this.attach(session, { ...track, state: 'live' }, row.windows, dataKey);
       await transcription.resume(session.finals.filter((f) => f.trackId === row.trackId).flatMap((f) => f.words));
       log.info({ sessionId: row.sessionId, windows: row.windows.length }, 'resumed the transcription of an upload');
     }
@@ -123,15 +146,24 @@ export class UploadService {
   }
 
   /** Gives the session its upload track, transcribed by a new UploadTranscription until the session ends. */
-  private async attach(session: Session, track: TrackInfo, windows: UploadWindow[]): Promise<UploadTranscription> {
+  private async attach(session: Session, track: TrackInfo, windows: UploadWindow[], dataKey: string): Promise<UploadTranscription> {
     const { queue, store, log } = this.options;
     const transcription = new UploadTranscription({
-      session, trackId: track.trackId, windows, language: session.language ?? undefined, prompt: this.options.prompt, queue, store, log,
-      onFinished: () => this.active.delete(session.id),
+      session, trackId: track.trackId, windows, language: session.language ?? undefined, prompt: this.options.prompt, queue, store, log, dataKey,
+      onFinished: () => {
+        this.active.delete(session.id);
+        // Every window is released: nothing at rest needs the key any more.
+        void this.destroyKey(session.id, dataKey);
+      },
     });
     this.active.set(session.id, transcription);
     await session.addUploadTrack(track, transcription);
     return transcription;
+  }
+
+  private async destroyKey(sessionId: string, dataKey: string): Promise<void> {
+    this.options.sealer.forget(dataKey);
+    await this.options.store.destroyDataKey(sessionId).catch((error) => this.options.log.error({ err: error, sessionId }, 'could not destroy a data key'));
   }
 
   private failedToRecord(sessionId: string, error: unknown): void {

@@ -29,7 +29,7 @@ export const tracks = pgTable('tracks', {
   format: text('format').notNull(),
   state: text('state', { enum: ['live', 'ended'] }).notNull(),
   /** Track time reached (ms); a reconnecting producer continues from here. */
-  receivedMs: integer('received_ms').notNull().default(0),
+  receivedMs: bigint('received_ms', { mode: 'number' }).notNull().default(0),
   /** Connections so far; utterance ids include it so they stay unique across reconnections. */
   epoch: integer('epoch').notNull().default(0),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
@@ -42,8 +42,8 @@ export const sttJobs = pgTable('stt_jobs', {
   sessionId: text('session_id').notNull().references(() => sessions.id, { onDelete: 'cascade' }),
   trackId: text('track_id').notNull(),
   utteranceId: text('utterance_id').notNull(),
-  startMs: integer('start_ms').notNull(),
-  endMs: integer('end_ms').notNull(),
+  startMs: bigint('start_ms', { mode: 'number' }).notNull(),
+  endMs: bigint('end_ms', { mode: 'number' }).notNull(),
   status: text('status', { enum: ['pending', 'done', 'failed'] }).notNull(),
   attempts: integer('attempts').notNull().default(0),
   lastError: text('last_error'),
@@ -63,8 +63,8 @@ export const segments = pgTable('segments', {
   utteranceId: text('utterance_id').notNull(),
   text: text('text').notNull(),
   words: jsonb('words').$type<Word[]>().notNull(),
-  startMs: integer('start_ms').notNull(),
-  endMs: integer('end_ms').notNull(),
+  startMs: bigint('start_ms', { mode: 'number' }).notNull(),
+  endMs: bigint('end_ms', { mode: 'number' }).notNull(),
   confidence: real('confidence'),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
 }, (t) => [uniqueIndex('segments_session_seq_idx').on(t.sessionId, t.seq)]);
@@ -100,7 +100,7 @@ export const recordings = pgTable('recordings', {
   objectKey: text('object_key').notNull(),
   sizeBytes: integer('size_bytes'),
   plaintextSha256: text('plaintext_sha256'),
-  durationMs: integer('duration_ms'),
+  durationMs: bigint('duration_ms', { mode: 'number' }),
   recipientFingerprints: jsonb('recipient_fingerprints').$type<string[]>().notNull(),
   attempts: integer('attempts').notNull().default(0),
   lastError: text('last_error'),
@@ -115,7 +115,7 @@ export const uploads = pgTable('uploads', {
   fileName: text('file_name'),
   format: text('format').notNull(),
   sizeBytes: bigint('size_bytes', { mode: 'number' }).notNull(),
-  durationMs: integer('duration_ms').notNull(),
+  durationMs: bigint('duration_ms', { mode: 'number' }).notNull(),
   sampleRate: integer('sample_rate').notNull(),
   meanDbfs: real('mean_dbfs').notNull(),
   warnings: jsonb('warnings').$type<{ code: string; message: string }[]>().notNull(),
@@ -125,6 +125,17 @@ export const uploads = pgTable('uploads', {
   state: text('state', { enum: ['transcribing', 'needs_attention', 'completed'] }).notNull(),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
 }, (t) => [index('uploads_state_idx').on(t.state)]);
+
+/**
+ * A session's data key, wrapped by the key-encryption key (AT_REST_KEY): what its audio at rest (upload
+ * originals and windows, spilled STT backlog) is sealed under. Deleted once nothing at rest needs it;
+ * whatever it sealed is unreadable from then on.
+ */
+export const sessionKeys = pgTable('session_keys', {
+  sessionId: text('session_id').primaryKey(),
+  wrappedKey: text('wrapped_key').notNull(),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+});
 
 export interface UploadWindow {
   index: number;

@@ -2,7 +2,7 @@
 import { and, asc, count, desc, eq, gt, ne, notInArray, sql } from 'drizzle-orm';
 import type { FinalEvent, TrackInfo } from '../../client-sdk/src/protocol.ts';
 import type { Database } from './database.ts';
-import { auditEvents, recordings, segments, sessions, sttJobs, tracks, transcripts, uploads } from './schema.ts';
+import { auditEvents, recordings, segments, sessionKeys, sessions, sttJobs, tracks, transcripts, uploads } from './schema.ts';
 
 export type SessionRow = typeof sessions.$inferSelect;
 export type TrackRow = typeof tracks.$inferSelect;
@@ -141,6 +141,18 @@ export class SessionStore {
 
   async failedJobs(sessionId: string) {
     return this.db.select().from(sttJobs).where(and(eq(sttJobs.sessionId, sessionId), eq(sttJobs.status, 'failed'))).orderBy(asc(sttJobs.startMs));
+  }
+
+  /** The session's wrapped data key, made by `create` on first use (one per session, whoever asks first). */
+  async dataKey(sessionId: string, create?: () => Promise<string>): Promise<string | undefined> {
+    const [row] = await this.db.select({ wrappedKey: sessionKeys.wrappedKey }).from(sessionKeys).where(eq(sessionKeys.sessionId, sessionId));
+    if (row || !create) return row?.wrappedKey;
+    await this.db.insert(sessionKeys).values({ sessionId, wrappedKey: await create() }).onConflictDoNothing();
+    return this.dataKey(sessionId);
+  }
+
+  async destroyDataKey(sessionId: string): Promise<void> {
+    await this.db.delete(sessionKeys).where(eq(sessionKeys.sessionId, sessionId));
   }
 
   async saveUpload(values: typeof uploads.$inferInsert): Promise<void> {

@@ -6,10 +6,13 @@
  */
 import { Job, QueueEvents, Queue, UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
+import type { AudioSealer } from '../archive/data-keys.ts';
 import type { Logger } from '../log.ts';
-import { pcmBytes, pcmFromBytes, type ResumedJob, type RetryPolicy, type UploadPriority, type WindowAudioStore, type WindowJob, type WindowJobResult, type WindowProcessor, type WindowQueue, type WindowQueueListener } from './window-queue.ts';
+import { pcmBytes, pcmFromBytes, type WindowAudioRef, type ResumedJob, type RetryPolicy, type UploadPriority, type WindowAudioStore, type WindowJob, type WindowJobResult, type WindowProcessor, type WindowQueue, type WindowQueueListener } from './window-queue.ts';
 
 export interface RedisQueueOptions extends RetryPolicy {
+  /** Seals window audio; its key-encryption key must be the gateway's and every worker's (`AT_REST_KEY`). */
+  sealer: AudioSealer;
   url: string;
   /** Queue name; the gateway and its workers must agree. */
   name: string;
@@ -24,22 +27,25 @@ const BULL_PRIORITY: Record<UploadPriority, number> = { high: 1, normal: 10 };
 const AUDIO_TTL_S = 7 * 24 * 3600;
 
 
+/** Window audio in Redis, sealed under the session's data key (Redis never holds plaintext audio). */
 export class RedisWindowAudio implements WindowAudioStore {
   private readonly redis: Redis;
   private readonly prefix: string;
+  private readonly sealer: AudioSealer;
 
-  constructor(redis: Redis, queueName: string) {
+  constructor(redis: Redis, queueName: string, sealer: AudioSealer) {
     this.redis = redis;
     this.prefix = `helssa:${queueName}:audio:`;
+    this.sealer = sealer;
   }
 
-  async put(id: string, audio: Int16Array): Promise<void> {
-    await this.redis.set(this.prefix + id, pcmBytes(audio), 'EX', AUDIO_TTL_S);
+  async put(ref: WindowAudioRef, audio: Int16Array): Promise<void> {
+    await this.redis.set(this.prefix + ref.id, await this.sealer.seal(ref.dataKey, pcmBytes(audio), ref.id), 'EX', AUDIO_TTL_S);
   }
 
-  async get(id: string): Promise<Int16Array | undefined> {
-    const bytes = await this.redis.getBuffer(this.prefix + id);
-    return bytes ? pcmFromBytes(bytes) : undefined;
+  async get(ref: WindowAudioRef): Promise<Int16Array | undefined> {
+    const bytes = await this.redis.getBuffer(this.prefix + ref.id);
+    return bytes ? pcmFromBytes(await this.sealer.open(ref.dataKey, bytes, ref.id)) : undefined;
   }
 
   async delete(id: string): Promise<void> {
@@ -67,11 +73,11 @@ export class RedisWindowQueue implements WindowQueue {
     this.description = `redis (${new URL(options.url).host}, queue ${options.name})`;
     this.connection = this.connect();
     this.queue = new Queue<WindowJob, WindowJobResult>(options.name, { connection: this.connection });
-    this.audio = new RedisWindowAudio(this.connection, options.name);
+    this.audio = new RedisWindowAudio(this.connection, options.name, options.sealer);
   }
 
   async add(jobs: { job: WindowJob; audio: Int16Array }[], priority: UploadPriority): Promise<void> {
-    for (const { job, audio } of jobs) await this.audio.put(job.id, audio);
+    for (const { job, audio } of jobs) await this.audio.put(job, audio);
     await this.enqueue(jobs.map(({ job }) => job), priority);
   }
 
@@ -144,7 +150,7 @@ export class RedisWindowQueue implements WindowQueue {
     const worker = new Worker<WindowJob, WindowJobResult>(
       this.options.name,
       async (job) => {
-        const audio = await this.audio.get(job.data.id);
+        const audio = await this.audio.get(job.data);
         if (!audio) throw new UnrecoverableError(`audio of window ${job.data.id} is gone`);
         return processor(job.data, audio);
       },

@@ -5,6 +5,7 @@
  * workers in other processes and machines, and the embedded in-process queue below.
  */
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import type { AudioSealer } from '../archive/data-keys.ts';
 import { join } from 'node:path';
 import PQueue from 'p-queue';
 import pRetry, { AbortError } from 'p-retry';
@@ -21,7 +22,12 @@ export interface WindowJob {
   endMs: number;
   language?: string;
   prompt?: string;
+  /** The session's wrapped data key (base64): the window's audio is stored encrypted under it. */
+  dataKey: string;
 }
+
+/** What names a window's stored audio and the key it is sealed with. */
+export type WindowAudioRef = Pick<WindowJob, 'id' | 'dataKey'>;
 
 export interface WindowJobResult {
   words: Word[];
@@ -72,11 +78,11 @@ export interface WindowQueue {
   close(): Promise<void>;
 }
 
-/** Where window audio waits for a worker. */
+/** Where window audio waits for a worker, encrypted under the session's data key. */
 export interface WindowAudioStore {
-  put(id: string, audio: Int16Array): Promise<void>;
+  put(ref: WindowAudioRef, audio: Int16Array): Promise<void>;
   /** undefined when the audio is gone (released, or expired). */
-  get(id: string): Promise<Int16Array | undefined>;
+  get(ref: WindowAudioRef): Promise<Int16Array | undefined>;
   delete(id: string): Promise<void>;
 }
 
@@ -90,22 +96,27 @@ export function pcmBytes(audio: Int16Array): Buffer {
   return Buffer.from(audio.buffer, audio.byteOffset, audio.byteLength);
 }
 
-/** Window audio in files of a local directory (the embedded queue: it never holds a recording in memory). */
+/**
+ * Window audio in files of a local directory (the embedded queue: it never holds a recording in memory),
+ * sealed (AES-256-GCM under the session's data key), 0600 in a 0700 directory.
+ */
 export class DirectoryWindowAudio implements WindowAudioStore {
   private readonly dir: string;
+  private readonly sealer: AudioSealer;
 
-  constructor(dir: string) {
+  constructor(dir: string, sealer: AudioSealer) {
     this.dir = dir;
+    this.sealer = sealer;
   }
 
-  async put(id: string, audio: Int16Array): Promise<void> {
-    await mkdir(this.dir, { recursive: true });
-    await writeFile(this.path(id), pcmBytes(audio));
+  async put(ref: WindowAudioRef, audio: Int16Array): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await writeFile(this.path(ref.id), await this.sealer.seal(ref.dataKey, pcmBytes(audio), ref.id), { mode: 0o600 });
   }
 
-  async get(id: string): Promise<Int16Array | undefined> {
-    const bytes = await readFile(this.path(id)).catch(() => undefined);
-    return bytes && pcmFromBytes(bytes);
+  async get(ref: WindowAudioRef): Promise<Int16Array | undefined> {
+    const bytes = await readFile(this.path(ref.id)).catch(() => undefined);
+    return bytes && pcmFromBytes(await this.sealer.open(ref.dataKey, bytes, ref.id));
   }
 
   async delete(id: string): Promise<void> {
@@ -113,7 +124,8 @@ export class DirectoryWindowAudio implements WindowAudioStore {
   }
 
   private path(id: string): string {
-    return join(this.dir, `${encodeURIComponent(id)}.pcm`);
+    // Dots encoded too: no id can name `.` or `..`.
+    return join(this.dir, `${encodeURIComponent(id).replace(/\./g, '%2E')}.sealed`);
   }
 }
 
@@ -138,7 +150,7 @@ export class InProcessWindowQueue implements WindowQueue {
   }
 
   async add(jobs: { job: WindowJob; audio: Int16Array }[], priority: UploadPriority): Promise<void> {
-    for (const { job, audio } of jobs) await this.audio.put(job.id, audio);
+    for (const { job, audio } of jobs) await this.audio.put(job, audio);
     for (const { job } of jobs) this.schedule(job, priority);
   }
 
@@ -155,7 +167,7 @@ export class InProcessWindowQueue implements WindowQueue {
   }
 
   async resume(job: WindowJob): Promise<ResumedJob> {
-    if (!(await this.audio.get(job.id))) return { state: 'released' };
+    if (!(await this.audio.get(job))) return { state: 'released' };
     this.schedule(job, 'normal');
     return { state: 'queued' };
   }
@@ -176,7 +188,7 @@ export class InProcessWindowQueue implements WindowQueue {
     const attempt = () =>
       this.running.add(async () => {
         attempts++;
-        const audio = await this.audio.get(job.id);
+        const audio = await this.audio.get(job);
         if (!audio) throw new AbortError(`audio of window ${job.id} is gone`);
         if (!this.processor) throw new Error('no worker runs in this process');
         return this.processor(job, audio);

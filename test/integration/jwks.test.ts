@@ -12,7 +12,7 @@ test('RS256 tokens verify against a JWKS URL; issuer and audience are enforced',
   await new Promise((r) => server.once('listening', r));
   const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/.well-known/jwks.json`;
   try {
-    const authenticator = new Authenticator({ jwksUrl: url, issuer: 'https://idp.clinic.example', audience: 'helssa-live' });
+    const authenticator = new Authenticator({ jwksUrl: url, issuer: 'https://idp.clinic.example', audience: 'helssa-live', maxTtlS: 86400, clockSkewS: 60 });
     const sign = (claims: Record<string, unknown>, issuer = 'https://idp.clinic.example') =>
       new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setIssuer(issuer).setAudience('helssa-live').setExpirationTime('5m').setSubject('dr-1').sign(privateKey);
     const principal = await authenticator.verify(await sign({ role: 'viewer', session: 'v1' }));

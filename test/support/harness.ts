@@ -40,6 +40,11 @@ export async function startHarness(env: Record<string, string> = {}, sttOptions:
     STT_TIMEOUT_MS: '10000',
     STT_MAX_RETRIES: '2',
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    // Tests stream many times faster than real time and poll often; the security tests set these low.
+    INGEST_MAX_SPEED: '10000',
+    RATE_LIMIT_PER_MINUTE: '1000000',
+    SESSION_CREATE_PER_MINUTE: '1000000',
+    MAX_LIVE_TRACKS_PER_TOKEN: '64',
     ...database.env,
     DATA_DIR: dataDir,
     ARCHIVE_RECIPIENTS: identity.recipient,

@@ -36,9 +36,20 @@ config('uploads, queue and WebRTC settings: defaults and the mistakes named', ()
   assert.throws(() => loadConfig({ ...base, REDIS_URL: 'localhost:6379' }), /REDIS_URL: must be a redis/);
 });
 
-config('an upload worker needs only the STT endpoint and Redis', () => {
-  assert.is(loadWorkerConfig({ OPENAI_API_KEY: 'k', REDIS_URL: 'redis://127.0.0.1:6379' }).WORKER_CONCURRENCY, 4);
-  assert.throws(() => loadWorkerConfig({ OPENAI_API_KEY: 'k' }), /REDIS_URL: required/);
+config('an upload worker needs only the STT endpoint, Redis and the key-encryption key', () => {
+  const key = Buffer.alloc(32, 7).toString('base64');
+  assert.is(loadWorkerConfig({ OPENAI_API_KEY: 'k', REDIS_URL: 'redis://127.0.0.1:6379', AT_REST_KEY: key }).WORKER_CONCURRENCY, 4);
+  assert.throws(() => loadWorkerConfig({ OPENAI_API_KEY: 'k', AT_REST_KEY: key }), /REDIS_URL: required/);
+  assert.throws(() => loadWorkerConfig({ OPENAI_API_KEY: 'k', REDIS_URL: 'redis://127.0.0.1:6379' }), /AT_REST_KEY: required/);
+  assert.throws(() => loadWorkerConfig({ OPENAI_API_KEY: 'k', REDIS_URL: 'redis://127.0.0.1:6379', AT_REST_KEY: 'c2hvcnQ=' }), /32 random bytes/);
+});
+
+config('an empty variable means unset, everywhere', () => {
+  const loaded = loadConfig({ ...base, DATABASE_URL: '', REDIS_URL: '', STT_LANGUAGE: ' ', PORT: '', WEBHOOK_URL: '' });
+  assert.is(loaded.DATABASE_URL, undefined);
+  assert.is(loaded.REDIS_URL, undefined);
+  assert.is(loaded.STT_LANGUAGE, undefined);
+  assert.is(loaded.PORT, 8080);
 });
 
 config('a signing key is required', () => {
@@ -57,7 +68,7 @@ config('the archive refuses to run without a recipient unless explicitly, insecu
 config.run();
 
 const auth = suite('auth');
-const authenticator = new Authenticator({ secret: TEST_JWT_SECRET });
+const authenticator = new Authenticator({ secret: TEST_JWT_SECRET, maxTtlS: 86400, clockSkewS: 60 });
 
 const rejects = async (promise: Promise<unknown>, status: number, pattern: RegExp) => {
   try {
@@ -85,11 +96,29 @@ auth('missing, forged, expired and role-less tokens are 401', async () => {
   await rejects(authenticator.verify('not.a.jwt'), 401, /invalid token/);
 });
 
+auth('a token without exp, living past JWT_MAX_TTL_S, or issued or valid only in the future is 401', async () => {
+  const key = new TextEncoder().encode(TEST_JWT_SECRET);
+  const now = Math.floor(Date.now() / 1000);
+  const sign = (build: (jwt: SignJWT) => SignJWT) => build(new SignJWT({ role: 'viewer', session: 's1' }).setProtectedHeader({ alg: 'HS256' })).sign(key);
+  await rejects(authenticator.verify(await sign((j) => j.setIssuedAt())), 401, /no expiry/);
+  await rejects(authenticator.verify(await sign((j) => j.setIssuedAt().setExpirationTime(now + 100 * 365 * 86400))), 401, /lives too long/);
+  await rejects(authenticator.verify(await sign((j) => j.setIssuedAt(now + 3600).setExpirationTime(now + 7200))), 401, /future/);
+  await rejects(authenticator.verify(await sign((j) => j.setNotBefore(now + 3600).setExpirationTime(now + 7200))), 401, /nbf|invalid token/);
+  // Within the clock skew: accepted.
+  await authenticator.verify(await sign((j) => j.setIssuedAt(now + 30).setExpirationTime(now + 3600)));
+});
+
 auth('wrong role or wrong session is 403', () => {
-  assert.throws(() => Authenticator.authorize({ subject: 'x', role: 'viewer', session: 's1' }, ['producer'], 's1'), (e: AuthError) => e.status === 403);
-  assert.throws(() => Authenticator.authorize({ subject: 'x', role: 'producer', session: 's1' }, ['producer'], 's2'), (e: AuthError) => e.status === 403);
-  assert.throws(() => Authenticator.authorize({ subject: 'x', role: 'viewer' }, ['viewer'], 's1'), /names no session/);
-  Authenticator.authorize({ subject: 'x', role: 'service' }, ['service'], 's9');
+  const p = (claims: { role: 'viewer' | 'producer' | 'service'; session?: string }) => ({ subject: 'x', tokenId: 't', ...claims });
+  assert.throws(() => Authenticator.authorize(p({ role: 'viewer', session: 's1' }), ['producer'], 's1'), (e: AuthError) => e.status === 403);
+  assert.throws(() => Authenticator.authorize(p({ role: 'producer', session: 's1' }), ['producer'], 's2'), (e: AuthError) => e.status === 403);
+  assert.throws(() => Authenticator.authorize(p({ role: 'viewer' }), ['viewer'], 's1'), /names no session/);
+  Authenticator.authorize(p({ role: 'service' }), ['service'], 's9');
+  // A service token scoped to one session creates only that session and never sees every session.
+  assert.throws(() => Authenticator.authorizeScope(p({ role: 'service', session: 'A' }), 'B'), (e: AuthError) => e.status === 403);
+  assert.throws(() => Authenticator.authorizeScope(p({ role: 'service', session: 'A' }), undefined), (e: AuthError) => e.status === 403);
+  Authenticator.authorizeScope(p({ role: 'service', session: 'A' }), 'A');
+  Authenticator.authorizeScope(p({ role: 'service' }), undefined);
 });
 
 auth.run();

@@ -54,13 +54,29 @@ rtp('RTCP, STUN and short datagrams are not RTP', () => {
 });
 
 const sdp = suite('WHIP offers');
-const offer = (media: string) => `v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n${media}`;
+const SECURITY = 'a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdef0123456789\r\na=fingerprint:sha-256 AB:CD:EF\r\na=setup:actpass\r\n';
+const offer = (media: string, security = SECURITY) => `v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n${security}${media}`;
 
 sdp('an audio offer with Opus passes; otherwise the problem is named', () => {
   assert.is(checkOffer(offer('m=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\n')), undefined);
   assert.is(checkOffer('not sdp')?.code, 'invalid_sdp');
   assert.is(checkOffer(offer('m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n'))?.code, 'no_audio');
-  assert.is(checkOffer(offer('m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=rtpmap:0 PCMU/8000\r\nm=video 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n'))?.code, 'opus_required', 'Opus must be in the audio section');
+  const bundle = 'a=group:BUNDLE 0 1\r\n';
+  assert.is(checkOffer(offer(`${bundle}m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=rtpmap:0 PCMU/8000\r\nm=video 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\na=rtpmap:111 opus/48000/2\r\n`))?.code, 'opus_required', 'Opus must be in the audio section');
+});
+
+sdp('offers without DTLS fingerprint, ICE credentials or a valid setup, or with many or unbundled sections, are invalid_sdp', () => {
+  const audio = 'm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n';
+  const without = (line: string) => SECURITY.split('\r\n').filter((l) => l && !l.startsWith(line)).map((l) => `${l}\r\n`).join('');
+  assert.match(checkOffer(offer(audio, without('a=fingerprint')))!.message, /fingerprint/);
+  assert.match(checkOffer(offer(audio, without('a=ice-pwd')))!.message, /ICE credentials/);
+  assert.match(checkOffer(offer(audio, without('a=setup') + 'a=setup:sideways\r\n'))!.message, /setup/);
+  const many = Array.from({ length: 98 }, (_, i) => `m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:${i}\r\na=rtpmap:111 opus/48000/2\r\n`).join('');
+  assert.match(checkOffer(offer(many))!.message, /98 media sections/);
+  const two = `m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n`;
+  assert.match(checkOffer(offer(two))!.message, /BUNDLE/);
+  assert.match(checkOffer(offer(audio + audio))!.message, /2 audio sections/);
+  for (const problem of [offer(audio, without('a=fingerprint')), offer(many)]) assert.is(checkOffer(problem)!.code, 'invalid_sdp');
 });
 
 sdp('the announced address is added beside each host candidate', () => {

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { containerTruncated, sniffUploadFormat } from '../../src/ingest/upload-format.ts';
+import { randomBytes } from 'node:crypto';
+import { AudioSealer, LocalKeyEncryptionKey } from '../../src/archive/data-keys.ts';
 import { DirectoryWindowAudio, InProcessWindowQueue, type WindowJob } from '../../src/stt/window-queue.ts';
 
 const bytes = (...parts: (string | ArrayLike<number>)[]) => new Uint8Array(parts.flatMap((p) => (typeof p === 'string' ? [...Buffer.from(p, 'latin1')] : Array.from(p))));
@@ -62,11 +64,13 @@ truncation('an Ogg stream whose last page is not end-of-stream', () => {
 
 const queue = suite('the in-process window queue (same rules as BullMQ)');
 
-const job = (index: number): WindowJob => ({ id: `s.upload.${index}`, sessionId: 's', trackId: 'upload', index, startMs: index * 1000, endMs: index * 1000 + 900 });
+const sealer = new AudioSealer(new LocalKeyEncryptionKey(randomBytes(32)));
+const dataKey = await sealer.newDataKey();
+const job = (index: number): WindowJob => ({ id: `s.upload.${index}`, sessionId: 's', trackId: 'upload', index, startMs: index * 1000, endMs: index * 1000 + 900, dataKey });
 
 async function withQueue(run: (q: InProcessWindowQueue, dir: string) => Promise<void>) {
   const dir = await mkdtemp(join(tmpdir(), 'helssa-queue-'));
-  const q = new InProcessWindowQueue(new DirectoryWindowAudio(dir), { attempts: 3, backoffMs: 20 });
+  const q = new InProcessWindowQueue(new DirectoryWindowAudio(dir, sealer), { attempts: 3, backoffMs: 20 });
   try {
     await run(q, dir);
   } finally {
