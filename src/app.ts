@@ -151,7 +151,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     // Unknown body fields are refused (400), not silently dropped.
     ajv: { customOptions: { removeAdditional: false } },
     // Above the longest id, so a too-long id gets the id's own 400 rather than the router's 414.
-    maxParamLength: ID_MAX_LENGTH * 2,
+    routerOptions: { maxParamLength: ID_MAX_LENGTH * 2 },
     // A connection that sends nothing for this long is closed (slow headers or bodies); a whole request
     // (the largest upload included) must arrive within requestTimeout.
     connectionTimeout: config.HTTP_IDLE_TIMEOUT_MS,

@@ -8,7 +8,7 @@ import { pino, stdSerializers, type DestinationStream, type Logger } from 'pino'
 export type { Logger };
 
 /** Query parameters whose values are safe to log; every other value is replaced. */
-const SAFE_QUERY = new Set(['format', 'sampleRate', 'role', 'language', 'after', 'priority', 'payloadType', 'startMs']);
+const SAFE_QUERY = new Set(['id', 'format', 'sampleRate', 'role', 'language', 'after', 'priority', 'payloadType', 'ssrc', 'startMs']);
 
 export function redactUrl(url: string): string {
   const at = url.indexOf('?');

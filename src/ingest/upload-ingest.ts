@@ -72,26 +72,32 @@ export async function receiveUpload(body: Readable, path: string, key: Buffer, m
   const sha256 = createHash('sha256');
   let sizeBytes = 0;
   let stalled = false;
+  // Destroying the body would destroy the socket, and with it the 408: the read is abandoned instead.
   let idle: NodeJS.Timeout | undefined;
+  let giveUp!: () => void;
+  const stall = new Promise<'stalled'>((resolve) => (giveUp = () => resolve('stalled')));
   const arm = () => {
     clearTimeout(idle);
-    idle = setTimeout(() => {
-      stalled = true;
-      body.destroy();
-    }, idleTimeoutMs);
+    idle = setTimeout(giveUp, idleTimeoutMs);
   };
   const file = await SealedFileWriter.create(path, key, 'original');
   try {
-    arm();
-    for await (const chunk of body as AsyncIterable<Buffer>) {
+    const chunks = (body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    for (;;) {
       arm();
+      const next = await Promise.race([chunks.next(), stall]);
+      if (next === 'stalled') {
+        stalled = true;
+        body.pause();
+        break;
+      }
+      if (next.done) break;
+      const chunk = next.value;
       sizeBytes += chunk.length;
       if (sizeBytes > maxBytes) continue;
       sha256.update(chunk);
       await file.write(chunk);
     }
-  } catch (error) {
-    if (!stalled) throw error;
   } finally {
     clearTimeout(idle);
     await file.end();

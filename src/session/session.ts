@@ -70,6 +70,12 @@ interface TrackState {
   disconnect: ((code: number, reason: string) => void) | undefined;
   /** closeTrack has been called for the current connection. */
   closing: boolean;
+  /**
+   * A producer's connection is open or its audio still being flushed. Cleared before its last finals are
+   * published (they may wait long for STT), so a reconnect is not refused meanwhile; the track's state
+   * stays `live` for viewers until those finals are out.
+   */
+  connected: boolean;
   archive: TrackArchive | undefined;
   /** Settles once openTrack has finished (successfully or not) for this connection. */
   ready: Promise<void>;
@@ -123,7 +129,7 @@ export class Session {
     this.deps = deps;
     this.log = deps.log.child({ sessionId: row.id });
     for (const info of tracks) {
-      this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: epochs.get(info.trackId) ?? 0, disconnect: undefined, closing: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve(), upload: undefined });
+      this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: epochs.get(info.trackId) ?? 0, disconnect: undefined, closing: false, connected: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve(), upload: undefined });
     }
   }
 
@@ -142,7 +148,7 @@ export class Session {
   async openTrack(request: ProducerRequest): Promise<TrackPipeline> {
     if (this.state !== 'active') throw new SessionEndedError(`session ${this.id} has ${this.state === 'ending' ? 'been ended' : 'completed'}`);
     const existing = this.tracks.get(request.trackId);
-    if (existing?.info.state === 'live') throw new TrackBusyError(`track ${request.trackId} is already streaming`);
+    if (existing && (existing.upload ? existing.info.state === 'live' : existing.connected)) throw new TrackBusyError(`track ${request.trackId} is already streaming`);
     const live = [...this.tracks.values()].filter((t) => t.info.state === 'live').length;
     if (live >= this.deps.maxLiveTracks) throw new TooManyTracksError(`session ${this.id} has ${live} live tracks, the most allowed; retry after one ends`);
     const storedMs = existing ? existing.offsetMs + (existing.pipeline?.receivedMs ?? 0) : 0;
@@ -152,7 +158,7 @@ export class Session {
     const epoch = (existing?.epoch ?? 0) + 1;
     let settle!: () => void;
     const track: TrackState = {
-      info, pipeline: undefined, offsetMs, epoch, disconnect: request.disconnect, closing: false, archive: undefined, upload: undefined,
+      info, pipeline: undefined, offsetMs, epoch, disconnect: request.disconnect, closing: false, connected: true, archive: undefined, upload: undefined,
       ready: new Promise<void>((resolve) => (settle = resolve)),
       done: existing?.done ?? Promise.resolve(),
     };
@@ -163,6 +169,7 @@ export class Session {
     } catch (error) {
       if (existing) this.tracks.set(request.trackId, existing);
       else this.tracks.delete(request.trackId);
+      track.connected = false;
       settle();
       throw error;
     }
@@ -186,7 +193,7 @@ export class Session {
 
   /** The track of an uploaded recording, transcribing from now on; `upload` publishes its finals. */
   async addUploadTrack(info: TrackInfo, upload: UploadTrack): Promise<void> {
-    this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: 1, disconnect: undefined, closing: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve(), upload });
+    this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: 1, disconnect: undefined, closing: false, connected: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve(), upload });
     await this.deps.store.saveTrack(this.id, { ...info, epoch: 1 });
     this.broadcast(this.describe());
   }
@@ -232,9 +239,12 @@ export class Session {
       const pipeline = track.pipeline;
       if (!pipeline) return;
       try {
-        await pipeline.close();
-        // Its audio is in: the producer may reconnect now, while its last finals wait for STT.
-        track.info.state = 'ended';
+        try {
+          await pipeline.close();
+        } finally {
+          // Its audio is in: the producer may reconnect now, while its last finals wait for STT.
+          track.connected = false;
+        }
         await pipeline.end();
       } catch (error) {
         this.log.error({ err: error, trackId }, 'track did not finish');

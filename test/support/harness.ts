@@ -1,7 +1,7 @@
 /** Starts a real gateway (HTTP + WebSocket on a loopback port) against a test STT server. */
-import { createGateway, type Gateway } from '../../src/app.ts';
+import { createGateway, type Gateway, type GatewayAdapters } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
-import { createLogger } from '../../src/log.ts';
+import { createLogger, type Logger } from '../../src/log.ts';
 import { ensureCorpus } from '../../scripts/make-corpus.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -25,7 +25,13 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(env: Record<string, string> = {}, sttOptions: Partial<SttServerOptions> = {}, driver: TestDriver = 'postgres'): Promise<Harness> {
+/** A logger to read what the gateway logs, and adapters in place of the configured ones. */
+export interface HarnessOptions {
+  log?: Logger;
+  adapters?: GatewayAdapters;
+}
+
+export async function startHarness(env: Record<string, string> = {}, sttOptions: Partial<SttServerOptions> = {}, driver: TestDriver = 'postgres', options: HarnessOptions = {}): Promise<Harness> {
   const corpusDir = await ensureCorpus();
   const stt = await new SttServer({ corpusDir, ...sttOptions }).start();
   const database = await createTestDatabase(driver);
@@ -50,7 +56,8 @@ export async function startHarness(env: Record<string, string> = {}, sttOptions:
     ARCHIVE_RECIPIENTS: identity.recipient,
     ...env,
   });
-  const gateway = await createGateway(config, createLogger(config.LOG_LEVEL));
+  const newLogger = () => options.log ?? createLogger(config.LOG_LEVEL);
+  const gateway = await createGateway(config, newLogger(), options.adapters);
   const port = await gateway.listen();
   const harness: Harness = {
     gateway,
@@ -62,7 +69,7 @@ export async function startHarness(env: Record<string, string> = {}, sttOptions:
     token: (role, session) => signToken({ role, session }),
     async restart() {
       await harness.gateway.close();
-      harness.gateway = await createGateway(config, createLogger(config.LOG_LEVEL));
+      harness.gateway = await createGateway(config, newLogger(), options.adapters);
       harness.baseUrl = `http://127.0.0.1:${await harness.gateway.listen()}`;
     },
     async close() {
