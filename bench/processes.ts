@@ -1,4 +1,5 @@
 /** The processes a benchmark runs beside itself: the test STT server and gateways, and their CPU time. */
+import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -28,11 +29,16 @@ export async function startSttServer(): Promise<{ child: ChildProcess; url: stri
 
 const dataDir = await mkdtemp(join(tmpdir(), 'helssa-bench-'));
 
+/** The key-encryption key the bench's gateways and upload workers share. */
+export const BENCH_AT_REST_KEY = randomBytes(32).toString('base64');
+
 /** A gateway in its own process (PGlite in a fresh directory), with `env` on top of the bench defaults. */
 export async function startGateway(sttUrl: string, env: Record<string, string>): Promise<{ child: ChildProcess; baseUrl: string }> {
   const port = await freePort();
   const child = startProcess(['src/main.ts'], {
     PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: TEST_JWT_SECRET, STT_BASE_URL: sttUrl, OPENAI_API_KEY: 'bench', LOG_LEVEL: 'error', STT_CONCURRENCY: '8',
+    // Streams run many times faster than real time, many tracks under one token.
+    INGEST_MAX_SPEED: '10000', RATE_LIMIT_PER_MINUTE: '1000000', MAX_LIVE_TRACKS_PER_TOKEN: '10000', MAX_TRACKS_PER_SESSION: '1000', AT_REST_KEY: BENCH_AT_REST_KEY,
     DATA_DIR: join(dataDir, String(port)), ...env,
   });
   const baseUrl = `http://127.0.0.1:${port}`;

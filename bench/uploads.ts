@@ -13,7 +13,7 @@
  *   BENCH_UPLOAD_COPIES=2 (copies of each language's consultation uploaded in the speed phase)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { loadReference } from '../scripts/make-corpus.ts';
@@ -24,6 +24,9 @@ import { readFile } from 'node:fs/promises';
 import { startHarness, type Harness } from '../test/support/harness.ts';
 import { uploadFile } from '../test/support/upload.ts';
 import { doubledWords, wordErrorRate } from '../test/support/wer.ts';
+
+/** The gateway and its worker processes share the key-encryption key of the sealed window audio. */
+const AT_REST_KEY = randomBytes(32).toString('base64');
 
 const LANGUAGES = ['en', 'fa', 'ar'] as const;
 const copies = Number(process.env.BENCH_UPLOAD_COPIES ?? 2);
@@ -109,7 +112,7 @@ try {
 
 function startWorker(sttUrl: string, queueName: string): Promise<ChildProcess> {
   const child = spawn(process.execPath, ['src/worker.ts'], {
-    env: { ...process.env, REDIS_URL, QUEUE_NAME: queueName, STT_BASE_URL: sttUrl, OPENAI_API_KEY: 'bench', WORKER_CONCURRENCY: '1', LOG_LEVEL: 'info' },
+    env: { ...process.env, REDIS_URL, AT_REST_KEY, QUEUE_NAME: queueName, STT_BASE_URL: sttUrl, OPENAI_API_KEY: 'bench', WORKER_CONCURRENCY: '1', LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   return new Promise((resolve) => {
@@ -125,7 +128,7 @@ console.log('| --- | --- | --- | --- | --- |');
 let single = 0;
 for (const workerCount of [1, 2, 4]) {
   const queueName = `bench-${randomUUID()}`;
-  const h = await startHarness({ REDIS_URL, QUEUE_NAME: queueName, UPLOAD_WORKERS: '0', ARCHIVE_INSECURE_DISABLE: 'true', ARCHIVE_RECIPIENTS: '' }, { latencyMs: 300 });
+  const h = await startHarness({ REDIS_URL, AT_REST_KEY, QUEUE_NAME: queueName, UPLOAD_WORKERS: '0', ARCHIVE_INSECURE_DISABLE: 'true', ARCHIVE_RECIPIENTS: '' }, { latencyMs: 300 });
   const workers = await Promise.all(Array.from({ length: workerCount }, () => startWorker(h.stt.baseUrl, queueName)));
   try {
     const token = await h.token('service');

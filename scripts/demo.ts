@@ -49,6 +49,8 @@ const config = loadConfig({
   DATA_DIR: dataDir,
   ARCHIVE_RECIPIENTS: process.env.ARCHIVE_RECIPIENTS ?? recipient,
   LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+  // DEMO_SPEED above real time is the demo's choice, not a flooding producer.
+  INGEST_MAX_SPEED: String(Math.max(1.5, speed * 1.5)),
   ...(stt ? { STT_BASE_URL: stt.baseUrl, OPENAI_API_KEY: 'demo' } : {}),
 });
 const gateway = await createGateway(config, createLogger(config.LOG_LEVEL));

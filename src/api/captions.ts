@@ -9,8 +9,8 @@ import { CloseCode, type CaptionEvent } from '../../client-sdk/src/protocol.ts';
 import type { SessionRegistry } from '../session/registry.ts';
 import type { Viewer } from '../session/session.ts';
 import type { Authenticator } from './auth.ts';
-import { closeReason, ID_PATTERN, keepAlive, requireRole } from './http.ts';
-import { CapReached, type ConnectionLimits } from './limits.ts';
+import { holdWhileOpen, ID_PATTERN, keepAlive, requireRole } from './http.ts';
+import type { ConnectionLimits } from './limits.ts';
 
 const SKIP_PARTIALS_ABOVE = 1 << 20;
 const DROP_VIEWER_ABOVE = 16 << 20;
@@ -53,18 +53,11 @@ export function registerCaptions(app: FastifyInstance, { registry, authenticator
     (socket, request) => {
       const { sessionId } = request.params as { sessionId: string };
       const { after } = request.query as { after?: number };
-      let release: () => void;
-      try {
-        release = limits.acquire([
-          { key: `viewer:${request.principal!.tokenId}`, max: maxViewersPerToken, what: 'caption connections for this token' },
-          { key: `ip:${request.ip}`, max: maxConnectionsPerIp, what: 'connections from this address' },
-        ]);
-      } catch (error) {
-        if (!(error instanceof CapReached)) throw error;
-        socket.close(CloseCode.tooMany, closeReason(error.message));
-        return;
-      }
-      socket.on('close', () => release());
+      const caps = [
+        { key: `viewer:${request.principal!.tokenId}`, max: maxViewersPerToken, what: 'caption connections for this token' },
+        { key: `ip:${request.ip}`, max: maxConnectionsPerIp, what: 'connections from this address' },
+      ];
+      if (!holdWhileOpen(socket, limits, caps)) return;
       const viewer = socketViewer(socket);
       keepAlive(socket, heartbeatMs);
       let closed = false;

@@ -1,7 +1,9 @@
 /** Shared pieces of the HTTP/WebSocket edge: token extraction, the auth hook, error bodies. */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
+import { CloseCode } from '../../client-sdk/src/protocol.ts';
 import { AuthError, Authenticator, type Principal, type Role } from './auth.ts';
+import { CapReached, type Cap, type ConnectionLimits } from './limits.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -92,4 +94,16 @@ export function keepAlive(socket: WebSocket, intervalMs: number): void {
   }, intervalMs);
   timer.unref();
   socket.on('close', () => clearInterval(timer));
+}
+
+/** Holds `caps` while the socket is open; when one is full the socket is closed with 4429 and false returned. */
+export function holdWhileOpen(socket: WebSocket, limits: ConnectionLimits, caps: Cap[]): boolean {
+  try {
+    socket.on('close', limits.acquire(caps));
+    return true;
+  } catch (error) {
+    if (!(error instanceof CapReached)) throw error;
+    socket.close(CloseCode.tooMany, closeReason(error.message));
+    return false;
+  }
 }

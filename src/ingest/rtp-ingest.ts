@@ -15,7 +15,7 @@ import { once } from 'node:events';
 import type { FastifyInstance } from 'fastify';
 import type { Authenticator } from '../api/auth.ts';
 import { requireRole, sendError, TRACK_PARAMS, TRACK_QUERY_PROPERTIES } from '../api/http.ts';
-import { CapReached, type ConnectionLimits } from '../api/limits.ts';
+import type { ConnectionLimits } from '../api/limits.ts';
 import type { Logger } from '../log.ts';
 import type { SessionRegistry } from '../session/registry.ts';
 import { SessionEndedError, TooManyTracksError, TrackBusyError } from '../session/session.ts';
@@ -78,13 +78,8 @@ export class RtpIngest {
       };
       const sender = normalizeAddress(source ?? request.ip);
       const key = `${sessionId}/${trackId}`;
-      let release: () => void;
-      try {
-        release = this.options.limits.acquire([{ key: `producer:${request.principal!.tokenId}`, max: this.options.maxTracksPerToken, what: 'live tracks for this token' }]);
-      } catch (error) {
-        if (!(error instanceof CapReached)) throw error;
-        return sendError(reply.header('retry-after', String(error.retryAfterS)), 429, 'too_many', error.message);
-      }
+      // A full cap throws CapReached: 429 with Retry-After.
+      const release = this.options.limits.acquire([{ key: `producer:${request.principal!.tokenId}`, max: this.options.maxTracksPerToken, what: 'live tracks for this token' }]);
       let socket: Socket;
       try {
         socket = await this.bind();

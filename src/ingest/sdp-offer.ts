@@ -15,6 +15,13 @@ export function checkOffer(sdp: string): OfferProblem | undefined {
   if (sections.length > MAX_SECTIONS) return invalid(`the offer has ${sections.length} media sections; at most ${MAX_SECTIONS}`);
   const audioSections = sections.filter((l) => l.startsWith('m=audio ')).length;
   if (audioSections > 1) return invalid(`the offer has ${audioSections} audio sections; send one track per WHIP resource`);
+  const audio = lines.findIndex((l) => l.startsWith('m=audio '));
+  if (audio === -1) return { status: 422, code: 'no_audio', message: 'the offer has no audio m-line: this gateway ingests audio only' };
+  const end = lines.findIndex((l, i) => i > audio && l.startsWith('m='));
+  const section = lines.slice(audio, end === -1 ? undefined : end);
+  if (!section.some((l) => /^a=rtpmap:\d+ opus\/48000/i.test(l))) {
+    return { status: 422, code: 'opus_required', message: 'the audio m-line offers no Opus (a=rtpmap:<pt> opus/48000/2): Opus is required' };
+  }
   if (sections.length > 1) {
     const bundle = lines.find((l) => l.startsWith('a=group:BUNDLE '));
     const mids = lines.filter((l) => l.startsWith('a=mid:')).map((l) => l.slice(6).trim());
@@ -25,13 +32,6 @@ export function checkOffer(sdp: string): OfferProblem | undefined {
   if (!lines.some((l) => /^a=ice-ufrag:\S+$/.test(l)) || !lines.some((l) => /^a=ice-pwd:\S+$/.test(l))) return invalid('the offer has no ICE credentials (a=ice-ufrag, a=ice-pwd)');
   const setups = lines.filter((l) => l.startsWith('a=setup:'));
   if (setups.length === 0 || !setups.every((l) => /^a=setup:(actpass|active|passive)$/.test(l))) return invalid('the offer needs a=setup:actpass, active or passive');
-  const audio = lines.findIndex((l) => l.startsWith('m=audio '));
-  if (audio === -1) return { status: 422, code: 'no_audio', message: 'the offer has no audio m-line: this gateway ingests audio only' };
-  const end = lines.findIndex((l, i) => i > audio && l.startsWith('m='));
-  const section = lines.slice(audio, end === -1 ? undefined : end);
-  if (!section.some((l) => /^a=rtpmap:\d+ opus\/48000/i.test(l))) {
-    return { status: 422, code: 'opus_required', message: 'the audio m-line offers no Opus (a=rtpmap:<pt> opus/48000/2): Opus is required' };
-  }
   return undefined;
 }
 

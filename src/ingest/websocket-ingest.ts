@@ -9,8 +9,8 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { CloseCode, INGEST_FORMATS, PCM_SAMPLE_RATES, type IngestFormat } from '../../client-sdk/src/protocol.ts';
 import type { Authenticator } from '../api/auth.ts';
-import { closeReason, ID_PATTERN, keepAlive, requireRole } from '../api/http.ts';
-import { CapReached, type ConnectionLimits } from '../api/limits.ts';
+import { closeReason, holdWhileOpen, ID_PATTERN, keepAlive, requireRole } from '../api/http.ts';
+import type { ConnectionLimits } from '../api/limits.ts';
 import type { Logger } from '../log.ts';
 import type { SessionRegistry } from '../session/registry.ts';
 import { SessionEndedError, TooManyTracksError, TrackBusyError, type Session } from '../session/session.ts';
@@ -58,18 +58,11 @@ export function registerWebSocketIngest(app: FastifyInstance, { registry, authen
         return;
       }
       const { format, sampleRate, role, participant, language, startMs } = query.data;
-      let release: () => void;
-      try {
-        release = limits.acquire([
-          { key: `producer:${request.principal!.tokenId}`, max: maxTracksPerToken, what: 'live tracks for this token' },
-          { key: `ip:${request.ip}`, max: maxConnectionsPerIp, what: 'connections from this address' },
-        ]);
-      } catch (error) {
-        if (!(error instanceof CapReached)) throw error;
-        socket.close(CloseCode.tooMany, closeReason(error.message));
-        return;
-      }
-      socket.on('close', () => release());
+      const caps = [
+        { key: `producer:${request.principal!.tokenId}`, max: maxTracksPerToken, what: 'live tracks for this token' },
+        { key: `ip:${request.ip}`, max: maxConnectionsPerIp, what: 'connections from this address' },
+      ];
+      if (!holdWhileOpen(socket, limits, caps)) return;
       keepAlive(socket, heartbeatMs);
       // Audio may arrive while the session loads from the database: hold it until the pipeline exists.
       const early: Buffer[] = [];

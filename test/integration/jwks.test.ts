@@ -16,7 +16,9 @@ test('RS256 tokens verify against a JWKS URL; issuer and audience are enforced',
     const sign = (claims: Record<string, unknown>, issuer = 'https://idp.clinic.example') =>
       new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setIssuer(issuer).setAudience('helssa-live').setExpirationTime('5m').setSubject('dr-1').sign(privateKey);
     const principal = await authenticator.verify(await sign({ role: 'viewer', session: 'v1' }));
-    assert.equal(principal, { subject: 'dr-1', role: 'viewer', session: 'v1' });
+    const { tokenId, ...claims } = principal;
+    assert.equal(claims, { subject: 'dr-1', role: 'viewer', session: 'v1' });
+    assert.match(tokenId, /^[0-9a-f]{32}$/);
     await authenticator.verify(await sign({ role: 'viewer' }, 'https://evil.example')).then(
       () => assert.unreachable(),
       (error) => assert.ok(error instanceof AuthError && error.status === 401),

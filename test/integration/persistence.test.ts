@@ -59,7 +59,7 @@ for (const driver of ['postgres', 'pglite'] as TestDriver[]) {
     const opened = await openDatabase({ url: empty.env.DATABASE_URL, dataDir: empty.env.DATA_DIR ?? '' });
     const tables = await opened.db.execute<{ table_name: string }>(`select table_name from information_schema.tables where table_schema = 'public' order by 1`);
     const names = ((tables as { rows?: { table_name: string }[] }).rows ?? (tables as unknown as { table_name: string }[])).map((r) => r.table_name);
-    assert.equal(names, ['audit_events', 'recordings', 'segments', 'sessions', 'stt_jobs', 'tracks', 'transcripts', 'uploads']);
+    assert.equal(names, ['audit_events', 'recordings', 'segments', 'session_keys', 'sessions', 'stt_jobs', 'tracks', 'transcripts', 'uploads']);
     await opened.close();
     await empty.release();
 

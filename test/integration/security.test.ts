@@ -138,6 +138,26 @@ test('#0 a stage that throws ends its own track or upload, never the process: We
   const failedRtp = await waitFor(async () => (await api('GET', '/v1/sessions/faulty', { token: await service() })).json.tracks.find((t: any) => t.trackId === 'rtp' && t.failure), 10000, 'RTP track failure');
   assert.match(failedRtp.failure, /failed while processing/);
 
+  // WHIP: the throw happens inside werift's RTP subscriber.
+  const { RTCPeerConnection, RTCRtpCodecParameters, MediaStreamTrack, RtpHeader, RtpPacket } = await import('werift');
+  const pc = new RTCPeerConnection({ codecs: { audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111 })] }, iceUseIpv6: false });
+  const media = new MediaStreamTrack({ kind: 'audio' });
+  pc.addTransceiver(media, { direction: 'sendonly' });
+  await pc.setLocalDescription(await pc.createOffer());
+  armFaultyStage = true;
+  const answered = await api('POST', '/v1/sessions/faulty/tracks/whip/whip?role=doctor', { token, body: pc.localDescription!.sdp, headers: { 'content-type': 'application/sdp' } });
+  armFaultyStage = false;
+  assert.is(answered.status, 201, answered.text);
+  await pc.setRemoteDescription({ type: 'answer', sdp: answered.text });
+  await waitFor(async () => pc.connectionState === 'connected', 10000, 'WebRTC connected');
+  for (let seq = 0; seq < 60; seq++) {
+    media.writeRtp(new RtpPacket(new RtpHeader({ payloadType: 111, sequenceNumber: seq, timestamp: seq * 960, marker: false }), packet));
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  const failedWhip = await waitFor(async () => (await api('GET', '/v1/sessions/faulty', { token: await service() })).json.tracks.find((t: any) => t.trackId === 'whip' && t.failure), 10000, 'WHIP track failure');
+  assert.match(failedWhip.failure, /failed while processing/);
+  await pc.close();
+
   // Upload: the throw happens inside ffmpeg's stdout handler.
   armFaultyStage = true;
   const upload = await api('POST', '/v1/uploads?id=faulty-upload', { token: await service(), body: await readFile(`${h.corpusDir}/en/doctor.wav`), headers: { 'content-type': 'application/octet-stream' } });
@@ -237,6 +257,17 @@ test('#4 a container element that never ends is closed with 1007, not buffered',
   });
   assert.is(closed.code, CloseCode.invalidPayload);
   assert.match(closed.reason, /declares more than/);
+  // A WebM SimpleBlock that declares 2^31 − 1 bytes.
+  const webm = Buffer.from([0x1a, 0x45, 0xdf, 0xa3, 0x80, 0x18, 0x53, 0x80, 0x67, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0x43, 0xb6, 0x75, 0xff, 0xa3, 0x01, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff]);
+  const closedWebm = await closeOf(ingestUrl(h.baseUrl, 'crafted', 'webm', { format: 'webm', role: 'doctor', access_token: token }), async (socket) => {
+    socket.send(webm);
+    for (let i = 0; i < 40 && socket.readyState === WebSocket.OPEN; i++) {
+      socket.send(Buffer.alloc(60000, i));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  });
+  assert.is(closedWebm.code, CloseCode.invalidPayload);
+  assert.match(closedWebm.reason, /declares more than/);
 });
 
 test('#6 #7 #10 tokens: no exp or a century-long one is refused; caps answer 4429/429; scoped service tokens stay in scope', async () => {

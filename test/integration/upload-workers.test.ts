@@ -4,6 +4,7 @@
  * recording's windows; a worker killed with SIGKILL mid-job leaves its job to another worker.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -13,6 +14,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadReference } from '../../scripts/make-corpus.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
+
+/** The gateway and its workers share the key-encryption key of the sealed window audio. */
+const AT_REST_KEY = randomBytes(32).toString('base64');
 import { encodeFor, ffmpeg, uploadFile } from '../support/upload.ts';
 import { wordErrorRate } from '../support/wer.ts';
 
@@ -27,7 +31,7 @@ interface WorkerProcess {
 
 function startWorker(h: Harness, queueName: string): WorkerProcess {
   const child = spawn(process.execPath, ['src/worker.ts'], {
-    env: { ...process.env, REDIS_URL, QUEUE_NAME: queueName, QUEUE_LOCK_MS: '1000', STT_BASE_URL: h.stt.baseUrl, OPENAI_API_KEY: 'test-key', STT_MAX_RETRIES: '0', WORKER_CONCURRENCY: '1', LOG_LEVEL: 'info' },
+    env: { ...process.env, REDIS_URL, AT_REST_KEY, QUEUE_NAME: queueName, QUEUE_LOCK_MS: '1000', STT_BASE_URL: h.stt.baseUrl, OPENAI_API_KEY: 'test-key', STT_MAX_RETRIES: '0', WORKER_CONCURRENCY: '1', LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const transcribed: string[] = [];
@@ -64,7 +68,7 @@ async function transcript(h: Harness, sessionId: string): Promise<string> {
 
 test('two worker processes share the queue over Redis and split the windows of one recording', async () => {
   const queueName = `test-${randomUUID()}`;
-  const h = await startHarness({ REDIS_URL, QUEUE_NAME: queueName, UPLOAD_WORKERS: '0' }, { latencyMs: 200 });
+  const h = await startHarness({ REDIS_URL, AT_REST_KEY, QUEUE_NAME: queueName, UPLOAD_WORKERS: '0' }, { latencyMs: 200 });
   const workers = [startWorker(h, queueName), startWorker(h, queueName)];
   try {
     await Promise.all(workers.map((w) => w.ready));
@@ -89,7 +93,7 @@ test('two worker processes share the queue over Redis and split the windows of o
 test('a worker killed mid-job leaves the job to another worker', async () => {
   const queueName = `test-${randomUUID()}`;
   // Each STT call takes 1.5 s, so the first worker is surely inside the job when it is killed.
-  const h = await startHarness({ REDIS_URL, QUEUE_NAME: queueName, UPLOAD_WORKERS: '0' }, { latencyMs: 1500 });
+  const h = await startHarness({ REDIS_URL, AT_REST_KEY, QUEUE_NAME: queueName, UPLOAD_WORKERS: '0' }, { latencyMs: 1500 });
   const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
   const queue = new Queue(queueName, { connection });
   const first = startWorker(h, queueName);

@@ -1,0 +1,252 @@
+/**
+ * Invariants of the pure cores over random inputs and parameters (fast-check, fixed seeds):
+ *  - stabilizer: stable words only grow, and a final begins with them;
+ *  - track captions (seam merger): a random word sequence cut into windows at random points with random
+ *    overlaps comes back whole, no word lost or doubled (words returned whole, as a recognizer does);
+ *  - jitter buffer → packet sequencer: reordering within the depth, duplicates, loss and 16-bit wrap give
+ *    packets in order, each once, and every gap counted as lost;
+ *  - RTP parsing round-trips every header shape and never throws on noise;
+ *  - the Ogg Opus writer round-trips any packet sizes through prism's independent demuxer;
+ *  - upload sniffing, WHIP offer checks and path segments never throw, and path segments never escape;
+ *  - WebVTT and SRT renderings parse back (the `subtitle` package) to the transcript's words;
+ *  - the real-time guard is monotone: less media, or more time, is never refused where more was allowed.
+ */
+import fc from 'fast-check';
+import prism from 'prism-media';
+import { parseSync } from 'subtitle';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { FinalEvent, Word } from '../../client-sdk/src/protocol.ts';
+import { insideRoot, pathSegment } from '../../src/archive/safe-path.ts';
+import { OggOpusWriter } from '../../src/archive/ogg-opus-writer.ts';
+import { JitterBuffer } from '../../src/audio/jitter-buffer.ts';
+import { PacketSequencer } from '../../src/audio/packet-sequencer.ts';
+import { RealTimeGuard } from '../../src/audio/real-time-guard.ts';
+import { parseRtp } from '../../src/ingest/rtp-packet.ts';
+import { checkOffer } from '../../src/ingest/sdp-offer.ts';
+import { containerTruncated, sniffUploadFormat } from '../../src/ingest/upload-format.ts';
+import { Stabilizer } from '../../src/transcript/stabilizer.ts';
+import { TrackCaptions } from '../../src/transcript/track-captions.ts';
+import { buildTranscript, toSrt, toWebVtt } from '../../src/transcript/transcript-document.ts';
+
+const RUNS = { numRuns: 300, seed: 20261127 };
+
+/** Words one after another: each 100–600 ms, gaps of 0–400 ms, from a small vocabulary (repeats occur). */
+const wordSequence = fc.array(fc.record({ word: fc.constantFrom('no', 'yes', 'pain', 'chest', 'left', 'arm', 'the', 'درد', 'ألم'), durationMs: fc.integer({ min: 100, max: 600 }), gapMs: fc.integer({ min: 0, max: 400 }) }), { minLength: 1, maxLength: 120 }).map((items) => {
+  let t = 0;
+  return items.map(({ word, durationMs, gapMs }) => {
+    t += gapMs;
+    const w: Word = { word, startMs: t, endMs: t + durationMs };
+    t += durationMs;
+    return w;
+  });
+});
+
+test('stabilizer: stable words only grow; the final begins with them', () => {
+  fc.assert(
+    fc.property(wordSequence, fc.array(fc.tuple(fc.nat(), fc.boolean()), { minLength: 1, maxLength: 30 }), (words, steps) => {
+      const stabilizer = new Stabilizer();
+      let previous: readonly Word[] = [];
+      let shown = 0;
+      for (const [grow, revise] of steps) {
+        shown = Math.min(words.length, shown + (grow % 5));
+        // A hypothesis: the words so far, sometimes with its last word misheard.
+        const hypothesis = words.slice(0, shown).map((w, i) => (revise && i === shown - 1 ? { ...w, word: `${w.word}?` } : w));
+        const { stable } = stabilizer.update(hypothesis);
+        assert.ok(stable.length >= previous.length);
+        previous.forEach((w, i) => assert.equal(stable[i], w));
+        previous = [...stable];
+      }
+      const final = stabilizer.finalize(words);
+      previous.forEach((w, i) => assert.equal(final[i], w));
+    }),
+    RUNS,
+  );
+});
+
+test('track captions: windows cut at random points with random overlaps give every word once', () => {
+  fc.assert(
+    fc.property(wordSequence, fc.array(fc.integer({ min: 2000, max: 28000 }), { minLength: 1, maxLength: 12 }), fc.integer({ min: 600, max: 3000 }), (words, lengths, overlapMs) => {
+      const endOfSpeech = words.at(-1)!.endMs + 1;
+      const captions = new TrackCaptions();
+      const out: Word[] = [];
+      let start = 0;
+      let keepFrom: number | undefined;
+      for (let i = 0; start < endOfSpeech; i++) {
+        const cut = start + Math.max(lengths[i % lengths.length], overlapMs * 2 + 1);
+        const last = cut >= endOfSpeech;
+        const end = last ? endOfSpeech : cut;
+        const seam = last ? undefined : cut - overlapMs / 2;
+        // The recognizer returns the words lying whole inside the window.
+        const heard = words.filter((w) => w.startMs >= start && w.endMs <= end);
+        out.push(...captions.final({ utteranceId: i + 1, startMs: start, endMs: end, keepFromMs: keepFrom, keepUntilMs: seam }, heard));
+        if (last) break;
+        keepFrom = seam;
+        start = cut - overlapMs;
+      }
+      assert.equal(out.map((w) => `${w.word}@${w.startMs}`), words.map((w) => `${w.word}@${w.startMs}`));
+    }),
+    RUNS,
+  );
+});
+
+test('jitter buffer and sequencer: reorder, duplicates, loss and wrap give each packet once, in order, gaps counted', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 65535 }), fc.integer({ min: 1, max: 400 }), fc.array(fc.integer({ min: 0, max: 3 }), { maxLength: 400 }), fc.double({ min: 0, max: 0.2, noNaN: true }), fc.nat(), (first, count, shifts, lossRate, seed) => {
+      const random = (() => {
+        let x = seed || 1;
+        return () => ((x = (x * 48271) % 2147483647) / 2147483647);
+      })();
+      const sent: number[] = [];
+      for (let i = 0; i < count; i++) if (i === 0 || i === count - 1 || random() >= lossRate) sent.push(i);
+      // Reordering within the buffer's depth (each packet moved back by at most 3 places), and duplicates.
+      // The first packet arrives first: it starts the numbering (one that comes later is late).
+      const arrival = [...sent];
+      shifts.forEach((shift, i) => {
+        const j = Math.min(arrival.length - 1, i + 1 + shift);
+        if (i + 1 < arrival.length) [arrival[i + 1], arrival[j]] = [arrival[j], arrival[i + 1]];
+      });
+      for (let i = 0; i < arrival.length; i += 17) arrival.splice(i, 0, arrival[i]);
+      const jitter = new JitterBuffer<number>(3);
+      const sequencer = new PacketSequencer<number>();
+      const delivered: number[] = [];
+      let lost = 0;
+      const take = (items: { sequence: number; packet: number }[]) => {
+        for (const { sequence, packet } of items) {
+          for (const item of sequencer.push(sequence, packet)) {
+            if (item.kind === 'packet') delivered.push(item.packet);
+            else lost += item.count;
+          }
+        }
+      };
+      for (const i of arrival) take(jitter.push((first + i) % 65536, i));
+      take(jitter.flush());
+      for (let k = 1; k < delivered.length; k++) assert.ok(delivered[k] > delivered[k - 1], 'in order, each once');
+      assert.is(delivered[0], 0);
+      assert.is(delivered.at(-1), count - 1);
+      assert.is(delivered.length + lost, count, 'every missing packet is counted lost');
+    }),
+    RUNS,
+  );
+});
+
+test('RTP: every header shape parses back; noise never throws', () => {
+  fc.assert(
+    fc.property(
+      fc.record({ pt: fc.integer({ min: 0, max: 127 }).filter((p) => p < 72 || p > 76), seq: fc.integer({ min: 0, max: 65535 }), ts: fc.nat({ max: 0xffffffff }), ssrc: fc.nat({ max: 0xffffffff }), csrc: fc.integer({ min: 0, max: 15 }), ext: fc.option(fc.integer({ min: 0, max: 8 })), padding: fc.integer({ min: 0, max: 40 }), payload: fc.uint8Array({ maxLength: 300 }) }),
+      (p) => {
+        const header = Buffer.alloc(12 + p.csrc * 4);
+        header[0] = 0x80 | (p.ext !== null ? 0x10 : 0) | (p.padding ? 0x20 : 0) | p.csrc;
+        header[1] = p.pt;
+        header.writeUInt16BE(p.seq, 2);
+        header.writeUInt32BE(p.ts, 4);
+        header.writeUInt32BE(p.ssrc, 8);
+        const ext = p.ext === null ? Buffer.alloc(0) : Buffer.alloc(4 + p.ext * 4);
+        if (p.ext !== null) ext.writeUInt16BE(p.ext, 2);
+        const pad = Buffer.alloc(p.padding);
+        if (p.padding) pad[p.padding - 1] = p.padding;
+        const parsed = parseRtp(Buffer.concat([header, ext, Buffer.from(p.payload), pad]))!;
+        assert.equal([parsed.payloadType, parsed.sequence, parsed.timestamp, parsed.ssrc], [p.pt, p.seq, p.ts, p.ssrc]);
+        assert.ok(parsed.payload.equals(Buffer.from(p.payload)));
+      },
+    ),
+    RUNS,
+  );
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => void parseRtp(Buffer.from(bytes))), { numRuns: 2000, seed: 1 });
+});
+
+test('Ogg Opus writer: any packet sizes and page flushes round-trip through an independent demuxer', async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(fc.tuple(fc.integer({ min: 1, max: 4000 }), fc.boolean()), { minLength: 0, maxLength: 60 }), async (shapes) => {
+      const packets = shapes.map(([size], i) => {
+        const packet = Buffer.alloc(size, i % 251);
+        packet[0] = 0xfc; // TOC: CELT FB 20 ms, one frame
+        return packet;
+      });
+      const writer = new OggOpusWriter({ serial: 3, inputSampleRate: 48000 });
+      const parts: Buffer[] = [];
+      packets.forEach((p, i) => {
+        writer.packet(p);
+        if (shapes[i][1]) parts.push(writer.flush());
+      });
+      parts.push(writer.end());
+      const demuxer = new prism.opus.OggDemuxer();
+      const back: Buffer[] = [];
+      demuxer.on('data', (p: Buffer) => back.push(p));
+      demuxer.end(Buffer.concat(parts));
+      await new Promise((resolve, reject) => (demuxer.on('end', resolve), demuxer.on('error', reject)));
+      assert.is(back.length, packets.length);
+      back.forEach((p, i) => assert.ok(p.equals(packets[i])));
+      assert.is(writer.samples, packets.length * 960);
+    }),
+    { numRuns: 100, seed: 20261127 },
+  );
+});
+
+test('upload sniffing, truncation checks, WHIP offer checks and path segments never throw; paths never escape', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 300 }), fc.uint8Array({ maxLength: 300 }), fc.nat(), (head, tail, size) => {
+      const format = sniffUploadFormat(head);
+      if (format) containerTruncated(format, head, tail, size);
+    }),
+    { numRuns: 3000, seed: 2 },
+  );
+  fc.assert(fc.property(fc.string({ maxLength: 400 }), (text) => void checkOffer(text)), { numRuns: 2000, seed: 3 });
+  fc.assert(fc.property(fc.array(fc.constantFrom('v=0', 'o=- 1 1 IN IP4 1.1.1.1', 'm=audio 9 RTP 111', 'm=video 9 RTP 96', 'a=rtpmap:111 opus/48000/2', 'a=group:BUNDLE 0', 'a=mid:0', 'a=setup:actpass', 'a=fingerprint:sha-256 AB', 'a=ice-ufrag:x', 'a=ice-pwd:y', ''), { maxLength: 30 }), (lines) => void checkOffer(lines.join('\r\n'))), { numRuns: 2000, seed: 4 });
+  fc.assert(
+    fc.property(fc.string({ minLength: 1, maxLength: 60 }), (id) => {
+      const segment = pathSegment(id);
+      assert.not.ok(segment.includes('/') || segment === '.' || segment === '..', segment);
+      assert.is(decodeURIComponent(segment), id);
+      assert.ok(insideRoot('/spool', segment, 'x').startsWith('/spool/'));
+    }),
+    { numRuns: 3000, seed: 5 },
+  );
+  fc.assert(fc.property(fc.array(fc.constantFrom('..', '.', 'a', '/', 'b/../..'), { maxLength: 6 }), (parts) => {
+    try {
+      assert.ok(insideRoot('/root', ...parts).startsWith('/root/'));
+    } catch (error) {
+      assert.is((error as Error).name, 'PathEscapeError');
+    }
+  }), { numRuns: 1000, seed: 6 });
+});
+
+test('WebVTT and SRT parse back to the transcript words, whatever the text', () => {
+  const text = fc.oneof(fc.constantFrom('pain', '<b>', 'a&b', 'درد', 'ألم', '-->', 'x'), fc.string({ minLength: 1, maxLength: 8 }).filter((s) => /^[\p{L}\p{N}]+$/u.test(s)));
+  fc.assert(
+    fc.property(fc.array(fc.record({ words: fc.array(text, { minLength: 1, maxLength: 40 }), gapMs: fc.integer({ min: 0, max: 5000 }) }), { minLength: 1, maxLength: 6 }), (segments) => {
+      let t = 0;
+      const finals = segments.map((s, i): FinalEvent => {
+        t += s.gapMs;
+        const words = s.words.map((w) => ({ word: w, startMs: (t += 50), endMs: (t += 250) }));
+        return { type: 'final', sessionId: 's', seq: i + 1, segmentId: `s.${i + 1}`, trackId: 't', role: 'doctor', speaker: 'Dr', utteranceId: `u${i}`, text: s.words.join(' '), words, startMs: words[0].startMs, endMs: words.at(-1)!.endMs };
+      });
+      const doc = buildTranscript({ id: 's', encounterRef: null, language: null }, finals, 1, new Date(0));
+      const expected = finals.flatMap((f) => f.words.map((w) => w.word)).join(' ');
+      const vtt = parseSync(toWebVtt(doc)).filter((n) => n.type === 'cue').map((n) => (n.data as { text: string }).text.replace(/^<v [^>]*>/, '').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&'));
+      const srt = parseSync(toSrt(doc)).filter((n) => n.type === 'cue').map((n) => (n.data as { text: string }).text.replace(/^Dr: /, ''));
+      assert.is(vtt.join(' '), expected);
+      assert.is(srt.join(' '), expected);
+    }),
+    { numRuns: 200, seed: 7 },
+  );
+});
+
+test('real-time guard: less media or more elapsed time is never refused where more media was allowed', () => {
+  fc.assert(
+    fc.property(fc.double({ min: 1, max: 10, noNaN: true }), fc.integer({ min: 0, max: 60000 }), fc.array(fc.tuple(fc.nat({ max: 100000 }), fc.nat({ max: 100000 })), { minLength: 1, maxLength: 50 }), (maxSpeed, burstMs, probes) => {
+      const guard = new RealTimeGuard({ maxSpeed, burstMs });
+      guard.allows(0, 0);
+      for (const [media, time] of probes) {
+        if (guard.allows(media, time)) {
+          assert.ok(guard.allows(media / 2, time));
+          assert.ok(guard.allows(media, time + 1000));
+        }
+        assert.is(guard.allows(media, time), media <= burstMs + maxSpeed * time);
+      }
+    }),
+    RUNS,
+  );
+});
+
+test.run();
