@@ -12,8 +12,8 @@ import type { Socket } from 'node:net';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { WebRtcVad, type VoiceActivityDetector } from './audio/vad.ts';
 import { AudioSealer, localKeyEncryptionKey } from './archive/data-keys.ts';
-import { AuthError } from './api/auth.ts';
-import { CapReached, ConnectionLimits } from './api/limits.ts';
+import { GatewayError } from './errors.ts';
+import { ConnectionLimits } from './api/limits.ts';
 import { PIPELINE_SAMPLE_RATE } from './audio/opus-decoder.ts';
 import { Authenticator } from './api/auth.ts';
 import { registerCaptions } from './api/captions.ts';
@@ -21,7 +21,7 @@ import { ID_MAX_LENGTH, requireRole, sendError, tokenOf } from './api/http.ts';
 import { registerSessionRoutes } from './api/sessions.ts';
 import { WebhookNotifier } from './api/webhook.ts';
 import { ConfigError, type Config } from './config.ts';
-import { registerWebSocketIngest } from './ingest/websocket-ingest.ts';
+import { registerWebSocketIngest } from './api/websocket-ingest.ts';
 import type { Logger } from './log.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { Segmenter } from './segmenter/segmenter.ts';
@@ -39,8 +39,8 @@ import { DirectoryWindowAudio, InProcessWindowQueue, type WindowQueue } from './
 import { RedisWindowQueue } from './stt/redis-window-queue.ts';
 import { UploadService } from './session/uploads.ts';
 import { registerUploadRoutes } from './api/uploads.ts';
-import { WhipIngest } from './ingest/whip-ingest.ts';
-import { RtpIngest } from './ingest/rtp-ingest.ts';
+import { WhipIngest } from './api/whip-ingest.ts';
+import { RtpIngest } from './api/rtp-ingest.ts';
 
 export interface Gateway {
   app: FastifyInstance;
@@ -164,8 +164,11 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     if (reply.statusCode >= 400 && !request.raw.complete) reply.header('connection', 'close');
   });
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    if (error instanceof AuthError) return sendError(reply, error.status, error.code, error.message);
-    if (error instanceof CapReached) return sendError(reply.header('retry-after', String(error.retryAfterS)), 429, 'too_many', error.message);
+    if (error instanceof GatewayError) {
+      if (error.retryAfterS !== undefined) reply.header('retry-after', String(error.retryAfterS));
+      if (error.status >= 500) request.log.error({ err: error }, 'request failed');
+      return sendError(reply, error.status, error.code, error.message);
+    }
     if (error.validation) {
       const [issue] = error.validation;
       const field = (issue?.params as { missingProperty?: string })?.missingProperty ?? issue?.instancePath.replace(/^\//, '').replace(/\//g, '.');
@@ -208,8 +211,8 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   registerSessionRoutes(app, { registry, store, authenticator, endWaitMs: config.END_WAIT_MS, createPerMinute: config.SESSION_CREATE_PER_MINUTE });
   const connectionCaps = { limits, maxConnectionsPerIp: config.MAX_CONNECTIONS_PER_IP };
   registerWebSocketIngest(app, { registry, authenticator, log, heartbeatMs: config.WS_HEARTBEAT_MS, maxTracksPerToken: config.MAX_LIVE_TRACKS_PER_TOKEN, ...connectionCaps });
-  registerCaptions(app, { registry, authenticator, heartbeatMs: config.WS_HEARTBEAT_MS, maxViewersPerToken: config.MAX_VIEWERS_PER_TOKEN, ...connectionCaps });
-  registerUploadRoutes(app, { uploads, registry, store, authenticator });
+  registerCaptions(app, { registry, authenticator, heartbeatMs: config.WS_HEARTBEAT_MS, maxViewersPerToken: config.MAX_VIEWERS_PER_TOKEN, maxBufferedBytes: config.VIEWER_MAX_BUFFER_BYTES, ...connectionCaps });
+  registerUploadRoutes(app, { uploads, store, authenticator });
   const whip = new WhipIngest(
     {
       portRange: config.WEBRTC_PORT_MIN !== undefined ? [config.WEBRTC_PORT_MIN, config.WEBRTC_PORT_MAX!] : undefined,

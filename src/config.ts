@@ -109,6 +109,7 @@ const schema = z
 
     INGEST_MAX_FRAME_BYTES: int(256 * 1024, 1024, 16 * 1024 * 1024),
     WS_HEARTBEAT_MS: int(15000, 100, 600000),
+    VIEWER_MAX_BUFFER_BYTES: int(16 * 1024 * 1024, 64 * 1024, 1024 ** 3),
     SHUTDOWN_DRAIN_MS: int(15000, 0, 600000),
 
     DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),

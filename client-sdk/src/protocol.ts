@@ -32,8 +32,9 @@ export const CloseCode = {
   /** Frame payload could not be parsed in the declared format (garbage, corrupt container). */
   invalidPayload: 1007,
   /**
-   * Token missing, invalid, expired or not allowed for this session/role; also a producer whose stream
-   * runs faster than real time beyond the allowed burst (concealment flooding).
+   * A producer whose stream runs faster than real time beyond the allowed burst (concealment flooding).
+   * A missing, invalid or expired token never gets here: it is refused with HTTP 401/403 before the
+   * upgrade, which a browser only sees as 1006 (the SDK then asks the REST API to tell the two apart).
    */
   policyViolation: 1008,
   /** A single frame exceeded the configured maximum size. */
@@ -41,6 +42,8 @@ export const CloseCode = {
   internalError: 1011,
   /** Unknown or missing format, bad sample rate, bad role: the connection parameters are wrong. */
   badParameters: 4400,
+  /** A caption viewer too slow to read what it is sent (its backlog passed the limit); reconnect with `?after=`. */
+  viewerTooSlow: 4408,
   /** The same track is already being streamed by another producer. */
   trackBusy: 4409,
   /** A cap was reached (tracks per session or token, viewers per token, connections per address); the reason says when to retry. */

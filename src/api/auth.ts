@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { createRemoteJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import { z } from 'zod';
+import { AuthError } from '../errors.ts';
 
 export type Role = 'producer' | 'viewer' | 'service';
 
@@ -15,18 +16,6 @@ export interface Principal {
   session?: string;
   /** Names this one token (a digest of it), for per-token limits; never the token itself. */
   tokenId: string;
-}
-
-export class AuthError extends Error {
-  override name = 'AuthError';
-  readonly status: 401 | 403;
-  readonly code: 'unauthenticated' | 'forbidden';
-
-  constructor(status: 401 | 403, message: string) {
-    super(message);
-    this.status = status;
-    this.code = status === 401 ? 'unauthenticated' : 'forbidden';
-  }
 }
 
 export interface AuthOptions {

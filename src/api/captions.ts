@@ -12,18 +12,19 @@ import type { Authenticator } from './auth.ts';
 import { holdWhileOpen, ID_PATTERN, keepAlive, requireRole } from './http.ts';
 import type { ConnectionLimits } from './limits.ts';
 
-const SKIP_PARTIALS_ABOVE = 1 << 20;
-const DROP_VIEWER_ABOVE = 16 << 20;
-
-function socketViewer(socket: WebSocket): Viewer {
+/**
+ * A viewer's socket as the session sees it. Past `maxBufferedBytes` unsent, the viewer is closed with
+ * 4408 (it reconnects with `?after=` and loses nothing); past a sixteenth of that, partials are skipped.
+ */
+export function socketViewer(socket: Pick<WebSocket, 'readyState' | 'OPEN' | 'bufferedAmount' | 'send' | 'close'>, maxBufferedBytes: number): Viewer {
   return {
     send(event: CaptionEvent) {
       if (socket.readyState !== socket.OPEN) return;
-      if (socket.bufferedAmount > DROP_VIEWER_ABOVE) {
-        socket.close(CloseCode.policyViolation, 'viewer too slow to keep up');
+      if (socket.bufferedAmount > maxBufferedBytes) {
+        socket.close(CloseCode.viewerTooSlow, 'viewer too slow to keep up; reconnect with ?after=');
         return;
       }
-      if (event.type === 'partial' && socket.bufferedAmount > SKIP_PARTIALS_ABOVE) return;
+      if (event.type === 'partial' && socket.bufferedAmount > maxBufferedBytes / 16) return;
       socket.send(JSON.stringify(event));
     },
   };
@@ -36,9 +37,11 @@ export interface CaptionRouteOptions {
   limits: ConnectionLimits;
   maxViewersPerToken: number;
   maxConnectionsPerIp: number;
+  /** Unsent bytes after which a viewer is dropped as too slow. */
+  maxBufferedBytes: number;
 }
 
-export function registerCaptions(app: FastifyInstance, { registry, authenticator, heartbeatMs, limits, maxViewersPerToken, maxConnectionsPerIp }: CaptionRouteOptions): void {
+export function registerCaptions(app: FastifyInstance, { registry, authenticator, heartbeatMs, limits, maxViewersPerToken, maxConnectionsPerIp, maxBufferedBytes }: CaptionRouteOptions): void {
   app.get(
     '/v1/sessions/:sessionId/captions',
     {
@@ -58,7 +61,7 @@ export function registerCaptions(app: FastifyInstance, { registry, authenticator
         { key: `ip:${request.ip}`, max: maxConnectionsPerIp, what: 'connections from this address' },
       ];
       if (!holdWhileOpen(socket, limits, caps)) return;
-      const viewer = socketViewer(socket);
+      const viewer = socketViewer(socket, maxBufferedBytes);
       keepAlive(socket, heartbeatMs);
       let closed = false;
       socket.on('close', () => (closed = true));

@@ -1,9 +1,9 @@
 /** Shared pieces of the HTTP/WebSocket edge: token extraction, the auth hook, error bodies. */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
-import { CloseCode } from '../../client-sdk/src/protocol.ts';
-import { AuthError, Authenticator, type Principal, type Role } from './auth.ts';
-import { CapReached, type Cap, type ConnectionLimits } from './limits.ts';
+import { AuthError, GatewayError } from '../errors.ts';
+import { Authenticator, type Principal, type Role } from './auth.ts';
+import type { Cap, ConnectionLimits } from './limits.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -45,6 +45,11 @@ export function requireRole(authenticator: Authenticator, roles: readonly Role[]
       throw error;
     }
   };
+}
+
+/** Answers a WebSocket with a catalogued error: its close code, its message as the reason. */
+export function closeWith(socket: Pick<WebSocket, 'close'>, error: GatewayError): void {
+  socket.close(error.closeCode, closeReason(error.message));
 }
 
 /** WebSocket close reasons are limited to 123 bytes. */
@@ -102,8 +107,8 @@ export function holdWhileOpen(socket: WebSocket, limits: ConnectionLimits, caps:
     socket.on('close', limits.acquire(caps));
     return true;
   } catch (error) {
-    if (!(error instanceof CapReached)) throw error;
-    socket.close(CloseCode.tooMany, closeReason(error.message));
+    if (!(error instanceof GatewayError)) throw error;
+    closeWith(socket, error);
     return false;
   }
 }

@@ -3,24 +3,14 @@
  * connections). A refused attempt says which cap it hit and when to try again; the request rate itself
  * is limited by @fastify/rate-limit.
  */
+import { CapReached } from '../errors.ts';
+
 export interface Cap {
   key: string;
   max: number;
   what: string;
 }
 
-export class CapReached extends Error {
-  override name = 'CapReached';
-  /** Seconds a client should wait before trying again. */
-  readonly retryAfterS: number;
-
-  constructor(message: string, retryAfterS: number) {
-    super(message);
-    this.retryAfterS = retryAfterS;
-  }
-}
-
-const RETRY_AFTER_S = 30;
 
 export class ConnectionLimits {
   private readonly held = new Map<string, number>();
@@ -28,7 +18,7 @@ export class ConnectionLimits {
   /** Takes one of each cap, or none (throws CapReached); the returned function gives them back, once. */
   acquire(caps: Cap[]): () => void {
     const full = caps.find((c) => (this.held.get(c.key) ?? 0) >= c.max);
-    if (full) throw new CapReached(`too many ${full.what} (at most ${full.max}); retry after ${RETRY_AFTER_S} s`, RETRY_AFTER_S);
+    if (full) throw new CapReached(`too many ${full.what} (at most ${full.max}); retry after 30 s`, 30);
     for (const c of caps) this.held.set(c.key, (this.held.get(c.key) ?? 0) + 1);
     let released = false;
     return () => {

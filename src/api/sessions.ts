@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { SessionExistsError, type SessionRegistry } from '../session/registry.ts';
+import type { SessionRegistry } from '../session/registry.ts';
 import type { SessionStore } from '../store/session-store.ts';
 import { toPlainText, toSrt, toWebVtt, type TranscriptDocument } from '../transcript/transcript-document.ts';
 import { Authenticator } from './auth.ts';
@@ -165,13 +165,8 @@ export function registerSessionRoutes(app: FastifyInstance, { registry, store, a
   }, async (request, reply) => {
     const body = (request.body ?? {}) as { id?: string; encounterRef?: string; language?: string };
     Authenticator.authorizeScope(request.principal!, body.id);
-    try {
-      const session = await registry.create({ ...body, id: body.id ?? randomUUID() });
-      return reply.code(201).send(await session.status());
-    } catch (error) {
-      if (error instanceof SessionExistsError) return sendError(reply, 409, 'session_exists', error.message);
-      throw error;
-    }
+    const session = await registry.create({ ...body, id: body.id ?? randomUUID() });
+    return reply.code(201).send(await session.status());
   });
 
   app.get('/v1/sessions/:sessionId', {
@@ -179,10 +174,10 @@ export function registerSessionRoutes(app: FastifyInstance, { registry, store, a
     preValidation: requireRole(authenticator, ['viewer', 'producer', 'service']),
   }, async (request, reply) => {
     const { sessionId } = request.params as { sessionId: string };
-    const session = await registry.get(sessionId);
-    if (!session) return sendError(reply, 404, 'session_not_found', `no session ${sessionId}`);
+    const status = await registry.status(sessionId);
+    if (!status) return sendError(reply, 404, 'session_not_found', `no session ${sessionId}`);
     await audit(request, 'session.read', sessionId);
-    return session.status();
+    return status;
   });
 
   app.post('/v1/sessions/:sessionId/end', {
@@ -217,10 +212,11 @@ export function registerSessionRoutes(app: FastifyInstance, { registry, store, a
   }, async (request, reply) => {
     const { sessionId } = request.params as { sessionId: string };
     const { format } = request.query as { format: 'json' | 'text' | 'vtt' | 'srt' };
-    const session = await registry.get(sessionId);
-    if (!session) return sendError(reply, 404, 'session_not_found', `no session ${sessionId}`);
+    // Read from the store: a completed session is not brought back into memory to serve its transcript.
+    const row = await store.getSession(sessionId);
+    if (!row) return sendError(reply, 404, 'session_not_found', `no session ${sessionId}`);
     const transcript = await store.latestTranscript(sessionId);
-    if (!transcript) return sendError(reply, 409, 'transcript_not_ready', `session ${sessionId} is ${session.state}; end it to produce the transcript`);
+    if (!transcript) return sendError(reply, 409, 'transcript_not_ready', `session ${sessionId} is ${row.state}; end it to produce the transcript`);
     await audit(request, 'transcript.read', sessionId, { format, version: transcript.version });
     const doc = transcript.content as TranscriptDocument;
     switch (format) {

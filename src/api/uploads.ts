@@ -6,8 +6,6 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Readable } from 'node:stream';
-import { UploadRejected } from '../ingest/upload-ingest.ts';
-import { SessionExistsError, type SessionRegistry } from '../session/registry.ts';
 import type { UploadService } from '../session/uploads.ts';
 import type { SessionStore } from '../store/session-store.ts';
 import { Authenticator } from './auth.ts';
@@ -17,12 +15,11 @@ import { errorSchema, statusSchema } from './sessions.ts';
 
 export interface UploadRoutesOptions {
   uploads: UploadService;
-  registry: SessionRegistry;
   store: SessionStore;
   authenticator: Authenticator;
 }
 
-export function registerUploadRoutes(app: FastifyInstance, { uploads, registry, store, authenticator }: UploadRoutesOptions): void {
+export function registerUploadRoutes(app: FastifyInstance, { uploads, store, authenticator }: UploadRoutesOptions): void {
   app.register(async (scope) => {
     // The route reads the raw request stream itself: nothing is parsed or buffered by Fastify.
     scope.removeAllContentTypeParsers();
@@ -56,17 +53,11 @@ export function registerUploadRoutes(app: FastifyInstance, { uploads, registry, 
     }, async (request, reply) => {
       const query = request.query as { id?: string; encounterRef?: string; language?: string; role: 'doctor' | 'patient'; participant: string; fileName?: string; priority: 'high' | 'normal' };
       Authenticator.authorizeScope(request.principal!, query.id);
-      try {
-        const { session, analysis } = await uploads.accept(request.raw as Readable, query);
-        await store.audit({ actor: request.principal!.subject, actorRole: request.principal!.role, action: 'upload.create', sessionId: session.id, detail: { format: analysis.format, durationMs: analysis.durationMs }, ip: request.ip });
-        return reply.code(202).header('location', `/v1/sessions/${session.id}`).send(await session.status());
-      } catch (error) {
-        // The body may be unread (a stalled or oversized upload): the connection closes after the answer.
-        if (error instanceof UploadRejected) return sendError(reply.header('connection', 'close'), error.status, error.code, error.message);
-        // Answered before the body is read: the connection is closed under what the client still sends.
-        if (error instanceof SessionExistsError) return sendError(reply.header('connection', 'close'), 409, 'session_exists', error.message);
-        throw error;
-      }
+      // Rejections (UploadRejected, SessionExistsError) are answered by the error handler; one given before
+      // the body was read closes the connection under what the client still sends.
+      const { session, analysis } = await uploads.accept(request.raw as Readable, query);
+      await store.audit({ actor: request.principal!.subject, actorRole: request.principal!.role, action: 'upload.create', sessionId: session.id, detail: { format: analysis.format, durationMs: analysis.durationMs }, ip: request.ip });
+      return reply.code(202).header('location', `/v1/sessions/${session.id}`).send(await session.status());
     });
   });
 
@@ -80,7 +71,7 @@ export function registerUploadRoutes(app: FastifyInstance, { uploads, registry, 
     preValidation: requireRole(authenticator, ['service']),
   }, async (request, reply) => {
     const { sessionId } = request.params as { sessionId: string };
-    if (!(await registry.get(sessionId))) return sendError(reply, 404, 'session_not_found', `no session ${sessionId}`);
+    if (!(await store.getSession(sessionId))) return sendError(reply, 404, 'session_not_found', `no session ${sessionId}`);
     const requeued = uploads.retry(sessionId);
     if (!requeued) return sendError(reply, 404, 'upload_not_active', `session ${sessionId} has no upload being transcribed by this gateway`);
     return { requeued: await requeued };

@@ -5,13 +5,13 @@
  * windows it was still transcribing as failed (their audio died with it), and keeps every stored final.
  */
 import type { FinalEvent, IngestFormat, SpeakerRole } from '../../client-sdk/src/protocol.ts';
+import { SessionExistsError } from '../errors.ts';
 import { Session, type SessionDependencies } from './session.ts';
+import { sessionStatus, type SessionStatus } from './session-status.ts';
 import type { ArchiveSink, TrackListener, TrackPipeline } from './track-pipeline.ts';
 
 export interface PipelineRequest {
   trackId: string;
-  format: IngestFormat;
-  sampleRate: number;
   language: string | undefined;
   offsetMs: number;
   epoch: number;
@@ -22,22 +22,40 @@ export interface PipelineRequest {
 /** Builds a track's pipeline with the gateway's shared STT queue, VAD settings and segmenter options. */
 export type PipelineFactory = (request: PipelineRequest) => TrackPipeline;
 
-export class SessionExistsError extends Error {
-  override name = 'SessionExistsError';
-}
-
 
 export class SessionRegistry {
   private readonly sessions = new Map<string, Promise<Session | undefined>>();
   private readonly deps: SessionDependencies;
 
-  constructor(deps: SessionDependencies) {
-    this.deps = deps;
+  constructor(deps: Omit<SessionDependencies, 'onIdle'>) {
+    this.deps = { ...deps, onIdle: (session) => this.evict(session) };
+  }
+
+  /** Sessions held in memory now (live, watched, or not yet completed). */
+  get loaded(): number {
+    return this.sessions.size;
   }
 
   /** The session, loaded from the database if needed; undefined when it does not exist. */
   get(id: string): Promise<Session | undefined> {
     return this.sessions.get(id) ?? this.cache(id, false);
+  }
+
+  /**
+   * The REST status; undefined when the session does not exist. A completed session not in memory is
+   * described from the store and stays out of memory.
+   */
+  async status(id: string): Promise<SessionStatus | undefined> {
+    const held = this.sessions.get(id);
+    if (!held && (await this.deps.store.getSession(id))?.state === 'completed') return sessionStatus(this.deps.store, this.deps.archiver, id);
+    return (await (held ?? this.get(id)))?.status();
+  }
+
+  /** A completed session nobody watches leaves memory; the store holds all of it. */
+  evict(session: Session): void {
+    void this.sessions.get(session.id)?.then((held) => {
+      if (held === session) this.sessions.delete(session.id);
+    });
   }
 
   async getOrCreate(id: string): Promise<Session> {

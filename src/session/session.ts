@@ -7,7 +7,7 @@
 import pRetry from 'p-retry';
 import type { CaptionEvent, FinalEvent, IngestFormat, SessionEvent, SpeakerRole, TrackInfo, UploadProgressEvent, Word } from '../../client-sdk/src/protocol.ts';
 import { CloseCode } from '../../client-sdk/src/protocol.ts';
-import type { IngestError } from '../ingest/packet-source.ts';
+import { CapReached, SessionEndedError, TrackBusyError, type IngestError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { SessionRow, SessionState, SessionStore } from '../store/session-store.ts';
@@ -16,6 +16,7 @@ import { joinWords } from '../transcript/words.ts';
 import type { Archiver } from '../archive/archiver.ts';
 import type { TrackArchive } from '../archive/track-archive.ts';
 import type { PipelineFactory } from './registry.ts';
+import { sessionStatus, type SessionStatus } from './session-status.ts';
 import type { TrackListener, TrackPipeline } from './track-pipeline.ts';
 
 export interface Viewer {
@@ -36,6 +37,8 @@ export interface ProducerRequest {
    * hands over the audio it buffered meanwhile, in order, and writes straight to the pipeline after.
    */
   attach(pipeline: TrackPipeline): void;
+  /** Pushes what the connection's demuxer still holds (the end of a container, the jitter buffer). */
+  drainInput(): Promise<void>;
   onFailed(error: IngestError): void;
   /** Closes the producer's connection (the session is ending, or the gateway is shutting down). */
   disconnect(code: number, reason: string): void;
@@ -46,21 +49,6 @@ export interface UploadTrack {
   finish(): Promise<void>;
 }
 
-export class TrackBusyError extends Error {
-  override name = 'TrackBusyError';
-  readonly closeCode = CloseCode.trackBusy;
-}
-
-export class TooManyTracksError extends Error {
-  override name = 'TooManyTracksError';
-  readonly closeCode = CloseCode.tooMany;
-}
-
-export class SessionEndedError extends Error {
-  override name = 'SessionEndedError';
-  readonly closeCode = CloseCode.badParameters;
-}
-
 interface TrackState {
   info: TrackInfo;
   pipeline: TrackPipeline | undefined;
@@ -68,6 +56,7 @@ interface TrackState {
   offsetMs: number;
   epoch: number;
   disconnect: ((code: number, reason: string) => void) | undefined;
+  drainInput: (() => Promise<void>) | undefined;
   /** closeTrack has been called for the current connection. */
   closing: boolean;
   /**
@@ -93,6 +82,8 @@ export interface SessionDependencies {
   metrics: Metrics;
   /** Called once the transcript is stored (webhook delivery). */
   onCompleted(session: Session, transcriptVersion: number): void;
+  /** The session is completed and nobody watches it: it may leave memory (the store has all of it). */
+  onIdle(session: Session): void;
   /** Live tracks one session may have at once. */
   maxLiveTracks: number;
 }
@@ -129,7 +120,7 @@ export class Session {
     this.deps = deps;
     this.log = deps.log.child({ sessionId: row.id });
     for (const info of tracks) {
-      this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: epochs.get(info.trackId) ?? 0, disconnect: undefined, closing: false, connected: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve(), upload: undefined });
+      this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: epochs.get(info.trackId) ?? 0, disconnect: undefined, drainInput: undefined, closing: false, connected: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve(), upload: undefined });
     }
   }
 
@@ -150,7 +141,7 @@ export class Session {
     const existing = this.tracks.get(request.trackId);
     if (existing && (existing.upload ? existing.info.state === 'live' : existing.connected)) throw new TrackBusyError(`track ${request.trackId} is already streaming`);
     const live = [...this.tracks.values()].filter((t) => t.info.state === 'live').length;
-    if (live >= this.deps.maxLiveTracks) throw new TooManyTracksError(`session ${this.id} has ${live} live tracks, the most allowed; retry after one ends`);
+    if (live >= this.deps.maxLiveTracks) throw new CapReached(`session ${this.id} has ${live} live tracks, the most allowed; retry after one ends`);
     const storedMs = existing ? existing.offsetMs + (existing.pipeline?.receivedMs ?? 0) : 0;
     // Never earlier than what is stored: new words must not be timed before finals already published.
     const offsetMs = Math.max(storedMs, request.startMs ?? 0);
@@ -158,7 +149,7 @@ export class Session {
     const epoch = (existing?.epoch ?? 0) + 1;
     let settle!: () => void;
     const track: TrackState = {
-      info, pipeline: undefined, offsetMs, epoch, disconnect: request.disconnect, closing: false, connected: true, archive: undefined, upload: undefined,
+      info, pipeline: undefined, offsetMs, epoch, disconnect: request.disconnect, drainInput: request.drainInput, closing: false, connected: true, archive: undefined, upload: undefined,
       ready: new Promise<void>((resolve) => (settle = resolve)),
       done: existing?.done ?? Promise.resolve(),
     };
@@ -175,8 +166,6 @@ export class Session {
     }
     track.pipeline = this.deps.factory({
       trackId: request.trackId,
-      format: request.format,
-      sampleRate: request.sampleRate,
       language: request.language ?? this.language ?? undefined,
       offsetMs,
       epoch,
@@ -193,7 +182,7 @@ export class Session {
 
   /** The track of an uploaded recording, transcribing from now on; `upload` publishes its finals. */
   async addUploadTrack(info: TrackInfo, upload: UploadTrack): Promise<void> {
-    this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: 1, disconnect: undefined, closing: false, connected: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve(), upload });
+    this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: 1, disconnect: undefined, drainInput: undefined, closing: false, connected: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve(), upload });
     await this.deps.store.saveTrack(this.id, { ...info, epoch: 1 });
     this.broadcast(this.describe());
   }
@@ -240,6 +229,7 @@ export class Session {
       if (!pipeline) return;
       try {
         try {
+          await track.drainInput?.();
           await pipeline.close();
         } finally {
           // Its audio is in: the producer may reconnect now, while its last finals wait for STT.
@@ -277,7 +267,10 @@ export class Session {
    * one transcript, stores it and marks the session completed. Safe to call again (and after a restart).
    */
   end(): Promise<void> {
-    if (this.state === 'completed') return Promise.resolve();
+    if (this.state === 'completed') {
+      if (this.viewers.size === 0) this.deps.onIdle(this);
+      return Promise.resolve();
+    }
     this.ending ??= (async () => {
       this.state = 'ending';
       await this.deps.store.setSessionState(this.id, 'ending');
@@ -292,56 +285,15 @@ export class Session {
       this.log.info({ version, segments: this.finals.length }, 'session completed');
       this.broadcast(this.describe());
       this.deps.onCompleted(this, version);
+      if (this.viewers.size === 0) this.deps.onIdle(this);
     })();
     return this.ending;
   }
 
   /** Status for the REST API: the live state plus what only the database knows. */
-  async status() {
-    const [row, windows, transcript, recordings, upload] = await Promise.all([
-      this.deps.store.getSession(this.id),
-      this.deps.store.jobCounts(this.id),
-      this.deps.store.latestTranscript(this.id),
-      this.deps.store.recordingsOf(this.id),
-      this.deps.store.getUpload(this.id),
-    ]);
-    const deadLetters = upload ? await this.deps.store.failedJobs(this.id) : [];
-    const backlog = this.deps.archiver?.backlog(this.id) ?? { pendingUploads: 0, lastError: null };
+  async status(): Promise<SessionStatus> {
     const live = this.describe();
-    return {
-      id: this.id,
-      state: this.state,
-      encounterRef: this.encounterRef,
-      language: this.language,
-      createdAt: row!.createdAt.toISOString(),
-      endedAt: row!.endedAt?.toISOString() ?? null,
-      completedAt: row!.completedAt?.toISOString() ?? null,
-      stt: live.stt,
-      sttBacklog: { ...this.backlog },
-      lastSeq: live.lastSeq,
-      tracks: live.tracks,
-      progress: { windows },
-      transcriptVersion: transcript?.version ?? null,
-      upload: upload
-        ? {
-            state: upload.state, format: upload.format, fileName: upload.fileName, sizeBytes: upload.sizeBytes, durationMs: upload.durationMs, sampleRate: upload.sampleRate,
-            meanDbfs: Math.round(upload.meanDbfs * 10) / 10, warnings: upload.warnings, priority: upload.priority,
-            windows: { total: upload.windows.length, ...windows },
-            deadLetters: deadLetters.map((j) => ({ startMs: j.startMs, endMs: j.endMs, attempts: j.attempts, error: j.lastError })),
-          }
-        : null,
-      webhook: { state: row!.webhookState, attempts: row!.webhookAttempts, lastError: row!.webhookLastError },
-      archive: {
-        enabled: this.deps.archiver !== undefined,
-        behind: backlog.pendingUploads > 0,
-        pendingUploads: backlog.pendingUploads,
-        lastError: backlog.lastError,
-        recordings: recordings.map((r) => ({
-          trackId: r.trackId, epoch: r.epoch, kind: r.kind, state: r.state, objectKey: r.objectKey, sizeBytes: r.sizeBytes,
-          plaintextSha256: r.plaintextSha256, durationMs: r.durationMs, recipientFingerprints: r.recipientFingerprints,
-        })),
-      },
-    };
+    return (await sessionStatus(this.deps.store, this.deps.archiver, this.id, { state: this.state, stt: live.stt, sttBacklog: { ...this.backlog }, lastSeq: live.lastSeq, tracks: live.tracks }))!;
   }
 
   /**
@@ -365,6 +317,7 @@ export class Session {
 
   removeViewer(viewer: Viewer): void {
     if (this.viewers.delete(viewer)) this.deps.metrics.viewers.dec();
+    if (this.viewers.size === 0 && this.state === 'completed') this.deps.onIdle(this);
   }
 
   private broadcast(event: CaptionEvent): void {

@@ -1,14 +1,16 @@
 /**
  * The live pipeline of one producer connection, in the order audio flows through it:
- * packet source (demux) → Opus decoder (16 kHz) → framer (20 ms) → VAD → segmenter → STT → captions.
- * It owns no socket: the ingest adapter writes messages in, a TrackListener receives what comes out.
+ * audio units → Opus decoder (16 kHz) → framer (20 ms) → VAD → segmenter → STT → captions.
+ * It owns no socket and no demuxer: the ingest adapter demuxes its transport (WebSocket frames, RTP) into
+ * audio units and pushes them in; a TrackListener receives what comes out.
  */
-import { CloseCode, type IngestFormat, type Word } from '../../client-sdk/src/protocol.ts';
+import { CloseCode, type Word } from '../../client-sdk/src/protocol.ts';
 import { Framer } from '../audio/framer.ts';
 import { OpusDecoder, PIPELINE_SAMPLE_RATE } from '../audio/opus-decoder.ts';
 import { RealTimeGuard, type RealTimeLimits } from '../audio/real-time-guard.ts';
 import type { VoiceActivityDetector } from '../audio/vad.ts';
-import { createPacketSource, IngestError, type AudioUnit, type PacketSource } from '../ingest/packet-source.ts';
+import type { AudioUnit } from '../demux/packet-source.ts';
+import { IngestError } from '../errors.ts';
 import { Segmenter, type AudioWindow, type SegmenterOptions } from '../segmenter/segmenter.ts';
 import type { WindowTranscriber } from '../stt/window-transcriber.ts';
 import { TrackCaptions } from '../transcript/track-captions.ts';
@@ -50,8 +52,6 @@ export interface ArchiveSink {
 }
 
 export interface TrackPipelineOptions {
-  format: IngestFormat;
-  sampleRate: number;
   /** Track time of this connection's first sample (a reconnecting producer continues the timeline). */
   offsetMs: number;
   /** Distinguishes utterance ids across reconnections of the same track. */
@@ -70,7 +70,6 @@ export interface TrackPipelineOptions {
 
 export class TrackPipeline {
   private readonly options: TrackPipelineOptions;
-  private readonly source: PacketSource;
   private readonly decoder = new OpusDecoder();
   private readonly framer: Framer;
   private readonly segmenter: Segmenter;
@@ -90,10 +89,6 @@ export class TrackPipeline {
     this.segmenter = new Segmenter({ ...options.segmenter, sampleRate: PIPELINE_SAMPLE_RATE });
     this.framer = new Framer((PIPELINE_SAMPLE_RATE * this.segmenter.options.frameMs) / 1000);
     this.realTime = new RealTimeGuard(options.realTime);
-    this.source = createPacketSource(options.format, options.sampleRate, {
-      unit: (unit) => this.guarded(() => this.consume(unit)),
-      error: (error) => this.fail(error),
-    });
   }
 
   /** Milliseconds of audio received on this connection. */
@@ -101,17 +96,19 @@ export class TrackPipeline {
     return this.segmenter.positionMs;
   }
 
-  write(message: Buffer): void {
+  /** One unit of the track's audio, from the adapter's demuxer. */
+  push(unit: AudioUnit): void {
     if (this.failed || this.closed) return;
     this.lastReceivedAt = performance.now();
-    this.guarded(() => this.source.write(message));
+    this.guarded(() => this.consume(unit));
   }
 
   /**
-   * Runs a stage of this track's processing. A defect in it (a throw) ends this track with an internal
-   * error; it never reaches the socket's or the decoder's event handler, and so never the process.
+   * Runs a stage of this track's processing (the adapter's demuxing too). A defect in it (a throw) ends
+   * this track with an internal error; it never reaches the socket's or the decoder's event handler, and
+   * so never the process.
    */
-  private guarded(stage: () => void): void {
+  guarded(stage: () => void): void {
     try {
       stage();
     } catch (error) {
@@ -119,10 +116,9 @@ export class TrackPipeline {
     }
   }
 
-  /** End of the stream's audio: what the container still held is decoded and its last windows dispatched. */
+  /** End of the stream's audio (the adapter has pushed what its demuxer held): the last windows are dispatched. */
   close(): Promise<void> {
     this.closed ??= (async () => {
-      await this.source.end();
       if (!this.failed) {
         this.lastReceivedAt = performance.now();
         this.guarded(() => {
@@ -143,7 +139,8 @@ export class TrackPipeline {
     return this.ended;
   }
 
-  private fail(error: IngestError): void {
+  /** The stream cannot go on (unreadable in its declared format, or a defect): the listener is told once. */
+  fail(error: IngestError): void {
     if (this.failed) return;
     this.failed = true;
     this.options.listener.failed(error);

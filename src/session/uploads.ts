@@ -13,13 +13,14 @@ import type { Archiver } from '../archive/archiver.ts';
 import type { AudioSealer } from '../archive/data-keys.ts';
 import { SealedFileReader } from '../archive/sealed-file.ts';
 import type { VoiceActivityDetector } from '../audio/vad.ts';
-import { inspectUpload, receiveUpload, UploadRejected, type UploadAnalysis } from '../ingest/upload-ingest.ts';
+import { inspectUpload, receiveUpload, type UploadAnalysis } from './upload-ingest.ts';
+import { SessionExistsError, UploadRejected } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { SegmenterOptions } from '../segmenter/segmenter.ts';
 import type { UploadWindow } from '../store/schema.ts';
 import type { SessionStore } from '../store/session-store.ts';
 import { DirectoryWindowAudio, type UploadPriority, type WindowQueue } from '../stt/window-queue.ts';
-import { SessionExistsError, type SessionRegistry } from './registry.ts';
+import type { SessionRegistry } from './registry.ts';
 import type { Session } from './session.ts';
 import { UploadTranscription } from './upload-transcription.ts';
 
@@ -72,7 +73,7 @@ export class UploadService {
   async accept(body: Readable, request: UploadRequest): Promise<{ session: Session; analysis: UploadAnalysis }> {
     const { registry, store, queue, archiver, log } = this.options;
     const sessionId = request.id ?? randomUUID();
-    if (await registry.get(sessionId)) throw new SessionExistsError(`session ${sessionId} exists already`);
+    if (await store.getSession(sessionId)) throw new SessionExistsError(`session ${sessionId} exists already`);
     const dir = join(this.options.workDir, randomUUID());
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const dataKey = (await store.dataKey(sessionId, () => this.options.sealer.newDataKey()))!;

@@ -95,6 +95,12 @@ export class SessionStore {
     });
   }
 
+  /** Highest final seq stored for the session (0 when none). */
+  async lastSeq(sessionId: string): Promise<number> {
+    const [row] = await this.db.select({ seq: sql<number>`coalesce(max(${segments.seq}), 0)` }).from(segments).where(eq(segments.sessionId, sessionId));
+    return Number(row?.seq ?? 0);
+  }
+
   async listSegments(sessionId: string): Promise<FinalEvent[]> {
     const rows = await this.db.select().from(segments).where(eq(segments.sessionId, sessionId)).orderBy(asc(segments.seq));
     return rows.map((r) => ({

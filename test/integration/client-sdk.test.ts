@@ -77,4 +77,47 @@ test('the SDK caption watcher survives network drops without losing or repeating
   }
 });
 
+test('the watcher reconnects after "too slow" (4408) and stops for good only when the REST API refuses its token', async () => {
+  const { HelssaClient, CloseCode } = await import('../../client-sdk/dist/index.js');
+  // A gateway stand-in whose first caption connection is closed as too slow.
+  const { WebSocketServer } = await import('ws');
+  const server = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+  let connections = 0;
+  server.on('connection', (socket) => {
+    if (++connections === 1) socket.close(CloseCode.viewerTooSlow, 'viewer too slow to keep up');
+  });
+  await new Promise((r) => server.once('listening', r));
+  const states: string[] = [];
+  const slow = new HelssaClient({ baseUrl: `http://127.0.0.1:${(server.address() as { port: number }).port}`, token: 't' }).watchCaptions('s', { onEvent: () => {}, onState: (s: string) => states.push(s) });
+  for (const deadline = Date.now() + 5000; connections < 2; await new Promise((r) => setTimeout(r, 20))) {
+    if (Date.now() > deadline) throw new Error(`no reconnection after 4408: ${states}`);
+  }
+  slow.close();
+  server.close();
+
+  const h = await startHarness();
+  try {
+    const { SignJWT } = await import('jose');
+    const { TEST_JWT_SECRET } = await import('../support/tokens.ts');
+    const now = Math.floor(Date.now() / 1000);
+    const expired = await new SignJWT({ role: 'viewer', session: 'sdk-auth' }).setProtectedHeader({ alg: 'HS256' }).setIssuedAt(now - 7200).setExpirationTime(now - 3600).sign(new TextEncoder().encode(TEST_JWT_SECRET));
+    const refusedStates: string[] = [];
+    new HelssaClient({ baseUrl: h.baseUrl, token: expired }).watchCaptions('sdk-auth', { onEvent: () => {}, onState: (s: string) => refusedStates.push(s) });
+    for (const deadline = Date.now() + 5000; !refusedStates.includes('unauthorized'); await new Promise((r) => setTimeout(r, 20))) {
+      if (Date.now() > deadline) throw new Error(`the watcher kept retrying a refused token: ${refusedStates}`);
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.is(refusedStates.at(-1), 'unauthorized', 'no retry after the token was refused');
+    // A gateway out of reach is not a refused token: the watcher keeps trying.
+    const unreachable: string[] = [];
+    const offline = new HelssaClient({ baseUrl: 'http://127.0.0.1:9', token: expired }).watchCaptions('x', { onEvent: () => {}, onState: (s: string) => unreachable.push(s) });
+    await new Promise((r) => setTimeout(r, 1200));
+    offline.close();
+    assert.ok(unreachable.filter((s) => s === 'reconnecting').length >= 2, unreachable.join(','));
+    assert.not.ok(unreachable.includes('unauthorized'));
+  } finally {
+    await h.close();
+  }
+});
+
 test.run();

@@ -3,7 +3,8 @@ import { createServer } from 'node:http';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { AuthError, Authenticator } from '../../src/api/auth.ts';
+import { Authenticator } from '../../src/api/auth.ts';
+import { AuthError } from '../../src/errors.ts';
 
 test('RS256 tokens verify against a JWKS URL; issuer and audience are enforced', async () => {
   const { publicKey, privateKey } = await generateKeyPair('RS256');

@@ -1,7 +1,8 @@
 import { SignJWT } from 'jose';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { AuthError, Authenticator } from '../../src/api/auth.ts';
+import { Authenticator } from '../../src/api/auth.ts';
+import { AuthError } from '../../src/errors.ts';
 import { loadConfig, loadWorkerConfig } from '../../src/config.ts';
 import { signToken, TEST_JWT_SECRET } from '../support/tokens.ts';
 

@@ -1,8 +1,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { JitterBuffer } from '../../src/audio/jitter-buffer.ts';
-import { parseRtp } from '../../src/ingest/rtp-packet.ts';
-import { announceAddress, checkOffer } from '../../src/ingest/sdp-offer.ts';
+import { parseRtp } from '../../src/demux/rtp-packet.ts';
+import { announceAddress, checkOffer } from '../../src/demux/sdp-offer.ts';
 
 const jitter = suite('RTP jitter buffer');
 const order = (released: { sequence: number }[]) => released.map((r) => r.sequence);

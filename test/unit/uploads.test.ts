@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { containerTruncated, sniffUploadFormat } from '../../src/ingest/upload-format.ts';
+import { containerTruncated, sniffUploadFormat } from '../../src/demux/upload-format.ts';
 import { randomBytes } from 'node:crypto';
 import { AudioSealer, LocalKeyEncryptionKey } from '../../src/archive/data-keys.ts';
 import { DirectoryWindowAudio, InProcessWindowQueue, type WindowJob } from '../../src/stt/window-queue.ts';

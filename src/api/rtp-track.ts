@@ -1,11 +1,12 @@
 /**
  * A session track fed by RTP, from WebRTC (WHIP) or plain UDP: packets go through a small jitter buffer
- * (reordering) into the same pipeline as the WebSocket ingest's raw Opus format, where gaps are
- * concealed by the Opus decoder. Once packets are expected, a track that receives nothing for
+ * (reordering) and the packet sequencer (gaps, late packets) straight into the track's pipeline as Opus
+ * packets and lost-packet markers, which the Opus decoder conceals. Once packets are expected, a track that receives nothing for
  * `idleTimeoutMs` is ended as a vanished peer. Ending it (or a failure) is reported to the session's viewers.
  */
 import type { SpeakerRole } from '../../client-sdk/src/protocol.ts';
-import { JitterBuffer } from '../audio/jitter-buffer.ts';
+import { JitterBuffer, type Numbered } from '../audio/jitter-buffer.ts';
+import { PacketSequencer } from '../audio/packet-sequencer.ts';
 import type { Logger } from '../log.ts';
 import type { SessionRegistry } from '../session/registry.ts';
 import type { Session } from '../session/session.ts';
@@ -32,6 +33,7 @@ export interface RtpTrackOptions {
 export class RtpTrack {
   private readonly options: RtpTrackOptions;
   private readonly jitter = new JitterBuffer<Buffer>(JITTER_DEPTH);
+  private readonly sequencer = new PacketSequencer<Buffer>();
   private session!: Session;
   private pipeline: TrackPipeline | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -53,6 +55,7 @@ export class RtpTrack {
       sampleRate: 48000,
       language: options.language,
       attach: (pipeline) => (track.pipeline = pipeline),
+      drainInput: async () => track.release(track.jitter.flush()),
       onFailed: (error) => void track.end(`stream rejected: ${error.message}`),
       disconnect: (_code, reason) => {
         options.onClosed(reason);
@@ -71,18 +74,13 @@ export class RtpTrack {
   push(sequence: number, payload: Buffer): void {
     if (this.ended || !this.pipeline) return;
     this.armIdleTimer();
-    try {
-      for (const { sequence: s, packet } of this.jitter.push(sequence, payload)) this.write(s, packet);
-    } catch (error) {
-      void this.end(`the gateway failed while processing this track: ${(error as Error).message}`);
-    }
+    this.pipeline.guarded(() => this.release(this.jitter.push(sequence, payload)));
   }
 
   /** Ends the track; with a reason, viewers are told why (a failure, not a hang-up). */
   end(failure?: string): Promise<void> {
     this.ended ??= (async () => {
       clearTimeout(this.idleTimer);
-      for (const { sequence, packet } of this.jitter.flush()) this.write(sequence, packet);
       if (failure) {
         this.options.log.warn({ sessionId: this.options.sessionId, trackId: this.options.trackId, transport: this.options.transport, reason: failure }, 'RTP track failed');
         this.session.trackFailed(this.options.trackId, failure);
@@ -93,11 +91,10 @@ export class RtpTrack {
     return this.ended;
   }
 
-  private write(sequence: number, payload: Buffer): void {
-    const message = Buffer.allocUnsafe(payload.length + 2);
-    message.writeUInt16BE(sequence, 0);
-    payload.copy(message, 2);
-    this.pipeline!.write(message);
+  private release(packets: Numbered<Buffer>[]): void {
+    for (const { sequence, packet } of packets) {
+      for (const item of this.sequencer.push(sequence, packet)) this.pipeline!.push(item.kind === 'packet' ? { kind: 'opus', packet: item.packet } : item);
+    }
   }
 
   private armIdleTimer(): void {

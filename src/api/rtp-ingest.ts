@@ -13,13 +13,12 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';
 import type { FastifyInstance } from 'fastify';
-import type { Authenticator } from '../api/auth.ts';
-import { requireRole, sendError, TRACK_PARAMS, TRACK_QUERY_PROPERTIES } from '../api/http.ts';
-import type { ConnectionLimits } from '../api/limits.ts';
+import type { Authenticator } from './auth.ts';
+import { requireRole, sendError, TRACK_PARAMS, TRACK_QUERY_PROPERTIES } from './http.ts';
+import type { ConnectionLimits } from './limits.ts';
 import type { Logger } from '../log.ts';
 import type { SessionRegistry } from '../session/registry.ts';
-import { SessionEndedError, TooManyTracksError, TrackBusyError } from '../session/session.ts';
-import { parseRtp } from './rtp-packet.ts';
+import { parseRtp } from '../demux/rtp-packet.ts';
 import { RtpTrack } from './rtp-track.ts';
 
 export interface RtpIngestOptions {
@@ -100,9 +99,6 @@ export class RtpIngest {
       } catch (error) {
         release();
         socket.close();
-        if (error instanceof TrackBusyError) return sendError(reply, 409, 'track_busy', error.message);
-        if (error instanceof SessionEndedError) return sendError(reply, 409, 'session_ended', error.message);
-        if (error instanceof TooManyTracksError) return sendError(reply.header('retry-after', '30'), 429, 'too_many', error.message);
         throw error;
       }
       let ssrc = declaredSsrc;

@@ -9,39 +9,14 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { SealedFileWriter, serveOnLoopback, type SealedFileReader } from '../archive/sealed-file.ts';
 import type { UploadFormat } from '../../client-sdk/src/protocol.ts';
+import { UploadRejected } from '../errors.ts';
 import { Framer } from '../audio/framer.ts';
 import { decodeToPcm, probeMedia } from '../audio/media-decoder.ts';
 import { PIPELINE_SAMPLE_RATE } from '../audio/opus-decoder.ts';
 import type { VoiceActivityDetector } from '../audio/vad.ts';
 import { Segmenter, type AudioWindow, type SegmenterOptions } from '../segmenter/segmenter.ts';
 import type { UploadWindow } from '../store/schema.ts';
-import { containerTruncated, PROBE_FORMAT_NAMES, SNIFF_BYTES, sniffUploadFormat } from './upload-format.ts';
-
-export type UploadRejectionCode = 'empty_file' | 'file_too_large' | 'unrecognized_format' | 'no_audio_stream' | 'undecodable' | 'truncated' | 'duration_exceeded' | 'body_timeout' | 'processing_failed';
-
-const STATUS: Record<UploadRejectionCode, number> = {
-  empty_file: 400,
-  file_too_large: 413,
-  unrecognized_format: 415,
-  no_audio_stream: 422,
-  undecodable: 422,
-  truncated: 422,
-  duration_exceeded: 422,
-  body_timeout: 408,
-  processing_failed: 500,
-};
-
-export class UploadRejected extends Error {
-  override name = 'UploadRejected';
-  readonly code: UploadRejectionCode;
-  readonly status: number;
-
-  constructor(code: UploadRejectionCode, message: string) {
-    super(message);
-    this.code = code;
-    this.status = STATUS[code];
-  }
-}
+import { containerTruncated, PROBE_FORMAT_NAMES, SNIFF_BYTES, sniffUploadFormat } from '../demux/upload-format.ts';
 
 export interface UploadWarning {
   code: 'low_sample_rate' | 'quiet_audio';

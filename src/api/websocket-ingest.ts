@@ -8,12 +8,14 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { CloseCode, INGEST_FORMATS, PCM_SAMPLE_RATES, type IngestFormat } from '../../client-sdk/src/protocol.ts';
-import type { Authenticator } from '../api/auth.ts';
-import { closeReason, holdWhileOpen, ID_PATTERN, keepAlive, requireRole } from '../api/http.ts';
-import type { ConnectionLimits } from '../api/limits.ts';
+import type { Authenticator } from './auth.ts';
+import { closeReason, closeWith, holdWhileOpen, ID_PATTERN, keepAlive, requireRole } from './http.ts';
+import type { ConnectionLimits } from './limits.ts';
 import type { Logger } from '../log.ts';
 import type { SessionRegistry } from '../session/registry.ts';
-import { SessionEndedError, TooManyTracksError, TrackBusyError, type Session } from '../session/session.ts';
+import { createPacketSource, type PacketSource } from '../demux/packet-source.ts';
+import { GatewayError } from '../errors.ts';
+import type { Session } from '../session/session.ts';
 import type { TrackPipeline } from '../session/track-pipeline.ts';
 
 /** A track longer than a day is not a consultation: startMs beyond it is refused. */
@@ -67,14 +69,17 @@ export function registerWebSocketIngest(app: FastifyInstance, { registry, authen
       // Audio may arrive while the session loads from the database: hold it until the pipeline exists.
       const early: Buffer[] = [];
       let pipeline: TrackPipeline | undefined;
+      // This connection's demuxer: the frames of the declared format → audio units for the pipeline.
+      let source: PacketSource | undefined;
       let session: Session | undefined;
       let closed = false;
+      const write = (message: Buffer) => pipeline!.guarded(() => source!.write(message));
       socket.on('message', (data: Buffer, isBinary: boolean) => {
         if (!isBinary) {
           socket.close(CloseCode.badParameters, 'send audio as binary frames');
           return;
         }
-        if (pipeline) pipeline.write(data);
+        if (pipeline) write(data);
         else early.push(data);
       });
       socket.on('close', (code: number) => {
@@ -95,17 +100,16 @@ export function registerWebSocketIngest(app: FastifyInstance, { registry, authen
             startMs,
             attach: (created) => {
               pipeline = created;
-              for (const message of early.splice(0)) created.write(message);
+              source = createPacketSource(format, sampleRate ?? 48000, { unit: (unit) => created.push(unit), error: (error) => created.fail(error) });
+              for (const message of early.splice(0)) write(message);
             },
+            drainInput: async () => source?.end(),
             onFailed: (error) => socket.close(error.closeCode, closeReason(error.message)),
             disconnect: (code, reason) => socket.close(code, reason),
           });
           if (closed) void session.closeTrack(trackId);
         } catch (error) {
-          if (error instanceof TrackBusyError || error instanceof SessionEndedError || error instanceof TooManyTracksError) {
-            socket.close(error.closeCode, closeReason(error.message));
-            return;
-          }
+          if (error instanceof GatewayError) return closeWith(socket, error);
           log.error({ err: error, sessionId, trackId }, 'could not open track');
           socket.close(CloseCode.internalError, 'the gateway could not open the track; try again');
         }

@@ -10,21 +10,12 @@ import prism from 'prism-media';
 import { CloseCode, type IngestFormat } from '../../client-sdk/src/protocol.ts';
 import { Decimator48To16 } from '../audio/decimator.ts';
 import { PacketSequencer } from '../audio/packet-sequencer.ts';
+import { IngestError } from '../errors.ts';
 
 export type AudioUnit =
   | { kind: 'opus'; packet: Buffer }
   | { kind: 'lost'; count: number }
   | { kind: 'pcm'; samples: Int16Array };
-
-export class IngestError extends Error {
-  override name = 'IngestError';
-  readonly closeCode: number;
-
-  constructor(closeCode: number, message: string) {
-    super(message);
-    this.closeCode = closeCode;
-  }
-}
 
 export interface PacketSink {
   unit(unit: AudioUnit): void;

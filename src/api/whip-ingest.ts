@@ -12,14 +12,14 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { RTCPeerConnection, RTCRtpCodecParameters, type RTCIceServer } from 'werift';
-import type { Authenticator } from '../api/auth.ts';
-import { requireRole, sendError, TRACK_PARAMS, TRACK_QUERY_PROPERTIES } from '../api/http.ts';
-import type { ConnectionLimits } from '../api/limits.ts';
+import type { Authenticator } from './auth.ts';
+import { requireRole, sendError, TRACK_PARAMS, TRACK_QUERY_PROPERTIES } from './http.ts';
+import type { ConnectionLimits } from './limits.ts';
 import type { Logger } from '../log.ts';
 import type { SessionRegistry } from '../session/registry.ts';
-import { SessionEndedError, TooManyTracksError, TrackBusyError } from '../session/session.ts';
+import { GatewayError } from '../errors.ts';
 import { RtpTrack } from './rtp-track.ts';
-import { announceAddress, checkOffer } from './sdp-offer.ts';
+import { announceAddress, checkOffer } from '../demux/sdp-offer.ts';
 
 export interface WebRtcOptions {
   portRange: [number, number] | undefined;
@@ -102,9 +102,7 @@ export class WhipIngest {
           release();
           if (peer) await peer.track.end();
           await this.closePeer(resourceId);
-          if (error instanceof TrackBusyError) return sendError(reply, 409, 'track_busy', error.message);
-          if (error instanceof SessionEndedError) return sendError(reply, 409, 'session_ended', error.message);
-          if (error instanceof TooManyTracksError) return sendError(reply.header('retry-after', '30'), 429, 'too_many', error.message);
+          if (error instanceof GatewayError) throw error;
           // werift's own message describes its internals, not the offer: it goes to the log only.
           this.log.warn({ err: error, sessionId, trackId }, 'WHIP offer could not be answered');
           return sendError(reply, 400, 'invalid_sdp', 'the offer could not be negotiated: check its ICE, DTLS and Opus attributes');
