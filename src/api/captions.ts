@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { WebSocket } from 'ws';
 import { CloseCode, type CaptionEvent } from '../../client-sdk/src/protocol.ts';
 import type { SessionRegistry } from '../session/registry.ts';
-import type { Viewer } from '../session/session.ts';
+import type { Viewer } from '../session/caption-feed.ts';
 import type { Authenticator } from './auth.ts';
 import { holdWhileOpen, ID_PATTERN, keepAlive, requireRole } from './http.ts';
 import type { ConnectionLimits } from './limits.ts';

@@ -8,19 +8,7 @@ import type { FinalEvent, IngestFormat, SpeakerRole } from '../../client-sdk/src
 import { SessionExistsError } from '../errors.ts';
 import { Session, type SessionDependencies } from './session.ts';
 import { sessionStatus, type SessionStatus } from './session-status.ts';
-import type { ArchiveSink, TrackListener, TrackPipeline } from './track-pipeline.ts';
 
-export interface PipelineRequest {
-  trackId: string;
-  language: string | undefined;
-  offsetMs: number;
-  epoch: number;
-  listener: TrackListener;
-  archive: ArchiveSink | undefined;
-}
-
-/** Builds a track's pipeline with the gateway's shared STT queue, VAD settings and segmenter options. */
-export type PipelineFactory = (request: PipelineRequest) => TrackPipeline;
 
 
 export class SessionRegistry {

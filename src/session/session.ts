@@ -4,7 +4,6 @@
  * number so a viewer that reconnects can ask for what it missed. Ending a session waits for the last
  * windows, merges every track by time into one transcript, stores it, and then reports completion.
  */
-import pRetry from 'p-retry';
 import type { CaptionEvent, FinalEvent, IngestFormat, SessionEvent, SpeakerRole, TrackInfo, UploadProgressEvent, Word } from '../../client-sdk/src/protocol.ts';
 import { CloseCode } from '../../client-sdk/src/protocol.ts';
 import { CapReached, SessionEndedError, TrackBusyError, type IngestError } from '../errors.ts';
@@ -12,16 +11,12 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { SessionRow, SessionState, SessionStore } from '../store/session-store.ts';
 import { buildTranscript } from '../transcript/transcript-document.ts';
-import { joinWords } from '../transcript/words.ts';
 import type { Archiver } from '../archive/archiver.ts';
 import type { TrackArchive } from '../archive/track-archive.ts';
-import type { PipelineFactory } from './registry.ts';
+import { CaptionFeed, type Viewer } from './caption-feed.ts';
+import { OrderedWrites, SttHealth, trackListener, type TrackEventContext } from './track-events.ts';
 import { sessionStatus, type SessionStatus } from './session-status.ts';
-import type { TrackListener, TrackPipeline } from './track-pipeline.ts';
-
-export interface Viewer {
-  send(event: CaptionEvent): void;
-}
+import type { PipelineFactory, TrackPipeline } from './track-pipeline.ts';
 
 export interface ProducerRequest {
   trackId: string;
@@ -93,35 +88,35 @@ export class Session {
   readonly encounterRef: string | null;
   readonly language: string | null;
   state: SessionState;
-  readonly finals: FinalEvent[];
   private readonly tracks = new Map<string, TrackState>();
-  private readonly viewers = new Set<Viewer>();
+  private readonly feed: CaptionFeed;
+  private readonly events: TrackEventContext;
   private readonly deps: SessionDependencies;
   private readonly log: Logger;
-  private sttDegraded = false;
-  /** Final windows of this session waiting for STT (an outage makes this grow). */
-  private readonly backlog = { windows: 0, audioMs: 0 };
   private lastUploadProgress: UploadProgressEvent | undefined;
   private ending: Promise<void> | undefined;
-  /** Finals are stored and sent one at a time, in seq order, whichever track produced them. */
-  private publishing: Promise<void> = Promise.resolve();
-  /** Highest seq already sent to viewers; later ones reach a new viewer through the broadcast. */
-  private publishedSeq: number;
-  /** Job and track-position writes, kept in order (queued before finished) without holding up the audio path. */
-  private backgroundWrites: Promise<void> = Promise.resolve();
 
   constructor(row: SessionRow, finals: FinalEvent[], tracks: TrackInfo[], epochs: Map<string, number>, deps: SessionDependencies) {
     this.id = row.id;
     this.encounterRef = row.encounterRef;
     this.language = row.language;
     this.state = row.state;
-    this.finals = finals;
-    this.publishedSeq = finals.length;
     this.deps = deps;
     this.log = deps.log.child({ sessionId: row.id });
+    this.feed = new CaptionFeed(row.id, finals, deps.store, this.log, deps.metrics);
+    this.events = {
+      feed: this.feed, store: deps.store, writes: new OrderedWrites(this.log), stt: new SttHealth(), metrics: deps.metrics, log: this.log,
+      epochOf: (trackId) => this.tracks.get(trackId)?.epoch ?? 0,
+      stateChanged: () => this.broadcast(this.describe()),
+    };
     for (const info of tracks) {
       this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: epochs.get(info.trackId) ?? 0, disconnect: undefined, drainInput: undefined, closing: false, connected: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve(), upload: undefined });
     }
+  }
+
+  /** Every final so far, in seq order. */
+  get finals(): readonly FinalEvent[] {
+    return this.feed.finals;
   }
 
   describe(): SessionEvent {
@@ -129,9 +124,9 @@ export class Session {
       type: 'session',
       sessionId: this.id,
       state: this.state === 'completed' ? 'ended' : this.state,
-      stt: this.sttDegraded ? 'degraded' : 'ok',
+      stt: this.events.stt.degraded ? 'degraded' : 'ok',
       tracks: [...this.tracks.values()].map((t) => ({ ...t.info, receivedMs: t.offsetMs + (t.pipeline?.receivedMs ?? 0) })),
-      lastSeq: this.publishedSeq,
+      lastSeq: this.feed.lastSeq,
     };
   }
 
@@ -169,7 +164,7 @@ export class Session {
       language: request.language ?? this.language ?? undefined,
       offsetMs,
       epoch,
-      listener: this.listenerFor(info, request.onFailed),
+      listener: trackListener(this.events, info, request.onFailed),
       archive: track.archive,
     });
     request.attach(track.pipeline);
@@ -189,7 +184,7 @@ export class Session {
 
   /** A final of an uploaded recording's track, published like a live one (stored, then sent). */
   publishUploadFinal(trackId: string, utteranceId: string, words: Word[]): Promise<void> {
-    return this.publishFinal(this.tracks.get(trackId)!.info, utteranceId, words);
+    return this.feed.publish(this.tracks.get(trackId)!.info, utteranceId, words);
   }
 
   /** Progress of an uploaded recording; a viewer connecting later receives the latest. */
@@ -251,7 +246,7 @@ export class Session {
       track.info.state = 'ended';
       track.info.receivedMs = track.offsetMs;
       this.deps.metrics.activeTracks.dec();
-      await this.backgroundWrites;
+      await this.events.writes.settled();
       // A newer connection of the track owns its row now.
       if (this.tracks.get(trackId) === track) {
         await this.deps.store.saveTrack(this.id, { ...track.info, epoch: track.epoch }).catch((error) => this.log.error({ err: error, trackId }, 'could not store track end'));
@@ -268,7 +263,7 @@ export class Session {
    */
   end(): Promise<void> {
     if (this.state === 'completed') {
-      if (this.viewers.size === 0) this.deps.onIdle(this);
+      if (this.feed.viewerCount === 0) this.deps.onIdle(this);
       return Promise.resolve();
     }
     this.ending ??= (async () => {
@@ -277,15 +272,15 @@ export class Session {
       this.broadcast(this.describe());
       for (const track of this.tracks.values()) track.disconnect?.(CloseCode.normal, 'session ended');
       await Promise.all([...this.tracks.keys()].map((id) => this.closeTrack(id)));
-      await this.backgroundWrites;
-      await this.publishing;
+      await this.events.writes.settled();
+      await this.feed.settled();
       const version = await this.deps.store.saveTranscript(this.id, (v) => buildTranscript(this, this.finals, v, new Date()));
       await this.deps.store.setSessionState(this.id, 'completed');
       this.state = 'completed';
       this.log.info({ version, segments: this.finals.length }, 'session completed');
       this.broadcast(this.describe());
       this.deps.onCompleted(this, version);
-      if (this.viewers.size === 0) this.deps.onIdle(this);
+      if (this.feed.viewerCount === 0) this.deps.onIdle(this);
     })();
     return this.ending;
   }
@@ -293,7 +288,7 @@ export class Session {
   /** Status for the REST API: the live state plus what only the database knows. */
   async status(): Promise<SessionStatus> {
     const live = this.describe();
-    return (await sessionStatus(this.deps.store, this.deps.archiver, this.id, { state: this.state, stt: live.stt, sttBacklog: { ...this.backlog }, lastSeq: live.lastSeq, tracks: live.tracks }))!;
+    return (await sessionStatus(this.deps.store, this.deps.archiver, this.id, { state: this.state, stt: live.stt, sttBacklog: { ...this.events.stt.backlog }, lastSeq: live.lastSeq, tracks: live.tracks }))!;
   }
 
   /**
@@ -304,124 +299,20 @@ export class Session {
     const live = [...this.tracks.values()].filter((t) => t.info.state === 'live');
     for (const track of live) track.disconnect?.(CloseCode.goingAway, 'gateway shutting down; reconnect to continue');
     await Promise.all(live.map((t) => this.closeTrack(t.info.trackId)));
-    await this.backgroundWrites;
+    await this.events.writes.settled();
   }
 
   addViewer(viewer: Viewer, afterSeq = 0): void {
-    viewer.send(this.describe());
-    if (this.lastUploadProgress) viewer.send(this.lastUploadProgress);
-    for (const final of this.finals) if (final.seq > afterSeq && final.seq <= this.publishedSeq) viewer.send(final);
-    this.viewers.add(viewer);
-    this.deps.metrics.viewers.inc();
+    this.feed.addViewer(viewer, afterSeq, this.lastUploadProgress ? [this.describe(), this.lastUploadProgress] : [this.describe()]);
   }
 
   removeViewer(viewer: Viewer): void {
-    if (this.viewers.delete(viewer)) this.deps.metrics.viewers.dec();
-    if (this.viewers.size === 0 && this.state === 'completed') this.deps.onIdle(this);
+    this.feed.removeViewer(viewer);
+    if (this.feed.viewerCount === 0 && this.state === 'completed') this.deps.onIdle(this);
   }
 
   private broadcast(event: CaptionEvent): void {
-    for (const viewer of this.viewers) viewer.send(event);
+    this.feed.broadcast(event);
   }
 
-  private changeBacklog(windows: number, audioMs: number): void {
-    this.backlog.windows += windows;
-    this.backlog.audioMs += audioMs;
-  }
-
-  private writeInOrder(write: () => Promise<void>): void {
-    this.backgroundWrites = this.backgroundWrites.then(write).catch((error) => this.log.warn({ err: error }, 'could not record a job or track position'));
-  }
-
-  /** Stores a final, retrying while the database is unreachable; viewers hear about a lasting failure. */
-  private async storeFinal(final: FinalEvent): Promise<void> {
-    try {
-      await pRetry(() => this.deps.store.insertSegment(final), { retries: 6, minTimeout: 200, maxTimeout: 5000 });
-    } catch (error) {
-      this.log.error({ err: error, segmentId: final.segmentId }, 'final could not be stored');
-      this.broadcast({ type: 'error', sessionId: this.id, code: 'storage_unavailable', message: `segment ${final.segmentId} could not be stored: ${(error as Error).message}`, trackId: final.trackId });
-    }
-  }
-
-  /** Numbers a final, stores it and sends it, in seq order whichever track it comes from. */
-  private async publishFinal(info: TrackInfo, utteranceId: string, words: Word[]): Promise<void> {
-    if (words.length === 0) return;
-    const seq = this.finals.length + 1;
-    const final: FinalEvent = {
-      type: 'final',
-      sessionId: this.id,
-      seq,
-      segmentId: `${this.id}.${seq}`,
-      trackId: info.trackId,
-      role: info.role,
-      speaker: info.participant,
-      utteranceId,
-      text: joinWords(words),
-      words,
-      startMs: words[0].startMs,
-      endMs: words[words.length - 1].endMs,
-    };
-    this.finals.push(final);
-    const published = this.publishing.then(async () => {
-      await this.storeFinal(final);
-      this.publishedSeq = final.seq;
-      this.broadcast(final);
-    });
-    this.publishing = published;
-    await published;
-  }
-
-  private listenerFor(info: TrackInfo, onFailed: (error: IngestError) => void): TrackListener {
-    return {
-      partial: (utteranceId, stable, unstable, startMs) => {
-        this.broadcast({ type: 'partial', sessionId: this.id, trackId: info.trackId, role: info.role, utteranceId, stable: joinWords(stable), unstable: joinWords(unstable), startMs });
-      },
-      queued: (utteranceId, window) => {
-        this.changeBacklog(1, window.endMs - window.startMs);
-        this.writeInOrder(() => this.deps.store.jobQueued(this.id, info.trackId, utteranceId, window));
-      },
-      final: async (utteranceId, words: Word[], window, timing) => {
-        this.changeBacklog(-1, window.startMs - window.endMs);
-        this.writeInOrder(() => this.deps.store.jobFinished(this.id, utteranceId, 'done', timing.sttMs));
-        if (words.length > 0) {
-          await this.publishFinal(info, utteranceId, words);
-        } else {
-          // Still tell viewers the utterance is over, so a partial caption does not linger.
-          this.broadcast({ type: 'partial', sessionId: this.id, trackId: info.trackId, role: info.role, utteranceId, stable: '', unstable: '', startMs: window.startMs });
-        }
-        const now = performance.now();
-        this.deps.metrics.finalLatency.observe(Math.max(0, now - timing.speechEndAt - timing.sttMs) / 1000);
-        this.deps.metrics.finalProcessing.observe(Math.max(0, now - timing.closedAt - timing.sttMs) / 1000);
-      },
-      sttFailed: (error, utteranceId) => {
-        this.log.warn({ err: error, trackId: info.trackId }, 'STT failed; window kept for retry');
-        this.writeInOrder(() => this.deps.store.jobFailedAttempt(this.id, utteranceId, error.message));
-        const wasDegraded = this.sttDegraded;
-        this.sttDegraded = true;
-        this.broadcast({ type: 'error', sessionId: this.id, code: 'stt_unavailable', message: `speech-to-text failed, retrying: ${error.message}`, trackId: info.trackId });
-        if (!wasDegraded) this.broadcast(this.describe());
-      },
-      progress: (trackMs) => {
-        this.writeInOrder(() => this.deps.store.saveTrack(this.id, { ...info, receivedMs: trackMs, epoch: this.tracks.get(info.trackId)?.epoch ?? 0 }));
-      },
-      sttRecovered: () => {
-        if (!this.sttDegraded) return;
-        this.sttDegraded = false;
-        this.log.info('STT recovered');
-        this.broadcast(this.describe());
-      },
-      abandoned: (utteranceId, window, error) => {
-        this.changeBacklog(-1, window.startMs - window.endMs);
-        this.log.error({ trackId: info.trackId, ...window, reason: error.message }, 'final window not transcribed before shutdown');
-        this.writeInOrder(() => this.deps.store.jobFinished(this.id, utteranceId, 'failed', null, `gateway shut down: ${error.message}`));
-      },
-      failed: (error) => {
-        this.log.warn({ trackId: info.trackId, reason: error.message }, 'track stream rejected');
-        // Part of the session state, for viewers and the REST status, whatever the transport.
-        info.failure = error.message;
-        this.broadcast({ type: 'error', sessionId: this.id, code: 'track_failed', message: error.message, trackId: info.trackId });
-        onFailed(error);
-      },
-    };
-  }
 }

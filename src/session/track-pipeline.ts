@@ -68,6 +68,18 @@ export interface TrackPipelineOptions {
   realTime: RealTimeLimits;
 }
 
+export interface PipelineRequest {
+  trackId: string;
+  language: string | undefined;
+  offsetMs: number;
+  epoch: number;
+  listener: TrackListener;
+  archive: ArchiveSink | undefined;
+}
+
+/** Builds a track's pipeline with the gateway's shared STT queue, VAD settings and segmenter options. */
+export type PipelineFactory = (request: PipelineRequest) => TrackPipeline;
+
 export class TrackPipeline {
   private readonly options: TrackPipelineOptions;
   private readonly decoder = new OpusDecoder();

@@ -12,10 +12,22 @@ import type { UploadWindow } from '../store/schema.ts';
 import type { SessionStore } from '../store/session-store.ts';
 import type { WindowJob, WindowJobResult, WindowQueue } from '../stt/window-queue.ts';
 import { TrackCaptions } from '../transcript/track-captions.ts';
-import type { Session, UploadTrack } from './session.ts';
+import type { UploadTrack } from './session.ts';
+
+/** What an upload's transcription needs of its session: where its finals and progress go. */
+export interface UploadOutput {
+  readonly id: string;
+  /** Stores and sends a final of the upload's track. */
+  publishUploadFinal(trackId: string, utteranceId: string, words: Word[]): Promise<void>;
+  uploadProgress(event: UploadProgressEvent): void;
+  /** A window was dead-lettered. */
+  windowFailed(trackId: string, message: string): void;
+  /** Every window is in: the session ends and its transcript is stored. */
+  end(): Promise<void>;
+}
 
 export interface UploadTranscriptionOptions {
-  session: Session;
+  session: UploadOutput;
   trackId: string;
   windows: UploadWindow[];
   language?: string;
