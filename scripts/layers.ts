@@ -22,7 +22,7 @@ async function sources(dir: string): Promise<string[]> {
 }
 
 /** The composition roots: they may import anything, and nothing imports them. */
-export const ROOTS = ['src/app.ts', 'src/main.ts', 'src/worker.ts'];
+export const ROOTS = ['src/app.ts', 'src/main.ts', 'src/worker.ts', 'src/components.ts'];
 
 /**
  * A module's layer: its folder (`src/session`); top-level files are the composition root (`src:root`)

@@ -1,46 +1,47 @@
 /**
- * The composition root: the one place that knows every adapter. It builds the STT client and queue,
- * the VAD and segmenter settings, the session registry, and the HTTP/WebSocket server around them.
+ * The composition root: the one place that knows every adapter. It turns the configuration into
+ * component options (components.ts, pure), builds the STT client and queues, the store, the archive
+ * and the session registry, and mounts each endpoint on one Fastify instance. Every endpoint and every
+ * component closes through `app.close()`, after the live tracks are drained.
  */
-import swagger from '@fastify/swagger';
-import websocket from '@fastify/websocket';
-import fastifyStatic from '@fastify/static';
-import { fileURLToPath } from 'node:url';
-import rateLimit from '@fastify/rate-limit';
 import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import rateLimit from '@fastify/rate-limit';
+import fastifyStatic from '@fastify/static';
+import swagger from '@fastify/swagger';
+import websocket from '@fastify/websocket';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
-import { WebRtcVad, type VoiceActivityDetector } from './audio/vad.ts';
-import { AudioSealer, localKeyEncryptionKey } from './archive/data-keys.ts';
-import { GatewayError } from './errors.ts';
-import { ConnectionLimits } from './api/limits.ts';
-import { PIPELINE_SAMPLE_RATE } from './audio/opus-decoder.ts';
 import { Authenticator } from './api/auth.ts';
 import { registerCaptions } from './api/captions.ts';
-import { ID_MAX_LENGTH, requireRole, sendError, tokenOf } from './api/http.ts';
+import { requireRole, sendError, tokenOf } from './api/http.ts';
+import { ID_MAX_LENGTH } from './api/schemas.ts';
+import { ConnectionLimits } from './api/limits.ts';
+import { RtpIngest } from './api/rtp-ingest.ts';
 import { registerSessionRoutes } from './api/sessions.ts';
+import { registerUploadRoutes } from './api/uploads.ts';
 import { WebhookNotifier } from './api/webhook.ts';
-import { ConfigError, type Config } from './config.ts';
 import { registerWebSocketIngest } from './api/websocket-ingest.ts';
+import { WhipIngest } from './api/whip-ingest.ts';
+import { Archiver } from './archive/archiver.ts';
+import { AudioSealer, localKeyEncryptionKey } from './archive/data-keys.ts';
+import { LocalObjectStore, S3ObjectStore } from './archive/object-store.ts';
+import { PIPELINE_SAMPLE_RATE } from './audio/opus-decoder.ts';
+import { WebRtcVad, type VoiceActivityDetector } from './audio/vad.ts';
+import { gatewayComponents, type GatewayComponents } from './components.ts';
+import type { Config } from './config.ts';
+import { GatewayError } from './errors.ts';
 import type { Logger } from './log.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
-import { Segmenter } from './segmenter/segmenter.ts';
 import { SessionRegistry } from './session/registry.ts';
-import { join } from 'node:path';
-import { Encrypter } from 'age-encryption';
-import { Archiver } from './archive/archiver.ts';
-import { LocalObjectStore, S3ObjectStore, type ObjectStore } from './archive/object-store.ts';
+import { TrackPipeline } from './session/track-pipeline.ts';
+import { UploadService } from './session/uploads.ts';
 import { openDatabase } from './store/database.ts';
 import { SessionStore } from './store/session-store.ts';
-import { TrackPipeline } from './session/track-pipeline.ts';
-import type { Transcriber } from './stt/transcriber.ts';
-import { createWindowTranscriber } from './stt/window-transcriber.ts';
-import { DirectoryWindowAudio, InProcessWindowQueue, type WindowQueue } from './stt/window-queue.ts';
 import { RedisWindowQueue } from './stt/redis-window-queue.ts';
-import { UploadService } from './session/uploads.ts';
-import { registerUploadRoutes } from './api/uploads.ts';
-import { WhipIngest } from './api/whip-ingest.ts';
-import { RtpIngest } from './api/rtp-ingest.ts';
+import { OpenAiTranscriber, type Transcriber } from './stt/transcriber.ts';
+import { DirectoryWindowAudio, InProcessWindowQueue, type WindowQueue } from './stt/window-queue.ts';
+import { WindowTranscriber } from './stt/window-transcriber.ts';
 
 export interface Gateway {
   app: FastifyInstance;
@@ -62,89 +63,59 @@ export interface GatewayAdapters {
 }
 
 export async function createGateway(config: Config, log: Logger, adapters: GatewayAdapters = {}): Promise<Gateway> {
+  const c = gatewayComponents(config);
   const metrics = createMetrics();
-  const newVad = adapters.vad ?? (() => new WebRtcVad(PIPELINE_SAMPLE_RATE, config.VAD_AGGRESSIVENESS));
-  const windowTranscriber = createWindowTranscriber(config, config.STT_CONCURRENCY, adapters.transcriber, {
-    backlogMemoryS: config.STT_BACKLOG_MEMORY_S,
-    spillDir: join(config.DATA_DIR, 'stt-backlog'),
+  const newVad = adapters.vad ?? (() => new WebRtcVad(PIPELINE_SAMPLE_RATE, c.vadAggressiveness));
+  const windowTranscriber = new WindowTranscriber(adapters.transcriber ?? new OpenAiTranscriber(c.transcriber), {
+    concurrency: c.stt.concurrency,
+    sampleRate: PIPELINE_SAMPLE_RATE,
+    thresholds: c.thresholds,
+    backlogMemoryS: c.stt.backlogMemoryS,
+    spillDir: c.stt.spillDir,
     onBacklog: (backlog) => {
       metrics.sttBacklogWindows.set(backlog.windows);
       metrics.sttBacklogSeconds.set(backlog.audioSeconds);
       metrics.sttBacklogSpilled.set(backlog.spilled);
     },
   });
-  const { kek, generated } = await localKeyEncryptionKey(config.AT_REST_KEY, join(config.DATA_DIR, 'keys', 'at-rest.key'));
+  const { kek, generated } = await localKeyEncryptionKey(c.atRestKey, c.keyFile);
   if (generated) log.warn('AT_REST_KEY is not set: made a key-encryption key for audio at rest in DATA_DIR/keys; set AT_REST_KEY (from a secret store) to share it with workers');
   const sealer = new AudioSealer(kek);
   const limits = new ConnectionLimits();
-  const segmenter = {
-    preRollMs: config.SEGMENT_PRE_ROLL_MS,
-    silenceMs: config.SEGMENT_SILENCE_MS,
-    trailingPadMs: Math.min(300, config.SEGMENT_SILENCE_MS),
-    maxWindowMs: config.SEGMENT_MAX_WINDOW_MS,
-    cutSearchMs: Math.min(4000, Math.floor(config.SEGMENT_MAX_WINDOW_MS / 4)),
-    overlapMs: config.SEGMENT_OVERLAP_MS,
-    partialIntervalMs: config.SEGMENT_PARTIAL_INTERVAL_MS,
-  };
-  try {
-    new Segmenter(segmenter);
-  } catch (error) {
-    throw new ConfigError(`invalid configuration:\n  SEGMENT_*: ${(error as Error).message}`);
-  }
-  const database = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR });
+  const database = await openDatabase(c.database);
   log.info({ driver: database.driver }, 'database ready');
   const store = new SessionStore(database.db);
-  const webhook = config.WEBHOOK_URL
-    ? new WebhookNotifier(
-        { url: config.WEBHOOK_URL, secret: config.WEBHOOK_SECRET!, maxAttempts: config.WEBHOOK_MAX_ATTEMPTS, retryBaseMs: config.WEBHOOK_RETRY_BASE_MS, timeoutMs: config.WEBHOOK_TIMEOUT_MS, publicUrl: config.PUBLIC_URL },
-        store,
-        log,
-      )
-    : undefined;
-  const archiver = createArchiver(config, store, log);
+  const webhook = c.webhook ? new WebhookNotifier(c.webhook, store, log) : undefined;
+  const archiver = createArchiver(c, store, log);
   const registry = new SessionRegistry({
     factory: (request) =>
       new TrackPipeline({
         ...request,
-        language: request.language ?? config.STT_LANGUAGE,
-        prompt: config.STT_PROMPT,
-        segmenter,
+        language: request.language ?? c.stt.language,
+        prompt: c.stt.prompt,
+        segmenter: c.segmenter,
         vad: newVad(),
         transcriber: windowTranscriber,
         metrics,
-        realTime: { maxSpeed: config.INGEST_MAX_SPEED, burstMs: config.INGEST_BURST_MS },
+        realTime: c.realTime,
       }),
     store,
     archiver,
     log,
     metrics,
     onCompleted: (session, version) => webhook?.notify(session, version),
-    maxLiveTracks: config.MAX_TRACKS_PER_SESSION,
+    maxLiveTracks: c.caps.tracksPerSession,
   });
-  const policy = { attempts: config.QUEUE_ATTEMPTS, backoffMs: config.QUEUE_BACKOFF_MS };
-  const redisQueue = config.REDIS_URL ? new RedisWindowQueue({ url: config.REDIS_URL, name: config.QUEUE_NAME, lockMs: config.QUEUE_LOCK_MS, log, sealer, ...policy }) : undefined;
-  const windowQueue: WindowQueue = redisQueue ?? new InProcessWindowQueue(new DirectoryWindowAudio(join(config.DATA_DIR, 'queue'), sealer), policy);
+  const policy = { attempts: c.queue.attempts, backoffMs: c.queue.backoffMs };
+  const redisQueue = c.queue.redisUrl ? new RedisWindowQueue({ url: c.queue.redisUrl, name: c.queue.name, lockMs: c.queue.lockMs, log, sealer, ...policy }) : undefined;
+  const windowQueue: WindowQueue = redisQueue ?? new InProcessWindowQueue(new DirectoryWindowAudio(c.uploads.queueDir, sealer), policy);
   const uploads = new UploadService({
-    registry,
-    store,
-    queue: windowQueue,
-    archiver,
-    log,
-    workDir: join(config.DATA_DIR, 'uploads'),
-    maxBytes: config.UPLOAD_MAX_BYTES,
-    maxDurationMs: config.UPLOAD_MAX_DURATION_S * 1000,
-    bodyIdleTimeoutMs: config.UPLOAD_BODY_IDLE_TIMEOUT_MS,
-    sealer,
-    segmenter: { ...segmenter, silenceMs: config.UPLOAD_SILENCE_MS, maxWindowMs: config.UPLOAD_MAX_WINDOW_MS, cutSearchMs: Math.min(4000, Math.floor(config.UPLOAD_MAX_WINDOW_MS / 4)) },
-    vad: newVad,
-    prompt: config.STT_PROMPT,
+    registry, store, queue: windowQueue, archiver, log, sealer, vad: newVad, prompt: c.stt.prompt,
+    workDir: c.uploads.workDir, maxBytes: c.uploads.maxBytes, maxDurationMs: c.uploads.maxDurationMs, bodyIdleTimeoutMs: c.uploads.bodyIdleTimeoutMs, segmenter: c.uploads.segmenter,
   });
-  if (config.UPLOAD_WORKERS > 0) windowQueue.startWorker(windowTranscriber.processUploadJob, config.UPLOAD_WORKERS);
-  log.info({ queue: windowQueue.description, workers: config.UPLOAD_WORKERS }, 'upload queue ready');
-  const authenticator = new Authenticator({
-    secret: config.JWT_SECRET, jwksUrl: config.JWT_JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE,
-    maxTtlS: config.JWT_MAX_TTL_S, clockSkewS: config.JWT_CLOCK_SKEW_S,
-  });
+  if (c.uploads.workers > 0) windowQueue.startWorker(windowTranscriber.processUploadJob, c.uploads.workers);
+  log.info({ queue: windowQueue.description, workers: c.uploads.workers }, 'upload queue ready');
+  const authenticator = new Authenticator(c.auth);
 
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
@@ -154,15 +125,24 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     routerOptions: { maxParamLength: ID_MAX_LENGTH * 2 },
     // A connection that sends nothing for this long is closed (slow headers or bodies); a whole request
     // (the largest upload included) must arrive within requestTimeout.
-    connectionTimeout: config.HTTP_IDLE_TIMEOUT_MS,
-    requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
+    connectionTimeout: c.http.idleTimeoutMs,
+    requestTimeout: c.http.requestTimeoutMs,
     clientErrorHandler: answerClientError,
+  });
+  // Components outside HTTP close with the app, after its endpoints, the database last.
+  app.addHook('onClose', async () => {
+    await windowQueue.close();
+    windowTranscriber.close();
+    await webhook?.close();
+    await archiver?.close();
+    await database.close();
   });
   // An answer given before the body was read (401, 403, 413, …): the connection closes after it rather
   // than waiting, open, for the rest of a body nobody will read.
   app.addHook('onSend', async (request, reply) => {
     if (reply.statusCode >= 400 && !request.raw.complete) reply.header('connection', 'close');
   });
+  // One handler for every endpoint: catalogued errors (errors.ts) carry their status and code.
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof GatewayError) {
       if (error.retryAfterS !== undefined) reply.header('retry-after', String(error.retryAfterS));
@@ -187,7 +167,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   });
   // Requests per minute for each token (or address, without one); session creation has its own limit.
   await app.register(rateLimit, {
-    max: config.RATE_LIMIT_PER_MINUTE,
+    max: c.http.rateLimitPerMinute,
     timeWindow: 60000,
     keyGenerator: (request: FastifyRequest) => {
       const token = tokenOf(request);
@@ -195,7 +175,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     },
     errorResponseBuilder: (_request, context) => ({ statusCode: 429, code: 'rate_limited', message: `too many requests: at most ${context.max} a minute; retry after ${context.after}` }),
   });
-  await app.register(websocket, { options: { maxPayload: config.INGEST_MAX_FRAME_BYTES } });
+  await app.register(websocket, { options: { maxPayload: c.http.maxFrameBytes } });
 
   // Liveness probes cannot carry tokens, so health says only that the process answers.
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
@@ -208,36 +188,15 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   // The producer and captions pages and the browser SDK they use: static files that hold no data.
   await app.register(fastifyStatic, { root: fileURLToPath(new URL('../public', import.meta.url)), prefix: '/', schemaHide: true });
   await app.register(fastifyStatic, { root: fileURLToPath(new URL('../client-sdk/dist', import.meta.url)), prefix: '/sdk/', decorateReply: false, schemaHide: true });
-  registerSessionRoutes(app, { registry, store, authenticator, endWaitMs: config.END_WAIT_MS, createPerMinute: config.SESSION_CREATE_PER_MINUTE });
-  const connectionCaps = { limits, maxConnectionsPerIp: config.MAX_CONNECTIONS_PER_IP };
-  registerWebSocketIngest(app, { registry, authenticator, log, heartbeatMs: config.WS_HEARTBEAT_MS, maxTracksPerToken: config.MAX_LIVE_TRACKS_PER_TOKEN, ...connectionCaps });
-  registerCaptions(app, { registry, authenticator, heartbeatMs: config.WS_HEARTBEAT_MS, maxViewersPerToken: config.MAX_VIEWERS_PER_TOKEN, maxBufferedBytes: config.VIEWER_MAX_BUFFER_BYTES, ...connectionCaps });
-  registerUploadRoutes(app, { uploads, store, authenticator });
-  const whip = new WhipIngest(
-    {
-      portRange: config.WEBRTC_PORT_MIN !== undefined ? [config.WEBRTC_PORT_MIN, config.WEBRTC_PORT_MAX!] : undefined,
-      announcedAddress: config.WEBRTC_ANNOUNCED_ADDRESS,
-      iceServers: config.WEBRTC_ICE_SERVERS,
-      connectTimeoutMs: config.WEBRTC_CONNECT_TIMEOUT_MS,
-      idleTimeoutMs: config.RTP_IDLE_TIMEOUT_MS,
-      limits,
-      maxTracksPerToken: config.MAX_LIVE_TRACKS_PER_TOKEN,
-    },
-    log,
-  );
-  whip.register(app, registry, authenticator);
-  const rtp = new RtpIngest(
-    {
-      bindHost: config.RTP_BIND_HOST ?? config.HOST,
-      announcedAddress: config.RTP_ANNOUNCED_ADDRESS,
-      portRange: config.RTP_PORT_MIN !== undefined ? [config.RTP_PORT_MIN, config.RTP_PORT_MAX!] : undefined,
-      idleTimeoutMs: config.RTP_IDLE_TIMEOUT_MS,
-      limits,
-      maxTracksPerToken: config.MAX_LIVE_TRACKS_PER_TOKEN,
-    },
-    log,
-  );
-  rtp.register(app, registry, authenticator);
+  const caps = { limits, maxConnectionsPerIp: c.caps.connectionsPerIp };
+  await app.register(registerSessionRoutes, { registry, store, authenticator, endWaitMs: c.http.endWaitMs, createPerMinute: c.http.sessionCreatePerMinute });
+  await app.register(registerWebSocketIngest, { registry, authenticator, log, heartbeatMs: c.http.heartbeatMs, maxTracksPerToken: c.caps.liveTracksPerToken, ...caps });
+  await app.register(registerCaptions, { registry, authenticator, heartbeatMs: c.http.heartbeatMs, maxViewersPerToken: c.caps.viewersPerToken, maxBufferedBytes: c.http.viewerMaxBufferedBytes, ...caps });
+  await app.register(registerUploadRoutes, { uploads, store, authenticator });
+  const whip = new WhipIngest({ ...c.webrtc, limits, maxTracksPerToken: c.caps.liveTracksPerToken }, log);
+  await app.register(whip.plugin, { registry, authenticator });
+  const rtp = new RtpIngest({ ...c.rtp, limits, maxTracksPerToken: c.caps.liveTracksPerToken }, log);
+  await app.register(rtp.plugin, { registry, authenticator });
 
   let closing: Promise<void> | undefined;
   return {
@@ -251,7 +210,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
       if (recovered) log.warn({ recovered }, 'recordings left by a previous process queued for upload');
       await redisQueue?.ready();
       await uploads.recover();
-      await app.listen({ host: config.HOST, port: config.PORT });
+      await app.listen(c.listen);
       void registry.resumeEnding().catch((error) => log.error({ err: error }, 'could not resume ending sessions'));
       void webhook?.resumePending().catch((error) => log.error({ err: error }, 'could not resume webhooks'));
       return (app.server.address() as { port: number }).port;
@@ -266,17 +225,10 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     // Producers are asked to reconnect, and what they sent is transcribed and stored first (bounded).
     const drained = await Promise.race([
       registry.drain().then(() => true),
-      new Promise<false>((resolve) => setTimeout(resolve, config.SHUTDOWN_DRAIN_MS, false).unref()),
+      new Promise<false>((resolve) => setTimeout(resolve, c.shutdownDrainMs, false).unref()),
     ]);
-    if (!drained) log.warn({ afterMs: config.SHUTDOWN_DRAIN_MS }, 'shutdown drain timed out; windows still at STT are dropped');
-    await whip.close();
-    await rtp.close();
-    await windowQueue.close();
-    windowTranscriber.close();
+    if (!drained) log.warn({ afterMs: c.shutdownDrainMs }, 'shutdown drain timed out; windows still at STT are dropped');
     await app.close();
-    await webhook?.close();
-    await archiver?.close();
-    await database.close();
   }
 }
 
@@ -294,29 +246,15 @@ function answerClientError(error: Error & { code?: string }, socket: Socket): vo
   socket.end(`HTTP/1.1 ${status} ${code}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }
 
-function createArchiver(config: Config, store: SessionStore, log: Logger): Archiver | undefined {
-  if (config.ARCHIVE_RECIPIENTS.length === 0) {
+function createArchiver(c: GatewayComponents, store: SessionStore, log: Logger): Archiver | undefined {
+  if (!c.archive) {
     const warning = 'ARCHIVE_INSECURE_DISABLE=true: recordings are NOT archived. Never run a clinic like this.';
     log.warn(warning);
     process.stderr.write(`\n*** WARNING: ${warning} ***\n\n`);
     return undefined;
   }
-  try {
-    for (const recipient of config.ARCHIVE_RECIPIENTS) new Encrypter().addRecipient(recipient);
-  } catch (error) {
-    throw new ConfigError(`invalid configuration:\n  ARCHIVE_RECIPIENTS: ${(error as Error).message}`);
-  }
-  const objects: ObjectStore =
-    config.ARCHIVE_STORE === 's3'
-      ? new S3ObjectStore({
-          endpoint: config.S3_ENDPOINT,
-          bucket: config.S3_BUCKET!,
-          region: config.S3_REGION,
-          accessKeyId: config.S3_ACCESS_KEY_ID,
-          secretAccessKey: config.S3_SECRET_ACCESS_KEY,
-          forcePathStyle: config.S3_FORCE_PATH_STYLE,
-        })
-      : new LocalObjectStore(config.ARCHIVE_DIR ?? join(config.DATA_DIR, 'archive'));
-  log.info({ store: objects.description, recipients: config.ARCHIVE_RECIPIENTS.length }, 'archiving recordings, encrypted');
-  return new Archiver({ spoolDir: config.SPOOL_DIR ?? join(config.DATA_DIR, 'spool'), recipients: config.ARCHIVE_RECIPIENTS, objects, prefix: config.ARCHIVE_PREFIX, store, log });
+  const { store: where, ...archive } = c.archive;
+  const objects = where.kind === 's3' ? new S3ObjectStore(where) : new LocalObjectStore(where.dir);
+  log.info({ store: objects.description, recipients: archive.recipients.length }, 'archiving recordings, encrypted');
+  return new Archiver({ ...archive, objects, store, log });
 }

@@ -7,7 +7,10 @@ import { ConfigError, loadWorkerConfig } from './config.ts';
 import { AudioSealer, LocalKeyEncryptionKey } from './archive/data-keys.ts';
 import { createLogger } from './log.ts';
 import { RedisWindowQueue } from './stt/redis-window-queue.ts';
-import { createWindowTranscriber } from './stt/window-transcriber.ts';
+import { PIPELINE_SAMPLE_RATE } from './audio/opus-decoder.ts';
+import { sttComponents } from './components.ts';
+import { OpenAiTranscriber } from './stt/transcriber.ts';
+import { WindowTranscriber } from './stt/window-transcriber.ts';
 
 let config;
 try {
@@ -18,8 +21,10 @@ try {
   process.exit(78);
 }
 const log = createLogger(config.LOG_LEVEL).child({ component: 'worker' });
-const transcriber = createWindowTranscriber(config, config.WORKER_CONCURRENCY);
-const queue = new RedisWindowQueue({ url: config.REDIS_URL, name: config.QUEUE_NAME, lockMs: config.QUEUE_LOCK_MS, attempts: config.QUEUE_ATTEMPTS, backoffMs: config.QUEUE_BACKOFF_MS, log,
+const c = sttComponents(config);
+const transcriber = new WindowTranscriber(new OpenAiTranscriber(c.transcriber), { concurrency: config.WORKER_CONCURRENCY, sampleRate: PIPELINE_SAMPLE_RATE, thresholds: c.thresholds });
+const queue = new RedisWindowQueue({
+  url: config.REDIS_URL, name: c.queue.name, lockMs: c.queue.lockMs, attempts: c.queue.attempts, backoffMs: c.queue.backoffMs, log,
   sealer: new AudioSealer(new LocalKeyEncryptionKey(Buffer.from(config.AT_REST_KEY, 'base64'))),
 });
 queue.startWorker(transcriber.processUploadJob, config.WORKER_CONCURRENCY);

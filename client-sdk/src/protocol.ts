@@ -6,6 +6,11 @@
 
 /** Speaker role of a track: who is talking on it. */
 export type SpeakerRole = 'doctor' | 'patient';
+export const SPEAKER_ROLES: readonly SpeakerRole[] = ['doctor', 'patient'];
+
+/** What a token's `role` claim lets it do: stream (producer), watch (viewer), or everything (service). */
+export type TokenRole = 'producer' | 'viewer' | 'service';
+export const TOKEN_ROLES: readonly TokenRole[] = ['producer', 'viewer', 'service'];
 
 /** Audio formats a producer may declare with `?format=` when opening the ingest WebSocket. */
 export type IngestFormat =
@@ -137,3 +142,82 @@ export interface ErrorEvent {
 
 /** Everything a caption viewer receives, discriminated by `type`. */
 export type CaptionEvent = PartialEvent | FinalEvent | SessionEvent | UploadProgressEvent | ErrorEvent;
+
+/** REST: one segment of a finalized transcript (a final, with its speaker). */
+export interface TranscriptSegment {
+  id: string;
+  seq: number;
+  trackId: string;
+  role: SpeakerRole;
+  speaker: string;
+  startMs: number;
+  endMs: number;
+  text: string;
+  words: Word[];
+}
+
+/** REST: `GET /v1/sessions/{id}/transcript?format=json`, the merged transcript of an ended session. */
+export interface TranscriptDocument {
+  sessionId: string;
+  version: number;
+  encounterRef: string | null;
+  language: string | null;
+  completedAt: string;
+  durationMs: number;
+  speakers: { speaker: string; role: SpeakerRole; trackIds: string[] }[];
+  segments: TranscriptSegment[];
+  text: string;
+}
+
+export type UploadWarningCode = 'low_sample_rate' | 'quiet_audio';
+
+/** REST: `GET /v1/sessions/{id}`, a session's state and progress. */
+export interface SessionStatus {
+  id: string;
+  state: 'active' | 'ending' | 'completed';
+  encounterRef: string | null;
+  language: string | null;
+  createdAt: string;
+  endedAt: string | null;
+  completedAt: string | null;
+  stt: 'ok' | 'degraded';
+  /** Final windows waiting for STT (grows during an outage). */
+  sttBacklog: { windows: number; audioMs: number };
+  /** Number of final segments so far. */
+  lastSeq: number;
+  tracks: TrackInfo[];
+  progress: { windows: { pending: number; done: number; failed: number } };
+  transcriptVersion: number | null;
+  /** For a session made from an uploaded recording. */
+  upload: {
+    state: 'transcribing' | 'needs_attention' | 'completed';
+    format: UploadFormat;
+    fileName: string | null;
+    sizeBytes: number;
+    durationMs: number;
+    sampleRate: number;
+    meanDbfs: number;
+    warnings: { code: UploadWarningCode; message: string }[];
+    priority: 'high' | 'normal';
+    windows: { total: number; pending: number; done: number; failed: number };
+    /** Windows whose every attempt failed; `POST …/upload/retry` queues them again. */
+    deadLetters: { startMs: number; endMs: number; attempts: number; error: string | null }[];
+  } | null;
+  webhook: { state: 'none' | 'pending' | 'delivered' | 'failed'; attempts: number; lastError: string | null };
+  /** The encrypted recordings; `behind` while uploads wait for object storage. */
+  archive: {
+    enabled: boolean;
+    behind: boolean;
+    pendingUploads: number;
+    lastError: string | null;
+    recordings: {
+      trackId: string; epoch: number; kind: 'full' | 'slices'; state: 'spooled' | 'uploaded'; objectKey: string; sizeBytes: number | null;
+      plaintextSha256: string | null; durationMs: number | null; recipientFingerprints: string[];
+    }[];
+  };
+}
+
+/** REST: every error body. */
+export interface ApiError {
+  error: { code: string; message: string; field?: string };
+}

@@ -6,9 +6,10 @@
 import { createHash } from 'node:crypto';
 import { createRemoteJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import { z } from 'zod';
+import { TOKEN_ROLES, type TokenRole } from '../../client-sdk/src/protocol.ts';
 import { AuthError } from '../errors.ts';
 
-export type Role = 'producer' | 'viewer' | 'service';
+export type Role = TokenRole;
 
 export interface Principal {
   subject: string;
@@ -31,7 +32,7 @@ export interface AuthOptions {
 
 const claimsSchema = z.object({
   sub: z.string().optional(),
-  role: z.enum(['producer', 'viewer', 'service']),
+  role: z.enum(TOKEN_ROLES as [TokenRole, ...TokenRole[]]),
   session: z.string().min(1).optional(),
 });
 

@@ -9,7 +9,8 @@ import { CloseCode, type CaptionEvent } from '../../client-sdk/src/protocol.ts';
 import type { SessionRegistry } from '../session/registry.ts';
 import type { Viewer } from '../session/caption-feed.ts';
 import type { Authenticator } from './auth.ts';
-import { holdWhileOpen, ID_PATTERN, keepAlive, requireRole } from './http.ts';
+import { holdWhileOpen, keepAlive, requireRole } from './http.ts';
+import { jsonSchema, sessionParams } from './schemas.ts';
 import type { ConnectionLimits } from './limits.ts';
 
 /**
@@ -41,14 +42,14 @@ export interface CaptionRouteOptions {
   maxBufferedBytes: number;
 }
 
-export function registerCaptions(app: FastifyInstance, { registry, authenticator, heartbeatMs, limits, maxViewersPerToken, maxConnectionsPerIp, maxBufferedBytes }: CaptionRouteOptions): void {
+export async function registerCaptions(app: FastifyInstance, { registry, authenticator, heartbeatMs, limits, maxViewersPerToken, maxConnectionsPerIp, maxBufferedBytes }: CaptionRouteOptions): Promise<void> {
   app.get(
     '/v1/sessions/:sessionId/captions',
     {
       websocket: true,
       schema: {
         hide: true,
-        params: { type: 'object', properties: { sessionId: { type: 'string', pattern: ID_PATTERN } } },
+        params: jsonSchema(sessionParams),
         querystring: { type: 'object', properties: { after: { type: 'integer', minimum: 0 }, access_token: { type: 'string' } } },
       },
       preValidation: requireRole(authenticator, ['viewer', 'service']),

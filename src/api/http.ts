@@ -59,30 +59,6 @@ export function closeReason(message: string): string {
 }
 
 /**
- * Session and track ids: letters, digits, `.`, `_`, `-`, at most 128, never dots alone (`.` and `..`
- * mean something to every filesystem). The router's parameter limit is set above 128 to match.
- */
-export const ID_PATTERN = '^(?!\\.+$)[A-Za-z0-9._-]{1,128}$';
-export const ID_MAX_LENGTH = 128;
-/** Free text from callers (names, references, file names): no control characters (NUL breaks PostgreSQL). */
-export const TEXT_PATTERN = '^[^\\u0000-\\u001f\\u007f]*$';
-
-/** Route parameters of the per-track endpoints (WHIP, RTP). */
-export const TRACK_PARAMS = {
-  type: 'object',
-  properties: { sessionId: { type: 'string', pattern: ID_PATTERN }, trackId: { type: 'string', pattern: ID_PATTERN } },
-  required: ['sessionId', 'trackId'],
-} as const;
-
-/** What a producer says of the track it opens (WHIP, RTP), as query parameters. */
-export const TRACK_QUERY_PROPERTIES = {
-  role: { type: 'string', enum: ['doctor', 'patient'] },
-  participant: { type: 'string', minLength: 1, maxLength: 200, pattern: TEXT_PATTERN },
-  language: { type: 'string', pattern: '^[a-z]{2,3}$' },
-  access_token: { type: 'string' },
-} as const;
-
-/**
  * Pings a WebSocket every `intervalMs`; a peer that has not answered the previous ping by then is gone
  * (network dropped without a close) and is terminated, which runs the socket's close handling.
  */

@@ -14,7 +14,9 @@ import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';
 import type { FastifyInstance } from 'fastify';
 import type { Authenticator } from './auth.ts';
-import { requireRole, sendError, TRACK_PARAMS, TRACK_QUERY_PROPERTIES } from './http.ts';
+import { requireRole, sendError } from './http.ts';
+import { jsonSchema, trackParams, trackQuery } from './schemas.ts';
+import { z } from 'zod';
 import type { ConnectionLimits } from './limits.ts';
 import type { Logger } from '../log.ts';
 import type { SessionRegistry } from '../session/registry.ts';
@@ -51,23 +53,27 @@ export class RtpIngest {
     return this.listeners.size;
   }
 
-  register(app: FastifyInstance, registry: SessionRegistry, authenticator: Authenticator): void {
+  /** The endpoint as a Fastify plugin: its routes, and its peers or ports closed with the app. */
+  readonly plugin = async (app: FastifyInstance, { registry, authenticator }: { registry: SessionRegistry; authenticator: Authenticator }): Promise<void> => {
+    this.register(app, registry, authenticator);
+    app.addHook('onClose', () => this.close());
+  };
+
+  private register(app: FastifyInstance, registry: SessionRegistry, authenticator: Authenticator): void {
     app.post('/v1/sessions/:sessionId/tracks/:trackId/rtp', {
       schema: {
         summary: 'Open a UDP port for Opus RTP from an existing SFU or PBX',
         security: [{ bearer: [] }],
-        params: TRACK_PARAMS,
-        querystring: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            ...TRACK_QUERY_PROPERTIES,
-            payloadType: { type: 'integer', minimum: 0, maximum: 127, default: 111, description: 'RTP payload type of the Opus stream' },
-            ssrc: { type: 'integer', minimum: 0, maximum: 4294967295, description: 'SSRC of the stream; packets of any other SSRC are ignored (default: the first heard from `source`)' },
-            source: { type: 'string', anyOf: [{ format: 'ipv4' }, { format: 'ipv6' }], description: 'IP address the RTP comes from (default: the address of this API call)' },
-          },
-          required: ['role'],
-        },
+        params: jsonSchema(trackParams),
+        querystring: jsonSchema(
+          trackQuery
+            .extend({
+              payloadType: z.int().min(0).max(127).default(111).describe('RTP payload type of the Opus stream'),
+              ssrc: z.int().min(0).max(4294967295).optional().describe('SSRC of the stream; packets of any other SSRC are ignored (default: the first heard from `source`)'),
+              source: z.union([z.ipv4(), z.ipv6()]).optional().describe('IP address the RTP comes from (default: the address of this API call)'),
+            })
+            .strict(),
+        ),
       },
       preValidation: requireRole(authenticator, ['producer', 'service']),
     }, async (request, reply) => {
@@ -119,7 +125,7 @@ export class RtpIngest {
     });
 
     app.delete('/v1/sessions/:sessionId/tracks/:trackId/rtp', {
-      schema: { summary: 'Close the RTP port and end the track', security: [{ bearer: [] }], params: TRACK_PARAMS },
+      schema: { summary: 'Close the RTP port and end the track', security: [{ bearer: [] }], params: jsonSchema(trackParams) },
       preValidation: requireRole(authenticator, ['producer', 'service']),
     }, async (request, reply) => {
       const { sessionId, trackId } = request.params as { sessionId: string; trackId: string };
@@ -131,7 +137,7 @@ export class RtpIngest {
     });
   }
 
-  async close(): Promise<void> {
+  private async close(): Promise<void> {
     await Promise.all([...this.listeners.keys()].map((key) => this.release(key)));
   }
 

@@ -7,127 +7,24 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { SessionRegistry } from '../session/registry.ts';
 import type { SessionStore } from '../store/session-store.ts';
-import { toPlainText, toSrt, toWebVtt, type TranscriptDocument } from '../transcript/transcript-document.ts';
+import type { TranscriptDocument } from '../../client-sdk/src/protocol.ts';
+import { toPlainText, toSrt, toWebVtt } from '../transcript/transcript-document.ts';
 import { Authenticator } from './auth.ts';
-import { ID_PATTERN, requireRole, sendError, TEXT_PATTERN } from './http.ts';
+import { z } from 'zod';
+import { requireRole, sendError } from './http.ts';
+import { errorBody, id, jsonSchema, language, sessionParams, sessionStatus, text, transcriptDocument } from './schemas.ts';
 
-export const errorSchema = {
-  type: 'object',
-  properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' }, field: { type: 'string' } }, required: ['code', 'message'] } },
-} as const;
-
-const wordSchema = { type: 'object', properties: { word: { type: 'string' }, startMs: { type: 'number' }, endMs: { type: 'number' }, confidence: { type: 'number' } } } as const;
-
-const trackSchema = {
-  type: 'object',
-  properties: {
-    trackId: { type: 'string' },
-    role: { type: 'string', enum: ['doctor', 'patient'] },
-    participant: { type: 'string' },
-    format: { type: 'string', description: 'ingest format, or `upload`' },
-    state: { type: 'string', enum: ['live', 'ended'] },
-    receivedMs: { type: 'number' },
-    failure: { type: 'string', description: "why the track's connection failed (ICE/DTLS, a vanished sender), if it did" },
-  },
-} as const;
-
-export const statusSchema = {
-  type: 'object',
-  properties: {
-    id: { type: 'string' },
-    state: { type: 'string', enum: ['active', 'ending', 'completed'] },
-    encounterRef: { type: ['string', 'null'] },
-    language: { type: ['string', 'null'] },
-    createdAt: { type: 'string', format: 'date-time' },
-    endedAt: { type: ['string', 'null'] },
-    completedAt: { type: ['string', 'null'] },
-    stt: { type: 'string', enum: ['ok', 'degraded'] },
-    sttBacklog: {
-      type: 'object',
-      description: 'final windows of this session waiting for STT (grows during an STT outage; their audio is bounded in memory and spilled to disk encrypted)',
-      properties: { windows: { type: 'integer' }, audioMs: { type: 'integer' } },
-    },
-    lastSeq: { type: 'integer', description: 'number of final segments so far' },
-    tracks: { type: 'array', items: trackSchema },
-    progress: {
-      type: 'object',
-      properties: { windows: { type: 'object', properties: { pending: { type: 'integer' }, done: { type: 'integer' }, failed: { type: 'integer' } } } },
-    },
-    transcriptVersion: { type: ['integer', 'null'] },
-    upload: {
-      type: ['object', 'null'],
-      description: 'for a session made from an uploaded recording: what validation found and how far transcription has got',
-      properties: {
-        state: { type: 'string', enum: ['transcribing', 'needs_attention', 'completed'] },
-        format: { type: 'string', enum: ['webm', 'mp3', 'wav', 'm4a', 'ogg', 'flac'] },
-        fileName: { type: ['string', 'null'] },
-        sizeBytes: { type: 'integer' },
-        durationMs: { type: 'integer' },
-        sampleRate: { type: 'integer' },
-        meanDbfs: { type: 'number' },
-        warnings: { type: 'array', items: { type: 'object', properties: { code: { type: 'string', enum: ['low_sample_rate', 'quiet_audio'] }, message: { type: 'string' } } } },
-        priority: { type: 'string', enum: ['high', 'normal'] },
-        windows: { type: 'object', properties: { total: { type: 'integer' }, pending: { type: 'integer' }, done: { type: 'integer' }, failed: { type: 'integer' } } },
-        deadLetters: {
-          type: 'array',
-          description: 'windows whose every attempt failed; POST …/upload/retry queues them again',
-          items: { type: 'object', properties: { startMs: { type: 'integer' }, endMs: { type: 'integer' }, attempts: { type: 'integer' }, error: { type: ['string', 'null'] } } },
-        },
-      },
-    },
-    webhook: {
-      type: 'object',
-      properties: { state: { type: 'string', enum: ['none', 'pending', 'delivered', 'failed'] }, attempts: { type: 'integer' }, lastError: { type: ['string', 'null'] } },
-    },
-    archive: {
-      type: 'object',
-      description: 'the encrypted recordings; `behind` while uploads wait for object storage',
-      properties: {
-        enabled: { type: 'boolean' },
-        behind: { type: 'boolean' },
-        pendingUploads: { type: 'integer' },
-        lastError: { type: ['string', 'null'] },
-        recordings: {
-          type: 'array',
-          items: {
-            type: 'object',
-            properties: {
-              trackId: { type: 'string' }, epoch: { type: 'integer' }, kind: { type: 'string', enum: ['full', 'slices'] }, state: { type: 'string', enum: ['spooled', 'uploaded'] },
-              objectKey: { type: 'string' }, sizeBytes: { type: ['integer', 'null'] }, plaintextSha256: { type: ['string', 'null'] }, durationMs: { type: ['integer', 'null'] },
-              recipientFingerprints: { type: 'array', items: { type: 'string' } },
-            },
-          },
-        },
-      },
-    },
-  },
-} as const;
-
-const transcriptSchema = {
-  type: 'object',
-  properties: {
-    sessionId: { type: 'string' },
-    version: { type: 'integer' },
-    encounterRef: { type: ['string', 'null'] },
-    language: { type: ['string', 'null'] },
-    completedAt: { type: 'string' },
-    durationMs: { type: 'number' },
-    speakers: { type: 'array', items: { type: 'object', properties: { speaker: { type: 'string' }, role: { type: 'string' }, trackIds: { type: 'array', items: { type: 'string' } } } } },
-    segments: {
-      type: 'array',
-      items: {
-        type: 'object',
-        properties: {
-          id: { type: 'string' }, seq: { type: 'integer' }, trackId: { type: 'string' }, role: { type: 'string' }, speaker: { type: 'string' },
-          startMs: { type: 'number' }, endMs: { type: 'number' }, text: { type: 'string' }, words: { type: 'array', items: wordSchema },
-        },
-      },
-    },
-    text: { type: 'string' },
-  },
-} as const;
-
-const params = { type: 'object', properties: { sessionId: { type: 'string', pattern: ID_PATTERN } }, required: ['sessionId'] } as const;
+export const errorSchema = jsonSchema(errorBody);
+export const statusSchema = jsonSchema(sessionStatus, 'output');
+const transcriptSchema = jsonSchema(transcriptDocument, 'output');
+const params = jsonSchema(sessionParams);
+const createBody = jsonSchema(
+  z.object({
+    id: id.optional().describe('chosen by the caller; a UUID when omitted'),
+    encounterRef: text(200).optional().describe("the clinic's reference for the visit"),
+    language: language.optional().describe('ISO 639-1 language hint for STT'),
+  }).strict(),
+);
 const security = [{ bearer: [] }];
 const errors = { 400: errorSchema, 401: errorSchema, 403: errorSchema, 404: errorSchema };
 
@@ -141,7 +38,7 @@ export interface SessionRoutesOptions {
   createPerMinute: number;
 }
 
-export function registerSessionRoutes(app: FastifyInstance, { registry, store, authenticator, endWaitMs, createPerMinute }: SessionRoutesOptions): void {
+export async function registerSessionRoutes(app: FastifyInstance, { registry, store, authenticator, endWaitMs, createPerMinute }: SessionRoutesOptions): Promise<void> {
   const audit = (request: FastifyRequest, action: string, sessionId: string, detail?: Record<string, unknown>) =>
     store.audit({ actor: request.principal!.subject, actorRole: request.principal!.role, action, sessionId, detail, ip: request.ip });
 
@@ -149,15 +46,7 @@ export function registerSessionRoutes(app: FastifyInstance, { registry, store, a
     schema: {
       summary: 'Create a session',
       security,
-      body: {
-        type: 'object',
-        additionalProperties: false,
-        properties: {
-          id: { type: 'string', pattern: ID_PATTERN, description: 'chosen by the caller; a UUID when omitted' },
-          encounterRef: { type: 'string', minLength: 1, maxLength: 200, pattern: TEXT_PATTERN, description: "the clinic's reference for the visit" },
-          language: { type: 'string', pattern: '^[a-z]{2,3}$', description: 'ISO 639-1 language hint for STT' },
-        },
-      },
+      body: createBody,
       response: { 201: statusSchema, 409: errorSchema, 429: errorSchema, ...errors },
     },
     config: { rateLimit: { max: createPerMinute, timeWindow: 60000 } },

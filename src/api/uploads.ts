@@ -9,7 +9,22 @@ import type { Readable } from 'node:stream';
 import type { UploadService } from '../session/uploads.ts';
 import type { SessionStore } from '../store/session-store.ts';
 import { Authenticator } from './auth.ts';
-import { ID_PATTERN, requireRole, sendError, TEXT_PATTERN } from './http.ts';
+import { z } from 'zod';
+import { requireRole, sendError } from './http.ts';
+import { id, jsonSchema, language, sessionParams, speakerRole, text } from './schemas.ts';
+
+const uploadQuery = z
+  .object({
+    id: id.optional().describe('session id; a UUID when omitted'),
+    encounterRef: text(200).optional(),
+    language: language.optional(),
+    role: speakerRole.default('doctor').describe('who speaks in the recording'),
+    participant: text(200).default('recording'),
+    fileName: text(500).optional().describe('kept for reference only; the type comes from the bytes'),
+    priority: z.enum(['high', 'normal']).default('normal'),
+    access_token: z.string().optional(),
+  })
+  .strict();
 import { errorSchema, statusSchema } from './sessions.ts';
 
 
@@ -19,7 +34,7 @@ export interface UploadRoutesOptions {
   authenticator: Authenticator;
 }
 
-export function registerUploadRoutes(app: FastifyInstance, { uploads, store, authenticator }: UploadRoutesOptions): void {
+export async function registerUploadRoutes(app: FastifyInstance, { uploads, store, authenticator }: UploadRoutesOptions): Promise<void> {
   app.register(async (scope) => {
     // The route reads the raw request stream itself: nothing is parsed or buffered by Fastify.
     scope.removeAllContentTypeParsers();
@@ -33,25 +48,12 @@ export function registerUploadRoutes(app: FastifyInstance, { uploads, store, aut
           '422 no_audio_stream, 422 undecodable, 422 truncated, 422 duration_exceeded. Warnings (low_sample_rate, quiet_audio) do not reject. ' +
           'The transcript is then fetched like a live session\'s, once `upload.state` is `completed`.',
         security: [{ bearer: [] }],
-        querystring: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            id: { type: 'string', pattern: ID_PATTERN, description: 'session id; a UUID when omitted' },
-            encounterRef: { type: 'string', minLength: 1, maxLength: 200, pattern: TEXT_PATTERN },
-            language: { type: 'string', pattern: '^[a-z]{2,3}$' },
-            role: { type: 'string', enum: ['doctor', 'patient'], default: 'doctor', description: 'who speaks in the recording' },
-            participant: { type: 'string', minLength: 1, maxLength: 200, pattern: TEXT_PATTERN, default: 'recording' },
-            fileName: { type: 'string', maxLength: 500, pattern: TEXT_PATTERN, description: 'kept for reference only; the type comes from the bytes' },
-            priority: { type: 'string', enum: ['high', 'normal'], default: 'normal' },
-            access_token: { type: 'string' },
-          },
-        },
+        querystring: jsonSchema(uploadQuery),
         response: { 202: statusSchema, 400: errorSchema, 401: errorSchema, 403: errorSchema, 408: errorSchema, 409: errorSchema, 413: errorSchema, 415: errorSchema, 422: errorSchema, 500: errorSchema },
       },
       preValidation: requireRole(authenticator, ['service']),
     }, async (request, reply) => {
-      const query = request.query as { id?: string; encounterRef?: string; language?: string; role: 'doctor' | 'patient'; participant: string; fileName?: string; priority: 'high' | 'normal' };
+      const query = request.query as z.output<typeof uploadQuery>;
       Authenticator.authorizeScope(request.principal!, query.id);
       // Rejections (UploadRejected, SessionExistsError) are answered by the error handler; one given before
       // the body was read closes the connection under what the client still sends.
@@ -65,7 +67,7 @@ export function registerUploadRoutes(app: FastifyInstance, { uploads, store, aut
     schema: {
       summary: "Queue an upload's dead-lettered windows again",
       security: [{ bearer: [] }],
-      params: { type: 'object', properties: { sessionId: { type: 'string', pattern: ID_PATTERN } }, required: ['sessionId'] },
+      params: jsonSchema(sessionParams),
       response: { 200: { type: 'object', properties: { requeued: { type: 'integer' } } }, 404: errorSchema, 401: errorSchema, 403: errorSchema },
     },
     preValidation: requireRole(authenticator, ['service']),

@@ -9,7 +9,8 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { CloseCode, INGEST_FORMATS, PCM_SAMPLE_RATES, type IngestFormat } from '../../client-sdk/src/protocol.ts';
 import type { Authenticator } from './auth.ts';
-import { closeReason, closeWith, holdWhileOpen, ID_PATTERN, keepAlive, requireRole } from './http.ts';
+import { closeReason, closeWith, holdWhileOpen, keepAlive, requireRole } from './http.ts';
+import { jsonSchema, language as languageCode, speakerRole, text, trackParams } from './schemas.ts';
 import type { ConnectionLimits } from './limits.ts';
 import type { Logger } from '../log.ts';
 import type { SessionRegistry } from '../session/registry.ts';
@@ -25,9 +26,9 @@ const querySchema = z
   .object({
     format: z.enum(INGEST_FORMATS as [IngestFormat, ...IngestFormat[]], { error: `format must be one of ${INGEST_FORMATS.join(', ')}` }),
     sampleRate: z.coerce.number().int().optional(),
-    role: z.enum(['doctor', 'patient'], { error: 'role must be doctor or patient' }),
-    participant: z.string().trim().min(1).max(200).regex(/^[^\u0000-\u001f\u007f]*$/, 'participant must not hold control characters').optional(),
-    language: z.string().trim().regex(/^[a-z]{2,3}$/, 'language must be an ISO-639-1 code such as en, fa, ar').optional(),
+    role: speakerRole.or(z.never({ error: 'role must be doctor or patient' })),
+    participant: text(200).optional(),
+    language: languageCode.optional(),
     startMs: z.coerce.number().int().min(0, 'startMs must be a non-negative integer').max(MAX_TRACK_MS, `startMs must be at most ${MAX_TRACK_MS} (24 h)`).optional(),
   })
   .refine((q) => q.format !== 'pcm16' || PCM_SAMPLE_RATES.includes(q.sampleRate ?? 0), {
@@ -44,12 +45,12 @@ export interface IngestRouteOptions {
   maxConnectionsPerIp: number;
 }
 
-export function registerWebSocketIngest(app: FastifyInstance, { registry, authenticator, log, heartbeatMs, limits, maxTracksPerToken, maxConnectionsPerIp }: IngestRouteOptions): void {
+export async function registerWebSocketIngest(app: FastifyInstance, { registry, authenticator, log, heartbeatMs, limits, maxTracksPerToken, maxConnectionsPerIp }: IngestRouteOptions): Promise<void> {
   app.get(
     '/v1/sessions/:sessionId/tracks/:trackId/ingest',
     {
       websocket: true,
-      schema: { hide: true, params: { type: 'object', properties: { sessionId: { type: 'string', pattern: ID_PATTERN }, trackId: { type: 'string', pattern: ID_PATTERN } } } },
+      schema: { hide: true, params: jsonSchema(trackParams) },
       preValidation: requireRole(authenticator, ['producer', 'service']),
     },
     (socket, request) => {

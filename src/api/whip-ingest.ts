@@ -13,7 +13,9 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { RTCPeerConnection, RTCRtpCodecParameters, type RTCIceServer } from 'werift';
 import type { Authenticator } from './auth.ts';
-import { requireRole, sendError, TRACK_PARAMS, TRACK_QUERY_PROPERTIES } from './http.ts';
+import { requireRole, sendError } from './http.ts';
+import { jsonSchema, trackParams, trackQuery } from './schemas.ts';
+import { z } from 'zod';
 import type { ConnectionLimits } from './limits.ts';
 import type { Logger } from '../log.ts';
 import type { SessionRegistry } from '../session/registry.ts';
@@ -54,8 +56,14 @@ export class WhipIngest {
     return this.peers.size;
   }
 
-  register(app: FastifyInstance, registry: SessionRegistry, authenticator: Authenticator): void {
-    const resourceParams = { ...TRACK_PARAMS, properties: { ...TRACK_PARAMS.properties, resourceId: { type: 'string' } }, required: ['sessionId', 'trackId', 'resourceId'] } as const;
+  /** The endpoint as a Fastify plugin: its routes, and its peers or ports closed with the app. */
+  readonly plugin = async (app: FastifyInstance, { registry, authenticator }: { registry: SessionRegistry; authenticator: Authenticator }): Promise<void> => {
+    this.register(app, registry, authenticator);
+    app.addHook('onClose', () => this.close());
+  };
+
+  private register(app: FastifyInstance, registry: SessionRegistry, authenticator: Authenticator): void {
+    const resourceParams = jsonSchema(trackParams.extend({ resourceId: z.string() }));
     app.register(async (scope) => {
       scope.addContentTypeParser(['application/sdp', 'application/trickle-ice-sdpfrag'], { parseAs: 'string', bodyLimit: 64 * 1024 }, (_request, body, done) => done(null, body));
       scope.patch('/v1/sessions/:sessionId/tracks/:trackId/whip/:resourceId', { schema: { hide: true, params: resourceParams } }, async (_request, reply) =>
@@ -65,8 +73,8 @@ export class WhipIngest {
         schema: {
           summary: 'WHIP: start streaming a track over WebRTC (body: SDP offer)',
           security: [{ bearer: [] }],
-          params: TRACK_PARAMS,
-          querystring: { type: 'object', properties: TRACK_QUERY_PROPERTIES, required: ['role'] },
+          params: jsonSchema(trackParams),
+          querystring: jsonSchema(trackQuery),
         },
         preValidation: requireRole(authenticator, ['producer', 'service']),
       }, async (request, reply) => {
@@ -124,7 +132,7 @@ export class WhipIngest {
   }
 
   /** Gateway shutdown: every peer connection closed (their tracks are drained by the session registry). */
-  async close(): Promise<void> {
+  private async close(): Promise<void> {
     await Promise.all([...this.peers.keys()].map((id) => this.closePeer(id)));
   }
 

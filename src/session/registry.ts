@@ -7,7 +7,8 @@
 import type { FinalEvent, IngestFormat, SpeakerRole } from '../../client-sdk/src/protocol.ts';
 import { SessionExistsError } from '../errors.ts';
 import { Session, type SessionDependencies } from './session.ts';
-import { sessionStatus, type SessionStatus } from './session-status.ts';
+import type { SessionStatus } from '../../client-sdk/src/protocol.ts';
+import { sessionStatus } from './session-status.ts';
 
 
 

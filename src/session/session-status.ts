@@ -3,7 +3,7 @@
  * upload), joined with the live view of a session loaded in this process. A completed session that is
  * not loaded is described from the store alone, so reading it never brings it back into memory.
  */
-import type { TrackInfo } from '../../client-sdk/src/protocol.ts';
+import type { SessionStatus, TrackInfo, UploadFormat, UploadWarningCode } from '../../client-sdk/src/protocol.ts';
 import type { Archiver } from '../archive/archiver.ts';
 import type { SessionState, SessionStore } from '../store/session-store.ts';
 
@@ -16,10 +16,8 @@ export interface LiveView {
   tracks: TrackInfo[];
 }
 
-export type SessionStatus = NonNullable<Awaited<ReturnType<typeof sessionStatus>>>;
-
 /** undefined when the session does not exist. Without `live`, the stored state stands for it. */
-export async function sessionStatus(store: SessionStore, archiver: Archiver | undefined, id: string, live?: LiveView) {
+export async function sessionStatus(store: SessionStore, archiver: Archiver | undefined, id: string, live?: LiveView): Promise<SessionStatus | undefined> {
   const [row, windows, transcript, recordings, upload] = await Promise.all([
     store.getSession(id),
     store.jobCounts(id),
@@ -47,8 +45,8 @@ export async function sessionStatus(store: SessionStore, archiver: Archiver | un
     transcriptVersion: transcript?.version ?? null,
     upload: upload
       ? {
-          state: upload.state, format: upload.format, fileName: upload.fileName, sizeBytes: upload.sizeBytes, durationMs: upload.durationMs, sampleRate: upload.sampleRate,
-          meanDbfs: Math.round(upload.meanDbfs * 10) / 10, warnings: upload.warnings, priority: upload.priority,
+          state: upload.state, format: upload.format as UploadFormat, fileName: upload.fileName, sizeBytes: upload.sizeBytes, durationMs: upload.durationMs, sampleRate: upload.sampleRate,
+          meanDbfs: Math.round(upload.meanDbfs * 10) / 10, warnings: upload.warnings as { code: UploadWarningCode; message: string }[], priority: upload.priority,
           windows: { total: upload.windows.length, ...windows },
           deadLetters: deadLetters.map((j) => ({ startMs: j.startMs, endMs: j.endMs, attempts: j.attempts, error: j.lastError })),
         }

@@ -15,7 +15,8 @@ import type { Archiver } from '../archive/archiver.ts';
 import type { TrackArchive } from '../archive/track-archive.ts';
 import { CaptionFeed, type Viewer } from './caption-feed.ts';
 import { OrderedWrites, SttHealth, trackListener, type TrackEventContext } from './track-events.ts';
-import { sessionStatus, type SessionStatus } from './session-status.ts';
+import type { SessionStatus } from '../../client-sdk/src/protocol.ts';
+import { sessionStatus } from './session-status.ts';
 import type { PipelineFactory, TrackPipeline } from './track-pipeline.ts';
 
 export interface ProducerRequest {

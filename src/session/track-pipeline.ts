@@ -5,13 +5,13 @@
  * audio units and pushes them in; a TrackListener receives what comes out.
  */
 import { CloseCode, type Word } from '../../client-sdk/src/protocol.ts';
-import { Framer } from '../audio/framer.ts';
 import { OpusDecoder, PIPELINE_SAMPLE_RATE } from '../audio/opus-decoder.ts';
 import { RealTimeGuard, type RealTimeLimits } from '../audio/real-time-guard.ts';
 import type { VoiceActivityDetector } from '../audio/vad.ts';
 import type { AudioUnit } from '../demux/packet-source.ts';
 import { IngestError } from '../errors.ts';
-import { Segmenter, type AudioWindow, type SegmenterOptions } from '../segmenter/segmenter.ts';
+import type { AudioWindow, SegmenterOptions } from '../segmenter/segmenter.ts';
+import { VoiceWindows } from '../segmenter/voice-windows.ts';
 import type { WindowTranscriber } from '../stt/window-transcriber.ts';
 import { TrackCaptions } from '../transcript/track-captions.ts';
 import type { Metrics } from '../metrics.ts';
@@ -80,11 +80,15 @@ export interface PipelineRequest {
 /** Builds a track's pipeline with the gateway's shared STT queue, VAD settings and segmenter options. */
 export type PipelineFactory = (request: PipelineRequest) => TrackPipeline;
 
+/** An utterance's id across the session: track, connection (epoch) and the segmenter's utterance number. */
+export function utteranceId(trackId: string, epoch: number, utterance: number): string {
+  return `${trackId}.${epoch}.${utterance}`;
+}
+
 export class TrackPipeline {
   private readonly options: TrackPipelineOptions;
   private readonly decoder = new OpusDecoder();
-  private readonly framer: Framer;
-  private readonly segmenter: Segmenter;
+  private readonly windows: VoiceWindows;
   private readonly captions = new TrackCaptions();
   private finalChain: Promise<void> = Promise.resolve();
   private partialInFlight = false;
@@ -98,14 +102,16 @@ export class TrackPipeline {
 
   constructor(options: TrackPipelineOptions) {
     this.options = options;
-    this.segmenter = new Segmenter({ ...options.segmenter, sampleRate: PIPELINE_SAMPLE_RATE });
-    this.framer = new Framer((PIPELINE_SAMPLE_RATE * this.segmenter.options.frameMs) / 1000);
+    this.windows = new VoiceWindows(options.vad, { ...options.segmenter, sampleRate: PIPELINE_SAMPLE_RATE }, {
+      window: (window) => this.dispatch(window),
+      speech: () => void (this.lastSpeechAt = this.lastReceivedAt),
+    });
     this.realTime = new RealTimeGuard(options.realTime);
   }
 
   /** Milliseconds of audio received on this connection. */
   get receivedMs(): number {
-    return this.segmenter.positionMs;
+    return this.windows.positionMs;
   }
 
   /** One unit of the track's audio, from the adapter's demuxer. */
@@ -134,8 +140,7 @@ export class TrackPipeline {
       if (!this.failed) {
         this.lastReceivedAt = performance.now();
         this.guarded(() => {
-          for (const frame of this.framer.flush()) this.pushFrame(frame);
-          for (const window of this.segmenter.flush()) this.dispatch(window);
+          this.windows.flush();
         });
       }
     })();
@@ -189,22 +194,16 @@ export class TrackPipeline {
       return;
     }
     this.options.metrics.audioSeconds.inc(pcm.length / PIPELINE_SAMPLE_RATE);
-    for (const frame of this.framer.push(pcm)) this.pushFrame(frame);
+    this.windows.push(pcm);
     if (this.receivedMs - this.lastProgressMs >= PROGRESS_EVERY_MS) {
       this.lastProgressMs = this.receivedMs;
       this.options.listener.progress(this.options.offsetMs + this.receivedMs);
     }
   }
 
-  private pushFrame(frame: Int16Array): void {
-    const isSpeech = this.options.vad.isSpeech(frame);
-    if (isSpeech) this.lastSpeechAt = this.lastReceivedAt;
-    const windows = this.segmenter.push({ samples: frame, isSpeech });
-    for (const window of windows) this.dispatch(window);
-  }
 
   private utteranceId(window: AudioWindow): string {
-    return `${this.options.trackId}.${this.options.epoch}.${window.utteranceId}`;
+    return utteranceId(this.options.trackId, this.options.epoch, window.utteranceId);
   }
 
   private shift(words: readonly Word[]): Word[] {

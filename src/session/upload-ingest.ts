@@ -10,11 +10,11 @@ import type { Readable } from 'node:stream';
 import { SealedFileWriter, serveOnLoopback, type SealedFileReader } from '../archive/sealed-file.ts';
 import type { UploadFormat } from '../../client-sdk/src/protocol.ts';
 import { UploadRejected } from '../errors.ts';
-import { Framer } from '../audio/framer.ts';
 import { decodeToPcm, probeMedia } from '../audio/media-decoder.ts';
 import { PIPELINE_SAMPLE_RATE } from '../audio/opus-decoder.ts';
 import type { VoiceActivityDetector } from '../audio/vad.ts';
-import { Segmenter, type AudioWindow, type SegmenterOptions } from '../segmenter/segmenter.ts';
+import type { SegmenterOptions } from '../segmenter/segmenter.ts';
+import { VoiceWindows } from '../segmenter/voice-windows.ts';
 import type { UploadWindow } from '../store/schema.ts';
 import { containerTruncated, PROBE_FORMAT_NAMES, SNIFF_BYTES, sniffUploadFormat } from '../demux/upload-format.ts';
 
@@ -137,24 +137,21 @@ async function inspect(file: SealedFileReader, path: string, options: InspectOpt
   }
   if (containerTruncated(format, head, tail, size)) throw new UploadRejected('truncated', `the ${format} file is cut short: its container declares more than it holds`);
 
-  const segmenter = new Segmenter({ ...options.segmenter, sampleRate: PIPELINE_SAMPLE_RATE, partialIntervalMs: 0, overlapOnlyInSpeech: true });
-  const framer = new Framer((PIPELINE_SAMPLE_RATE * segmenter.options.frameMs) / 1000);
   const windows: UploadWindow[] = [];
   let staging: Promise<void> = Promise.resolve();
-  const take = (closed: AudioWindow[]) => {
-    for (const w of closed) {
-      if (w.kind !== 'final') continue;
+  const voice = new VoiceWindows(options.vad, { ...options.segmenter, sampleRate: PIPELINE_SAMPLE_RATE, partialIntervalMs: 0, overlapOnlyInSpeech: true }, {
+    window: (w) => {
+      if (w.kind !== 'final') return;
       const window: UploadWindow = { index: windows.length, utteranceId: w.utteranceId, startMs: w.startMs, endMs: w.endMs, keepFromMs: w.keepFromMs, keepUntilMs: w.keepUntilMs };
       windows.push(window);
       staging = staging.then(() => options.window(window, w.audio));
-    }
-  };
+    },
+  });
   let energy = 0;
-  const push = (frame: Int16Array) => take(segmenter.push({ samples: frame, isSpeech: options.vad.isSpeech(frame) }));
   const maxSamples = Math.ceil((options.maxDurationMs * PIPELINE_SAMPLE_RATE) / 1000) + 1;
   const decoded = await decodeToPcm(path, PIPELINE_SAMPLE_RATE, maxSamples, (pcm) => {
     for (const sample of pcm) energy += sample * sample;
-    for (const frame of framer.push(pcm)) push(frame);
+    voice.push(pcm);
   });
   if (decoded.stoppedAtLimit) throw new UploadRejected('duration_exceeded', `the recording lasts longer than the limit of ${formatDuration(options.maxDurationMs)}`);
   const durationMs = Math.round((decoded.samples / PIPELINE_SAMPLE_RATE) * 1000);
@@ -163,8 +160,7 @@ async function inspect(file: SealedFileReader, path: string, options: InspectOpt
   if (probed.durationMs !== undefined && durationMs < probed.durationMs - TRUNCATION_TOLERANCE_MS) {
     throw new UploadRejected('truncated', `the ${format} file is cut short: it declares ${formatDuration(probed.durationMs)} but holds ${formatDuration(durationMs)}`);
   }
-  for (const frame of framer.flush()) push(frame);
-  take(segmenter.flush());
+  voice.flush();
   await staging;
 
   const meanDbfs = decoded.samples > 0 && energy > 0 ? 10 * Math.log10(energy / decoded.samples / 32768 ** 2) : -Infinity;

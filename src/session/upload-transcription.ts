@@ -12,7 +12,11 @@ import type { UploadWindow } from '../store/schema.ts';
 import type { SessionStore } from '../store/session-store.ts';
 import type { WindowJob, WindowJobResult, WindowQueue } from '../stt/window-queue.ts';
 import { TrackCaptions } from '../transcript/track-captions.ts';
+import { utteranceId } from './track-pipeline.ts';
 import type { UploadTrack } from './session.ts';
+
+/** What an upload's transcription records: each window's job and the upload's state. */
+export type UploadJobStore = Pick<SessionStore, 'jobQueued' | 'jobSettled' | 'setUploadState'>;
 
 /** What an upload's transcription needs of its session: where its finals and progress go. */
 export interface UploadOutput {
@@ -33,7 +37,7 @@ export interface UploadTranscriptionOptions {
   language?: string;
   prompt?: string;
   queue: WindowQueue;
-  store: SessionStore;
+  store: UploadJobStore;
   log: Logger;
   /** The session's wrapped data key: its window audio is sealed under it. */
   dataKey: string;
@@ -67,7 +71,8 @@ export class UploadTranscription implements UploadTrack {
   }
 
   utteranceId(window: UploadWindow): string {
-    return `${this.options.trackId}.1.${window.utteranceId}`;
+    // An upload is one connection of its track: epoch 1.
+    return utteranceId(this.options.trackId, 1, window.utteranceId);
   }
 
   /**

@@ -14,32 +14,7 @@ import type { Word } from '../../client-sdk/src/protocol.ts';
 import type { AudioWindow } from '../segmenter/segmenter.ts';
 import type { WindowProcessor } from './window-queue.ts';
 import { recognizedWords, type HallucinationThresholds } from './recognized-words.ts';
-import type { WorkerConfig } from '../config.ts';
-import { PIPELINE_SAMPLE_RATE } from '../audio/opus-decoder.ts';
-import { OpenAiTranscriber, type Transcriber } from './transcriber.ts';
-
-type SttSettings = Pick<WorkerConfig, 'STT_BASE_URL' | 'OPENAI_API_KEY' | 'STT_MODEL' | 'STT_TIMEOUT_MS' | 'STT_MAX_RETRIES' | 'STT_WORD_TIMESTAMPS' | 'STT_NO_SPEECH_PROB' | 'STT_LOGPROB_THRESHOLD' | 'STT_COMPRESSION_RATIO'>;
-
-/** The STT client and queue from configuration (gateway and upload worker alike). */
-export function createWindowTranscriber(config: SttSettings, concurrency: number, transcriber?: Transcriber, backlog: Pick<WindowTranscriberOptions, 'backlogMemoryS' | 'spillDir' | 'onBacklog'> = {}): WindowTranscriber {
-  return new WindowTranscriber(
-    transcriber ??
-      new OpenAiTranscriber({
-        baseURL: config.STT_BASE_URL,
-        apiKey: config.OPENAI_API_KEY,
-        model: config.STT_MODEL,
-        timeoutMs: config.STT_TIMEOUT_MS,
-        maxRetries: config.STT_MAX_RETRIES,
-        wordTimestamps: config.STT_WORD_TIMESTAMPS,
-      }),
-    {
-      concurrency,
-      sampleRate: PIPELINE_SAMPLE_RATE,
-      thresholds: { noSpeechProb: config.STT_NO_SPEECH_PROB, logprob: config.STT_LOGPROB_THRESHOLD, compressionRatio: config.STT_COMPRESSION_RATIO },
-      ...backlog,
-    },
-  );
-}
+import type { Transcriber } from './transcriber.ts';
 
 export interface WindowTranscriberOptions {
   concurrency: number;

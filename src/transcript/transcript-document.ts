@@ -3,31 +3,7 @@
  * labels, and its renderings as plain text, WebVTT and SRT. Captions are cut into cues of at most
  * `MAX_CUE_MS` or `MAX_CUE_WORDS` at word boundaries, so a 28 s window does not become one 28 s cue.
  */
-import type { FinalEvent, SpeakerRole, Word } from '../../client-sdk/src/protocol.ts';
-
-export interface TranscriptSegment {
-  id: string;
-  seq: number;
-  trackId: string;
-  role: SpeakerRole;
-  speaker: string;
-  startMs: number;
-  endMs: number;
-  text: string;
-  words: Word[];
-}
-
-export interface TranscriptDocument {
-  sessionId: string;
-  version: number;
-  encounterRef: string | null;
-  language: string | null;
-  completedAt: string;
-  durationMs: number;
-  speakers: { speaker: string; role: SpeakerRole; trackIds: string[] }[];
-  segments: TranscriptSegment[];
-  text: string;
-}
+import type { FinalEvent, SpeakerRole, TranscriptDocument, Word } from '../../client-sdk/src/protocol.ts';
 
 const MAX_CUE_MS = 7000;
 const MAX_CUE_WORDS = 16;

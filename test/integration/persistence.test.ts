@@ -12,7 +12,7 @@ import type { FinalEvent, IngestFormat } from '../../client-sdk/src/protocol.ts'
 import { ensureCorpus, loadReference } from '../../scripts/make-corpus.ts';
 import { verifyWebhook } from '../../src/api/webhook.ts';
 import { openDatabase } from '../../src/store/database.ts';
-import type { TranscriptDocument } from '../../src/transcript/transcript-document.ts';
+import type { TranscriptDocument } from '../../client-sdk/src/protocol.ts';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -1,0 +1,151 @@
+/**
+ * From configuration to the options of every component: a pure function (no I/O), holding every
+ * cross-field check, so that environment-variable names stop at the config module and the composition
+ * roots (the gateway's `app.ts`, the upload worker's `worker.ts`) only wire what this returns.
+ */
+import { join } from 'node:path';
+import { Encrypter } from 'age-encryption';
+import type { AuthOptions } from './api/auth.ts';
+import type { RtpIngestOptions } from './api/rtp-ingest.ts';
+import type { WebRtcOptions } from './api/whip-ingest.ts';
+import type { RealTimeLimits } from './audio/real-time-guard.ts';
+import { ConfigError, type Config, type WorkerConfig } from './config.ts';
+import { Segmenter, type SegmenterOptions } from './segmenter/segmenter.ts';
+import type { OpenAiTranscriberOptions } from './stt/transcriber.ts';
+import type { HallucinationThresholds } from './stt/recognized-words.ts';
+
+/** What the gateway and the upload worker share: the recognizer and the upload job queue. */
+export interface SttComponents {
+  transcriber: OpenAiTranscriberOptions;
+  thresholds: HallucinationThresholds;
+  queue: { redisUrl: string | undefined; name: string; lockMs: number; attempts: number; backoffMs: number };
+  /** Base64 key-encryption key of audio at rest; undefined: the gateway makes one in `keyFile`. */
+  atRestKey: string | undefined;
+}
+
+export function sttComponents(config: Pick<WorkerConfig, 'STT_BASE_URL' | 'OPENAI_API_KEY' | 'STT_MODEL' | 'STT_TIMEOUT_MS' | 'STT_MAX_RETRIES' | 'STT_WORD_TIMESTAMPS' | 'STT_NO_SPEECH_PROB' | 'STT_LOGPROB_THRESHOLD' | 'STT_COMPRESSION_RATIO' | 'QUEUE_NAME' | 'QUEUE_LOCK_MS' | 'QUEUE_ATTEMPTS' | 'QUEUE_BACKOFF_MS'> & { REDIS_URL?: string; AT_REST_KEY?: string }): SttComponents {
+  return {
+    transcriber: { baseURL: config.STT_BASE_URL, apiKey: config.OPENAI_API_KEY, model: config.STT_MODEL, timeoutMs: config.STT_TIMEOUT_MS, maxRetries: config.STT_MAX_RETRIES, wordTimestamps: config.STT_WORD_TIMESTAMPS },
+    thresholds: { noSpeechProb: config.STT_NO_SPEECH_PROB, logprob: config.STT_LOGPROB_THRESHOLD, compressionRatio: config.STT_COMPRESSION_RATIO },
+    queue: { redisUrl: config.REDIS_URL, name: config.QUEUE_NAME, lockMs: config.QUEUE_LOCK_MS, attempts: config.QUEUE_ATTEMPTS, backoffMs: config.QUEUE_BACKOFF_MS },
+    atRestKey: config.AT_REST_KEY,
+  };
+}
+
+export interface GatewayComponents extends SttComponents {
+  listen: { host: string; port: number };
+  dataDir: string;
+  keyFile: string;
+  logLevel: string;
+  stt: { concurrency: number; language: string | undefined; prompt: string | undefined; backlogMemoryS: number; spillDir: string };
+  vadAggressiveness: number;
+  segmenter: Partial<SegmenterOptions>;
+  realTime: RealTimeLimits;
+  uploads: {
+    segmenter: Partial<SegmenterOptions>;
+    workDir: string;
+    queueDir: string;
+    maxBytes: number;
+    maxDurationMs: number;
+    bodyIdleTimeoutMs: number;
+    workers: number;
+  };
+  auth: AuthOptions;
+  http: { idleTimeoutMs: number; requestTimeoutMs: number; maxFrameBytes: number; heartbeatMs: number; rateLimitPerMinute: number; sessionCreatePerMinute: number; endWaitMs: number; viewerMaxBufferedBytes: number };
+  caps: { tracksPerSession: number; liveTracksPerToken: number; viewersPerToken: number; connectionsPerIp: number };
+  webrtc: Omit<WebRtcOptions, 'limits' | 'maxTracksPerToken'>;
+  rtp: Omit<RtpIngestOptions, 'limits' | 'maxTracksPerToken'>;
+  database: { url: string | undefined; dataDir: string };
+  webhook: { url: string; secret: string; maxAttempts: number; retryBaseMs: number; timeoutMs: number; publicUrl: string | undefined } | undefined;
+  /** undefined: archiving disabled (development only). */
+  archive:
+    | {
+        recipients: string[];
+        spoolDir: string;
+        prefix: string;
+        store: { kind: 's3'; endpoint?: string; bucket: string; region: string; accessKeyId?: string; secretAccessKey?: string; forcePathStyle: boolean } | { kind: 'local'; dir: string };
+      }
+    | undefined;
+  shutdownDrainMs: number;
+}
+
+/** Throws ConfigError when fields that are each valid do not fit together. */
+export function gatewayComponents(config: Config): GatewayComponents {
+  const segmenter: Partial<SegmenterOptions> = {
+    preRollMs: config.SEGMENT_PRE_ROLL_MS,
+    silenceMs: config.SEGMENT_SILENCE_MS,
+    trailingPadMs: Math.min(300, config.SEGMENT_SILENCE_MS),
+    maxWindowMs: config.SEGMENT_MAX_WINDOW_MS,
+    cutSearchMs: Math.min(4000, Math.floor(config.SEGMENT_MAX_WINDOW_MS / 4)),
+    overlapMs: config.SEGMENT_OVERLAP_MS,
+    partialIntervalMs: config.SEGMENT_PARTIAL_INTERVAL_MS,
+  };
+  const uploadSegmenter = { ...segmenter, silenceMs: config.UPLOAD_SILENCE_MS, maxWindowMs: config.UPLOAD_MAX_WINDOW_MS, cutSearchMs: Math.min(4000, Math.floor(config.UPLOAD_MAX_WINDOW_MS / 4)) };
+  for (const [names, options] of [['SEGMENT_*', segmenter], ['UPLOAD_*', uploadSegmenter]] as const) {
+    try {
+      new Segmenter(options);
+    } catch (error) {
+      throw new ConfigError(`invalid configuration:\n  ${names}: ${(error as Error).message}`);
+    }
+  }
+  try {
+    for (const recipient of config.ARCHIVE_RECIPIENTS) new Encrypter().addRecipient(recipient);
+  } catch (error) {
+    throw new ConfigError(`invalid configuration:\n  ARCHIVE_RECIPIENTS: ${(error as Error).message}`);
+  }
+  const dataDir = config.DATA_DIR;
+  return {
+    ...sttComponents(config),
+    listen: { host: config.HOST, port: config.PORT },
+    dataDir,
+    keyFile: join(dataDir, 'keys', 'at-rest.key'),
+    logLevel: config.LOG_LEVEL,
+    stt: { concurrency: config.STT_CONCURRENCY, language: config.STT_LANGUAGE, prompt: config.STT_PROMPT, backlogMemoryS: config.STT_BACKLOG_MEMORY_S, spillDir: join(dataDir, 'stt-backlog') },
+    vadAggressiveness: config.VAD_AGGRESSIVENESS,
+    segmenter,
+    realTime: { maxSpeed: config.INGEST_MAX_SPEED, burstMs: config.INGEST_BURST_MS },
+    uploads: {
+      segmenter: uploadSegmenter,
+      workDir: join(dataDir, 'uploads'),
+      queueDir: join(dataDir, 'queue'),
+      maxBytes: config.UPLOAD_MAX_BYTES,
+      maxDurationMs: config.UPLOAD_MAX_DURATION_S * 1000,
+      bodyIdleTimeoutMs: config.UPLOAD_BODY_IDLE_TIMEOUT_MS,
+      workers: config.UPLOAD_WORKERS,
+    },
+    auth: { secret: config.JWT_SECRET, jwksUrl: config.JWT_JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, maxTtlS: config.JWT_MAX_TTL_S, clockSkewS: config.JWT_CLOCK_SKEW_S },
+    http: {
+      idleTimeoutMs: config.HTTP_IDLE_TIMEOUT_MS, requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS, maxFrameBytes: config.INGEST_MAX_FRAME_BYTES, heartbeatMs: config.WS_HEARTBEAT_MS,
+      rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE, sessionCreatePerMinute: config.SESSION_CREATE_PER_MINUTE, endWaitMs: config.END_WAIT_MS, viewerMaxBufferedBytes: config.VIEWER_MAX_BUFFER_BYTES,
+    },
+    caps: { tracksPerSession: config.MAX_TRACKS_PER_SESSION, liveTracksPerToken: config.MAX_LIVE_TRACKS_PER_TOKEN, viewersPerToken: config.MAX_VIEWERS_PER_TOKEN, connectionsPerIp: config.MAX_CONNECTIONS_PER_IP },
+    webrtc: {
+      portRange: config.WEBRTC_PORT_MIN !== undefined ? [config.WEBRTC_PORT_MIN, config.WEBRTC_PORT_MAX!] : undefined,
+      announcedAddress: config.WEBRTC_ANNOUNCED_ADDRESS,
+      iceServers: config.WEBRTC_ICE_SERVERS,
+      connectTimeoutMs: config.WEBRTC_CONNECT_TIMEOUT_MS,
+      idleTimeoutMs: config.RTP_IDLE_TIMEOUT_MS,
+    },
+    rtp: {
+      bindHost: config.RTP_BIND_HOST ?? config.HOST,
+      announcedAddress: config.RTP_ANNOUNCED_ADDRESS,
+      portRange: config.RTP_PORT_MIN !== undefined ? [config.RTP_PORT_MIN, config.RTP_PORT_MAX!] : undefined,
+      idleTimeoutMs: config.RTP_IDLE_TIMEOUT_MS,
+    },
+    database: { url: config.DATABASE_URL, dataDir },
+    webhook: config.WEBHOOK_URL
+      ? { url: config.WEBHOOK_URL, secret: config.WEBHOOK_SECRET!, maxAttempts: config.WEBHOOK_MAX_ATTEMPTS, retryBaseMs: config.WEBHOOK_RETRY_BASE_MS, timeoutMs: config.WEBHOOK_TIMEOUT_MS, publicUrl: config.PUBLIC_URL }
+      : undefined,
+    archive: config.ARCHIVE_RECIPIENTS.length === 0
+      ? undefined
+      : {
+          recipients: config.ARCHIVE_RECIPIENTS,
+          spoolDir: config.SPOOL_DIR ?? join(dataDir, 'spool'),
+          prefix: config.ARCHIVE_PREFIX,
+          store: config.ARCHIVE_STORE === 's3'
+            ? { kind: 's3', endpoint: config.S3_ENDPOINT, bucket: config.S3_BUCKET!, region: config.S3_REGION, accessKeyId: config.S3_ACCESS_KEY_ID, secretAccessKey: config.S3_SECRET_ACCESS_KEY, forcePathStyle: config.S3_FORCE_PATH_STYLE }
+            : { kind: 'local', dir: config.ARCHIVE_DIR ?? join(dataDir, 'archive') },
+        },
+    shutdownDrainMs: config.SHUTDOWN_DRAIN_MS,
+  };
+}

@@ -1,0 +1,141 @@
+/**
+ * The orchestration in-process, without HTTP, PostgreSQL or age (as LiveKit's agents test theirs): a
+ * track's pipeline against a scripted recognizer that answers late, out of order and sometimes fails;
+ * the caption feed's numbering, store-then-send and viewer isolation; an upload's windows coming back in
+ * any order and dead-lettered. The end-to-end tests over real servers stay beside these.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { CaptionEvent, FinalEvent, UploadProgressEvent, Word } from '../../client-sdk/src/protocol.ts';
+import { createLogger } from '../../src/log.ts';
+import { createMetrics } from '../../src/metrics.ts';
+import { CaptionFeed } from '../../src/session/caption-feed.ts';
+import { TrackPipeline, type TrackListener } from '../../src/session/track-pipeline.ts';
+import { UploadTranscription, type UploadOutput } from '../../src/session/upload-transcription.ts';
+import { MemoryStore } from '../../src/store/testing/memory-store.ts';
+import { DEFAULT_THRESHOLDS } from '../../src/stt/recognized-words.ts';
+import { FakeTranscriber, timelineAudio, type PlacedWord } from '../../src/stt/testing/fake-transcriber.ts';
+import type { WindowJob, WindowQueue } from '../../src/stt/window-queue.ts';
+import { WindowTranscriber } from '../../src/stt/window-transcriber.ts';
+
+const log = createLogger('silent');
+const VOCABULARY = ['chest', 'pain', 'since', 'monday', 'no', 'fever', 'left', 'arm', 'درد', 'ألم'];
+
+/** Words of 200–500 ms with gaps of 100–1500 ms (longer pauses end utterances). */
+function placedWords(count: number): PlacedWord[] {
+  let t = 500;
+  return Array.from({ length: count }, (_, i) => {
+    const w = { word: `${VOCABULARY[i % VOCABULARY.length]}${i}`, startMs: t, endMs: t + 200 + ((i * 37) % 300) };
+    t = w.endMs + 100 + ((i * 211) % 1400);
+    return w;
+  });
+}
+
+/** A VAD for synthetic audio: loud frames are speech (the frame-index marker alone is not). */
+const energyVad = { isSpeech: (frame: Int16Array) => frame.reduce((sum, x) => sum + x * x, 0) / frame.length > 1e7 };
+
+function collectingListener() {
+  const finals: Word[][] = [];
+  const events = { failed: 0, recovered: 0, partials: 0 };
+  const listener: TrackListener = {
+    partial: () => void events.partials++,
+    queued: () => {},
+    final: async (_id, words) => void finals.push(words),
+    sttFailed: () => void events.failed++,
+    progress: () => {},
+    sttRecovered: () => void events.recovered++,
+    failed: (error) => assert.unreachable(error.message),
+    abandoned: (_id, _window, error) => assert.unreachable(error.message),
+  };
+  return { finals, events, listener };
+}
+
+test('track pipeline: a recognizer that answers out of order, late and with failures gives every word once, in order', async () => {
+  const words = placedWords(60);
+  const durationMs = words.at(-1)!.endMs + 2000;
+  // Early calls take long and later ones are quick, so answers overtake each other; two calls fail.
+  const script = Array.from({ length: 40 }, (_, i) => (i === 3 || i === 7 ? { fail: new Error('503 from the recognizer') } : { delayMs: (40 - i) % 13 }));
+  const transcriber = new WindowTranscriber(new FakeTranscriber(words, script, 1), { concurrency: 4, sampleRate: 16000, thresholds: DEFAULT_THRESHOLDS, retryDelayMs: 5 });
+  const { finals, events, listener } = collectingListener();
+  const pipeline = new TrackPipeline({
+    offsetMs: 0, epoch: 1, trackId: 'doctor', listener, vad: energyVad, transcriber, metrics: createMetrics(),
+    segmenter: { maxWindowMs: 8000, cutSearchMs: 2000, overlapMs: 1200, partialIntervalMs: 1000, silenceMs: 900 },
+    realTime: { maxSpeed: 1e9, burstMs: 1e9 },
+  });
+  const audio = timelineAudio(words, durationMs);
+  for (let i = 0; i < audio.length; i += 320) pipeline.push({ kind: 'pcm', samples: audio.subarray(i, i + 320) });
+  await pipeline.end();
+  assert.equal(finals.flat().map((w) => w.word), words.map((w) => w.word));
+  assert.ok(events.failed >= 2 && events.recovered >= 1, JSON.stringify(events));
+  assert.ok(events.partials > 0);
+  transcriber.close();
+});
+
+test('track pipeline: a defect in a stage ends the track with an internal error, once', async () => {
+  const transcriber = new WindowTranscriber(new FakeTranscriber([]), { concurrency: 1, sampleRate: 16000, thresholds: DEFAULT_THRESHOLDS });
+  const failures: string[] = [];
+  const { listener } = collectingListener();
+  let frames = 0;
+  const pipeline = new TrackPipeline({
+    offsetMs: 0, epoch: 1, trackId: 't', transcriber, metrics: createMetrics(), segmenter: {}, realTime: { maxSpeed: 1e9, burstMs: 1e9 },
+    listener: { ...listener, failed: (error) => void failures.push(`${error.closeCode} ${error.message}`) },
+    vad: { isSpeech: () => { if (++frames > 10) throw new Error('boom'); return false; } },
+  });
+  for (let i = 0; i < 50; i++) pipeline.push({ kind: 'pcm', samples: new Int16Array(320) });
+  await pipeline.end();
+  assert.equal(failures, ['1011 the gateway failed while processing this track: boom']);
+});
+
+test('caption feed: one seq order across tracks, stored before sent, replay after N, a failing viewer isolated', async () => {
+  const store = new MemoryStore();
+  store.failNextSegments = 2;
+  const feed = new CaptionFeed('s', [], store, log, createMetrics());
+  const seen: CaptionEvent[] = [];
+  feed.addViewer({ send: (e) => { if (e.type === 'final') assert.ok(store.segments.some((s) => s.seq === e.seq), 'stored before sent'); seen.push(e); } }, 0, []);
+  feed.addViewer({ send: () => { throw new Error('socket gone'); } }, 0, []);
+  const word = (w: string, t: number): Word => ({ word: w, startMs: t, endMs: t + 100 });
+  const doctor = { trackId: 'doctor', role: 'doctor' as const, participant: 'Dr' };
+  const patient = { trackId: 'patient', role: 'patient' as const, participant: 'P' };
+  await Promise.all([feed.publish(doctor, 'd1', [word('a', 0)]), feed.publish(patient, 'p1', [word('b', 50)]), feed.publish(doctor, 'd2', []), feed.publish(patient, 'p2', [word('c', 300)])]);
+  const finals = seen.filter((e): e is FinalEvent => e.type === 'final');
+  assert.equal(finals.map((f) => [f.seq, f.text]), [[1, 'a'], [2, 'b'], [3, 'c']]);
+  assert.is(feed.viewerCount, 1, 'the failing viewer was dropped, the other kept');
+  const late: CaptionEvent[] = [];
+  feed.addViewer({ send: (e) => late.push(e) }, 1, [{ type: 'session', sessionId: 's', state: 'active', stt: 'ok', tracks: [], lastSeq: 3 }]);
+  assert.equal(late.map((e) => (e.type === 'final' ? e.seq : e.type)), ['session', 2, 3]);
+});
+
+test('upload transcription: windows back in any order are published in order; a dead letter holds later windows until retried', async () => {
+  const store = new MemoryStore();
+  const published: string[] = [];
+  const progress: UploadProgressEvent[] = [];
+  let ended = 0;
+  const output: UploadOutput = {
+    id: 'up',
+    publishUploadFinal: async (_t, _u, words) => void published.push(words.map((w) => w.word).join(' ')),
+    uploadProgress: (e) => void progress.push(e),
+    windowFailed: () => {},
+    end: async () => void ended++,
+  };
+  const retried: WindowJob[] = [];
+  const queue = { retry: async (jobs: WindowJob[]) => void retried.push(...jobs), release: async () => {} } as unknown as WindowQueue;
+  const windows = Array.from({ length: 5 }, (_, i) => ({ index: i, utteranceId: i + 1, startMs: i * 10000, endMs: i * 10000 + 9000 }));
+  const transcription = new UploadTranscription({ session: output, trackId: 'upload', windows, queue, store, log, dataKey: 'k', onFinished: () => {} });
+  await transcription.registerWindows();
+  const result = (i: number) => ({ words: [{ word: `w${i}`, startMs: i * 10000 + 100, endMs: i * 10000 + 400 }], sttMs: 5 });
+  await transcription.completed(transcription.job(windows[3]), result(3), 1);
+  await transcription.completed(transcription.job(windows[0]), result(0), 1);
+  await transcription.deadLettered(transcription.job(windows[1]), 'STT down', 3);
+  await transcription.completed(transcription.job(windows[2]), result(2), 1);
+  assert.equal(published, ['w0'], 'nothing past the dead letter');
+  assert.equal(store.uploadStates.at(-1), 'needs_attention');
+  assert.is(await transcription.retryDead(), 1);
+  assert.equal(retried.map((j) => j.index), [1]);
+  await transcription.completed(transcription.job(windows[1]), result(1), 4);
+  await transcription.completed(transcription.job(windows[4]), result(4), 1);
+  assert.equal(published, ['w0', 'w1', 'w2', 'w3', 'w4']);
+  assert.is(ended, 1, 'the session ends once every window is in');
+  assert.equal(progress.at(-1)!.windowsDone, 5);
+});
+
+test.run();
