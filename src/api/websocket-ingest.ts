@@ -7,10 +7,10 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { CloseCode, INGEST_FORMATS, PCM_SAMPLE_RATES, type IngestFormat } from '../../client-sdk/src/protocol.ts';
+import { CloseCode, INGEST_FORMATS, PCM_SAMPLE_RATES, SPEAKER_ROLES, type IngestFormat, type SpeakerRole } from '../../client-sdk/src/protocol.ts';
 import type { Authenticator } from './auth.ts';
 import { closeReason, closeWith, holdWhileOpen, keepAlive, requireRole } from './http.ts';
-import { jsonSchema, language as languageCode, speakerRole, text, trackParams } from './schemas.ts';
+import { jsonSchema, language as languageCode, text, trackParams } from './schemas.ts';
 import type { ConnectionLimits } from './limits.ts';
 import type { Logger } from '../log.ts';
 import type { SessionRegistry } from '../session/registry.ts';
@@ -26,7 +26,7 @@ const querySchema = z
   .object({
     format: z.enum(INGEST_FORMATS as [IngestFormat, ...IngestFormat[]], { error: `format must be one of ${INGEST_FORMATS.join(', ')}` }),
     sampleRate: z.coerce.number().int().optional(),
-    role: speakerRole.or(z.never({ error: 'role must be doctor or patient' })),
+    role: z.enum(SPEAKER_ROLES as [SpeakerRole, ...SpeakerRole[]], { error: 'role must be doctor or patient' }),
     participant: text(200).optional(),
     language: languageCode.optional(),
     startMs: z.coerce.number().int().min(0, 'startMs must be a non-negative integer').max(MAX_TRACK_MS, `startMs must be at most ${MAX_TRACK_MS} (24 h)`).optional(),

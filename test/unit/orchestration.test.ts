@@ -6,7 +6,8 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { CaptionEvent, FinalEvent, UploadProgressEvent, Word } from '../../client-sdk/src/protocol.ts';
+import { CloseCode, type CaptionEvent, type FinalEvent, type UploadProgressEvent, type Word } from '../../client-sdk/src/protocol.ts';
+import { socketViewer } from '../../src/api/captions.ts';
 import { createLogger } from '../../src/log.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { CaptionFeed } from '../../src/session/caption-feed.ts';
@@ -136,6 +137,23 @@ test('upload transcription: windows back in any order are published in order; a 
   assert.equal(published, ['w0', 'w1', 'w2', 'w3', 'w4']);
   assert.is(ended, 1, 'the session ends once every window is in');
   assert.equal(progress.at(-1)!.windowsDone, 5);
+});
+
+test('a caption viewer too slow to read is closed with 4408 (reconnect with ?after=); partials are skipped first', () => {
+  const closed: [number, string][] = [];
+  const sent: string[] = [];
+  const socket = { readyState: 1, OPEN: 1, bufferedAmount: 0, send: (data: string) => void sent.push(data), close: (code: number, reason: string) => void closed.push([code, reason]) };
+  const viewer = socketViewer(socket as never, 64 * 1024);
+  const partial: CaptionEvent = { type: 'partial', sessionId: 's', trackId: 't', role: 'doctor', utteranceId: 'u', stable: '', unstable: 'x', startMs: 0 };
+  socket.bufferedAmount = 1000;
+  viewer.send(partial);
+  assert.is(sent.length, 1, 'a little backlog: partials still go');
+  socket.bufferedAmount = 10000;
+  viewer.send(partial);
+  assert.is(sent.length, 1, 'past a sixteenth: partials skipped');
+  socket.bufferedAmount = 70000;
+  viewer.send(partial);
+  assert.equal(closed.map(([code]) => code), [CloseCode.viewerTooSlow]);
 });
 
 test.run();
