@@ -13,7 +13,7 @@ import type { SessionStore } from '../store/session-store.ts';
 import type { WindowJob, WindowJobResult, WindowQueue } from '../stt/window-queue.ts';
 import { TrackCaptions } from '../transcript/track-captions.ts';
 import { utteranceId } from './track-pipeline.ts';
-import type { UploadTrack } from './session.ts';
+import type { UploadTrack } from './track-table.ts';
 
 /** What an upload's transcription records: each window's job and the upload's state. */
 export type UploadJobStore = Pick<SessionStore, 'jobQueued' | 'jobSettled' | 'setUploadState'>;

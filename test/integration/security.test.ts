@@ -70,6 +70,17 @@ function closeOf(url: string, send: (socket: WebSocket) => void | Promise<void> 
   });
 }
 
+/** Sends a crafted header, then 60 KB frames of filler (what a demuxer would keep concatenating). */
+function sendThenFlood(url: string, header: Buffer): Promise<{ code: number; reason: string }> {
+  return closeOf(url, async (socket) => {
+    socket.send(header);
+    for (let i = 0; i < 40 && socket.readyState === WebSocket.OPEN; i++) {
+      socket.send(Buffer.alloc(60000, i));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  });
+}
+
 async function healthzMs(): Promise<number> {
   const started = performance.now();
   await fetch(`${h.baseUrl}/healthz`);
@@ -248,24 +259,12 @@ test('#4 a container element that never ends is closed with 1007, not buffered',
   page.write('OggS', 0);
   page.writeUInt8(1, 26);
   page.writeUInt8(255, 27);
-  const closed = await closeOf(ingestUrl(h.baseUrl, 'crafted', 'ogg', { format: 'ogg', role: 'doctor', access_token: token }), async (socket) => {
-    socket.send(page);
-    for (let i = 0; i < 40 && socket.readyState === WebSocket.OPEN; i++) {
-      socket.send(Buffer.alloc(60000, i));
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  });
+  const closed = await sendThenFlood(ingestUrl(h.baseUrl, 'crafted', 'ogg', { format: 'ogg', role: 'doctor', access_token: token }), page);
   assert.is(closed.code, CloseCode.invalidPayload);
   assert.match(closed.reason, /declares more than/);
   // A WebM SimpleBlock that declares 2^31 − 1 bytes.
   const webm = Buffer.from([0x1a, 0x45, 0xdf, 0xa3, 0x80, 0x18, 0x53, 0x80, 0x67, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0x43, 0xb6, 0x75, 0xff, 0xa3, 0x01, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff]);
-  const closedWebm = await closeOf(ingestUrl(h.baseUrl, 'crafted', 'webm', { format: 'webm', role: 'doctor', access_token: token }), async (socket) => {
-    socket.send(webm);
-    for (let i = 0; i < 40 && socket.readyState === WebSocket.OPEN; i++) {
-      socket.send(Buffer.alloc(60000, i));
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  });
+  const closedWebm = await sendThenFlood(ingestUrl(h.baseUrl, 'crafted', 'webm', { format: 'webm', role: 'doctor', access_token: token }), webm);
   assert.is(closedWebm.code, CloseCode.invalidPayload);
   assert.match(closedWebm.reason, /declares more than/);
 });

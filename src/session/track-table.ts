@@ -1,0 +1,234 @@
+/**
+ * The tracks of one session: per track its current connection (pipeline, epoch, archive spool) or its
+ * uploaded recording, opened and closed in order. A connection's audio being in is enough to let the
+ * producer reconnect; its last finals and the sealing of its recording follow on the track's own chain.
+ */
+import type { IngestFormat, SpeakerRole, TrackInfo } from '../../client-sdk/src/protocol.ts';
+import { CloseCode } from '../../client-sdk/src/protocol.ts';
+import type { Archiver } from '../archive/archiver.ts';
+import type { TrackArchive } from '../archive/track-archive.ts';
+import { CapReached, TrackBusyError, type IngestError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import type { SessionStore } from '../store/session-store.ts';
+import { trackListener, type TrackEventContext } from './track-events.ts';
+import type { PipelineFactory, TrackPipeline } from './track-pipeline.ts';
+
+export interface ProducerRequest {
+  trackId: string;
+  role: SpeakerRole;
+  participant: string;
+  format: IngestFormat;
+  sampleRate: number;
+  language?: string;
+  /** Track time of this connection's first sample, when the producer knows it (a reconnect after a crash). */
+  startMs?: number;
+  /**
+   * Called synchronously the moment the pipeline exists, before anything else can run: the connection
+   * hands over the audio it buffered meanwhile, in order, and writes straight to the pipeline after.
+   */
+  attach(pipeline: TrackPipeline): void;
+  /** Pushes what the connection's demuxer still holds (the end of a container, the jitter buffer). */
+  drainInput(): Promise<void>;
+  onFailed(error: IngestError): void;
+  /** Closes the producer's connection (the session is ending, or the gateway is shutting down). */
+  disconnect(code: number, reason: string): void;
+}
+
+export interface UploadTrack {
+  /** Waits for the windows still queued, publishes what is left (past dead-lettered ones), stops. */
+  finish(): Promise<void>;
+}
+
+interface TrackState {
+  info: TrackInfo;
+  pipeline: TrackPipeline | undefined;
+  /** Track time where the current connection started. */
+  offsetMs: number;
+  epoch: number;
+  disconnect: ((code: number, reason: string) => void) | undefined;
+  drainInput: (() => Promise<void>) | undefined;
+  /** closeTrack has been called for the current connection. */
+  closing: boolean;
+  /**
+   * A producer's connection is open or its audio still being flushed. Cleared before its last finals are
+   * published (they may wait long for STT), so a reconnect is not refused meanwhile; the track's state
+   * stays `live` for viewers until those finals are out.
+   */
+  connected: boolean;
+  archive: TrackArchive | undefined;
+  /** Settles once openTrack has finished (successfully or not) for this connection. */
+  ready: Promise<void>;
+  /** The track of an uploaded recording: its windows come from the job queue, not a pipeline. */
+  upload: UploadTrack | undefined;
+  done: Promise<void>;
+}
+
+export interface TrackTableOptions {
+  sessionId: string;
+  /** Default STT language of the session's tracks. */
+  language: string | undefined;
+  factory: PipelineFactory;
+  store: SessionStore;
+  archiver: Archiver | undefined;
+  metrics: Metrics;
+  log: Logger;
+  /** Live tracks the session may have at once. */
+  maxLiveTracks: number;
+  events: TrackEventContext;
+  /** A track started, ended or failed: viewers get the session's state again. */
+  changed(): void;
+}
+
+export class TrackTable {
+  private readonly tracks = new Map<string, TrackState>();
+  private readonly options: TrackTableOptions;
+
+  /** `known`: the tracks stored for the session, with their connection counts. */
+  constructor(options: TrackTableOptions, known: TrackInfo[], epochs: Map<string, number>) {
+    this.options = options;
+    for (const info of known) {
+      this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: epochs.get(info.trackId) ?? 0, disconnect: undefined, drainInput: undefined, closing: false, connected: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve(), upload: undefined });
+    }
+  }
+
+  /** Every track with its audio received so far. */
+  describe(): TrackInfo[] {
+    return [...this.tracks.values()].map((t) => ({ ...t.info, receivedMs: t.offsetMs + (t.pipeline?.receivedMs ?? 0) }));
+  }
+
+  info(trackId: string): TrackInfo | undefined {
+    return this.tracks.get(trackId)?.info;
+  }
+
+  epochOf(trackId: string): number {
+    return this.tracks.get(trackId)?.epoch ?? 0;
+  }
+
+  ids(): string[] {
+    return [...this.tracks.keys()];
+  }
+
+  /** Closes every producer's connection with `code` (their tracks are then closed by closeTrack). */
+  disconnectAll(code: number, reason: string): void {
+    for (const track of this.tracks.values()) track.disconnect?.(code, reason);
+  }
+
+  /** Starts (or resumes) a track for a producer connection; the returned pipeline takes its messages. */
+  async openTrack(request: ProducerRequest): Promise<TrackPipeline> {
+    const existing = this.tracks.get(request.trackId);
+    if (existing && (existing.upload ? existing.info.state === 'live' : existing.connected)) throw new TrackBusyError(`track ${request.trackId} is already streaming`);
+    const live = [...this.tracks.values()].filter((t) => t.info.state === 'live').length;
+    if (live >= this.options.maxLiveTracks) throw new CapReached(`session ${this.options.sessionId} has ${live} live tracks, the most allowed; retry after one ends`);
+    const storedMs = existing ? existing.offsetMs + (existing.pipeline?.receivedMs ?? 0) : 0;
+    // Never earlier than what is stored: new words must not be timed before finals already published.
+    const offsetMs = Math.max(storedMs, request.startMs ?? 0);
+    const info: TrackInfo = { trackId: request.trackId, role: request.role, participant: request.participant, format: request.format, state: 'live', receivedMs: offsetMs };
+    const epoch = (existing?.epoch ?? 0) + 1;
+    let settle!: () => void;
+    const track: TrackState = {
+      info, pipeline: undefined, offsetMs, epoch, disconnect: request.disconnect, drainInput: request.drainInput, closing: false, connected: true, archive: undefined, upload: undefined,
+      ready: new Promise<void>((resolve) => (settle = resolve)),
+      done: existing?.done ?? Promise.resolve(),
+    };
+    this.tracks.set(request.trackId, track);
+    try {
+      await this.options.store.saveTrack(this.options.sessionId, { ...info, epoch });
+      track.archive = await this.options.archiver?.openTrack({ sessionId: this.options.sessionId, trackId: request.trackId, epoch }, request.format === 'pcm16' ? request.sampleRate : 48000);
+    } catch (error) {
+      if (existing) this.tracks.set(request.trackId, existing);
+      else this.tracks.delete(request.trackId);
+      track.connected = false;
+      settle();
+      throw error;
+    }
+    track.pipeline = this.options.factory({
+      trackId: request.trackId,
+      language: request.language ?? this.options.language,
+      offsetMs,
+      epoch,
+      listener: trackListener(this.options.events, info, request.onFailed),
+      archive: track.archive,
+    });
+    request.attach(track.pipeline);
+    settle();
+    this.options.metrics.activeTracks.inc();
+    this.options.log.info({ trackId: request.trackId, role: request.role, format: request.format, offsetMs, epoch }, 'track live');
+    this.options.changed();
+    return track.pipeline;
+  }
+
+  /** The track of an uploaded recording, transcribing from now on; `upload` publishes its finals. */
+  async addUploadTrack(info: TrackInfo, upload: UploadTrack): Promise<void> {
+    this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: 1, disconnect: undefined, drainInput: undefined, closing: false, connected: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve(), upload });
+    await this.options.store.saveTrack(this.options.sessionId, { ...info, epoch: 1 });
+    this.options.changed();
+  }
+
+  /** A track's transport failed (ICE/DTLS, a vanished sender): its state says why. */
+  trackFailed(trackId: string, message: string): void {
+    const track = this.tracks.get(trackId);
+    if (track) track.info.failure = message;
+  }
+
+  /** The producer is gone: flush the track, publish its last finals, mark it ended. */
+  closeTrack(trackId: string): Promise<void> {
+    const track = this.tracks.get(trackId);
+    if (!track || track.closing || track.info.state === 'ended') return track?.done ?? Promise.resolve();
+    track.closing = true;
+    track.done = track.done.then(async () => {
+      if (track.upload) {
+        await track.upload.finish();
+        track.info.state = 'ended';
+        await this.options.store.saveTrack(this.options.sessionId, { ...track.info, epoch: track.epoch });
+        this.options.changed();
+        return;
+      }
+      // A connection may still be opening (loading the session, creating its spool): wait for it.
+      await track.ready;
+      const pipeline = track.pipeline;
+      if (!pipeline) return;
+      try {
+        try {
+          await track.drainInput?.();
+          await pipeline.close();
+        } finally {
+          // Its audio is in: the producer may reconnect now, while its last finals wait for STT.
+          track.connected = false;
+        }
+        await pipeline.end();
+      } catch (error) {
+        this.options.log.error({ err: error, trackId }, 'track did not finish');
+      }
+      if (track.archive) {
+        await this.options.archiver!.completeTrack({ sessionId: this.options.sessionId, trackId, epoch: track.epoch }, track.archive).catch((error) =>
+          this.options.log.error({ err: error, trackId }, 'recording could not be sealed; its one-second slices stay spooled for recovery'),
+        );
+        track.archive = undefined;
+      }
+      track.offsetMs += pipeline.receivedMs;
+      track.pipeline = undefined;
+      track.disconnect = undefined;
+      track.info.state = 'ended';
+      track.info.receivedMs = track.offsetMs;
+      this.options.metrics.activeTracks.dec();
+      await this.options.events.writes.settled();
+      // A newer connection of the track owns its row now.
+      if (this.tracks.get(trackId) === track) {
+        await this.options.store.saveTrack(this.options.sessionId, { ...track.info, epoch: track.epoch }).catch((error) => this.options.log.error({ err: error, trackId }, 'could not store track end'));
+      }
+      this.options.log.info({ trackId, receivedMs: track.offsetMs }, 'track ended');
+      this.options.changed();
+    });
+    return track.done;
+  }
+
+  /** Gateway shutdown: producers are told to reconnect (1001), and what they sent is transcribed and published. */
+  async drain(): Promise<void> {
+    const live = [...this.tracks.values()].filter((t) => t.info.state === 'live');
+    for (const track of live) track.disconnect?.(CloseCode.goingAway, 'gateway shutting down; reconnect to continue');
+    await Promise.all(live.map((t) => this.closeTrack(t.info.trackId)));
+    await this.options.events.writes.settled();
+  }
+
+}
