@@ -5,8 +5,10 @@
  * bytes, and real streams and files truncated, bit-flipped or with lying headers.
  *
  * After each kind: the process is up (/healthz), every answer or close code is a documented one (never a
- * 5xx, never 1011), a healthy consultation streaming beside the fuzz comes out whole, and RSS and open
- * handles return to their baseline. `scale` multiplies the counts (`npm run fuzz` runs a longer pass).
+ * 5xx, never 1011), a healthy consultation streaming beside the fuzz comes out whole, the live heap after
+ * GC returns near its baseline (RSS is reported: V8 and the allocator keep pages they grew into), and what
+ * the gateway holds open returns to its baseline. `scale` multiplies the counts (`npm run fuzz` runs a longer pass);
+ * `FUZZ_MEMORY=1` prints the process's memory after each kind of input.
  */
 import { createSocket } from 'node:dgram';
 import { readFile, rm, mkdtemp } from 'node:fs/promises';
@@ -31,6 +33,9 @@ export interface FuzzReport {
   failures: string[];
   healthyWer: number;
   rssGrowthMb: number;
+  heapGrowthMb: number;
+  /** Sessions the fuzz created (or opened tracks in) that stay loaded: active ones are kept by design. */
+  loadedSessions: number;
   heldBefore: Record<string, number>;
   heldAfter: Record<string, number>;
 }
@@ -85,13 +90,26 @@ export async function runNetworkFuzz(scale: number, seed = 20261127): Promise<Fu
     await new Promise((r) => setTimeout(r, 500));
     gc();
     const rssBefore = process.memoryUsage().rss;
+    const heapBefore = process.memoryUsage().heapUsed;
     const heldBefore = await held(h);
 
+    const memory = (stage: string) => {
+      if (!process.env.FUZZ_MEMORY) return;
+      gc();
+      const m = process.memoryUsage();
+      console.log(`  after ${stage}: rss ${(m.rss / 2 ** 20).toFixed(0)} MB, heap ${(m.heapUsed / 2 ** 20).toFixed(0)} MB, external ${(m.external / 2 ** 20).toFixed(0)} MB, arrayBuffers ${(m.arrayBuffers / 2 ** 20).toFixed(0)} MB`);
+    };
+    memory('start');
     await fuzzRest(h, service, scale, seed, counts, fail);
+    memory('REST');
     await fuzzRtp(h, scale, seed, counts, fail);
+    memory('RTP');
     await fuzzWebSocket(h, scale, seed, counts, fail);
+    memory('WebSocket');
     await fuzzWhip(h, scale, seed, counts, fail);
+    memory('WHIP');
     await fuzzUploads(h, service, scale, seed, work, counts, fail);
+    memory('uploads');
 
     const healthyWer = await healthy;
     if ((await fetch(`${h.baseUrl}/healthz`)).status !== 200) fail('process', '/healthz does not answer');
@@ -100,8 +118,9 @@ export async function runNetworkFuzz(scale: number, seed = 20261127): Promise<Fu
     await new Promise((r) => setTimeout(r, 2500));
     gc();
     const rssGrowthMb = (process.memoryUsage().rss - rssBefore) / 2 ** 20;
+    const heapGrowthMb = (process.memoryUsage().heapUsed - heapBefore) / 2 ** 20;
     const heldAfter = await held(h);
-    return { counts, total: Object.values(counts).reduce((a, b) => a + b, 0), failures, healthyWer, rssGrowthMb, heldBefore, heldAfter };
+    return { counts, total: Object.values(counts).reduce((a, b) => a + b, 0), failures, healthyWer, rssGrowthMb, heapGrowthMb, loadedSessions: h.gateway.registry.loaded, heldBefore, heldAfter };
   } finally {
     await h.close();
     await rm(work, { recursive: true, force: true });
