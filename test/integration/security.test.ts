@@ -70,6 +70,23 @@ function closeOf(url: string, send: (socket: WebSocket) => void | Promise<void> 
   });
 }
 
+/** `count` RTP packets of SSRC `ssrc` (payload type 111, 20 ms apart in RTP time) from 127.0.0.1. */
+async function sendRtp(port: number, ssrc: number, payload: Buffer, count: number): Promise<void> {
+  const sender = createSocket('udp4');
+  for (let seq = 0; seq < count; seq++) {
+    const rtp = Buffer.alloc(12 + payload.length);
+    rtp.writeUInt8(0x80, 0);
+    rtp.writeUInt8(111, 1);
+    rtp.writeUInt16BE(seq, 2);
+    rtp.writeUInt32BE(seq * 960, 4);
+    rtp.writeUInt32BE(ssrc, 8);
+    payload.copy(rtp, 12);
+    sender.send(rtp, port, '127.0.0.1');
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  sender.close();
+}
+
 /** Sends a crafted header, then 60 KB frames of filler (what a demuxer would keep concatenating). */
 function sendThenFlood(url: string, header: Buffer): Promise<{ code: number; reason: string }> {
   return closeOf(url, async (socket) => {
@@ -131,21 +148,8 @@ test('#0 a stage that throws ends its own track or upload, never the process: We
   const opened = await api('POST', '/v1/sessions/faulty/tracks/rtp/rtp?role=patient', { token, body: undefined });
   armFaultyStage = false;
   assert.is(opened.status, 201, opened.text);
-  const sender = createSocket('udp4');
-  const encoder = new opus.OpusEncoder(48000, 1);
-  const packet = encoder.encode(Buffer.alloc(960 * 2, 1));
-  for (let seq = 0; seq < 60; seq++) {
-    const rtp = Buffer.alloc(12 + packet.length);
-    rtp.writeUInt8(0x80, 0);
-    rtp.writeUInt8(111, 1);
-    rtp.writeUInt16BE(seq, 2);
-    rtp.writeUInt32BE(seq * 960, 4);
-    rtp.writeUInt32BE(7, 8);
-    packet.copy(rtp, 12);
-    sender.send(rtp, opened.json.port, opened.json.host);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  sender.close();
+  const packet = new opus.OpusEncoder(48000, 1).encode(Buffer.alloc(960 * 2, 1));
+  await sendRtp(opened.json.port, 7, packet, 60);
   const failedRtp = await waitFor(async () => (await api('GET', '/v1/sessions/faulty', { token: await service() })).json.tracks.find((t: any) => t.trackId === 'rtp' && t.failure), 10000, 'RTP track failure');
   assert.match(failedRtp.failure, /failed while processing/);
 
@@ -406,20 +410,8 @@ test('#12 plain RTP binds HOST, answers a reachable host and ignores a foreign S
   const opened = await api('POST', '/v1/sessions/rtp-latch/tracks/t/rtp?role=doctor&ssrc=1234', { token });
   assert.is(opened.status, 201, opened.text);
   assert.is(opened.json.host, '127.0.0.1');
-  const sender = createSocket('udp4');
-  const packet = new opus.OpusEncoder(48000, 1).encode(Buffer.alloc(1920, 5));
-  for (let seq = 0; seq < 50; seq++) {
-    const rtp = Buffer.alloc(12 + packet.length);
-    rtp.writeUInt8(0x80, 0);
-    rtp.writeUInt8(111, 1);
-    rtp.writeUInt16BE(seq, 2);
-    rtp.writeUInt32BE(seq * 960, 4);
-    rtp.writeUInt32BE(999, 8);
-    packet.copy(rtp, 12);
-    sender.send(rtp, opened.json.port, '127.0.0.1');
-  }
+  await sendRtp(opened.json.port, 999, new opus.OpusEncoder(48000, 1).encode(Buffer.alloc(1920, 5)), 50);
   await new Promise((r) => setTimeout(r, 300));
-  sender.close();
   const track = (await api('GET', '/v1/sessions/rtp-latch', { token: await service() })).json.tracks.find((t: any) => t.trackId === 't');
   assert.is(track.receivedMs, 0, 'a foreign SSRC is not taken');
   assert.is((await api('DELETE', '/v1/sessions/rtp-latch/tracks/t/rtp', { token })).status, 200);
