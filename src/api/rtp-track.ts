@@ -1,8 +1,9 @@
 /**
  * A session track fed by RTP, from WebRTC (WHIP) or plain UDP: packets go through a small jitter buffer
  * (reordering) and the packet sequencer (gaps, late packets) straight into the track's pipeline as Opus
- * packets and lost-packet markers, which the Opus decoder conceals. Once packets are expected, a track that receives nothing for
- * `idleTimeoutMs` is ended as a vanished peer. Ending it (or a failure) is reported to the session's viewers.
+ * packets and lost-packet markers, which the Opus decoder conceals. Once packets are expected, a track
+ * that receives nothing for `idleTimeoutMs` is ended as a vanished peer. Ending it (or a failure) is
+ * reported to the session's viewers.
  */
 import type { SpeakerRole } from '../../client-sdk/src/protocol.ts';
 import { JitterBuffer, type Numbered } from '../audio/jitter-buffer.ts';
