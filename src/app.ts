@@ -105,6 +105,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     metrics,
     onCompleted: (session, version) => webhook?.notify(session, version),
     maxLiveTracks: c.caps.tracksPerSession,
+    resumeWindowMs: c.resumeWindowMs,
   });
   const policy = { attempts: c.queue.attempts, backoffMs: c.queue.backoffMs };
   const redisQueue = c.queue.redisUrl ? new RedisWindowQueue({ url: c.queue.redisUrl, name: c.queue.name, lockMs: c.queue.lockMs, log, sealer, ...policy }) : undefined;
@@ -190,7 +191,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   await app.register(fastifyStatic, { root: fileURLToPath(new URL('../client-sdk/dist', import.meta.url)), prefix: '/sdk/', decorateReply: false, schemaHide: true });
   const caps = { limits, maxConnectionsPerIp: c.caps.connectionsPerIp };
   await app.register(registerSessionRoutes, { registry, store, authenticator, endWaitMs: c.http.endWaitMs, createPerMinute: c.http.sessionCreatePerMinute });
-  await app.register(registerWebSocketIngest, { registry, authenticator, log, heartbeatMs: c.http.heartbeatMs, maxTracksPerToken: c.caps.liveTracksPerToken, ...caps });
+  await app.register(registerWebSocketIngest, { registry, authenticator, log, heartbeatMs: c.http.heartbeatMs, maxTracksPerToken: c.caps.liveTracksPerToken, resumeWindowMs: c.resumeWindowMs, ...caps });
   await app.register(registerCaptions, { registry, authenticator, heartbeatMs: c.http.heartbeatMs, maxViewersPerToken: c.caps.viewersPerToken, maxBufferedBytes: c.http.viewerMaxBufferedBytes, ...caps });
   await app.register(registerUploadRoutes, { uploads, store, authenticator });
   const whip = new WhipIngest({ ...c.webrtc, limits, maxTracksPerToken: c.caps.liveTracksPerToken }, log);

@@ -53,6 +53,8 @@ export interface GatewayComponents extends SttComponents {
   auth: AuthOptions;
   http: { idleTimeoutMs: number; requestTimeoutMs: number; maxFrameBytes: number; heartbeatMs: number; rateLimitPerMinute: number; sessionCreatePerMinute: number; endWaitMs: number; viewerMaxBufferedBytes: number };
   caps: { tracksPerSession: number; liveTracksPerToken: number; viewersPerToken: number; connectionsPerIp: number };
+  /** How long a track whose producer dropped waits for it to resume before it ends. */
+  resumeWindowMs: number;
   webrtc: Omit<WebRtcOptions, 'limits' | 'maxTracksPerToken'>;
   rtp: Omit<RtpIngestOptions, 'limits' | 'maxTracksPerToken'>;
   database: { url: string | undefined; dataDir: string };
@@ -119,6 +121,7 @@ export function gatewayComponents(config: Config): GatewayComponents {
       rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE, sessionCreatePerMinute: config.SESSION_CREATE_PER_MINUTE, endWaitMs: config.END_WAIT_MS, viewerMaxBufferedBytes: config.VIEWER_MAX_BUFFER_BYTES,
     },
     caps: { tracksPerSession: config.MAX_TRACKS_PER_SESSION, liveTracksPerToken: config.MAX_LIVE_TRACKS_PER_TOKEN, viewersPerToken: config.MAX_VIEWERS_PER_TOKEN, connectionsPerIp: config.MAX_CONNECTIONS_PER_IP },
+    resumeWindowMs: config.PRODUCER_RESUME_MS,
     webrtc: {
       portRange: config.WEBRTC_PORT_MIN !== undefined ? [config.WEBRTC_PORT_MIN, config.WEBRTC_PORT_MAX!] : undefined,
       announcedAddress: config.WEBRTC_ANNOUNCED_ADDRESS,

@@ -72,6 +72,7 @@ const schema = z
     INGEST_BURST_MS: int(60000, 0, 3600000),
     STT_BACKLOG_MEMORY_S: int(120, 0, 36000),
     END_WAIT_MS: int(10000, 0, 600000),
+    PRODUCER_RESUME_MS: int(10000, 0, 300000),
 
     VAD_AGGRESSIVENESS: int(2, 0, 3),
     SEGMENT_PRE_ROLL_MS: int(300, 0, 2000),

@@ -8,6 +8,7 @@ export function createMetrics() {
   return {
     registry,
     audioSeconds: new Counter({ name: 'helssa_audio_seconds_total', help: 'Seconds of track audio received and decoded', registers: [registry] }),
+    producerResumes: new Counter({ name: 'helssa_producer_resumes_total', help: 'Tracks continued by a new producer connection (after a drop, or taking over a silent one)', labelNames: ['after'], registers: [registry] }),
     lostPackets: new Counter({ name: 'helssa_lost_packets_total', help: 'Opus packets concealed (lost, late or corrupt)', registers: [registry] }),
     windows: new Counter({ name: 'helssa_windows_total', help: 'Windows sent to STT', labelNames: ['kind'], registers: [registry] }),
     sttFailures: new Counter({ name: 'helssa_stt_failures_total', help: 'STT calls failed after the client retries', labelNames: ['kind'], registers: [registry] }),

@@ -45,6 +45,11 @@ export const CloseCode = {
   /** A single frame exceeded the configured maximum size. */
   messageTooBig: 1009,
   internalError: 1011,
+  /**
+   * A producer's connection was taken over by a newer connection of the same producer (it resumed the track
+   * with the `resume` token of this one, e.g. after its network dropped): do not reconnect this one.
+   */
+  replaced: 4001,
   /** Unknown or missing format, bad sample rate, bad role: the connection parameters are wrong. */
   badParameters: 4400,
   /** A caption viewer too slow to read what it is sent (its backlog passed the limit); reconnect with `?after=`. */
@@ -70,12 +75,44 @@ export interface TrackInfo {
   participant: string;
   /** How the audio came: a live ingest format, or `upload` for a recording uploaded as a file. */
   format: IngestFormat | 'upload';
-  state: 'live' | 'ended';
+  /**
+   * `reconnecting`: the producer's connection dropped; the track waits `resumeWindowMs` for it to resume
+   * (the open utterance stays open), then ends.
+   */
+  state: 'live' | 'reconnecting' | 'ended';
   /** Milliseconds of audio received so far. */
   receivedMs: number;
   /** Why the track's connection failed (ICE/DTLS, a vanished sender), when it did; cleared on reconnection. */
   failure?: string;
 }
+
+/**
+ * Text frames the gateway sends a producer on the ingest WebSocket (audio goes the other way, binary).
+ *
+ * Resuming after a drop: the producer keeps what it sent until an `ack` covers it. When its connection
+ * drops (or stops answering), it opens a new one for the same track with `?resume=<resumeToken>` and
+ * `startMs=<track time of its first resent sample>`, and sends again from the last `ack`. The gateway
+ * closes the old connection (4001 `replaced`), skips what it already has, fills a gap with silence, and
+ * continues the open utterance. Each connection of a WebM or Ogg producer is a new container stream
+ * (header first); `opus` and `pcm16` connections just go on.
+ */
+export type IngestEvent =
+  | {
+      /** First frame of every connection, once the track is open. */
+      type: 'ready';
+      trackId: string;
+      /** Track time where this connection's audio starts unless `startMs` says otherwise. */
+      receivedMs: number;
+      /** Pass as `?resume=` to take this track over from a new connection. */
+      resumeToken: string;
+      /** How long the track waits for a dropped connection to resume before it ends. 0: it ends at once. */
+      resumeWindowMs: number;
+    }
+  | {
+      /** The gateway has the track's audio up to `receivedMs` (track time); sent every few hundred ms of audio. */
+      type: 'ack';
+      receivedMs: number;
+    };
 
 /** Words being recognized in an ongoing utterance. `stable` only ever grows; `unstable` may change. */
 export interface PartialEvent {

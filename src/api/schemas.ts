@@ -32,7 +32,7 @@ const track = z.object({
   role: speakerRole,
   participant: z.string(),
   format: z.enum(['upload', ...INGEST_FORMATS] as [IngestFormat | 'upload', ...(IngestFormat | 'upload')[]]).describe('ingest format, or `upload`'),
-  state: z.enum(['live', 'ended']),
+  state: z.enum(['live', 'reconnecting', 'ended']),
   receivedMs: z.number(),
   failure: z.string().optional().describe("why the track's connection failed (ICE/DTLS, a vanished sender, a rejected stream), if it did"),
 });

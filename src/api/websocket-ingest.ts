@@ -1,13 +1,17 @@
 /**
  * The producer endpoint: one WebSocket per track, binary frames of audio in the declared format.
  *   GET /v1/sessions/:sessionId/tracks/:trackId/ingest
- *       ?format=webm|ogg|opus|pcm16&sampleRate=16000|48000&role=doctor|patient&participant=…&language=…&startMs=…
- * Wrong parameters, unparsable audio or a busy track close the socket with a code from the protocol and
- * a reason; closing it normally ends the track after its last words are transcribed.
+ *       ?format=webm|ogg|opus|pcm16&sampleRate=16000|48000&role=doctor|patient&participant=…&language=…
+ *       &startMs=…&resume=…
+ * The gateway answers with text frames (IngestEvent): `ready` with the track's resume token, then an
+ * `ack` every ACK_EVERY_MS of audio. Wrong parameters, unparsable audio or a busy track close the socket
+ * with a code from the protocol and a reason. Closing it with a close frame (1000, or no code) ends the
+ * track after its last words are transcribed; a connection that drops without one leaves the track
+ * waiting for the producer to resume (`?resume=`), which also takes over a connection that went silent.
  */
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { CloseCode, INGEST_FORMATS, PCM_SAMPLE_RATES, SPEAKER_ROLES, type IngestFormat, type SpeakerRole } from '../../client-sdk/src/protocol.ts';
+import { CloseCode, INGEST_FORMATS, PCM_SAMPLE_RATES, SPEAKER_ROLES, type IngestEvent, type IngestFormat, type SpeakerRole } from '../../client-sdk/src/protocol.ts';
 import type { Authenticator } from './auth.ts';
 import { closeReason, closeWith, holdWhileOpen, keepAlive, requireRole } from './http.ts';
 import { jsonSchema, language as languageCode, text, trackParams } from './schemas.ts';
@@ -17,10 +21,15 @@ import type { SessionRegistry } from '../session/registry.ts';
 import { createPacketSource, type PacketSource } from '../demux/packet-source.ts';
 import { GatewayError } from '../errors.ts';
 import type { Session } from '../session/session.ts';
+import type { ProducerRequest } from '../session/track-table.ts';
 import type { TrackPipeline } from '../session/track-pipeline.ts';
 
 /** A track longer than a day is not a consultation: startMs beyond it is refused. */
 const MAX_TRACK_MS = 24 * 3600 * 1000;
+/** Audio between two acknowledgements: what a producer keeps to resend is about this plus its round trip. */
+const ACK_EVERY_MS = 200;
+/** Close codes of a producer that meant to stop (a close frame with 1000, or with no code: 1005). */
+const DELIBERATE_CLOSE = new Set([CloseCode.normal, 1005]);
 
 const querySchema = z
   .object({
@@ -30,6 +39,7 @@ const querySchema = z
     participant: text(200).optional(),
     language: languageCode.optional(),
     startMs: z.coerce.number().int().min(0, 'startMs must be a non-negative integer').max(MAX_TRACK_MS, `startMs must be at most ${MAX_TRACK_MS} (24 h)`).optional(),
+    resume: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'resume must be the resumeToken of a ready frame').optional(),
   })
   .refine((q) => q.format !== 'pcm16' || PCM_SAMPLE_RATES.includes(q.sampleRate ?? 0), {
     message: `pcm16 needs sampleRate ${PCM_SAMPLE_RATES.join(' or ')}`,
@@ -43,9 +53,11 @@ export interface IngestRouteOptions {
   limits: ConnectionLimits;
   maxTracksPerToken: number;
   maxConnectionsPerIp: number;
+  /** PRODUCER_RESUME_MS, told to the producer in its ready frame. */
+  resumeWindowMs: number;
 }
 
-export async function registerWebSocketIngest(app: FastifyInstance, { registry, authenticator, log, heartbeatMs, limits, maxTracksPerToken, maxConnectionsPerIp }: IngestRouteOptions): Promise<void> {
+export async function registerWebSocketIngest(app: FastifyInstance, { registry, authenticator, log, heartbeatMs, limits, maxTracksPerToken, maxConnectionsPerIp, resumeWindowMs }: IngestRouteOptions): Promise<void> {
   app.get(
     '/v1/sessions/:sessionId/tracks/:trackId/ingest',
     {
@@ -60,7 +72,7 @@ export async function registerWebSocketIngest(app: FastifyInstance, { registry, 
         socket.close(CloseCode.badParameters, closeReason(query.error.issues.map((i) => i.message).join('; ')));
         return;
       }
-      const { format, sampleRate, role, participant, language, startMs } = query.data;
+      const { format, sampleRate, role, participant, language, startMs, resume } = query.data;
       const caps = [
         { key: `producer:${request.principal!.tokenId}`, max: maxTracksPerToken, what: 'live tracks for this token' },
         { key: `ip:${request.ip}`, max: maxConnectionsPerIp, what: 'connections from this address' },
@@ -73,9 +85,52 @@ export async function registerWebSocketIngest(app: FastifyInstance, { registry, 
       // This connection's demuxer: the frames of the declared format → audio units for the pipeline.
       let source: PacketSource | undefined;
       let session: Session | undefined;
-      let closed = false;
-      const write = (message: Buffer) => pipeline!.guarded(() => source!.write(message));
+      let closeCode: number | undefined;
+      let failed = false;
+      // Set when a resumed connection took the track over: nothing from this one reaches the pipeline.
+      let detached = false;
+      let ackedMs = 0;
+      const send = (event: IngestEvent) => socket.send(JSON.stringify(event));
+      const write = (message: Buffer) => {
+        pipeline!.guarded(() => source!.write(message));
+        if (pipeline!.trackMs - ackedMs >= ACK_EVERY_MS && !detached) {
+          ackedMs = pipeline!.trackMs;
+          send({ type: 'ack', receivedMs: ackedMs });
+        }
+      };
+      const connection: ProducerRequest = {
+        trackId,
+        role,
+        participant: participant ?? role,
+        format,
+        sampleRate: sampleRate ?? 48000,
+        language,
+        startMs,
+        resumeToken: resume,
+        attach: (created, resumeToken) => {
+          pipeline = created;
+          source = createPacketSource(format, sampleRate ?? 48000, { unit: (unit) => created.push(unit), error: (error) => created.fail(error) });
+          ackedMs = created.trackMs;
+          send({ type: 'ready', trackId, receivedMs: ackedMs, resumeToken, resumeWindowMs });
+          for (const message of early.splice(0)) write(message);
+        },
+        drainInput: async () => source?.end(),
+        onFailed: (error) => {
+          failed = true;
+          socket.close(error.closeCode, closeReason(error.message));
+        },
+        disconnect: (code, reason) => {
+          if (code === CloseCode.replaced) detached = true;
+          socket.close(code, reason);
+        },
+      };
+      const gone = () => {
+        if (detached || !session) return;
+        if (failed || DELIBERATE_CLOSE.has(closeCode!)) void session.closeTrack(trackId, connection);
+        else session.connectionLost(trackId, connection);
+      };
       socket.on('message', (data: Buffer, isBinary: boolean) => {
+        if (detached) return;
         if (!isBinary) {
           socket.close(CloseCode.badParameters, 'send audio as binary frames');
           return;
@@ -84,31 +139,15 @@ export async function registerWebSocketIngest(app: FastifyInstance, { registry, 
         else early.push(data);
       });
       socket.on('close', (code: number) => {
-        closed = true;
+        closeCode = code;
         log.debug({ sessionId, trackId, code }, 'producer disconnected');
-        if (session && pipeline) void session.closeTrack(trackId);
+        if (pipeline) gone();
       });
       void (async () => {
         try {
           session = await registry.getOrCreate(sessionId);
-          await session.openTrack({
-            trackId,
-            role,
-            participant: participant ?? role,
-            format,
-            sampleRate: sampleRate ?? 48000,
-            language,
-            startMs,
-            attach: (created) => {
-              pipeline = created;
-              source = createPacketSource(format, sampleRate ?? 48000, { unit: (unit) => created.push(unit), error: (error) => created.fail(error) });
-              for (const message of early.splice(0)) write(message);
-            },
-            drainInput: async () => source?.end(),
-            onFailed: (error) => socket.close(error.closeCode, closeReason(error.message)),
-            disconnect: (code, reason) => socket.close(code, reason),
-          });
-          if (closed) void session.closeTrack(trackId);
+          await session.openTrack(connection);
+          if (closeCode !== undefined) gone();
         } catch (error) {
           if (error instanceof GatewayError) return closeWith(socket, error);
           log.error({ err: error, sessionId, trackId }, 'could not open track');

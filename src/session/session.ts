@@ -32,6 +32,8 @@ export interface SessionDependencies {
   onIdle(session: Session): void;
   /** Live tracks one session may have at once. */
   maxLiveTracks: number;
+  /** How long a track whose producer dropped waits for it to resume (PRODUCER_RESUME_MS). */
+  resumeWindowMs: number;
 }
 
 export class Session {
@@ -116,9 +118,17 @@ export class Session {
     this.broadcast({ type: 'error', sessionId: this.id, code: 'window_failed', message, trackId });
   }
 
-  /** The producer is gone: flush the track, publish its last finals, mark it ended. */
-  closeTrack(trackId: string): Promise<void> {
-    return this.tracks.closeTrack(trackId);
+  /**
+   * The producer is gone: flush the track, publish its last finals, mark it ended. With `connection`, only
+   * while that connection is still the track's (a connection taken over by a resumed one ends nothing).
+   */
+  closeTrack(trackId: string, connection?: ProducerRequest): Promise<void> {
+    return this.tracks.closeTrack(trackId, connection);
+  }
+
+  /** The producer's connection dropped without closing: the track waits for it to resume, then ends. */
+  connectionLost(trackId: string, connection: ProducerRequest): void {
+    this.tracks.connectionLost(trackId, connection);
   }
 
   /**

@@ -20,6 +20,8 @@ import type { Metrics } from '../metrics.ts';
 const MAX_CONSECUTIVE_CORRUPT = 50;
 /** How often the track's position is reported for persistence (ms of audio). */
 const PROGRESS_EVERY_MS = 5000;
+/** Silence a resumed connection's gap is filled with, 20 ms at a time (shared: never written). */
+const SILENT_FRAME = new Int16Array(PIPELINE_SAMPLE_RATE / 50);
 
 export interface TrackListener {
   partial(utteranceId: string, stable: readonly Word[], unstable: Word[], startMs: number): void;
@@ -96,6 +98,8 @@ export class TrackPipeline {
   private lastSpeechAt = 0;
   private lastProgressMs = 0;
   private failed = false;
+  /** Samples a resumed connection sends again that the track already has: dropped as they come. */
+  private skipSamples = 0;
   private ended: Promise<void> | undefined;
   private closed: Promise<void> | undefined;
   private readonly realTime: RealTimeGuard;
@@ -112,6 +116,37 @@ export class TrackPipeline {
   /** Milliseconds of audio received on this connection. */
   get receivedMs(): number {
     return this.windows.positionMs;
+  }
+
+  /** Track time up to which the track's audio is in (what a producer may forget). */
+  get trackMs(): number {
+    return this.options.offsetMs + this.windows.positionMs;
+  }
+
+  get hasFailed(): boolean {
+    return this.failed;
+  }
+
+  /**
+   * A new connection continues the track with its first sample at track time `startMs` (undefined: right
+   * where the audio is). Audio the track already has is skipped as it arrives again; a gap is filled with
+   * silence, within what real time allows (refused beyond it, before anything changes).
+   */
+  resume(startMs: number | undefined, now = performance.now()): void {
+    const position = this.trackMs;
+    this.skipSamples = 0;
+    if (startMs === undefined || startMs === position) return;
+    if (startMs < position) {
+      this.skipSamples = Math.round(((position - startMs) * PIPELINE_SAMPLE_RATE) / 1000);
+      return;
+    }
+    const gapMs = startMs - position;
+    if (!this.realTime.allows(this.receivedMs + gapMs, now)) {
+      throw new IngestError(CloseCode.badParameters, `startMs ${startMs} is ${gapMs} ms past the track's audio (${position} ms), more than real time allows`);
+    }
+    this.guarded(() => {
+      for (let filled = 0; filled < gapMs; filled += 20) this.windows.push(SILENT_FRAME.subarray(0, Math.round((Math.min(20, gapMs - filled) * PIPELINE_SAMPLE_RATE) / 1000)));
+    });
   }
 
   /** One unit of the track's audio, from the adapter's demuxer. */
@@ -168,7 +203,6 @@ export class TrackPipeline {
     let pcm: Int16Array;
     if (unit.kind === 'pcm') {
       pcm = unit.samples;
-      this.options.archive?.pcm(pcm);
     } else if (unit.kind === 'lost') {
       if (!this.realTime.allows(this.receivedMs + unit.count * this.decoder.packetMs, performance.now())) {
         this.fail(new IngestError(CloseCode.policyViolation, 'the stream runs faster than real time (sequence gaps or timestamps ahead of the clock)'));
@@ -177,11 +211,9 @@ export class TrackPipeline {
       this.options.metrics.lostPackets.inc(unit.count);
       pcm = this.decoder.conceal(unit.count);
     } else {
+      // Decoded even when skipped: the decoder's state then follows the packets it continues from.
       pcm = this.decoder.decode(unit.packet);
-      if (this.decoder.consecutiveCorrupt === 0) {
-        // Only what the codec accepted is archived: a rejected packet would corrupt the Ogg timeline.
-        this.options.archive?.packet(unit.packet);
-      } else {
+      if (this.decoder.consecutiveCorrupt > 0) {
         this.options.metrics.lostPackets.inc();
         if (this.decoder.consecutiveCorrupt >= MAX_CONSECUTIVE_CORRUPT) {
           this.fail(new IngestError(CloseCode.invalidPayload, `${MAX_CONSECUTIVE_CORRUPT} packets in a row are not Opus`));
@@ -189,6 +221,16 @@ export class TrackPipeline {
         }
       }
     }
+    if (this.skipSamples > 0) {
+      const skipped = Math.min(this.skipSamples, pcm.length);
+      this.skipSamples -= skipped;
+      // Already received on the connection before: neither archived nor counted again.
+      if (skipped === pcm.length) return;
+      pcm = pcm.subarray(skipped);
+    }
+    if (unit.kind === 'pcm') this.options.archive?.pcm(pcm);
+    // Only what the codec accepted is archived: a rejected packet would corrupt the Ogg timeline.
+    else if (unit.kind === 'opus' && this.decoder.consecutiveCorrupt === 0) this.options.archive?.packet(unit.packet);
     if (!this.realTime.allows(this.receivedMs + (pcm.length * 1000) / PIPELINE_SAMPLE_RATE, performance.now())) {
       this.fail(new IngestError(CloseCode.policyViolation, 'the stream runs faster than real time beyond the allowed burst'));
       return;

@@ -2,8 +2,14 @@
  * The tracks of one session: per track its current connection (pipeline, epoch, archive spool) or its
  * uploaded recording, opened and closed in order. A connection's audio being in is enough to let the
  * producer reconnect; its last finals and the sealing of its recording follow on the track's own chain.
+ *
+ * A producer whose connection drops (no close frame) keeps its track for the resume window: the pipeline,
+ * with its open utterance, waits, and a new connection presenting the track's resume token takes it over
+ * (and takes over a live connection that silently stopped delivering too). Only when the window passes
+ * is the track closed as if the producer had ended it.
  */
 import type { IngestFormat, SpeakerRole, TrackInfo } from '../../client-sdk/src/protocol.ts';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { CloseCode } from '../../client-sdk/src/protocol.ts';
 import type { Archiver } from '../archive/archiver.ts';
 import type { TrackArchive } from '../archive/track-archive.ts';
@@ -21,17 +27,23 @@ export interface ProducerRequest {
   format: IngestFormat;
   sampleRate: number;
   language?: string;
-  /** Track time of this connection's first sample, when the producer knows it (a reconnect after a crash). */
+  /** Track time of this connection's first sample, when the producer knows it (a resume, a reconnect after a crash). */
   startMs?: number;
+  /** The `resume` token of the track's previous connection: this connection continues it. */
+  resumeToken?: string;
   /**
    * Called synchronously the moment the pipeline exists, before anything else can run: the connection
    * hands over the audio it buffered meanwhile, in order, and writes straight to the pipeline after.
+   * `resumeToken` lets a later connection of this producer take the track over.
    */
-  attach(pipeline: TrackPipeline): void;
+  attach(pipeline: TrackPipeline, resumeToken: string): void;
   /** Pushes what the connection's demuxer still holds (the end of a container, the jitter buffer). */
   drainInput(): Promise<void>;
   onFailed(error: IngestError): void;
-  /** Closes the producer's connection (the session is ending, or the gateway is shutting down). */
+  /**
+   * Closes the producer's connection (the session is ending, the gateway is shutting down, or a resumed
+   * connection took over); the connection writes nothing more to the pipeline after this.
+   */
   disconnect(code: number, reason: string): void;
 }
 
@@ -46,8 +58,12 @@ interface TrackState {
   /** Track time where the current connection started. */
   offsetMs: number;
   epoch: number;
-  disconnect: ((code: number, reason: string) => void) | undefined;
-  drainInput: (() => Promise<void>) | undefined;
+  /** The producer's current connection; undefined while the track waits for a dropped one to resume. */
+  connection: ProducerRequest | undefined;
+  /** What a new connection presents to continue this epoch of the track. */
+  resumeToken: string;
+  /** Ends the track when its dropped producer has not resumed in time. */
+  resumeTimer: NodeJS.Timeout | undefined;
   /** closeTrack has been called for the current connection. */
   closing: boolean;
   /**
@@ -75,6 +91,8 @@ export interface TrackTableOptions {
   log: Logger;
   /** Live tracks the session may have at once. */
   maxLiveTracks: number;
+  /** How long a track whose producer dropped waits for it to resume; 0 ends it at once. */
+  resumeWindowMs: number;
   events: TrackEventContext;
   /** A track started, ended or failed: viewers get the session's state again. */
   changed(): void;
@@ -88,7 +106,7 @@ export class TrackTable {
   constructor(options: TrackTableOptions, known: TrackInfo[], epochs: Map<string, number>) {
     this.options = options;
     for (const info of known) {
-      this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: epochs.get(info.trackId) ?? 0, disconnect: undefined, drainInput: undefined, closing: false, connected: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve(), upload: undefined });
+      this.tracks.set(info.trackId, idleTrack(info, epochs.get(info.trackId) ?? 0, undefined));
     }
   }
 
@@ -111,14 +129,17 @@ export class TrackTable {
 
   /** Closes every producer's connection with `code` (their tracks are then closed by closeTrack). */
   disconnectAll(code: number, reason: string): void {
-    for (const track of this.tracks.values()) track.disconnect?.(code, reason);
+    for (const track of this.tracks.values()) track.connection?.disconnect(code, reason);
   }
 
   /** Starts (or resumes) a track for a producer connection; the returned pipeline takes its messages. */
   async openTrack(request: ProducerRequest): Promise<TrackPipeline> {
     const existing = this.tracks.get(request.trackId);
+    if (existing?.connected && !existing.closing && existing.pipeline && request.resumeToken !== undefined && sameToken(request.resumeToken, existing.resumeToken)) {
+      return this.resume(existing, existing.pipeline, request);
+    }
     if (existing && (existing.upload ? existing.info.state === 'live' : existing.connected)) throw new TrackBusyError(`track ${request.trackId} is already streaming`);
-    const live = [...this.tracks.values()].filter((t) => t.info.state === 'live').length;
+    const live = [...this.tracks.values()].filter((t) => t.info.state !== 'ended').length;
     if (live >= this.options.maxLiveTracks) throw new CapReached(`session ${this.options.sessionId} has ${live} live tracks, the most allowed; retry after one ends`);
     const storedMs = existing ? existing.offsetMs + (existing.pipeline?.receivedMs ?? 0) : 0;
     // Never earlier than what is stored: new words must not be timed before finals already published.
@@ -127,7 +148,7 @@ export class TrackTable {
     const epoch = (existing?.epoch ?? 0) + 1;
     let settle!: () => void;
     const track: TrackState = {
-      info, pipeline: undefined, offsetMs, epoch, disconnect: request.disconnect, drainInput: request.drainInput, closing: false, connected: true, archive: undefined, upload: undefined,
+      ...idleTrack(info, epoch, undefined), offsetMs, connection: request, connected: true,
       ready: new Promise<void>((resolve) => (settle = resolve)),
       done: existing?.done ?? Promise.resolve(),
     };
@@ -150,7 +171,7 @@ export class TrackTable {
       listener: trackListener(this.options.events, info, request.onFailed),
       archive: track.archive,
     });
-    request.attach(track.pipeline);
+    request.attach(track.pipeline, track.resumeToken);
     settle();
     this.options.metrics.activeTracks.inc();
     this.options.log.info({ trackId: request.trackId, role: request.role, format: request.format, offsetMs, epoch }, 'track live');
@@ -160,7 +181,7 @@ export class TrackTable {
 
   /** The track of an uploaded recording, transcribing from now on; `upload` publishes its finals. */
   async addUploadTrack(info: TrackInfo, upload: UploadTrack): Promise<void> {
-    this.tracks.set(info.trackId, { info, pipeline: undefined, offsetMs: info.receivedMs, epoch: 1, disconnect: undefined, drainInput: undefined, closing: false, connected: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve(), upload });
+    this.tracks.set(info.trackId, idleTrack(info, 1, upload));
     await this.options.store.saveTrack(this.options.sessionId, { ...info, epoch: 1 });
     this.options.changed();
   }
@@ -171,11 +192,58 @@ export class TrackTable {
     if (track) track.info.failure = message;
   }
 
-  /** The producer is gone: flush the track, publish its last finals, mark it ended. */
-  closeTrack(trackId: string): Promise<void> {
+  /**
+   * A new connection of the track's producer takes over: the old one (dropped or silently dead) is closed
+   * with `replaced`, and the pipeline continues where the track's audio is, aligned to `startMs`.
+   */
+  private resume(track: TrackState, pipeline: TrackPipeline, request: ProducerRequest): TrackPipeline {
+    // Refused (a gap beyond real time) before anything changes: the old connection, if any, goes on.
+    pipeline.resume(request.startMs);
+    const previous = track.connection;
+    clearTimeout(track.resumeTimer);
+    track.resumeTimer = undefined;
+    track.connection = request;
+    previous?.disconnect(CloseCode.replaced, 'a newer connection of this producer took over the track');
+    track.info.state = 'live';
+    delete track.info.failure;
+    request.attach(pipeline, track.resumeToken);
+    this.options.metrics.producerResumes.inc({ after: previous ? 'takeover' : 'drop' });
+    this.options.log.info({ trackId: track.info.trackId, startMs: request.startMs, trackMs: pipeline.trackMs, takeover: previous !== undefined }, 'track resumed');
+    this.options.changed();
+    return pipeline;
+  }
+
+  /** The producer's connection dropped without closing: the track waits for it to resume, then ends. */
+  connectionLost(trackId: string, connection: ProducerRequest): void {
+    const track = this.tracks.get(trackId);
+    if (!track || track.connection !== connection || track.closing) return;
+    if (this.options.resumeWindowMs === 0 || !track.pipeline || track.pipeline.hasFailed) {
+      void this.closeTrack(trackId, connection);
+      return;
+    }
+    // What its demuxer held is dropped with it: the producer sends again from its last acknowledgement.
+    track.connection = undefined;
+    track.info.state = 'reconnecting';
+    track.resumeTimer = setTimeout(() => {
+      track.resumeTimer = undefined;
+      this.options.log.info({ trackId }, 'producer did not resume in time');
+      void this.closeTrack(trackId);
+    }, this.options.resumeWindowMs);
+    this.options.log.info({ trackId, trackMs: track.pipeline.trackMs }, 'producer connection lost; waiting for it to resume');
+    this.options.changed();
+  }
+
+  /**
+   * The producer is gone: flush the track, publish its last finals, mark it ended. With `connection`, only
+   * while that connection is still the track's.
+   */
+  closeTrack(trackId: string, connection?: ProducerRequest): Promise<void> {
     const track = this.tracks.get(trackId);
     if (!track || track.closing || track.info.state === 'ended') return track?.done ?? Promise.resolve();
+    if (connection && track.connection !== connection) return track.done;
     track.closing = true;
+    clearTimeout(track.resumeTimer);
+    track.resumeTimer = undefined;
     track.done = track.done.then(async () => {
       if (track.upload) {
         await track.upload.finish();
@@ -190,7 +258,7 @@ export class TrackTable {
       if (!pipeline) return;
       try {
         try {
-          await track.drainInput?.();
+          await track.connection?.drainInput();
           await pipeline.close();
         } finally {
           // Its audio is in: the producer may reconnect now, while its last finals wait for STT.
@@ -208,7 +276,7 @@ export class TrackTable {
       }
       track.offsetMs += pipeline.receivedMs;
       track.pipeline = undefined;
-      track.disconnect = undefined;
+      track.connection = undefined;
       track.info.state = 'ended';
       track.info.receivedMs = track.offsetMs;
       this.options.metrics.activeTracks.dec();
@@ -225,10 +293,23 @@ export class TrackTable {
 
   /** Gateway shutdown: producers are told to reconnect (1001), and what they sent is transcribed and published. */
   async drain(): Promise<void> {
-    const live = [...this.tracks.values()].filter((t) => t.info.state === 'live');
-    for (const track of live) track.disconnect?.(CloseCode.goingAway, 'gateway shutting down; reconnect to continue');
+    const live = [...this.tracks.values()].filter((t) => t.info.state !== 'ended');
+    for (const track of live) track.connection?.disconnect(CloseCode.goingAway, 'gateway shutting down; reconnect to continue');
     await Promise.all(live.map((t) => this.closeTrack(t.info.trackId)));
     await this.options.events.writes.settled();
   }
+}
 
+function idleTrack(info: TrackInfo, epoch: number, upload: UploadTrack | undefined): TrackState {
+  return {
+    info, pipeline: undefined, offsetMs: info.receivedMs, epoch, connection: undefined, resumeToken: randomBytes(18).toString('base64url'), resumeTimer: undefined,
+    closing: false, connected: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve(), upload,
+  };
+}
+
+/** Compares resume tokens in constant time: their length is fixed, their content must not leak by timing. */
+function sameToken(presented: string, expected: string): boolean {
+  const a = Buffer.from(presented);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
 }

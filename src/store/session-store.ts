@@ -67,7 +67,8 @@ export class SessionStore {
   }
 
   async saveTrack(sessionId: string, { failure: _failure, ...track }: TrackRecord): Promise<void> {
-    const values = { sessionId, ...track, endedAt: track.state === 'ended' ? new Date() : null };
+    // A track waiting for its producer to resume is live in the store: a restart ends it like any live one.
+    const values = { sessionId, ...track, state: track.state === 'ended' ? ('ended' as const) : ('live' as const), endedAt: track.state === 'ended' ? new Date() : null };
     await this.db
       .insert(tracks)
       .values(values)

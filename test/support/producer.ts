@@ -7,6 +7,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import prism from 'prism-media';
 import { WebSocket } from 'ws';
 import type { IngestFormat } from '../../client-sdk/src/protocol.ts';
+import type { FrameFormat } from '../../client-sdk/src/resumable-ingest.ts';
+import { opusPacketSamples48k } from '../../src/audio/opus-packet.ts';
 import { decodeWav } from '../../src/audio/wav.ts';
 
 export interface StreamOptions {
@@ -113,4 +115,54 @@ export async function streamChunks(url: string, chunks: StreamedChunk[], speed: 
   if (socket.readyState === WebSocket.OPEN) socket.close(1000, 'done');
   const { code, reason } = await closed;
   return { closeCode: code, closeReason: reason, sentMs };
+}
+
+export interface ResumableFrame {
+  payload: Uint8Array;
+  durationMs: number;
+}
+
+/** The corpus file as frames for the SDK's ResumableIngest (20 ms of PCM, or one Opus packet), with the format that writes them. */
+export async function resumableFrames(format: 'opus' | 'webm' | 'pcm16', file: string): Promise<{ frames: ResumableFrame[]; format: FrameFormat }> {
+  if (format === 'pcm16') {
+    const { samples } = decodeWav(await readFile(`${file}.wav`));
+    const frames: ResumableFrame[] = [];
+    for (let i = 0; i < samples.length; i += 320) {
+      const part = samples.slice(i, i + 320);
+      frames.push({ payload: new Uint8Array(part.buffer), durationMs: part.length / 16 });
+    }
+    return { frames, format: { format: 'pcm16', sampleRate: 16000, message: (payload) => payload } };
+  }
+  const timed = (packets: Buffer[]) => packets.map((payload) => ({ payload, durationMs: opusPacketSamples48k(payload) / 48 }));
+  if (format === 'opus') {
+    return { frames: timed(await oggPackets(`${file}.ogg`)), format: { format: 'opus', message: (payload, index) => sequenced(payload, index) } };
+  }
+  // WebM: each connection is a new container stream: the file's header (EBML, Segment, Tracks), a Cluster
+  // of unknown size, then one SimpleBlock per packet (its timecode is not read by the gateway's demuxer).
+  const bytes = await readFile(`${file}.webm`);
+  const header = bytes.subarray(0, bytes.indexOf(Buffer.from([0x1f, 0x43, 0xb6, 0x75])));
+  const clusterStart = Buffer.from([0x1f, 0x43, 0xb6, 0x75, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xe7, 0x81, 0x00]);
+  const demuxer = new prism.opus.WebmDemuxer();
+  const packets: Buffer[] = [];
+  demuxer.on('data', (p: Buffer) => packets.push(p));
+  demuxer.end(bytes);
+  await new Promise((resolve) => demuxer.on('end', resolve));
+  return {
+    frames: timed(packets),
+    format: {
+      format: 'webm',
+      preamble: () => Buffer.concat([header, clusterStart]),
+      message: (payload) => {
+        const body = Buffer.concat([Buffer.from([0x81, 0x00, 0x00, 0x80]), payload]);
+        return Buffer.concat([Buffer.from([0xa3, 0x40 | (body.length >> 8), body.length & 0xff]), body]);
+      },
+    },
+  };
+}
+
+function sequenced(payload: Uint8Array, index: number): Uint8Array {
+  const message = Buffer.alloc(2 + payload.length);
+  message.writeUInt16BE(index % 0x10000);
+  message.set(payload, 2);
+  return message;
 }

@@ -1,0 +1,218 @@
+/**
+ * The producer side of the ingest WebSocket, surviving network drops: every 20 ms frame is kept until the
+ * gateway acknowledges it; when the connection drops, or stops acknowledging (a network that vanished
+ * without closing), a new connection resumes the track with its resume token and sends again from the
+ * first frame not acknowledged. The gateway skips what it already has, so the track's audio comes out
+ * whole and once. Runs on any WHATWG-style WebSocket (browsers, Node's, the `ws` package).
+ */
+import { CloseCode, type IngestEvent, type IngestFormat } from './protocol.ts';
+
+/** How one connection's stream is written: the bytes that open it (a container's header) and each frame. */
+export interface FrameFormat {
+  format: IngestFormat;
+  /** Only for pcm16. */
+  sampleRate?: number;
+  /** Bytes a connection's stream starts with (WebM/Ogg: a new container), when the format has them. */
+  preamble?(): Uint8Array;
+  /** The message carrying one frame; `index` counts frames from the producer's start. */
+  message(payload: Uint8Array, index: number): Uint8Array;
+}
+
+export type IngestState = 'connecting' | 'live' | 'reconnecting' | 'stopped' | 'failed';
+
+export interface ResumableIngestOptions {
+  /** The ingest URL without `format`, `sampleRate`, `startMs` or `resume` (those are added here). */
+  url: string;
+  format: FrameFormat;
+  /** A WebSocket constructor: `WebSocket` in browsers, `ws`'s in Node. */
+  WebSocket: new (url: string) => WebSocket;
+  /** Audio kept while the gateway cannot be reached; older frames are dropped past it. Default 120 s. */
+  maxBufferMs?: number;
+  /** Sent frames without an acknowledgement for this long mean the connection is dead. Default 2500 ms. */
+  ackTimeoutMs?: number;
+  /** Longest pause between two connection attempts. Default 5000 ms. */
+  maxBackoffMs?: number;
+  onState?: (state: IngestState, detail?: string) => void;
+  /** Each acknowledgement (track time the gateway has). */
+  onAck?: (receivedMs: number) => void;
+}
+
+interface Frame {
+  index: number;
+  /** Time of its first sample from the producer's start, ms. */
+  atMs: number;
+  endMs: number;
+  payload: Uint8Array;
+}
+
+/** Close codes after which resuming cannot help: the stream itself or its parameters were refused. */
+const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([CloseCode.normal, CloseCode.invalidPayload, CloseCode.policyViolation, CloseCode.messageTooBig, CloseCode.badParameters, CloseCode.replaced]);
+/** What this producer sends when it gives up on a stalled connection: not an end, the track waits for the resume. */
+const STALLED = 4002;
+
+export class ResumableIngest {
+  private readonly options: ResumableIngestOptions;
+  /** Frames not yet acknowledged, oldest first; `frames[0].index` is the first the gateway may lack. */
+  private frames: Frame[] = [];
+  private nextIndex = 0;
+  /** Producer time at the end of the last frame pushed, ms. */
+  private pushedMs = 0;
+  /** Index of the next frame to send on the current connection. */
+  private sendIndex = 0;
+  private socket: WebSocket | undefined;
+  private resumeToken: string | undefined;
+  /** Track time of frame 0, learned from the first `ready`. */
+  private baseMs: number | undefined;
+  private attempts = 0;
+  private lastAckAt = 0;
+  private stalledTimer: ReturnType<typeof setInterval> | undefined;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set by end(): closes the connection once everything is sent on it. */
+  private ending: (() => void) | undefined;
+  /** The normal close has been sent. */
+  private closing = false;
+  private finished = false;
+  readonly ended: Promise<void>;
+  private finish!: () => void;
+  /** Times from a reconnection's start to its `ready` (ms), for the page and for tests. */
+  readonly resumeTimes: number[] = [];
+  private reconnectStartedAt: number | undefined;
+
+  constructor(options: ResumableIngestOptions) {
+    this.options = options;
+    this.ended = new Promise((resolve) => (this.finish = resolve));
+    this.options.onState?.('connecting');
+    this.connect();
+    this.stalledTimer = setInterval(() => this.checkStalled(), 250);
+  }
+
+  /** Audio buffered and not acknowledged, ms. */
+  get bufferedMs(): number {
+    return this.frames.length ? this.pushedMs - this.frames[0].atMs : 0;
+  }
+
+  /** One frame of audio (an Opus packet, or PCM16) lasting `durationMs`. */
+  push(payload: Uint8Array, durationMs = 20): void {
+    if (this.finished || this.ending || this.closing) return;
+    this.frames.push({ index: this.nextIndex++, atMs: this.pushedMs, endMs: this.pushedMs + durationMs, payload });
+    this.pushedMs += durationMs;
+    const maxBufferMs = this.options.maxBufferMs ?? 120000;
+    if (this.bufferedMs > maxBufferMs) {
+      // The gateway has been away longer than the buffer: the oldest audio goes (the gateway fills it with silence).
+      let drop = 0;
+      while (this.pushedMs - this.frames[drop].atMs > maxBufferMs) drop++;
+      this.frames.splice(0, drop);
+      this.sendIndex = Math.max(this.sendIndex, this.frames[0].index);
+    }
+    this.flush();
+  }
+
+  /** Sends what is left, closes normally (the gateway ends the track), and resolves once closed. */
+  end(): Promise<void> {
+    if (!this.finished && !this.ending && !this.closing) {
+      this.ending = () => {
+        const socket = this.socket!;
+        this.ending = undefined;
+        this.closing = true;
+        socket.addEventListener('close', () => this.stop('stopped'));
+        socket.close(CloseCode.normal, 'producer stopped');
+      };
+      this.flush();
+    }
+    return this.ended;
+  }
+
+  private connect(): void {
+    const url = new URL(this.options.url);
+    const { format, sampleRate } = this.options.format;
+    url.searchParams.set('format', format);
+    if (sampleRate) url.searchParams.set('sampleRate', String(sampleRate));
+    if (this.resumeToken) url.searchParams.set('resume', this.resumeToken);
+    if (this.baseMs !== undefined) url.searchParams.set('startMs', String(this.baseMs + (this.frames[0]?.atMs ?? this.pushedMs)));
+    const socket = new this.options.WebSocket(url.toString());
+    socket.binaryType = 'arraybuffer';
+    this.socket = socket;
+    this.sendIndex = this.firstUnsentIndex();
+    let preambleSent = false;
+    socket.addEventListener('open', () => {
+      if (this.socket !== socket) return;
+      const preamble = this.options.format.preamble?.();
+      if (preamble) socket.send(preamble);
+      preambleSent = true;
+      this.lastAckAt = Date.now();
+      this.flush();
+    });
+    socket.addEventListener('message', (event: MessageEvent) => {
+      if (this.socket !== socket || typeof event.data !== 'string') return;
+      this.receive(JSON.parse(event.data) as IngestEvent);
+    });
+    socket.addEventListener('close', (event: CloseEvent) => {
+      if (this.socket !== socket || this.finished || this.closing) return;
+      this.dropped(event.code, event.reason, preambleSent);
+    });
+  }
+
+  private receive(event: IngestEvent): void {
+    this.lastAckAt = Date.now();
+    if (event.type === 'ready') {
+      this.baseMs ??= event.receivedMs;
+      this.resumeToken = event.resumeToken;
+      this.attempts = 0;
+      if (this.reconnectStartedAt !== undefined) this.resumeTimes.push(Date.now() - this.reconnectStartedAt);
+      this.reconnectStartedAt = undefined;
+      this.options.onState?.('live');
+      return;
+    }
+    this.options.onAck?.(event.receivedMs);
+    const ackedMs = event.receivedMs - this.baseMs!;
+    let drop = 0;
+    while (drop < this.frames.length && this.frames[drop].endMs <= ackedMs) drop++;
+    if (drop > 0) this.frames.splice(0, drop);
+  }
+
+  /** The index the next connection starts from: the first frame the gateway has not acknowledged. */
+  private firstUnsentIndex(): number {
+    return this.frames[0]?.index ?? this.nextIndex;
+  }
+
+  private flush(): void {
+    const socket = this.socket;
+    if (!socket || socket.readyState !== 1) return;
+    const { format } = this.options;
+    const first = this.frames[0]?.index ?? this.nextIndex;
+    for (let i = Math.max(0, this.sendIndex - first); i < this.frames.length; i++) socket.send(format.message(this.frames[i].payload, this.frames[i].index));
+    this.sendIndex = this.nextIndex;
+    this.ending?.();
+  }
+
+  private checkStalled(): void {
+    const socket = this.socket;
+    if (!socket || socket.readyState !== 1 || this.sendIndex === (this.frames[0]?.index ?? this.nextIndex)) return;
+    if (Date.now() - this.lastAckAt < (this.options.ackTimeoutMs ?? 2500)) return;
+    // No acknowledgement for a while though audio was sent: the network vanished without closing.
+    socket.close(STALLED, 'no acknowledgement; resuming on a new connection');
+    this.dropped(STALLED, 'connection stalled', true);
+  }
+
+  private dropped(code: number, reason: string, opened: boolean): void {
+    this.socket = undefined;
+    if (FINAL_CLOSE_CODES.has(code) && opened) {
+      this.stop(code === CloseCode.normal ? 'stopped' : 'failed', `${code} ${reason}`);
+      return;
+    }
+    this.reconnectStartedAt ??= Date.now();
+    this.options.onState?.('reconnecting', `${code} ${reason}`.trim());
+    // The first retry is at once (a drop is usually brief); later ones back off, with jitter.
+    const backoff = this.attempts === 0 ? 0 : Math.min(this.options.maxBackoffMs ?? 5000, 100 * 2 ** this.attempts) * (0.5 + Math.random() / 2);
+    this.attempts++;
+    this.retryTimer = setTimeout(() => this.connect(), backoff);
+  }
+
+  private stop(state: 'stopped' | 'failed', detail?: string): void {
+    this.finished = true;
+    clearInterval(this.stalledTimer);
+    clearTimeout(this.retryTimer);
+    this.options.onState?.(state, detail);
+    this.finish();
+  }
+}

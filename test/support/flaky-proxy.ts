@@ -1,0 +1,61 @@
+/**
+ * A TCP proxy in front of the gateway for one producer, to play a phone's network: `drop()` cuts its
+ * connections abruptly (both sides reset, no WebSocket close frame), `stall()` stops forwarding without
+ * closing anything (a network that vanished: neither side notices until a timeout).
+ */
+import { createServer, connect, type Server, type Socket } from 'node:net';
+
+export class FlakyProxy {
+  private readonly server: Server;
+  private readonly pairs = new Set<{ client: Socket; upstream: Socket; stalled: boolean }>();
+  drops = 0;
+
+  private constructor(server: Server) {
+    this.server = server;
+  }
+
+  static async start(targetPort: number): Promise<FlakyProxy> {
+    const server = createServer();
+    const proxy = new FlakyProxy(server);
+    server.on('connection', (client) => {
+      const upstream = connect(targetPort, '127.0.0.1');
+      const pair = { client, upstream, stalled: false };
+      proxy.pairs.add(pair);
+      const forward = (from: Socket, to: Socket) => from.on('data', (data) => { if (!pair.stalled) to.write(data); });
+      forward(client, upstream);
+      forward(upstream, client);
+      const end = () => {
+        proxy.pairs.delete(pair);
+        if (!pair.stalled) (client.destroy(), upstream.destroy());
+      };
+      client.on('close', end).on('error', () => undefined);
+      upstream.on('close', end).on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return proxy;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
+  }
+
+  /** Cuts every connection now, without a close frame (RST on both sides). */
+  drop(): void {
+    for (const pair of this.pairs) {
+      if (pair.stalled) continue;
+      this.drops++;
+      pair.client.resetAndDestroy();
+      pair.upstream.resetAndDestroy();
+    }
+  }
+
+  /** Stops forwarding on every connection without closing it. */
+  stall(): void {
+    for (const pair of this.pairs) pair.stalled = true;
+  }
+
+  async close(): Promise<void> {
+    for (const pair of this.pairs) (pair.client.destroy(), pair.upstream.destroy());
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+}
