@@ -114,6 +114,9 @@ export type IngestEvent =
       receivedMs: number;
     };
 
+/** Response header of a WHIP POST: pass its value as `?resume=` to continue the track from a new WHIP session. */
+export const RESUME_TOKEN_HEADER = 'helssa-resume-token';
+
 /** Words being recognized in an ongoing utterance. `stable` only ever grows; `unstable` may change. */
 export interface PartialEvent {
   type: 'partial';

@@ -96,7 +96,7 @@ export class RtpIngest {
       try {
         track = await RtpTrack.open({
           registry, log: this.log, sessionId, trackId, role, participant: participant ?? role, language, transport: 'rtp',
-          idleTimeoutMs: this.options.idleTimeoutMs,
+          idleTimeoutMs: this.options.idleTimeoutMs, resumable: false,
           onClosed: () => {
             release();
             void this.release(key);

@@ -106,3 +106,8 @@ export const trackQuery = z.object({
   language: language.optional(),
   access_token: z.string().optional(),
 });
+
+/** The `resumeToken` a producer's earlier connection was given, to continue its track. */
+export const resumeToken = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'resume must be the resume token of an earlier connection of this track');
+
+export const whipQuery = trackQuery.extend({ resume: resumeToken.optional() });

@@ -14,7 +14,7 @@ import { z } from 'zod';
 import { CloseCode, INGEST_FORMATS, PCM_SAMPLE_RATES, SPEAKER_ROLES, type IngestEvent, type IngestFormat, type SpeakerRole } from '../../client-sdk/src/protocol.ts';
 import type { Authenticator } from './auth.ts';
 import { closeReason, closeWith, holdWhileOpen, keepAlive, requireRole } from './http.ts';
-import { jsonSchema, language as languageCode, text, trackParams } from './schemas.ts';
+import { jsonSchema, language as languageCode, resumeToken, text, trackParams } from './schemas.ts';
 import type { ConnectionLimits } from './limits.ts';
 import type { Logger } from '../log.ts';
 import type { SessionRegistry } from '../session/registry.ts';
@@ -39,7 +39,7 @@ const querySchema = z
     participant: text(200).optional(),
     language: languageCode.optional(),
     startMs: z.coerce.number().int().min(0, 'startMs must be a non-negative integer').max(MAX_TRACK_MS, `startMs must be at most ${MAX_TRACK_MS} (24 h)`).optional(),
-    resume: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'resume must be the resumeToken of a ready frame').optional(),
+    resume: resumeToken.optional(),
   })
   .refine((q) => q.format !== 'pcm16' || PCM_SAMPLE_RATES.includes(q.sampleRate ?? 0), {
     message: `pcm16 needs sampleRate ${PCM_SAMPLE_RATES.join(' or ')}`,
@@ -94,7 +94,7 @@ export async function registerWebSocketIngest(app: FastifyInstance, { registry, 
       const write = (message: Buffer) => {
         pipeline!.guarded(() => source!.write(message));
         if (pipeline!.trackMs - ackedMs >= ACK_EVERY_MS && !detached) {
-          ackedMs = pipeline!.trackMs;
+          ackedMs = Math.floor(pipeline!.trackMs);
           send({ type: 'ack', receivedMs: ackedMs });
         }
       };
@@ -109,8 +109,9 @@ export async function registerWebSocketIngest(app: FastifyInstance, { registry, 
         resumeToken: resume,
         attach: (created, resumeToken) => {
           pipeline = created;
-          source = createPacketSource(format, sampleRate ?? 48000, { unit: (unit) => created.push(unit), error: (error) => created.fail(error) });
-          ackedMs = created.trackMs;
+          // A demuxer may still emit what it held after a takeover: it must not reach the resumed track.
+          source = createPacketSource(format, sampleRate ?? 48000, { unit: (unit) => detached || created.push(unit), error: (error) => detached || created.fail(error) });
+          ackedMs = Math.floor(created.trackMs);
           send({ type: 'ready', trackId, receivedMs: ackedMs, resumeToken, resumeWindowMs });
           for (const message of early.splice(0)) write(message);
         },

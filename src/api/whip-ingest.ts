@@ -1,26 +1,29 @@
 /**
  * WebRTC ingest over WHIP (RFC 9725), with werift (pure TypeScript ICE, DTLS, SRTP):
- *   POST   /v1/sessions/:sessionId/tracks/:trackId/whip?role=&participant=&language=   (application/sdp offer)
+ *   POST   /v1/sessions/:sessionId/tracks/:trackId/whip?role=&participant=&language=&resume=   (application/sdp offer)
  *          → 201, the SDP answer with every ICE candidate gathered up front, Location of the resource,
- *            the ICE servers as Link headers
+ *            the ICE servers as Link headers, the track's resume token (Helssa-Resume-Token)
  *   DELETE <Location>   ends the track (its last words are transcribed)
  *   PATCH  <Location>   405: trickle ICE is not offered, the answer carries the candidates
  * Audio only, Opus only. The received RTP feeds the same pipeline as the WebSocket ingest. ICE or DTLS
- * that never completes, a connection that fails, and a sender gone silent end the track and are told to
- * the session's viewers; every peer connection is closed, so no UDP port stays open.
+ * that never completes, a connection that fails, and a sender gone silent are told to the session's
+ * viewers and close the peer connection, so no UDP port stays open; the track then waits
+ * PRODUCER_RESUME_MS for a new WHIP session with `?resume=<token>` (which also replaces a peer that is still
+ * up), and continues the open utterance, the time away filled with silence.
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { RTCPeerConnection, RTCRtpCodecParameters, type RTCIceServer } from 'werift';
 import type { Authenticator } from './auth.ts';
 import { requireRole, sendError } from './http.ts';
-import { jsonSchema, trackParams, trackQuery } from './schemas.ts';
+import { jsonSchema, trackParams, whipQuery } from './schemas.ts';
 import { z } from 'zod';
 import type { ConnectionLimits } from './limits.ts';
 import type { Logger } from '../log.ts';
 import type { SessionRegistry } from '../session/registry.ts';
 import { GatewayError } from '../errors.ts';
 import { RtpTrack } from './rtp-track.ts';
+import { RESUME_TOKEN_HEADER } from '../../client-sdk/src/protocol.ts';
 import { announceAddress, checkOffer } from '../demux/sdp-offer.ts';
 
 export interface WebRtcOptions {
@@ -74,12 +77,12 @@ export class WhipIngest {
           summary: 'WHIP: start streaming a track over WebRTC (body: SDP offer)',
           security: [{ bearer: [] }],
           params: jsonSchema(trackParams),
-          querystring: jsonSchema(trackQuery),
+          querystring: jsonSchema(whipQuery),
         },
         preValidation: requireRole(authenticator, ['producer', 'service']),
       }, async (request, reply) => {
         const { sessionId, trackId } = request.params as { sessionId: string; trackId: string };
-        const { role, participant, language } = request.query as { role: 'doctor' | 'patient'; participant?: string; language?: string };
+        const { role, participant, language, resume } = request.query as { role: 'doctor' | 'patient'; participant?: string; language?: string; resume?: string };
         if (!request.headers['content-type']?.startsWith('application/sdp') || typeof request.body !== 'string') {
           return sendError(reply, 415, 'sdp_expected', 'send the SDP offer with Content-Type: application/sdp');
         }
@@ -92,7 +95,7 @@ export class WhipIngest {
         try {
           const track = await RtpTrack.open({
             registry, log: this.log, sessionId, trackId, role, participant: participant ?? role, language, transport: 'webrtc',
-            idleTimeoutMs: this.options.idleTimeoutMs,
+            idleTimeoutMs: this.options.idleTimeoutMs, resumeToken: resume, resumable: true,
             onClosed: () => {
               release();
               void this.closePeer(resourceId);
@@ -102,7 +105,7 @@ export class WhipIngest {
           this.peers.set(resourceId, peer);
           const answer = await this.answer(peer, request.body, resourceId);
           const location = `/v1/sessions/${sessionId}/tracks/${trackId}/whip/${resourceId}`;
-          reply.code(201).type('application/sdp').header('location', location).header('etag', `"${resourceId}"`);
+          reply.code(201).type('application/sdp').header('location', location).header('etag', `"${resourceId}"`).header(RESUME_TOKEN_HEADER, track.resumeToken);
           const links = this.iceServerLinks();
           if (links.length) reply.header('link', links);
           return answer;

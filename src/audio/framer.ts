@@ -3,6 +3,11 @@ export class Framer {
   private readonly frameSamples: number;
   private pending = new Int16Array(0);
 
+  /** Samples held until a frame is whole. */
+  get pendingSamples(): number {
+    return this.pending.length;
+  }
+
   constructor(frameSamples: number) {
     this.frameSamples = frameSamples;
   }

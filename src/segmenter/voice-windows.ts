@@ -31,6 +31,11 @@ export class VoiceWindows {
     return this.segmenter.positionMs;
   }
 
+  /** Audio received, ms, with the part of a frame the framer holds (a fraction of a ms at worst). */
+  get receivedMs(): number {
+    return this.segmenter.positionMs + (this.framer.pendingSamples * 1000) / this.segmenter.options.sampleRate;
+  }
+
   push(pcm: Int16Array): void {
     for (const frame of this.framer.push(pcm)) this.pushFrame(frame);
   }

@@ -118,9 +118,14 @@ export class TrackPipeline {
     return this.windows.positionMs;
   }
 
-  /** Track time up to which the track's audio is in (what a producer may forget). */
+  /** Track time up to which the track's audio is in, to the sample (what a producer may forget). */
   get trackMs(): number {
-    return this.options.offsetMs + this.windows.positionMs;
+    return this.options.offsetMs + this.windows.receivedMs;
+  }
+
+  /** Track time now, if audio had gone on arriving in real time since the last of it. */
+  wallClockMs(now = performance.now()): number {
+    return Math.round(this.trackMs + (this.lastReceivedAt ? now - this.lastReceivedAt : 0));
   }
 
   get hasFailed(): boolean {

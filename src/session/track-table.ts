@@ -32,6 +32,11 @@ export interface ProducerRequest {
   /** The `resume` token of the track's previous connection: this connection continues it. */
   resumeToken?: string;
   /**
+   * A live source that cannot resend (WebRTC): resumed without `startMs`, the time it was away is filled
+   * with silence, so the track stays aligned in time with the session's other tracks.
+   */
+  realTime?: boolean;
+  /**
    * Called synchronously the moment the pipeline exists, before anything else can run: the connection
    * hands over the audio it buffered meanwhile, in order, and writes straight to the pipeline after.
    * `resumeToken` lets a later connection of this producer take the track over.
@@ -198,7 +203,7 @@ export class TrackTable {
    */
   private resume(track: TrackState, pipeline: TrackPipeline, request: ProducerRequest): TrackPipeline {
     // Refused (a gap beyond real time) before anything changes: the old connection, if any, goes on.
-    pipeline.resume(request.startMs);
+    pipeline.resume(request.startMs ?? (request.realTime ? pipeline.wallClockMs() : undefined));
     const previous = track.connection;
     clearTimeout(track.resumeTimer);
     track.resumeTimer = undefined;

@@ -14,10 +14,12 @@ import * as assert from 'uvu/assert';
 import { loadReference } from '../../scripts/make-corpus.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
 import { ffmpeg } from '../support/upload.ts';
-import { wordErrorRate } from '../support/wer.ts';
+import { FlakyProxy } from '../support/flaky-proxy.ts';
+import { doubledWords, wordErrorRate } from '../support/wer.ts';
 
 const ARTIFACTS = join(import.meta.dirname, '../../test-artifacts');
-const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+// Autoplay allowed: the producer page starts by itself, without the click that would let its AudioContext run.
+const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required'];
 /** About half a minute of the consultation (both voices, as a room microphone hears it), cut in a pause. */
 const EXCERPT_MS = 30000;
 
@@ -44,7 +46,7 @@ async function launch(microphoneWav: string, extraFlags: string[] = []): Promise
   return { browser, profile };
 }
 
-async function streamThroughPages(h: Harness, options: { sessionId: string; language: string; blockUdp?: boolean; expectTransport: 'webrtc' | 'websocket'; screenshot: string }) {
+async function streamThroughPages(h: Harness, options: { sessionId: string; language: string; blockUdp?: boolean; dropEveryMs?: number; expectTransport: 'webrtc' | 'websocket'; screenshot: string }) {
   const mic = await excerpt(h, options.language);
   const { browser, profile } = await launch(mic.wav);
   try {
@@ -64,13 +66,28 @@ async function streamThroughPages(h: Harness, options: { sessionId: string; lang
       });
     }
     const query = new URLSearchParams({ session: options.sessionId, track: 'doctor', role: 'doctor', participant: 'Room microphone', language: options.language, token: await h.token('producer', options.sessionId), autostart: '1', connectTimeoutMs: '4000' });
-    await producer.goto(`${h.baseUrl}/producer.html?${query}`);
+    // A phone's network: the page (and so its ingest WebSocket) goes through a proxy that cuts it.
+    const proxy = options.dropEveryMs ? await FlakyProxy.start(Number(new URL(h.baseUrl).port)) : undefined;
+    if (proxy) query.set('transport', 'websocket');
+    await producer.goto(`${proxy?.url ?? h.baseUrl}/producer.html?${query}`);
     await producer.waitForSelector('#state[data-state="streaming"]', { timeout: 20000 });
     assert.is(await producer.getAttribute('#transport', 'data-transport'), options.expectTransport);
     // The fake microphone plays the excerpt once, in real time.
-    await producer.waitForTimeout(mic.durationMs + 500);
+    const streamingUntil = Date.now() + mic.durationMs + 500;
+    while (proxy && Date.now() + options.dropEveryMs! < streamingUntil) {
+      await producer.waitForTimeout(options.dropEveryMs!);
+      proxy.drop();
+    }
+    await producer.waitForTimeout(Math.max(0, streamingUntil - Date.now()));
+    if (proxy) {
+      await producer.waitForSelector('#state[data-state="streaming"]');
+      const reconnects = Number(await producer.getAttribute('#state', 'data-reconnects'));
+      assert.ok(reconnects >= proxy.drops, `the page showed each drop as reconnecting (${reconnects} for ${proxy.drops} cuts)`);
+      console.log(`  ${proxy.drops} network cuts, ${reconnects} reconnections shown by the page`);
+    }
     await producer.click('#stop');
     await producer.waitForSelector('#state[data-state="stopped"]');
+    await proxy?.close();
     const ended = await fetch(`${h.baseUrl}/v1/sessions/${options.sessionId}/end`, { method: 'POST', headers: { authorization: `Bearer ${await h.token('service')}` } });
     assert.is(ended.status, 200);
     await captions.waitForSelector('body[data-session="ended"]', { timeout: 20000 });
@@ -79,6 +96,7 @@ async function streamThroughPages(h: Harness, options: { sessionId: string; lang
     await captions.screenshot({ path: join(ARTIFACTS, options.screenshot), fullPage: true });
     const wer = wordErrorRate(mic.reference, shown);
     console.log(`  ${options.expectTransport}: WER ${(wer.wer * 100).toFixed(2)}% over ${wer.referenceWords} words (${wer.substitutions} substituted, ${wer.deletions} lost, ${wer.insertions} inserted)\n    shown:     ${shown}\n    reference: ${mic.reference}`);
+    assert.is(doubledWords(mic.reference, shown), 0, 'no doubled words');
     assert.ok(wer.wer <= 0.03, `${options.expectTransport}: WER ${(wer.wer * 100).toFixed(2)}%\n  shown: ${shown}\n  reference: ${mic.reference}`);
     if (options.language !== 'en') assert.ok(await captions.$$eval('.caption.final', (lines) => lines.every((line) => getComputedStyle(line).direction === 'rtl')), 'right to left');
   } finally {
@@ -107,6 +125,15 @@ test('with UDP blocked the SDK falls back to the WebSocket ingest; Persian capti
       expectTransport: 'websocket',
       screenshot: 'captions-websocket-fallback-fa.png',
     });
+  } finally {
+    await h.close();
+  }
+});
+
+test('the SDK over the WebSocket ingest through a network cut every 7 s: it reconnects, resends, and no word is lost or doubled', async () => {
+  const h = await startHarness();
+  try {
+    await streamThroughPages(h, { sessionId: 'browser-drops', language: 'en', dropEveryMs: 7000, expectTransport: 'websocket', screenshot: 'captions-websocket-drops.png' });
   } finally {
     await h.close();
   }

@@ -9,8 +9,8 @@ import { chunksFor, ingestUrl, streamChunks } from '../support/producer.ts';
 import { CaptionCollector } from '../support/viewer.ts';
 import { wordErrorRate } from '../support/wer.ts';
 
-test('a producer whose network dies (no close, no pong) is dropped and its track ended', async () => {
-  const h = await startHarness({ WS_HEARTBEAT_MS: '200' });
+test('a producer whose network dies (no close, no pong) is dropped; its track waits PRODUCER_RESUME_MS, then ends', async () => {
+  const h = await startHarness({ WS_HEARTBEAT_MS: '200', PRODUCER_RESUME_MS: '500' });
   try {
     const viewer = await CaptionCollector.connect(h.baseUrl, 'vanish', await h.token('viewer', 'vanish'));
     const url = ingestUrl(h.baseUrl, 'vanish', 'mic', { format: 'pcm16', sampleRate: 16000, role: 'doctor', access_token: await h.token('producer', 'vanish') });
@@ -18,6 +18,7 @@ test('a producer whose network dies (no close, no pong) is dropped and its track
     silent.on('error', () => {});
     await new Promise((resolve) => silent.once('open', resolve));
     silent.send(Buffer.alloc(6400));
+    await viewer.waitFor((e) => e.type === 'session' && e.tracks.some((t) => t.state === 'reconnecting'), 5000);
     const ended = (await viewer.tracksEnded(['mic'], 5000)) as SessionEvent;
     assert.equal(ended.tracks[0].state, 'ended');
     viewer.close();

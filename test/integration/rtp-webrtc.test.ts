@@ -16,7 +16,8 @@ import { decodeWav } from '../../src/audio/wav.ts';
 import { readFile } from 'node:fs/promises';
 import { startHarness, type Harness } from '../support/harness.ts';
 import { CaptionCollector } from '../support/viewer.ts';
-import { wordErrorRate } from '../support/wer.ts';
+import { doubledWords, wordErrorRate } from '../support/wer.ts';
+import { RESUME_TOKEN_HEADER, type SessionEvent } from '../../client-sdk/src/protocol.ts';
 
 const run = promisify(execFile);
 
@@ -146,7 +147,7 @@ test('WHIP: a werift sender streams a consultation track; DELETE ends it; no pee
 });
 
 test('WHIP bad input: malformed SDP, no audio, no Opus, wrong token; DTLS that never completes; a peer that vanishes', async () => {
-  const h = await startHarness({ WEBRTC_CONNECT_TIMEOUT_MS: '1500', RTP_IDLE_TIMEOUT_MS: '1500' });
+  const h = await startHarness({ WEBRTC_CONNECT_TIMEOUT_MS: '1500', RTP_IDLE_TIMEOUT_MS: '1500', PRODUCER_RESUME_MS: '1000' });
   const before = openUdpSockets();
   try {
     const sessionId = 'whip-bad';
@@ -191,12 +192,75 @@ test('WHIP bad input: malformed SDP, no audio, no Opus, wrong token; DTLS that n
       vanishing.track.writeRtp(new RtpPacket(new RtpHeader({ payloadType: 111, sequenceNumber: sequence, timestamp: sequence * 960 }), encoder.encode(Buffer.alloc(1920))));
     }
     await viewer.waitFor((e) => e.type === 'error' && e.code === 'track_failed' && e.trackId === 'patient' && /vanished/.test(e.message), 8000);
+    // It waits PRODUCER_RESUME_MS for a resumed WHIP session, then ends.
+    await viewer.waitFor((e) => e.type === 'session' && e.tracks.some((t) => t.trackId === 'patient' && t.state === 'reconnecting'), 8000);
     await viewer.waitFor((e) => e.type === 'session' && e.tracks.length === 2 && e.tracks.every((t) => t.state === 'ended'), 8000);
     const status = await api(h, 'GET', `/v1/sessions/${sessionId}`, token);
     assert.equal(status.json.tracks.map((t: { failure?: string }) => /did not complete|vanished/.test(t.failure ?? '')), [true, true], 'the status says why each track ended');
     await vanishing.pc.close();
     await waitUntil(() => h.gateway.transports().peers === 0, 5000, 'the peer connection to close');
     await waitUntil(() => openUdpSockets() === before, 5000, 'UDP sockets to close');
+  } finally {
+    await h.close();
+  }
+});
+
+test('WHIP resume: a new WHIP session with the resume token replaces the old peer and continues the track', async () => {
+  const h = await startHarness();
+  try {
+    const sessionId = 'whip-resume';
+    const token = await h.token('producer', sessionId);
+    const viewer = await CaptionCollector.connect(h.baseUrl, sessionId, await h.token('viewer', sessionId));
+    const { samples } = decodeWav(await readFile(`${h.corpusDir}/en/doctor-48k.wav`));
+    const words = (await loadReference('en')).tracks.doctor;
+    // The connection is lost between two words of the middle of the track.
+    const middle = words.findIndex((w) => w.startMs > words.at(-1)!.endMs / 2);
+    const cutSample = Math.round(((words[middle - 1].endMs + words[middle].startMs) / 2) * 48) - (Math.round(((words[middle - 1].endMs + words[middle].startMs) / 2) * 48) % 960);
+    const encoder = new opus.OpusEncoder(48000, 1);
+    const send = async (track: MediaStreamTrack, from: number, to: number) => {
+      for (let i = from, sequence = 0; i + 960 <= to; i += 960, sequence++) {
+        const payload = encoder.encode(Buffer.from(samples.buffer, samples.byteOffset + i * 2, 1920));
+        track.writeRtp(new RtpPacket(new RtpHeader({ payloadType: 111, sequenceNumber: sequence & 0xffff, timestamp: (i >>> 0) & 0xffffffff, marker: false }), payload));
+        if (sequence % 25 === 0) await new Promise((r) => setTimeout(r, 20));
+      }
+      await new Promise((r) => setTimeout(r, 300));
+    };
+    const connectPeer = async (resume?: string) => {
+      const peer = senderPeer();
+      await peer.pc.setLocalDescription(await peer.pc.createOffer());
+      await waitUntil(() => peer.pc.iceGatheringState === 'complete', 10000, 'ICE gathering');
+      const answered = await api(h, 'POST', `/v1/sessions/${sessionId}/tracks/doctor/whip?role=doctor&language=en${resume ? `&resume=${resume}` : ''}`, token, peer.pc.localDescription!.sdp);
+      assert.is(answered.status, 201, answered.text);
+      await peer.pc.setRemoteDescription({ type: 'answer', sdp: answered.text });
+      await waitUntil(() => peer.pc.connectionState === 'connected', 10000, 'the WebRTC connection');
+      return { ...peer, location: answered.headers.get('location')!, resumeToken: answered.headers.get(RESUME_TOKEN_HEADER)! };
+    };
+    const first = await connectPeer();
+    assert.match(first.resumeToken, /^[A-Za-z0-9_-]{20,}$/);
+    await send(first.track, 0, cutSample);
+    // A new WHIP session with another token is refused: the track is busy.
+    const intruder = senderPeer();
+    await intruder.pc.setLocalDescription(await intruder.pc.createOffer());
+    await waitUntil(() => intruder.pc.iceGatheringState === 'complete', 10000, 'ICE gathering');
+    const refused = await api(h, 'POST', `/v1/sessions/${sessionId}/tracks/doctor/whip?role=doctor&resume=${'x'.repeat(24)}`, token, intruder.pc.localDescription!.sdp);
+    assert.is(refused.status, 409);
+    await intruder.pc.close();
+    // The phone's network changes: its old peer connection is still up on the gateway's side.
+    const second = await connectPeer(first.resumeToken);
+    await waitUntil(() => h.gateway.transports().peers === 1, 5000, 'the old peer to be replaced');
+    await send(second.track, cutSample, samples.length);
+    assert.is((await api(h, 'DELETE', second.location, token)).status, 200);
+    await Promise.all([first.pc.close(), second.pc.close()]);
+    const states = viewer.events.filter((e): e is SessionEvent => e.type === 'session').map((e) => e.tracks.find((t) => t.trackId === 'doctor')?.state);
+    assert.is(states.indexOf('ended'), states.length - 1, `the track ended only once it was deleted (${states.join(',')})`);
+    const reference = words.map((w) => w.word).join(' ');
+    const transcript = await endAndRead(h, sessionId);
+    const wer = wordErrorRate(reference, transcript);
+    console.log(`  WHIP resumed mid-track: WER ${(wer.wer * 100).toFixed(2)}% over ${wer.referenceWords} words`);
+    assert.ok(wer.wer <= 0.02, `WER ${(wer.wer * 100).toFixed(2)}%\n  ${transcript}`);
+    assert.is(doubledWords(reference, transcript), 0);
+    assert.ok(viewer.finals.every((f) => f.utteranceId.startsWith('doctor.1.')), 'one connection epoch: the resumed session continued it');
+    viewer.close();
   } finally {
     await h.close();
   }

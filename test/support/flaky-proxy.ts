@@ -8,6 +8,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 export class FlakyProxy {
   private readonly server: Server;
   private readonly pairs = new Set<{ client: Socket; upstream: Socket; stalled: boolean }>();
+  /** Calls of drop() that cut at least one connection. */
   drops = 0;
 
   private constructor(server: Server) {
@@ -41,9 +42,9 @@ export class FlakyProxy {
 
   /** Cuts every connection now, without a close frame (RST on both sides). */
   drop(): void {
-    for (const pair of this.pairs) {
-      if (pair.stalled) continue;
-      this.drops++;
+    const live = [...this.pairs].filter((pair) => !pair.stalled);
+    if (live.length) this.drops++;
+    for (const pair of live) {
       pair.client.resetAndDestroy();
       pair.upstream.resetAndDestroy();
     }

@@ -4,6 +4,7 @@
  * the caption feed's numbering, store-then-send and viewer isolation; an upload's windows coming back in
  * any order and dead-lettered. The end-to-end tests over real servers stay beside these.
  */
+import fc from 'fast-check';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CloseCode, type CaptionEvent, type FinalEvent, type UploadProgressEvent, type Word } from '../../client-sdk/src/protocol.ts';
@@ -85,6 +86,54 @@ test('track pipeline: a defect in a stage ends the track with an internal error,
   for (let i = 0; i < 50; i++) pipeline.push({ kind: 'pcm', samples: new Int16Array(320) });
   await pipeline.end();
   assert.equal(failures, ['1011 the gateway failed while processing this track: boom']);
+});
+
+test('track pipeline resumed by new connections: resent overlap skipped, a gap filled with silence, startMs beyond real time refused', async () => {
+  const words = placedWords(30);
+  const durationMs = words.at(-1)!.endMs + 2000;
+  const audio = timelineAudio(words, durationMs);
+  const run = async (connections: { from: number; resendMs: number }[]) => {
+    const transcriber = new WindowTranscriber(new FakeTranscriber(words), { concurrency: 2, sampleRate: 16000, thresholds: DEFAULT_THRESHOLDS });
+    const { finals, listener } = collectingListener();
+    const pipeline = new TrackPipeline({
+      offsetMs: 0, epoch: 1, trackId: 'doctor', listener, vad: energyVad, transcriber, metrics: createMetrics(),
+      segmenter: { maxWindowMs: 8000, cutSearchMs: 2000, overlapMs: 1200, silenceMs: 900 }, realTime: { maxSpeed: 1e9, burstMs: 1e9 },
+    });
+    // Each connection starts `resendMs` before where the previous one was cut (what it had not seen acknowledged).
+    for (let c = 0; c < connections.length; c++) {
+      const startMs = Math.max(0, connections[c].from - connections[c].resendMs);
+      if (c > 0) pipeline.resume(startMs);
+      const endMs = connections[c + 1]?.from ?? durationMs;
+      for (let i = startMs * 16; i < endMs * 16; i += 320) pipeline.push({ kind: 'pcm', samples: audio.subarray(i, Math.min(i + 320, endMs * 16)) });
+    }
+    await pipeline.end();
+    transcriber.close();
+    return { words: finals.flat(), receivedMs: pipeline.receivedMs };
+  };
+  const whole = await run([{ from: 0, resendMs: 0 }]);
+  assert.equal(whole.words.map((w) => w.word), words.map((w) => w.word));
+  await fc.assert(
+    fc.asyncProperty(fc.uniqueArray(fc.integer({ min: 1, max: Math.floor(durationMs / 20) - 1 }), { minLength: 1, maxLength: 6 }), fc.array(fc.integer({ min: 0, max: 1500 }), { minLength: 6, maxLength: 6 }), async (cuts, resends) => {
+      const connections = [{ from: 0, resendMs: 0 }, ...cuts.sort((a, b) => a - b).map((cut, i) => ({ from: cut * 20, resendMs: resends[i] }))];
+      const resumed = await run(connections);
+      assert.equal(resumed.words, whole.words);
+      assert.is(resumed.receivedMs, whole.receivedMs);
+    }),
+    { numRuns: 25, seed: 17 },
+  );
+  // A gap: silence of exactly its length, and the words after it later by as much.
+  const transcriber = new WindowTranscriber(new FakeTranscriber([]), { concurrency: 1, sampleRate: 16000, thresholds: DEFAULT_THRESHOLDS });
+  const { listener } = collectingListener();
+  const pipeline = new TrackPipeline({
+    offsetMs: 1000, epoch: 1, trackId: 't', listener, vad: energyVad, transcriber, metrics: createMetrics(), segmenter: {}, realTime: { maxSpeed: 1, burstMs: 5000 },
+  });
+  pipeline.push({ kind: 'pcm', samples: new Int16Array(16000) });
+  pipeline.resume(2730, 0);
+  assert.is(pipeline.trackMs, 2730);
+  assert.throws(() => pipeline.resume(60_000, 1), /startMs 60000 is .* more than real time allows/);
+  assert.is(pipeline.trackMs, 2730);
+  await pipeline.end();
+  transcriber.close();
 });
 
 test('caption feed: one seq order across tracks, stored before sent, replay after N, a failing viewer isolated', async () => {
