@@ -146,6 +146,8 @@ export class ResumableIngest {
       if (this.socket !== socket || typeof event.data !== 'string') return;
       this.receive(JSON.parse(event.data) as IngestEvent);
     });
+    // What went wrong arrives as the close that follows (and Node's `ws` throws an error nobody listens to).
+    socket.addEventListener('error', () => undefined);
     socket.addEventListener('close', (event: CloseEvent) => {
       if (this.socket !== socket || this.finished || this.closing) return;
       this.dropped(event.code, event.reason, preambleSent);

@@ -100,6 +100,8 @@ export class TrackPipeline {
   private failed = false;
   /** Samples a resumed connection sends again that the track already has: dropped as they come. */
   private skipSamples = 0;
+  /** A live source resumed: the time it was away is filled with silence when its audio arrives again. */
+  private silenceUntilNextAudio = false;
   private ended: Promise<void> | undefined;
   private closed: Promise<void> | undefined;
   private readonly realTime: RealTimeGuard;
@@ -123,11 +125,6 @@ export class TrackPipeline {
     return this.options.offsetMs + this.windows.receivedMs;
   }
 
-  /** Track time now, if audio had gone on arriving in real time since the last of it. */
-  wallClockMs(now = performance.now()): number {
-    return Math.round(this.trackMs + (this.lastReceivedAt ? now - this.lastReceivedAt : 0));
-  }
-
   get hasFailed(): boolean {
     return this.failed;
   }
@@ -149,16 +146,34 @@ export class TrackPipeline {
     if (!this.realTime.allows(this.receivedMs + gapMs, now)) {
       throw new IngestError(CloseCode.badParameters, `startMs ${startMs} is ${gapMs} ms past the track's audio (${position} ms), more than real time allows`);
     }
-    this.guarded(() => {
-      for (let filled = 0; filled < gapMs; filled += 20) this.windows.push(SILENT_FRAME.subarray(0, Math.round((Math.min(20, gapMs - filled) * PIPELINE_SAMPLE_RATE) / 1000)));
-    });
+    this.guarded(() => this.fillSilence(gapMs));
+  }
+
+  /**
+   * A real-time source that cannot resend (WebRTC) continues the track: the time between the last audio
+   * and the first of the new connection, which is when the new connection is up, is filled with silence,
+   * so the track stays aligned in time with the session's other tracks.
+   */
+  resumeLive(): void {
+    this.skipSamples = 0;
+    this.silenceUntilNextAudio = this.lastReceivedAt > 0;
   }
 
   /** One unit of the track's audio, from the adapter's demuxer. */
   push(unit: AudioUnit): void {
     if (this.failed || this.closed) return;
-    this.lastReceivedAt = performance.now();
+    const now = performance.now();
+    if (this.silenceUntilNextAudio) {
+      this.silenceUntilNextAudio = false;
+      const awayMs = now - this.lastReceivedAt;
+      this.guarded(() => this.fillSilence(this.realTime.allows(this.receivedMs + awayMs, now) ? awayMs : 0));
+    }
+    this.lastReceivedAt = now;
     this.guarded(() => this.consume(unit));
+  }
+
+  private fillSilence(ms: number): void {
+    for (let filled = 0; filled < ms; filled += 20) this.windows.push(SILENT_FRAME.subarray(0, Math.round((Math.min(20, ms - filled) * PIPELINE_SAMPLE_RATE) / 1000)));
   }
 
   /**

@@ -32,8 +32,8 @@ export interface ProducerRequest {
   /** The `resume` token of the track's previous connection: this connection continues it. */
   resumeToken?: string;
   /**
-   * A live source that cannot resend (WebRTC): resumed without `startMs`, the time it was away is filled
-   * with silence, so the track stays aligned in time with the session's other tracks.
+   * A live source that cannot resend (WebRTC): resumed without `startMs`, the time it was away (until its
+   * new connection's first audio) is filled with silence, so the track stays aligned with the others.
    */
   realTime?: boolean;
   /**
@@ -203,7 +203,8 @@ export class TrackTable {
    */
   private resume(track: TrackState, pipeline: TrackPipeline, request: ProducerRequest): TrackPipeline {
     // Refused (a gap beyond real time) before anything changes: the old connection, if any, goes on.
-    pipeline.resume(request.startMs ?? (request.realTime ? pipeline.wallClockMs() : undefined));
+    if (request.startMs === undefined && request.realTime) pipeline.resumeLive();
+    else pipeline.resume(request.startMs);
     const previous = track.connection;
     clearTimeout(track.resumeTimer);
     track.resumeTimer = undefined;

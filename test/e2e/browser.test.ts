@@ -15,6 +15,7 @@ import { loadReference } from '../../scripts/make-corpus.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
 import { ffmpeg } from '../support/upload.ts';
 import { FlakyProxy } from '../support/flaky-proxy.ts';
+import { CaptionCollector } from '../support/viewer.ts';
 import { doubledWords, wordErrorRate } from '../support/wer.ts';
 
 const ARTIFACTS = join(import.meta.dirname, '../../test-artifacts');
@@ -46,7 +47,7 @@ async function launch(microphoneWav: string, extraFlags: string[] = []): Promise
   return { browser, profile };
 }
 
-async function streamThroughPages(h: Harness, options: { sessionId: string; language: string; blockUdp?: boolean; dropEveryMs?: number; expectTransport: 'webrtc' | 'websocket'; screenshot: string }) {
+async function streamThroughPages(h: Harness, options: { sessionId: string; language: string; blockUdp?: boolean; dropEveryMs?: number; failPeerAtMs?: number; expectTransport: 'webrtc' | 'websocket'; screenshot: string }) {
   const mic = await excerpt(h, options.language);
   const { browser, profile } = await launch(mic.wav);
   try {
@@ -54,6 +55,27 @@ async function streamThroughPages(h: Harness, options: { sessionId: string; lang
     await captions.goto(`${h.baseUrl}/captions.html?session=${options.sessionId}&token=${await h.token('viewer', options.sessionId)}`);
     await captions.waitForSelector('#connection[data-state="open"]');
     const producer = await browser.newPage();
+    if (options.failPeerAtMs) {
+      // The browser's view of a network change: its peer connection reports `failed` (the media path of
+      // this loopback test cannot really break). Everything after, the new WHIP session included, is real.
+      await producer.addInitScript(() => {
+        const peers: RTCPeerConnection[] = [];
+        const Native = window.RTCPeerConnection;
+        window.RTCPeerConnection = class extends Native {
+          constructor(configuration?: RTCConfiguration) {
+            super(configuration);
+            peers.push(this);
+          }
+        };
+        Object.assign(window, {
+          failFirstPeer: () => {
+            Object.defineProperty(peers[0], 'connectionState', { get: () => 'failed' });
+            peers[0].dispatchEvent(new Event('connectionstatechange'));
+          },
+          peerCount: () => peers.length,
+        });
+      });
+    }
     if (options.blockUdp) {
       // A network where UDP is blocked and no TURN relay is configured: ICE finds no usable candidate.
       await producer.addInitScript(() => {
@@ -74,6 +96,14 @@ async function streamThroughPages(h: Harness, options: { sessionId: string; lang
     assert.is(await producer.getAttribute('#transport', 'data-transport'), options.expectTransport);
     // The fake microphone plays the excerpt once, in real time.
     const streamingUntil = Date.now() + mic.durationMs + 500;
+    if (options.failPeerAtMs) {
+      await producer.waitForTimeout(options.failPeerAtMs);
+      await producer.evaluate(() => (window as unknown as { failFirstPeer(): void }).failFirstPeer());
+      await producer.waitForSelector('#state[data-state="reconnecting"]');
+      await producer.waitForSelector('#state[data-state="streaming"]', { timeout: 15000 });
+      assert.is(await producer.evaluate(() => (window as unknown as { peerCount(): number }).peerCount()), 2);
+      assert.is(h.gateway.transports().peers, 1, 'the old peer connection was replaced');
+    }
     while (proxy && Date.now() + options.dropEveryMs! < streamingUntil) {
       await producer.waitForTimeout(options.dropEveryMs!);
       proxy.drop();
@@ -134,6 +164,21 @@ test('the SDK over the WebSocket ingest through a network cut every 7 s: it reco
   const h = await startHarness();
   try {
     await streamThroughPages(h, { sessionId: 'browser-drops', language: 'en', dropEveryMs: 7000, expectTransport: 'websocket', screenshot: 'captions-websocket-drops.png' });
+  } finally {
+    await h.close();
+  }
+});
+
+test('WebRTC: a failed peer connection is replaced by a resumed WHIP session that continues the track', async () => {
+  const h = await startHarness();
+  try {
+    const viewer = await CaptionCollector.connect(h.baseUrl, 'browser-whip-resume', await h.token('viewer', 'browser-whip-resume'));
+    await streamThroughPages(h, { sessionId: 'browser-whip-resume', language: 'ar', failPeerAtMs: 12000, expectTransport: 'webrtc', screenshot: 'captions-webrtc-resumed-ar.png' });
+    const epochs = new Set(viewer.finals.map((f) => f.utteranceId.split('.').slice(0, 2).join('.')));
+    assert.equal([...epochs], ['doctor.1'], 'one connection epoch: the new WHIP session continued the track');
+    const states = viewer.events.flatMap((e) => (e.type === 'session' ? e.tracks.map((t) => t.state) : []));
+    assert.ok(states.indexOf('ended') === -1 || states.indexOf('ended') > states.lastIndexOf('live'), `the track did not end in between (${states.join(',')})`);
+    viewer.close();
   } finally {
     await h.close();
   }

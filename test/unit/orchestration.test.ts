@@ -132,6 +132,13 @@ test('track pipeline resumed by new connections: resent overlap skipped, a gap f
   assert.is(pipeline.trackMs, 2730);
   assert.throws(() => pipeline.resume(60_000, 1), /startMs 60000 is .* more than real time allows/);
   assert.is(pipeline.trackMs, 2730);
+  // A live source (WebRTC) away for a while: its absence becomes silence once its audio comes back.
+  pipeline.push({ kind: 'pcm', samples: new Int16Array(320) });
+  pipeline.resumeLive();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.is(pipeline.trackMs, 2750, 'nothing is added before the new connection delivers');
+  pipeline.push({ kind: 'pcm', samples: new Int16Array(320) });
+  assert.ok(pipeline.trackMs >= 2750 + 300 + 20, `the time away is in the track (${pipeline.trackMs})`);
   await pipeline.end();
   transcriber.close();
 });
