@@ -38,6 +38,9 @@ export interface TrackArchiveOptions {
   serial: number;
 }
 
+/** A 20 ms fullband CELT frame that decodes to digital silence (TOC 0xf8, then an all-silence frame). */
+export const OPUS_SILENCE_FRAME = Buffer.from([0xf8, 0xff, 0xfe]);
+
 async function writeDurably(path: string, bytes: Uint8Array): Promise<void> {
   const file = await open(path, 'wx');
   try {
@@ -86,6 +89,11 @@ export class TrackArchive {
     if (this.sealed) throw new Error('TrackArchive: packet after close');
     this.writer.packet(packet);
     if (this.writer.samples - this.samplesInSlices >= SLICE_SAMPLES_48K) this.emit(this.writer.flush());
+  }
+
+  /** A gap of `ms` in the track, as 20 ms Opus silence frames (to the nearest frame). */
+  silence(ms: number): void {
+    for (let frames = Math.round(ms / 20); frames > 0; frames--) this.packet(OPUS_SILENCE_FRAME);
   }
 
   /** 16 kHz PCM (PCM ingest): encoded to Opus once, for the archive only. */

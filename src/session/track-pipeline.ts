@@ -51,6 +51,8 @@ export interface FinalTiming {
 export interface ArchiveSink {
   packet(packet: Buffer): void;
   pcm(samples: Int16Array): void;
+  /** A gap in the track (a resumed producer's time away): the recording keeps the track's timeline. */
+  silence(ms: number): void;
 }
 
 export interface TrackPipelineOptions {
@@ -173,6 +175,7 @@ export class TrackPipeline {
   }
 
   private fillSilence(ms: number): void {
+    if (ms > 0) this.options.archive?.silence(ms);
     for (let filled = 0; filled < ms; filled += 20) this.windows.push(SILENT_FRAME.subarray(0, Math.round((Math.min(20, ms - filled) * PIPELINE_SAMPLE_RATE) / 1000)));
   }
 

@@ -6,6 +6,7 @@ import { Framer } from '../../src/audio/framer.ts';
 import { OpusDecoder } from '../../src/audio/opus-decoder.ts';
 import { PacketSequencer } from '../../src/audio/packet-sequencer.ts';
 import { decodeWav, encodeWav } from '../../src/audio/wav.ts';
+import { OPUS_SILENCE_FRAME } from '../../src/archive/track-archive.ts';
 
 const tone = (hz: number, rate: number, seconds: number, amplitude = 10000) =>
   Int16Array.from({ length: rate * seconds }, (_, i) => Math.round(amplitude * Math.sin((2 * Math.PI * hz * i) / rate)));
@@ -69,6 +70,14 @@ decoder('a corrupt packet is concealed and counted, never thrown', () => {
   assert.equal(out.length, 320);
   assert.equal(d.corruptPackets, 1);
   assert.equal(d.consecutiveCorrupt, 1);
+});
+
+decoder('the archive\'s silence frame is 20 ms of digital silence to libopus', () => {
+  const d = new OpusDecoder();
+  const out = d.decode(OPUS_SILENCE_FRAME);
+  assert.is(d.corruptPackets, 0);
+  assert.is(out.length, 320);
+  assert.ok(out.every((x) => x === 0));
 });
 
 decoder.run();

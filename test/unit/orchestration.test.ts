@@ -124,8 +124,10 @@ test('track pipeline resumed by new connections: resent overlap skipped, a gap f
   // A gap: silence of exactly its length, and the words after it later by as much.
   const transcriber = new WindowTranscriber(new FakeTranscriber([]), { concurrency: 1, sampleRate: 16000, thresholds: DEFAULT_THRESHOLDS });
   const { listener } = collectingListener();
+  const archivedSilenceMs: number[] = [];
   const pipeline = new TrackPipeline({
     offsetMs: 1000, epoch: 1, trackId: 't', listener, vad: energyVad, transcriber, metrics: createMetrics(), segmenter: {}, realTime: { maxSpeed: 1, burstMs: 5000 },
+    archive: { packet: () => {}, pcm: () => {}, silence: (ms) => void archivedSilenceMs.push(ms) },
   });
   pipeline.push({ kind: 'pcm', samples: new Int16Array(16000) });
   pipeline.resume(2730, 0);
@@ -133,12 +135,20 @@ test('track pipeline resumed by new connections: resent overlap skipped, a gap f
   assert.throws(() => pipeline.resume(60_000, 1), /startMs 60000 is .* more than real time allows/);
   assert.is(pipeline.trackMs, 2730);
   // A live source (WebRTC) away for a while: its absence becomes silence once its audio comes back.
+  const lastAudioNotBefore = performance.now();
   pipeline.push({ kind: 'pcm', samples: new Int16Array(320) });
+  const lastAudioNotAfter = performance.now();
   pipeline.resumeLive();
   await new Promise((resolve) => setTimeout(resolve, 300));
   assert.is(pipeline.trackMs, 2750, 'nothing is added before the new connection delivers');
+  const backNotBefore = performance.now();
   pipeline.push({ kind: 'pcm', samples: new Int16Array(320) });
-  assert.ok(pipeline.trackMs >= 2750 + 300 + 20, `the time away is in the track (${pipeline.trackMs})`);
+  const backNotAfter = performance.now();
+  const awayMs = pipeline.trackMs - 2770;
+  // One sample (1/16 ms) of rounding on either side.
+  assert.ok(awayMs >= backNotBefore - lastAudioNotAfter - 0.07 && awayMs <= backNotAfter - lastAudioNotBefore + 0.07, `the time away is in the track (${awayMs} ms)`);
+  assert.is(archivedSilenceMs.length, 2, 'both gaps are silence in the recording');
+  assert.is(archivedSilenceMs[0], 730);
   await pipeline.end();
   transcriber.close();
 });
