@@ -107,7 +107,10 @@ export class ResumableIngest {
     this.flush();
   }
 
-  /** Sends what is left, closes normally (the gateway ends the track), and resolves once closed. */
+  /**
+   * Sends what is left, closes normally (the gateway ends the track), and resolves once closed. While the
+   * gateway cannot be reached it keeps trying: what was recorded is sent before the track ends.
+   */
   end(): Promise<void> {
     if (!this.finished && !this.ending && !this.closing) {
       this.ending = () => {
