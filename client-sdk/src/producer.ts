@@ -24,7 +24,7 @@ export interface StreamOptions {
   connectTimeoutMs?: number;
   /**
    * WebSocket ingest: audio kept while the gateway cannot be reached, resent when the connection resumes.
-   * Default 120000 ms (about 480 KB of Opus).
+   * Default 60000 ms (about 240 KB of Opus), the gateway's default INGEST_BURST_MS.
    */
   maxBufferMs?: number;
   /** Connection changes, for the UI. `reconnecting`: the network dropped; audio is kept and resent. */

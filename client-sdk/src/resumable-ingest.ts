@@ -26,7 +26,10 @@ export interface ResumableIngestOptions {
   format: FrameFormat;
   /** A WebSocket constructor: `WebSocket` in browsers, `ws`'s in Node. */
   WebSocket: new (url: string) => WebSocket;
-  /** Audio kept while the gateway cannot be reached; older frames are dropped past it. Default 120 s. */
+  /**
+   * Audio kept while the gateway cannot be reached; older frames are dropped past it. Default 60 s, the
+   * gateway's default INGEST_BURST_MS: a fresh connection may send at most that much faster than real time.
+   */
   maxBufferMs?: number;
   /** Sent frames without an acknowledgement for this long mean the connection is dead. Default 2500 ms. */
   ackTimeoutMs?: number;
@@ -49,6 +52,8 @@ interface Frame {
 const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([CloseCode.normal, CloseCode.invalidPayload, CloseCode.policyViolation, CloseCode.messageTooBig, CloseCode.badParameters, CloseCode.replaced]);
 /** What this producer sends when it gives up on a stalled connection: not an end, the track waits for the resume. */
 const STALLED = 4002;
+/** A connection not open by then is given up (a network that swallows the handshake). */
+const CONNECT_TIMEOUT_MS = 10000;
 
 export class ResumableIngest {
   private readonly options: ResumableIngestOptions;
@@ -64,7 +69,10 @@ export class ResumableIngest {
   /** Track time of frame 0, learned from the first `ready`. */
   private baseMs: number | undefined;
   private attempts = 0;
-  private lastAckAt = 0;
+  /** When the gateway was last heard from on the current connection (opened, ready, ack). */
+  private lastHeardAt = 0;
+  /** The current connection has had its `ready`: audio may be sent on it. */
+  private live = false;
   private stalledTimer: ReturnType<typeof setInterval> | undefined;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   /** Set by end(): closes the connection once everything is sent on it. */
@@ -96,7 +104,7 @@ export class ResumableIngest {
     if (this.finished || this.ending || this.closing) return;
     this.frames.push({ index: this.nextIndex++, atMs: this.pushedMs, endMs: this.pushedMs + durationMs, payload });
     this.pushedMs += durationMs;
-    const maxBufferMs = this.options.maxBufferMs ?? 120000;
+    const maxBufferMs = this.options.maxBufferMs ?? 60000;
     if (this.bufferedMs > maxBufferMs) {
       // The gateway has been away longer than the buffer: the oldest audio goes (the gateway fills it with silence).
       let drop = 0;
@@ -135,15 +143,14 @@ export class ResumableIngest {
     const socket = new this.options.WebSocket(url.toString());
     socket.binaryType = 'arraybuffer';
     this.socket = socket;
+    this.live = false;
     this.sendIndex = this.firstUnsentIndex();
-    let preambleSent = false;
+    this.lastHeardAt = Date.now();
+    let opened = false;
     socket.addEventListener('open', () => {
       if (this.socket !== socket) return;
-      const preamble = this.options.format.preamble?.();
-      if (preamble) socket.send(preamble);
-      preambleSent = true;
-      this.lastAckAt = Date.now();
-      this.flush();
+      opened = true;
+      this.lastHeardAt = Date.now();
     });
     socket.addEventListener('message', (event: MessageEvent) => {
       if (this.socket !== socket || typeof event.data !== 'string') return;
@@ -153,12 +160,12 @@ export class ResumableIngest {
     socket.addEventListener('error', () => undefined);
     socket.addEventListener('close', (event: CloseEvent) => {
       if (this.socket !== socket || this.finished || this.closing) return;
-      this.dropped(event.code, event.reason, preambleSent);
+      this.dropped(event.code, event.reason, opened);
     });
   }
 
   private receive(event: IngestEvent): void {
-    this.lastAckAt = Date.now();
+    this.lastHeardAt = Date.now();
     if (event.type === 'ready') {
       this.baseMs ??= event.receivedMs;
       this.resumeToken = event.resumeToken;
@@ -166,6 +173,12 @@ export class ResumableIngest {
       if (this.reconnectStartedAt !== undefined) this.resumeTimes.push(Date.now() - this.reconnectStartedAt);
       this.reconnectStartedAt = undefined;
       this.options.onState?.('live');
+      // Nothing is sent before `ready`: a connection lost before it must leave the gateway no audio that the
+      // producer, without a resume token or a track time yet, could not account for.
+      this.live = true;
+      const preamble = this.options.format.preamble?.();
+      if (preamble) this.socket!.send(preamble);
+      this.flush();
       return;
     }
     this.options.onAck?.(event.receivedMs);
@@ -182,7 +195,7 @@ export class ResumableIngest {
 
   private flush(): void {
     const socket = this.socket;
-    if (!socket || socket.readyState !== 1) return;
+    if (!socket || !this.live || socket.readyState !== 1) return;
     const { format } = this.options;
     const first = this.frames[0]?.index ?? this.nextIndex;
     for (let i = Math.max(0, this.sendIndex - first); i < this.frames.length; i++) socket.send(format.message(this.frames[i].payload, this.frames[i].index));
@@ -192,11 +205,15 @@ export class ResumableIngest {
 
   private checkStalled(): void {
     const socket = this.socket;
-    if (!socket || socket.readyState !== 1 || this.sendIndex === (this.frames[0]?.index ?? this.nextIndex)) return;
-    if (Date.now() - this.lastAckAt < (this.options.ackTimeoutMs ?? 2500)) return;
-    // No acknowledgement for a while though audio was sent: the network vanished without closing.
-    socket.close(STALLED, 'no acknowledgement; resuming on a new connection');
-    this.dropped(STALLED, 'connection stalled', true);
+    if (!socket || this.closing) return;
+    const connecting = socket.readyState === 0;
+    // Waiting for the gateway: for the connection, its `ready`, or an acknowledgement of audio sent.
+    const waiting = connecting || !this.live || this.sendIndex !== this.firstUnsentIndex();
+    const ackTimeoutMs = this.options.ackTimeoutMs ?? 2500;
+    if (!waiting || Date.now() - this.lastHeardAt < (connecting ? Math.max(CONNECT_TIMEOUT_MS, ackTimeoutMs) : ackTimeoutMs)) return;
+    // Nothing heard for a while: the network vanished without closing.
+    socket.close(STALLED, 'no answer; resuming on a new connection');
+    this.dropped(STALLED, 'connection stalled', !connecting);
   }
 
   private dropped(code: number, reason: string, opened: boolean): void {

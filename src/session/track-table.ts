@@ -176,6 +176,8 @@ export class TrackTable {
       listener: trackListener(this.options.events, info, request.onFailed),
       archive: track.archive,
     });
+    // Audio the track already has (resent after the resume window passed) is skipped, not appended again.
+    if (request.startMs !== undefined && request.startMs < storedMs) track.pipeline.resume(request.startMs);
     request.attach(track.pipeline, track.resumeToken);
     settle();
     this.options.metrics.activeTracks.inc();
@@ -223,7 +225,8 @@ export class TrackTable {
   connectionLost(trackId: string, connection: ProducerRequest): void {
     const track = this.tracks.get(trackId);
     if (!track || track.connection !== connection || track.closing) return;
-    if (this.options.resumeWindowMs === 0 || !track.pipeline || track.pipeline.hasFailed) {
+    // Without audio there is nothing to continue: the producer's next connection starts the track afresh.
+    if (this.options.resumeWindowMs === 0 || !track.pipeline || track.pipeline.hasFailed || track.pipeline.receivedMs === 0) {
       void this.closeTrack(trackId, connection);
       return;
     }
