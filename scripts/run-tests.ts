@@ -1,7 +1,8 @@
 /**
  * Runs every test file (test/**\/*.test.ts) in its own Node process, one after another, and closes with
- * the line CI reads: `N passed, N failed`. A file that crashes counts as one failure. Pass file name
- * fragments to run only those (`npm test -- segmenter`).
+ * the line CI reads: `N passed, N failed`. A file that crashes, or runs past TEST_FILE_TIMEOUT_S (default
+ * 600: a hung file must not hang CI), counts as one failure. Pass file name fragments to run only those
+ * (`npm test -- segmenter`).
  */
 import { spawn } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
@@ -13,6 +14,7 @@ async function findTests(dir: string): Promise<string[]> {
 }
 
 const filters = process.argv.slice(2);
+const fileTimeoutMs = Number(process.env.TEST_FILE_TIMEOUT_S ?? 600) * 1000;
 const files = (await findTests('test')).filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
 // Unit tests first: they are fast and say most about a failure.
 files.sort((a, b) => Number(a.includes('/integration/')) - Number(b.includes('/integration/')));
@@ -26,12 +28,19 @@ for (const file of files) {
   process.stdout.write(`\n▶ ${relative('.', file)}\n`);
   const output = await new Promise<{ code: number | null; text: string }>((resolve) => {
     const child = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const timer = setTimeout(() => {
+      process.stdout.write(`  killed: still running after ${fileTimeoutMs / 1000} s\n`);
+      child.kill('SIGKILL');
+    }, fileTimeoutMs);
     let text = '';
     child.stdout.on('data', (chunk: Buffer) => {
       text += chunk;
       process.stdout.write(chunk);
     });
-    child.on('close', (code) => resolve({ code, text }));
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, text });
+    });
   });
   const clean = output.text.replace(/\u001b\[[0-9;]*m/g, '');
   const total = Number(/Total:\s+(\d+)/.exec(clean)?.[1] ?? 0);

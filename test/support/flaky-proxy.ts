@@ -1,7 +1,8 @@
 /**
  * A TCP proxy in front of the gateway for one producer, to play a phone's network: `drop()` cuts its
- * connections abruptly (both sides reset, no WebSocket close frame), `stall()` stops forwarding without
- * closing anything (a network that vanished: neither side notices until a timeout).
+ * connections abruptly (both sides closed at the TCP level, no WebSocket close frame), `stall()` stops
+ * forwarding without closing anything (a network that vanished: neither side notices until a timeout).
+ * (Not `resetAndDestroy()`: on Node 24 a process whose sockets were reset that way spins at exit.)
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
@@ -40,13 +41,13 @@ export class FlakyProxy {
     return `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
   }
 
-  /** Cuts every connection now, without a close frame (RST on both sides). */
+  /** Cuts every connection now, without a WebSocket close frame. */
   drop(): void {
     const live = [...this.pairs].filter((pair) => !pair.stalled);
     if (live.length) this.drops++;
     for (const pair of live) {
-      pair.client.resetAndDestroy();
-      pair.upstream.resetAndDestroy();
+      pair.client.destroy();
+      pair.upstream.destroy();
     }
   }
 
