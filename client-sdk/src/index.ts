@@ -10,5 +10,5 @@
 export * from './protocol.ts';
 export { HelssaClient, type ClientOptions } from './client.ts';
 export { type Producer, type StreamOptions, type Transport } from './producer.ts';
-export { ResumableIngest, type FrameFormat, type IngestState, type ResumableIngestOptions } from './resumable-ingest.ts';
+export { ResumableIngest, OPUS_FRAMES, pcm16Frames, type FrameFormat, type IngestState, type ResumableIngestOptions } from './resumable-ingest.ts';
 export { CaptionWatcher, type WatchOptions, type ConnectionState } from './captions.ts';

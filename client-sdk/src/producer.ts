@@ -6,7 +6,7 @@
  * kept until the gateway acknowledges them so a network drop loses nothing (ResumableIngest).
  */
 import { RESUME_TOKEN_HEADER } from './protocol.ts';
-import { ResumableIngest, type FrameFormat } from './resumable-ingest.ts';
+import { OPUS_FRAMES, pcm16Frames, ResumableIngest, type FrameFormat } from './resumable-ingest.ts';
 
 export type Transport = 'webrtc' | 'websocket';
 
@@ -109,9 +109,7 @@ async function startCapture(media: MediaStream): Promise<Capture | undefined> {
   void context.resume();
   const opus = typeof AudioEncoder !== 'undefined' && (await AudioEncoder.isConfigSupported(OPUS_CONFIG)).supported === true;
   const capture: Capture = {
-    format: opus
-      ? { format: 'opus', message: (payload, index) => sequenced(payload, index) }
-      : { format: 'pcm16', sampleRate: 48000, message: (payload) => payload },
+    format: opus ? OPUS_FRAMES : pcm16Frames(48000),
     onFrame: undefined,
     buffered: [],
     async stop() {
@@ -152,15 +150,6 @@ async function startCapture(media: MediaStream): Promise<Capture | undefined> {
     emit(new Uint8Array(pcm.buffer), 20);
   };
   return capture;
-}
-
-/** `opus` ingest messages: a 16-bit big-endian sequence number, then the packet. */
-function sequenced(payload: Uint8Array, index: number): Uint8Array {
-  const message = new Uint8Array(2 + payload.length);
-  message[0] = (index >> 8) & 0xff;
-  message[1] = index & 0xff;
-  message.set(payload, 2);
-  return message;
 }
 
 function trackQuery(token: string, options: StreamOptions): URLSearchParams {

@@ -18,6 +18,23 @@ export interface FrameFormat {
   message(payload: Uint8Array, index: number): Uint8Array;
 }
 
+/** `opus` ingest: each message a 16-bit big-endian sequence number (the frame index), then the packet. */
+export const OPUS_FRAMES: FrameFormat = {
+  format: 'opus',
+  message(payload, index) {
+    const message = new Uint8Array(2 + payload.length);
+    message[0] = (index >> 8) & 0xff;
+    message[1] = index & 0xff;
+    message.set(payload, 2);
+    return message;
+  },
+};
+
+/** `pcm16` ingest: each message a frame's little-endian samples, as they are. */
+export function pcm16Frames(sampleRate: 16000 | 48000): FrameFormat {
+  return { format: 'pcm16', sampleRate, message: (payload) => payload };
+}
+
 export type IngestState = 'connecting' | 'live' | 'reconnecting' | 'stopped' | 'failed';
 
 export interface ResumableIngestOptions {

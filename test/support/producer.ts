@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import prism from 'prism-media';
 import { WebSocket } from 'ws';
 import type { IngestFormat } from '../../client-sdk/src/protocol.ts';
-import type { FrameFormat } from '../../client-sdk/src/resumable-ingest.ts';
+import { OPUS_FRAMES, pcm16Frames, type FrameFormat } from '../../client-sdk/src/resumable-ingest.ts';
 import { opusPacketSamples48k } from '../../src/audio/opus-packet.ts';
 import { decodeWav } from '../../src/audio/wav.ts';
 
@@ -131,11 +131,11 @@ export async function resumableFrames(format: 'opus' | 'webm' | 'pcm16', file: s
       const part = samples.slice(i, i + 320);
       frames.push({ payload: new Uint8Array(part.buffer), durationMs: part.length / 16 });
     }
-    return { frames, format: { format: 'pcm16', sampleRate: 16000, message: (payload) => payload } };
+    return { frames, format: pcm16Frames(16000) };
   }
   const timed = (packets: Buffer[]) => packets.map((payload) => ({ payload, durationMs: opusPacketSamples48k(payload) / 48 }));
   if (format === 'opus') {
-    return { frames: timed(await oggPackets(`${file}.ogg`)), format: { format: 'opus', message: (payload, index) => sequenced(payload, index) } };
+    return { frames: timed(await oggPackets(`${file}.ogg`)), format: OPUS_FRAMES };
   }
   // WebM: each connection is a new container stream: the file's header (EBML, Segment, Tracks), a Cluster
   // of unknown size, then one SimpleBlock per packet (its timecode is not read by the gateway's demuxer).
@@ -158,11 +158,4 @@ export async function resumableFrames(format: 'opus' | 'webm' | 'pcm16', file: s
       },
     },
   };
-}
-
-function sequenced(payload: Uint8Array, index: number): Uint8Array {
-  const message = Buffer.alloc(2 + payload.length);
-  message.writeUInt16BE(index % 0x10000);
-  message.set(payload, 2);
-  return message;
 }
