@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { loadReference } from '../scripts/make-corpus.ts';
 import { decodeWav } from '../src/audio/wav.ts';
-import { OpenAiTranscriber } from '../src/stt/transcriber.ts';
+import { createSttClient, OpenAiTranscriber } from '../src/stt/transcriber.ts';
 import { normalizeText } from '../src/transcript/words.ts';
 import { readFile } from 'node:fs/promises';
 import { startHarness, type Harness } from '../test/support/harness.ts';
@@ -48,7 +48,8 @@ type Track = (typeof TRACKS)[number];
 
 async function baselineTranscript(h: Harness, language: string, track: Track): Promise<string> {
   const { samples, sampleRate } = decodeWav(await readFile(`${h.corpusDir}/${language}/${track}.wav`));
-  const stt = new OpenAiTranscriber({ baseURL: h.stt.baseUrl, apiKey: 'bench', model: 'whisper-1', timeoutMs: 30000, maxRetries: 2, wordTimestamps: false });
+  const client = createSttClient({ api: 'openai', baseURL: h.stt.baseUrl, apiKey: 'bench', timeoutMs: 30000, maxRetries: 2 });
+  const stt = new OpenAiTranscriber(client, { model: 'whisper-1', capabilities: { responseFormat: 'json', wordTimestamps: false, prompt: true, maxFileBytes: 25 * 1024 * 1024 } });
   const chunk = 60 * sampleRate;
   const step = chunk - 2 * sampleRate;
   let merged: string[] = [];

@@ -39,7 +39,8 @@ import { UploadService } from './session/uploads.ts';
 import { openDatabase } from './store/database.ts';
 import { SessionStore } from './store/session-store.ts';
 import { RedisWindowQueue } from './stt/redis-window-queue.ts';
-import { OpenAiTranscriber, type Transcriber } from './stt/transcriber.ts';
+import { Recognizer } from './stt/recognizer.ts';
+import type { Transcriber } from './stt/transcriber.ts';
 import { DirectoryWindowAudio, InProcessWindowQueue, type WindowQueue } from './stt/window-queue.ts';
 import { WindowTranscriber } from './stt/window-transcriber.ts';
 
@@ -66,8 +67,21 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   const c = gatewayComponents(config);
   const metrics = createMetrics();
   const newVad = adapters.vad ?? (() => new WebRtcVad(PIPELINE_SAMPLE_RATE, c.vadAggressiveness));
-  const windowTranscriber = new WindowTranscriber(adapters.transcriber ?? new OpenAiTranscriber(c.transcriber), {
+  // Told of the recognizer's refusals, which can begin before the registry exists.
+  const sessions: { registry?: SessionRegistry } = {};
+  const windowTranscriber = new WindowTranscriber(adapters.transcriber ?? (await Recognizer.connect(c.recognizer, log)), {
     concurrency: c.stt.concurrency,
+    recheckMs: c.recognizer.recheckMs,
+    onRefusal: (refusal) => {
+      metrics.sttRefusing.set(refusal ? 1 : 0);
+      if (refusal) {
+        metrics.sttRefusals.inc();
+        log.error({ reason: refusal.message }, 'the recognizer refuses requests: windows are kept, nothing is sent until it takes them (checked every STT_REFUSED_RECHECK_MS)');
+      } else {
+        log.info('the recognizer takes requests again');
+      }
+      sessions.registry?.sttStateChanged();
+    },
     sampleRate: PIPELINE_SAMPLE_RATE,
     thresholds: c.thresholds,
     backlogMemoryS: c.stt.backlogMemoryS,
@@ -106,7 +120,9 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     onCompleted: (session, version) => webhook?.notify(session, version),
     maxLiveTracks: c.caps.tracksPerSession,
     resumeWindowMs: c.resumeWindowMs,
+    sttRefusal: () => windowTranscriber.refused?.message,
   });
+  sessions.registry = registry;
   const policy = { attempts: c.queue.attempts, backoffMs: c.queue.backoffMs };
   const redisQueue = c.queue.redisUrl ? new RedisWindowQueue({ url: c.queue.redisUrl, name: c.queue.name, lockMs: c.queue.lockMs, log, sealer, ...policy }) : undefined;
   const windowQueue: WindowQueue = redisQueue ?? new InProcessWindowQueue(new DirectoryWindowAudio(c.uploads.queueDir, sealer), policy);
@@ -132,8 +148,9 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   });
   // Components outside HTTP close with the app, after its endpoints, the database last.
   app.addHook('onClose', async () => {
-    await windowQueue.close();
+    // First: what waits for a refusing recognizer stops waiting, so the upload jobs in hand can end.
     windowTranscriber.close();
+    await windowQueue.close();
     await webhook?.close();
     await archiver?.close();
     await database.close();

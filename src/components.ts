@@ -11,21 +11,53 @@ import type { WebRtcOptions } from './api/whip-ingest.ts';
 import type { RealTimeLimits } from './audio/real-time-guard.ts';
 import { ConfigError, type Config, type WorkerConfig } from './config.ts';
 import { Segmenter, type SegmenterOptions } from './segmenter/segmenter.ts';
-import type { OpenAiTranscriberOptions } from './stt/transcriber.ts';
+import type { RecognizerSettings } from './stt/recognizer.ts';
 import type { HallucinationThresholds } from './stt/recognized-words.ts';
 
 /** What the gateway and the upload worker share: the recognizer and the upload job queue. */
 export interface SttComponents {
-  transcriber: OpenAiTranscriberOptions;
+  recognizer: RecognizerSettings;
   thresholds: HallucinationThresholds;
   queue: { redisUrl: string | undefined; name: string; lockMs: number; attempts: number; backoffMs: number };
   /** Base64 key-encryption key of audio at rest; undefined: the gateway makes one in `keyFile`. */
   atRestKey: string | undefined;
 }
 
-export function sttComponents(config: Pick<WorkerConfig, 'STT_BASE_URL' | 'OPENAI_API_KEY' | 'STT_MODEL' | 'STT_TIMEOUT_MS' | 'STT_MAX_RETRIES' | 'STT_WORD_TIMESTAMPS' | 'STT_NO_SPEECH_PROB' | 'STT_LOGPROB_THRESHOLD' | 'STT_COMPRESSION_RATIO' | 'QUEUE_NAME' | 'QUEUE_LOCK_MS' | 'QUEUE_ATTEMPTS' | 'QUEUE_BACKOFF_MS'> & { REDIS_URL?: string; AT_REST_KEY?: string }): SttComponents {
+type SttConfig = Pick<WorkerConfig, 'STT_API' | 'STT_BASE_URL' | 'OPENAI_API_KEY' | 'AZURE_OPENAI_ENDPOINT' | 'AZURE_OPENAI_DEPLOYMENT' | 'AZURE_OPENAI_API_VERSION' | 'AZURE_OPENAI_API_KEY' | 'AZURE_OPENAI_AD_TOKEN_FILE'
+  | 'STT_MODEL' | 'STT_TIMEOUT_MS' | 'STT_MAX_RETRIES' | 'STT_RESPONSE_FORMAT' | 'STT_WORD_TIMESTAMPS' | 'STT_ACCEPTS_PROMPT' | 'STT_MAX_FILE_MB' | 'STT_REFUSED_RECHECK_MS' | 'STT_LANGUAGE' | 'STT_PROMPT'
+  | 'STT_NO_SPEECH_PROB' | 'STT_LOGPROB_THRESHOLD' | 'STT_COMPRESSION_RATIO' | 'QUEUE_NAME' | 'QUEUE_LOCK_MS' | 'QUEUE_ATTEMPTS' | 'QUEUE_BACKOFF_MS'> & { REDIS_URL?: string; AT_REST_KEY?: string };
+
+/** Throws ConfigError when the recognizer's settings do not fit together. */
+function recognizerSettings(config: SttConfig): RecognizerSettings {
+  const problems: string[] = [];
+  const timing = { timeoutMs: config.STT_TIMEOUT_MS, maxRetries: config.STT_MAX_RETRIES };
+  let client: RecognizerSettings['client'];
+  if (config.STT_API === 'azure') {
+    if (!config.AZURE_OPENAI_ENDPOINT) problems.push('AZURE_OPENAI_ENDPOINT: required with STT_API=azure (https://<resource>.openai.azure.com)');
+    if (!config.AZURE_OPENAI_DEPLOYMENT) problems.push('AZURE_OPENAI_DEPLOYMENT: required with STT_API=azure (the name of the transcription deployment)');
+    if (!config.AZURE_OPENAI_API_KEY === !config.AZURE_OPENAI_AD_TOKEN_FILE) problems.push('AZURE_OPENAI_API_KEY: set it or AZURE_OPENAI_AD_TOKEN_FILE (a Microsoft Entra token), not both');
+    client = { api: 'azure', endpoint: config.AZURE_OPENAI_ENDPOINT!, deployment: config.AZURE_OPENAI_DEPLOYMENT!, apiVersion: config.AZURE_OPENAI_API_VERSION, apiKey: config.AZURE_OPENAI_API_KEY, adTokenFile: config.AZURE_OPENAI_AD_TOKEN_FILE, ...timing };
+  } else {
+    if (!config.OPENAI_API_KEY) problems.push('OPENAI_API_KEY: required (any non-empty value for a self-hosted server without keys)');
+    client = { api: 'openai', baseURL: config.STT_BASE_URL, apiKey: config.OPENAI_API_KEY!, ...timing };
+  }
+  if (problems.length > 0) throw new ConfigError(`invalid configuration:\n${problems.map((p) => `  ${p}`).join('\n')}`);
   return {
-    transcriber: { baseURL: config.STT_BASE_URL, apiKey: config.OPENAI_API_KEY, model: config.STT_MODEL, timeoutMs: config.STT_TIMEOUT_MS, maxRetries: config.STT_MAX_RETRIES, wordTimestamps: config.STT_WORD_TIMESTAMPS },
+    client,
+    model: config.STT_MODEL,
+    responseFormat: config.STT_RESPONSE_FORMAT,
+    wordTimestamps: config.STT_WORD_TIMESTAMPS,
+    acceptsPrompt: config.STT_ACCEPTS_PROMPT,
+    maxFileBytes: Math.floor(config.STT_MAX_FILE_MB * 1024 * 1024),
+    language: config.STT_LANGUAGE,
+    prompt: config.STT_PROMPT,
+    recheckMs: config.STT_REFUSED_RECHECK_MS,
+  };
+}
+
+export function sttComponents(config: SttConfig): SttComponents {
+  return {
+    recognizer: recognizerSettings(config),
     thresholds: { noSpeechProb: config.STT_NO_SPEECH_PROB, logprob: config.STT_LOGPROB_THRESHOLD, compressionRatio: config.STT_COMPRESSION_RATIO },
     queue: { redisUrl: config.REDIS_URL, name: config.QUEUE_NAME, lockMs: config.QUEUE_LOCK_MS, attempts: config.QUEUE_ATTEMPTS, backoffMs: config.QUEUE_BACKOFF_MS },
     atRestKey: config.AT_REST_KEY,

@@ -14,9 +14,21 @@ const redisUrl = z.string({ error: "required: the Redis of the gateway's upload 
 /** Variables the gateway and `npm run worker` share: the STT endpoint and the upload job queue. */
 const shared = {
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** `openai`: any OpenAI-compatible server at STT_BASE_URL; `azure`: Azure OpenAI (AZURE_OPENAI_*). */
+  STT_API: z.enum(['openai', 'azure']).default('openai'),
   STT_BASE_URL: z.url().default('https://api.openai.com/v1'),
-  OPENAI_API_KEY: z.string().min(1, 'must not be empty'),
+  OPENAI_API_KEY: optionalString,
+  AZURE_OPENAI_ENDPOINT: z.url().optional(),
+  AZURE_OPENAI_DEPLOYMENT: optionalString,
+  AZURE_OPENAI_API_VERSION: z.string().trim().min(1).default('2024-06-01'),
+  AZURE_OPENAI_API_KEY: optionalString,
+  AZURE_OPENAI_AD_TOKEN_FILE: optionalString,
   STT_MODEL: z.string().min(1).default('whisper-1'),
+  /** `auto`: found by a probe at start; or what the recognizer is known to give. */
+  STT_RESPONSE_FORMAT: z.enum(['auto', 'verbose_json', 'json', 'text']).default('auto'),
+  STT_ACCEPTS_PROMPT: z.stringbool().default(true),
+  STT_MAX_FILE_MB: z.coerce.number().positive().max(2048).default(25),
+  STT_REFUSED_RECHECK_MS: int(60000, 100, 3600000),
   STT_LANGUAGE: optionalString,
   STT_PROMPT: optionalString,
   STT_CONCURRENCY: int(4, 1, 256),

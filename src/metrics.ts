@@ -33,6 +33,8 @@ export function createMetrics() {
     sttBacklogWindows: new Gauge({ name: 'helssa_stt_backlog_windows', help: 'Final windows waiting for STT (retrying through an outage included)', registers: [registry] }),
     sttBacklogSeconds: new Gauge({ name: 'helssa_stt_backlog_audio_seconds', help: 'Audio of the final windows waiting for STT, seconds', registers: [registry] }),
     sttBacklogSpilled: new Gauge({ name: 'helssa_stt_backlog_spilled_windows', help: 'Waiting final windows whose audio was spilled to disk (encrypted) to bound memory', registers: [registry] }),
+    sttRefusing: new Gauge({ name: 'helssa_stt_refusing', help: "1 while the recognizer refuses the gateway's requests (key, model, deployment, format): nothing is sent, windows wait", registers: [registry] }),
+    sttRefusals: new Counter({ name: 'helssa_stt_refusals_total', help: 'Times the recognizer started refusing requests', registers: [registry] }),
     viewers: new Gauge({ name: 'helssa_caption_viewers', help: 'Caption WebSocket connections', registers: [registry] }),
   };
 }

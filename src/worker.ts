@@ -9,20 +9,25 @@ import { createLogger } from './log.ts';
 import { RedisWindowQueue } from './stt/redis-window-queue.ts';
 import { PIPELINE_SAMPLE_RATE } from './audio/opus-decoder.ts';
 import { sttComponents } from './components.ts';
-import { OpenAiTranscriber } from './stt/transcriber.ts';
+import { Recognizer } from './stt/recognizer.ts';
 import { WindowTranscriber } from './stt/window-transcriber.ts';
 
-let config;
+let started;
 try {
-  config = loadWorkerConfig();
+  const config = loadWorkerConfig();
+  const log = createLogger(config.LOG_LEVEL).child({ component: 'worker' });
+  const c = sttComponents(config);
+  started = { config, log, c, recognizer: await Recognizer.connect(c.recognizer, log) };
 } catch (error) {
   if (!(error instanceof ConfigError)) throw error;
   process.stderr.write(`helssa-live worker: ${error.message}\n`);
   process.exit(78);
 }
-const log = createLogger(config.LOG_LEVEL).child({ component: 'worker' });
-const c = sttComponents(config);
-const transcriber = new WindowTranscriber(new OpenAiTranscriber(c.transcriber), { concurrency: config.WORKER_CONCURRENCY, sampleRate: PIPELINE_SAMPLE_RATE, thresholds: c.thresholds });
+const { config, log, c, recognizer } = started;
+const transcriber = new WindowTranscriber(recognizer, {
+  concurrency: config.WORKER_CONCURRENCY, sampleRate: PIPELINE_SAMPLE_RATE, thresholds: c.thresholds, recheckMs: c.recognizer.recheckMs,
+  onRefusal: (refusal) => (refusal ? log.error({ reason: refusal.message }, 'the recognizer refuses requests: jobs wait') : log.info('the recognizer takes requests again')),
+});
 const queue = new RedisWindowQueue({
   url: config.REDIS_URL, name: c.queue.name, lockMs: c.queue.lockMs, attempts: c.queue.attempts, backoffMs: c.queue.backoffMs, log,
   sealer: new AudioSealer(new LocalKeyEncryptionKey(Buffer.from(config.AT_REST_KEY, 'base64'))),
@@ -32,10 +37,8 @@ await queue.ready();
 log.info({ queue: queue.description, concurrency: config.WORKER_CONCURRENCY }, 'upload worker ready');
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
-    log.info({ signal }, 'worker stopping after the jobs in hand');
-    void queue.close().then(() => {
-      transcriber.close();
-      process.exit(0);
-    });
+    log.info({ signal }, 'worker stopping after the jobs in hand (jobs waiting for a refusing recognizer are left to the queue)');
+    transcriber.close();
+    void queue.close().then(() => process.exit(0));
   });
 }

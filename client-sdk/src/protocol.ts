@@ -145,13 +145,22 @@ export interface FinalEvent {
   endMs: number;
 }
 
+/** The recognizer as a session sees it. */
+export type SttState = 'ok' | 'degraded' | 'misconfigured';
+
 export interface SessionEvent {
   type: 'session';
   sessionId: string;
   /** `ending` while the last windows are transcribed and the transcript is merged; `ended` once it is stored. */
   state: 'active' | 'ending' | 'ended';
-  /** `degraded` while the speech-to-text service is failing; windows are kept and retried. */
-  stt: 'ok' | 'degraded';
+  /**
+   * `degraded` while the speech-to-text service is failing (windows are kept and retried);
+   * `misconfigured` while it refuses the gateway's requests (key, model, deployment, format): windows are
+   * kept, nothing is sent, and the recognizer is checked again until its configuration is fixed.
+   */
+  stt: SttState;
+  /** The recognizer's refusal, while `stt` is `misconfigured`. */
+  sttError?: string;
   tracks: TrackInfo[];
   /** Highest final `seq` sent so far (0 when none). */
   lastSeq: number;
@@ -175,7 +184,7 @@ export interface UploadProgressEvent {
 export interface ErrorEvent {
   type: 'error';
   sessionId: string;
-  code: 'stt_unavailable' | 'storage_unavailable' | 'track_failed' | 'window_failed';
+  code: 'stt_unavailable' | 'stt_misconfigured' | 'storage_unavailable' | 'track_failed' | 'window_failed';
   message: string;
   trackId?: string;
 }
@@ -220,7 +229,9 @@ export interface SessionStatus {
   createdAt: string;
   endedAt: string | null;
   completedAt: string | null;
-  stt: 'ok' | 'degraded';
+  stt: SttState;
+  /** The recognizer's refusal while `stt` is `misconfigured`, else null. */
+  sttError: string | null;
   /** Final windows waiting for STT (grows during an outage). */
   sttBacklog: { windows: number; audioMs: number };
   /** Number of final segments so far. */

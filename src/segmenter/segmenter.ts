@@ -8,10 +8,14 @@
  *  - Speech ends after `silenceMs` of non-speech; the window keeps `trailingPadMs` after the last speech.
  *  - While speech goes on, a `partial` window (start of utterance → now) is emitted every
  *    `partialIntervalMs`, for live captions.
- *  - A window never exceeds `maxWindowMs` (Whisper sees 30 s at most). Near the limit it is cut at the
- *    quietest point of the last `cutSearchMs`, and the next window starts `overlapMs` before the cut so a
- *    word at the cut is heard whole by one of the two windows. Each window says which stretch it is
- *    authoritative for (`keepFromMs`/`keepUntilMs`: the middle of the overlap), which the merger uses.
+ *  - A window never exceeds `maxWindowMs` (Whisper sees 30 s at most). Near the limit it is cut in the
+ *    latest pause of at least `pauseCutMs` within the last `cutSearchMs`: no word is at such a cut, so
+ *    the next window starts right there and nothing needs merging. Without such a pause it is cut at the
+ *    quietest point, and the next window starts `overlapMs` before the cut so a word at the cut is heard
+ *    whole by one of the two windows. Each window says which stretch it is authoritative for
+ *    (`keepFromMs`/`keepUntilMs`: the middle of the overlap), which the merger uses.
+ *  - Each window lists its stretches of VAD speech (`speech`), from which word times are estimated when
+ *    the recognizer gives none.
  */
 
 export interface SegmenterOptions {
@@ -35,6 +39,8 @@ export interface SegmenterOptions {
   cutSearchMs: number;
   /** Audio before a max-length cut carried into the next window. Default 1500. */
   overlapMs: number;
+  /** A pause at least this long is where a max-length cut goes first, with no overlap. Default 150. */
+  pauseCutMs: number;
   /**
    * Offline mode (uploads): overlap only when the cut falls inside speech; a cut in a pause needs none.
    * Default false (live: always overlap, a VAD pause may still hide a soft word).
@@ -53,6 +59,7 @@ export const DEFAULT_SEGMENTER_OPTIONS: SegmenterOptions = {
   maxWindowMs: 28000,
   cutSearchMs: 4000,
   overlapMs: 1500,
+  pauseCutMs: 150,
   overlapOnlyInSpeech: false,
 };
 
@@ -79,6 +86,8 @@ export interface AudioWindow {
   keepFromMs?: number;
   /** Words centred at or after this belong to the next window (set when cut with overlap). */
   keepUntilMs?: number;
+  /** The stretches the VAD called speech, [startMs, endMs] in track time, in order. */
+  speech: [number, number][];
   audio: Int16Array;
 }
 
@@ -114,7 +123,7 @@ export class Segmenter {
     if (![10, 20, 30].includes(o.frameMs)) throw new RangeError(`frameMs must be 10, 20 or 30, got ${o.frameMs}`);
     if (o.minSpeechMs < o.frameMs) throw new RangeError('minSpeechMs must be at least one frame');
     if (o.silenceMs < o.frameMs) throw new RangeError('silenceMs must be at least one frame');
-    if (o.trailingPadMs < 0 || o.preRollMs < 0 || o.overlapMs < 0 || o.partialIntervalMs < 0) throw new RangeError('durations must not be negative');
+    if (o.trailingPadMs < 0 || o.preRollMs < 0 || o.overlapMs < 0 || o.partialIntervalMs < 0 || o.pauseCutMs < 0) throw new RangeError('durations must not be negative');
     if (o.trailingPadMs > o.silenceMs) throw new RangeError('trailingPadMs must not exceed silenceMs');
     if (o.cutSearchMs < o.frameMs || o.cutSearchMs >= o.maxWindowMs) throw new RangeError('cutSearchMs must be at least one frame and below maxWindowMs');
     if (o.overlapMs * 2 >= o.maxWindowMs - o.cutSearchMs) throw new RangeError('overlapMs too large for maxWindowMs');
@@ -205,18 +214,23 @@ export class Segmenter {
   private cutAtQuietestPoint(index: number): AudioWindow {
     const o = this.options;
     const searchFrom = Math.max(index + 1 - this.toFrames(o.cutSearchMs), this.windowStart + this.toFrames(o.overlapMs) * 2);
+    const pause = this.latestPause(searchFrom, index);
     let cut = index + 1;
-    let quietest = Infinity;
-    for (let f = searchFrom; f <= index; f++) {
-      // A pause is several quiet frames, not one dip inside a vowel: score a 3-frame neighbourhood.
-      const score = this.energyAround(f);
-      if (score <= quietest) {
-        quietest = score;
-        cut = f;
+    if (pause) {
+      cut = pause.start + Math.floor((pause.end - pause.start) / 2);
+    } else {
+      let quietest = Infinity;
+      for (let f = searchFrom; f <= index; f++) {
+        // A pause is several quiet frames, not one dip inside a vowel: score a 3-frame neighbourhood.
+        const score = this.energyAround(f);
+        if (score <= quietest) {
+          quietest = score;
+          cut = f;
+        }
       }
     }
     const cutInSpeech = this.frameAt(cut - 1).isSpeech || (cut <= index && this.frameAt(cut).isSpeech);
-    const overlap = !o.overlapOnlyInSpeech || cutInSpeech ? this.toFrames(o.overlapMs) : 0;
+    const overlap = pause ? 0 : !o.overlapOnlyInSpeech || cutInSpeech ? this.toFrames(o.overlapMs) : 0;
     const seam = cut - Math.floor(overlap / 2);
     const window = this.makeWindow('final', this.windowStart, cut, 'max-length', overlap > 0 ? seam : undefined);
     this.windowStart = cut - overlap;
@@ -226,6 +240,22 @@ export class Segmenter {
     this.utteranceId = ++this.utteranceIds;
     this.dropBefore(this.windowStart);
     return window;
+  }
+
+  /** The latest run of non-speech frames of at least `pauseCutMs` in [from, to], as [start, end). */
+  private latestPause(from: number, to: number): { start: number; end: number } | undefined {
+    const minFrames = Math.max(1, Math.ceil(this.options.pauseCutMs / this.options.frameMs));
+    if (this.options.pauseCutMs === 0) return undefined;
+    let end = -1;
+    for (let f = to; f >= from; f--) {
+      if (this.frameAt(f).isSpeech) {
+        end = -1;
+        continue;
+      }
+      if (end < 0) end = f + 1;
+      if (end - f >= minFrames && (f === from || this.frameAt(f - 1).isSpeech)) return { start: f, end };
+    }
+    return undefined;
   }
 
   private energyAround(frame: number): number {
@@ -239,13 +269,22 @@ export class Segmenter {
   private makeWindow(kind: WindowKind, start: number, end: number, closedBy?: WindowCloseReason, keepUntil?: number): AudioWindow {
     const frameMs = this.options.frameMs;
     const audio = new Int16Array((end - start) * this.frameSamples);
-    for (let f = start; f < end; f++) audio.set(this.frameAt(f).samples, (f - start) * this.frameSamples);
+    const speech: [number, number][] = [];
+    for (let f = start; f < end; f++) {
+      const frame = this.frameAt(f);
+      audio.set(frame.samples, (f - start) * this.frameSamples);
+      if (!frame.isSpeech) continue;
+      const last = speech.at(-1);
+      if (last && last[1] === f * frameMs) last[1] += frameMs;
+      else speech.push([f * frameMs, (f + 1) * frameMs]);
+    }
     const window: AudioWindow = {
       id: ++this.windowIds,
       utteranceId: this.utteranceId,
       kind,
       startMs: start * frameMs,
       endMs: end * frameMs,
+      speech,
       audio,
     };
     if (closedBy) window.closedBy = closedBy;

@@ -3,14 +3,15 @@
  * upload), joined with the live view of a session loaded in this process. A completed session that is
  * not loaded is described from the store alone, so reading it never brings it back into memory.
  */
-import type { SessionStatus, TrackInfo, UploadFormat, UploadWarningCode } from '../../client-sdk/src/protocol.ts';
+import type { SessionStatus, SttState, TrackInfo, UploadFormat, UploadWarningCode } from '../../client-sdk/src/protocol.ts';
 import type { Archiver } from '../archive/archiver.ts';
 import type { SessionState, SessionStore } from '../store/session-store.ts';
 
 /** What only a loaded session knows. */
 export interface LiveView {
   state: SessionState;
-  stt: 'ok' | 'degraded';
+  stt: SttState;
+  sttError: string | null;
   sttBacklog: { windows: number; audioMs: number };
   lastSeq: number;
   tracks: TrackInfo[];
@@ -38,6 +39,7 @@ export async function sessionStatus(store: SessionStore, archiver: Archiver | un
     endedAt: row.endedAt?.toISOString() ?? null,
     completedAt: row.completedAt?.toISOString() ?? null,
     stt: view.stt,
+    sttError: view.sttError,
     sttBacklog: view.sttBacklog,
     lastSeq: view.lastSeq,
     tracks: view.tracks,
@@ -70,6 +72,7 @@ async function storedView(store: SessionStore, id: string, state: SessionState):
   return {
     state,
     stt: 'ok',
+    sttError: null,
     sttBacklog: { windows: 0, audioMs: 0 },
     lastSeq: await store.lastSeq(id),
     tracks: tracks.map((t) => ({ trackId: t.trackId, role: t.role, participant: t.participant, format: t.format as TrackInfo['format'], state: t.state, receivedMs: t.receivedMs })),

@@ -34,6 +34,8 @@ export interface SessionDependencies {
   maxLiveTracks: number;
   /** How long a track whose producer dropped waits for it to resume (PRODUCER_RESUME_MS). */
   resumeWindowMs: number;
+  /** The recognizer's refusal while it refuses the gateway's requests (shared by every session). */
+  sttRefusal(): string | undefined;
 }
 
 export class Session {
@@ -74,12 +76,23 @@ export class Session {
     return this.feed.finals;
   }
 
+  private sttState(): Pick<SessionEvent, 'stt' | 'sttError'> {
+    const refusal = this.deps.sttRefusal();
+    if (refusal) return { stt: 'misconfigured', sttError: refusal };
+    return { stt: this.events.stt.degraded ? 'degraded' : 'ok' };
+  }
+
+  /** The recognizer started or stopped refusing requests: viewers see the new state. */
+  sttStateChanged(): void {
+    this.broadcast(this.describe());
+  }
+
   describe(): SessionEvent {
     return {
       type: 'session',
       sessionId: this.id,
       state: this.state === 'completed' ? 'ended' : this.state,
-      stt: this.events.stt.degraded ? 'degraded' : 'ok',
+      ...this.sttState(),
       tracks: this.tracks.describe(),
       lastSeq: this.feed.lastSeq,
     };
@@ -162,7 +175,7 @@ export class Session {
   /** Status for the REST API: the live state plus what only the database knows. */
   async status(): Promise<SessionStatus> {
     const live = this.describe();
-    return (await sessionStatus(this.deps.store, this.deps.archiver, this.id, { state: this.state, stt: live.stt, sttBacklog: { ...this.events.stt.backlog }, lastSeq: live.lastSeq, tracks: live.tracks }))!;
+    return (await sessionStatus(this.deps.store, this.deps.archiver, this.id, { state: this.state, stt: live.stt, sttError: live.sttError ?? null, sttBacklog: { ...this.events.stt.backlog }, lastSeq: live.lastSeq, tracks: live.tracks }))!;
   }
 
   /**

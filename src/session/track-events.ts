@@ -5,6 +5,7 @@
  * that cannot go on.
  */
 import type { TrackInfo, Word } from '../../client-sdk/src/protocol.ts';
+import { RecognizerRefused } from '../stt/transcriber.ts';
 import type { IngestError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
@@ -84,7 +85,11 @@ export function trackListener(ctx: TrackEventContext, info: TrackInfo, onFailed:
       writes.add(() => store.jobFailedAttempt(sessionId, utteranceId, error.message));
       const wasDegraded = stt.degraded;
       stt.degraded = true;
-      feed.broadcast({ type: 'error', sessionId, code: 'stt_unavailable', message: `speech-to-text failed, retrying: ${error.message}`, trackId: info.trackId });
+      feed.broadcast(
+        error instanceof RecognizerRefused
+          ? { type: 'error', sessionId, code: 'stt_misconfigured', message: `speech-to-text refuses the gateway's requests; windows are kept until its configuration is fixed: ${error.message}`, trackId: info.trackId }
+          : { type: 'error', sessionId, code: 'stt_unavailable', message: `speech-to-text failed, retrying: ${error.message}`, trackId: info.trackId },
+      );
       if (!wasDegraded) ctx.stateChanged();
     },
     progress: (trackMs) => {
@@ -98,8 +103,9 @@ export function trackListener(ctx: TrackEventContext, info: TrackInfo, onFailed:
     },
     abandoned: (utteranceId, window, error) => {
       stt.changeBacklog(-1, window.startMs - window.endMs);
-      log.error({ trackId: info.trackId, ...window, reason: error.message }, 'final window not transcribed before shutdown');
-      writes.add(() => store.jobFinished(sessionId, utteranceId, 'failed', null, `gateway shut down: ${error.message}`));
+      const reason = error instanceof RecognizerRefused ? `the recognizer refused this window (its audio is in the recording): ${error.message}` : `gateway shut down: ${error.message}`;
+      log.error({ trackId: info.trackId, ...window, reason }, 'final window not transcribed');
+      writes.add(() => store.jobFinished(sessionId, utteranceId, 'failed', null, reason));
     },
     failed: (error) => {
       log.warn({ trackId: info.trackId, reason: error.message }, 'track stream rejected');

@@ -289,7 +289,7 @@ export class TrackPipeline {
           return;
         }
         metrics.sttSeconds.observe({ kind: 'partial' }, result.sttMs / 1000);
-        const captions = this.captions.partial(window, result.words);
+        const captions = this.captions.partial(window, result.words, result.timed);
         if (captions) listener.partial(this.utteranceId(window), this.shift(captions.stable), this.shift(captions.unstable), window.startMs + offsetMs);
       });
       return;
@@ -323,7 +323,7 @@ export class TrackPipeline {
         return;
       }
       metrics.sttSeconds.observe({ kind: 'final' }, result.sttMs / 1000);
-      const words = this.captions.final(window, result.words);
+      const words = this.captions.final(window, result.words, result.timed);
       await listener.final(utteranceId, this.shift(words), span, { speechEndAt, closedAt, sttMs: result.sttMs });
     });
   }

@@ -142,7 +142,7 @@ async function inspect(file: SealedFileReader, path: string, options: InspectOpt
   const voice = new VoiceWindows(options.vad, { ...options.segmenter, sampleRate: PIPELINE_SAMPLE_RATE, partialIntervalMs: 0, overlapOnlyInSpeech: true }, {
     window: (w) => {
       if (w.kind !== 'final') return;
-      const window: UploadWindow = { index: windows.length, utteranceId: w.utteranceId, startMs: w.startMs, endMs: w.endMs, keepFromMs: w.keepFromMs, keepUntilMs: w.keepUntilMs };
+      const window: UploadWindow = { index: windows.length, utteranceId: w.utteranceId, startMs: w.startMs, endMs: w.endMs, keepFromMs: w.keepFromMs, keepUntilMs: w.keepUntilMs, speech: w.speech };
       windows.push(window);
       staging = staging.then(() => options.window(window, w.audio));
     },

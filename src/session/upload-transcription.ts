@@ -67,7 +67,7 @@ export class UploadTranscription implements UploadTrack {
 
   job(window: UploadWindow): WindowJob {
     const { session, trackId, language, prompt, dataKey } = this.options;
-    return { id: `${session.id}.${trackId}.${window.index}`, sessionId: session.id, trackId, index: window.index, startMs: window.startMs, endMs: window.endMs, language, prompt, dataKey };
+    return { id: `${session.id}.${trackId}.${window.index}`, sessionId: session.id, trackId, index: window.index, startMs: window.startMs, endMs: window.endMs, speech: window.speech, language, prompt, dataKey };
   }
 
   utteranceId(window: UploadWindow): string {
@@ -153,7 +153,7 @@ export class UploadTranscription implements UploadTrack {
         const result = this.results.get(this.next);
         if (!result && !(this.ending && this.dead.has(this.next))) break;
         if (result) {
-          const words = this.captions.final(window, result.words);
+          const words = this.captions.final(window, result.words, result.timed ?? true);
           await session.publishUploadFinal(trackId, this.utteranceId(window), words);
           this.results.delete(this.next);
           await queue.release(this.job(window)).catch((error) => this.options.log.warn({ err: error }, 'could not release a finished window job'));

@@ -144,4 +144,5 @@ export interface UploadWindow {
   endMs: number;
   keepFromMs?: number;
   keepUntilMs?: number;
+  speech?: [number, number][];
 }

@@ -1,7 +1,9 @@
 /**
  * From a recognizer's answer to the words of a window in track time (pure). Segments Whisper marks as
  * probably silence (high no-speech probability with low confidence) or as looping text (high compression
- * ratio) are dropped: that is where "Thank you for watching" on a silent window comes from.
+ * ratio) are dropped: that is where "Thank you for watching" on a silent window comes from. A recognizer
+ * that gives no word timestamps (text-only models, vLLM's segments) gets word times estimated: its words
+ * are laid over the stretches the VAD called speech, each in proportion to its length.
  */
 import type { Word } from '../../client-sdk/src/protocol.ts';
 import type { TranscribedSegment, TranscribedWord, Transcription } from './transcriber.ts';
@@ -22,34 +24,65 @@ export function isHallucinated(segment: TranscribedSegment, t: HallucinationThre
   return silent || (segment.compressionRatio ?? 0) > t.compressionRatio;
 }
 
-/** Spreads the words of a text evenly over a span, for recognizers that give no word timestamps. */
-function spreadWords(text: string, start: number, end: number): TranscribedWord[] {
+/**
+ * Lays the words of a text over the speech inside [start, end] (seconds), each word's share in
+ * proportion to its letters, so a word's estimated time falls where speech was heard, not in a pause.
+ */
+export function spreadWords(text: string, start: number, end: number, speech: readonly (readonly [number, number])[] = []): TranscribedWord[] {
   const words = text.split(/\s+/).filter(Boolean);
-  const step = (end - start) / Math.max(1, words.length);
-  return words.map((word, i) => ({ word, start: start + i * step, end: start + (i + 1) * step }));
+  if (words.length === 0) return [];
+  let regions = speech.map(([a, b]) => [Math.max(a, start), Math.min(b, end)] as const).filter(([a, b]) => b > a);
+  if (regions.length === 0) regions = [[start, Math.max(start, end)]];
+  const total = regions.reduce((sum, [a, b]) => sum + (b - a), 0);
+  const weights = words.map((w) => [...w].length + 1);
+  const scale = total / weights.reduce((sum, w) => sum + w, 0);
+  // Position along the concatenated speech → time in the window.
+  const at = (position: number): number => {
+    let left = position;
+    for (const [a, b] of regions) {
+      if (left <= b - a) return a + left;
+      left -= b - a;
+    }
+    return regions.at(-1)![1];
+  };
+  let position = 0;
+  return words.map((word, i) => {
+    const from = at(position);
+    position += weights[i] * scale;
+    return { word, start: from, end: at(position - scale) };
+  });
+}
+
+export interface RecognizedWords {
+  words: Word[];
+  /** The recognizer gave word timestamps; otherwise the times are estimates (merge by text, not by time). */
+  timed: boolean;
 }
 
 export function recognizedWords(
   transcription: Transcription,
-  window: { startMs: number; endMs: number },
+  window: { startMs: number; endMs: number; speech?: readonly (readonly [number, number])[] },
   thresholds: HallucinationThresholds = DEFAULT_THRESHOLDS,
-): Word[] {
+): RecognizedWords {
   const durationS = (window.endMs - window.startMs) / 1000;
+  const speech = (window.speech ?? []).map(([a, b]) => [(a - window.startMs) / 1000, (b - window.startMs) / 1000] as const);
   const segments = transcription.segments ?? [];
   const rejected = segments.filter((s) => isHallucinated(s, thresholds));
   let words: TranscribedWord[];
-  if (transcription.words && (transcription.words.length > 0 || segments.length > 0)) {
-    words = transcription.words.filter((w) => {
+  const timed = transcription.words !== undefined && (transcription.words.length > 0 || segments.length > 0);
+  if (timed) {
+    words = transcription.words!.filter((w) => {
       const center = (w.start + w.end) / 2;
       return !rejected.some((s) => center >= s.start && center <= s.end);
     });
   } else if (segments.length > 0) {
-    words = segments.filter((s) => !rejected.includes(s)).flatMap((s) => spreadWords(s.text, s.start, s.end));
+    words = segments.filter((s) => !rejected.includes(s)).flatMap((s) => spreadWords(s.text, s.start, s.end, speech));
   } else {
-    words = spreadWords(transcription.text, 0, durationS);
+    words = spreadWords(transcription.text, 0, durationS, speech);
   }
   const toMs = (seconds: number) => Math.round(window.startMs + Math.min(Math.max(seconds, 0), durationS) * 1000);
-  return words
-    .map((w) => ({ word: w.word.trim(), startMs: toMs(w.start), endMs: toMs(w.end) }))
-    .filter((w) => w.word.length > 0);
+  return {
+    words: words.map((w) => ({ word: w.word.trim(), startMs: toMs(w.start), endMs: toMs(w.end) })).filter((w) => w.word.length > 0),
+    timed,
+  };
 }

@@ -20,6 +20,8 @@ export interface WindowJob {
   index: number;
   startMs: number;
   endMs: number;
+  /** Its stretches of VAD speech (track time), for word times when the recognizer gives none. */
+  speech?: [number, number][];
   language?: string;
   prompt?: string;
   /** The session's wrapped data key (base64): the window's audio is stored encrypted under it. */
@@ -31,6 +33,8 @@ export type WindowAudioRef = Pick<WindowJob, 'id' | 'dataKey'>;
 
 export interface WindowJobResult {
   words: Word[];
+  /** The words' times are the recognizer's; absent or false: estimates. */
+  timed?: boolean;
   sttMs: number;
 }
 

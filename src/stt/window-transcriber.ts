@@ -1,20 +1,24 @@
 /**
  * Sends windows to the recognizer through one shared queue: a concurrency limit for the whole gateway,
  * finals ahead of partials. A partial is worth one try (the next one supersedes it). A final is never
- * dropped: when the client's own retries are exhausted it waits and tries again, with growing pauses,
- * until it succeeds or the gateway shuts down, reporting each failure so viewers see that STT is down.
+ * dropped for an outage: when the client's own retries are exhausted it waits and tries again, with
+ * growing pauses, until it succeeds or the gateway shuts down, reporting each failure so viewers see
+ * that STT is down. A refusal (`RecognizerRefused`: wrong key, model, format) is not an outage: no
+ * window is sent while it lasts; the recognizer is checked again every `recheckMs` (one probe, not a
+ * call per window), and the waiting finals go once it takes requests. A window refused again after a
+ * passing check is refused for itself (its audio stays in the recording) and given up.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import PQueue from 'p-queue';
 import { openBytes, sealBytes } from '../archive/data-keys.ts';
-import pRetry from 'p-retry';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Word } from '../../client-sdk/src/protocol.ts';
 import type { AudioWindow } from '../segmenter/segmenter.ts';
 import type { WindowProcessor } from './window-queue.ts';
 import { recognizedWords, type HallucinationThresholds } from './recognized-words.ts';
-import type { Transcriber } from './transcriber.ts';
+import { RecognizerRefused, type Transcriber } from './transcriber.ts';
 
 export interface WindowTranscriberOptions {
   concurrency: number;
@@ -32,6 +36,10 @@ export interface WindowTranscriberOptions {
   spillDir?: string;
   /** Told whenever the backlog changes (metrics). */
   onBacklog?(backlog: SttBacklog): void;
+  /** Between checks while the recognizer refuses requests. Default 60000. */
+  recheckMs?: number;
+  /** Told when the recognizer starts refusing requests (with its refusal) and when it takes them again. */
+  onRefusal?(refusal: RecognizerRefused | undefined): void;
 }
 
 export interface SttBacklog {
@@ -72,6 +80,11 @@ class BacklogSpill {
   }
 }
 
+/** A recognizer that can be asked, cheaply, whether it takes requests again (throws RecognizerRefused if not). */
+export interface RecheckableTranscriber extends Transcriber {
+  recheck?(): Promise<void>;
+}
+
 export interface FinalCallbacks {
   /** A try failed (after the client's own retries); the window is kept and tried again. */
   onFailure(error: Error, attempt: number): void;
@@ -81,30 +94,41 @@ export interface FinalCallbacks {
 
 export interface TranscribedWindow {
   words: Word[];
+  /** The words' times are the recognizer's (not estimates). */
+  timed: boolean;
   /** Time spent in the recognizer call itself (not in the queue), milliseconds. */
   sttMs: number;
 }
 
+/** A window that reached the front of the queue while the recognizer refused requests: not sent. */
+const NOT_SENT = Symbol('not sent');
+
 /** Live windows never wait behind an uploaded recording's windows. */
 const PRIORITY = { final: 1, partial: 0, upload: -1 };
 
-type WindowAudio = Pick<AudioWindow, 'audio' | 'startMs' | 'endMs'>;
+type WindowAudio = Pick<AudioWindow, 'audio' | 'startMs' | 'endMs'> & Partial<Pick<AudioWindow, 'speech'>>;
 
 export class WindowTranscriber {
   private readonly queue: PQueue;
-  private readonly transcriber: Transcriber;
-  private readonly options: WindowTranscriberOptions & Required<Pick<WindowTranscriberOptions, 'retryDelayMs' | 'maxRetryDelayMs'>>;
+  private readonly transcriber: RecheckableTranscriber;
+  private readonly options: WindowTranscriberOptions & Required<Pick<WindowTranscriberOptions, 'retryDelayMs' | 'maxRetryDelayMs' | 'recheckMs'>>;
   private readonly shutdown = new AbortController();
   private readonly spill: BacklogSpill | undefined;
   private readonly backlog: SttBacklog = { windows: 0, audioSeconds: 0, spilled: 0 };
   /** Samples of waiting finals held in memory. */
   private heldSamples = 0;
+  /** Set while the recognizer refuses requests; `accepted` resolves when it takes them again. */
+  private refusal: { error: RecognizerRefused; accepted: Promise<void> } | undefined;
+  /** Rejects when the gateway shuts down (what waits for the recognizer stops waiting). */
+  private readonly closing: Promise<never>;
 
-  constructor(transcriber: Transcriber, options: WindowTranscriberOptions) {
+  constructor(transcriber: RecheckableTranscriber, options: WindowTranscriberOptions) {
     this.transcriber = transcriber;
-    this.options = { retryDelayMs: 1000, maxRetryDelayMs: 30000, ...options };
+    this.options = { retryDelayMs: 1000, maxRetryDelayMs: 30000, recheckMs: 60000, ...options };
     this.queue = new PQueue({ concurrency: options.concurrency });
     this.spill = options.spillDir ? new BacklogSpill(options.spillDir) : undefined;
+    this.closing = new Promise<never>((_, reject) => this.shutdown.signal.addEventListener('abort', () => reject(new Error('the gateway is shutting down')), { once: true }));
+    this.closing.catch(() => undefined);
   }
 
   /** Final windows waiting for STT now (for status and metrics). */
@@ -116,11 +140,19 @@ export class WindowTranscriber {
     return this.queue.size + this.queue.pending;
   }
 
-  /** One attempt; undefined when it fails (a later partial or the final will cover it). */
+  /** The recognizer's refusal while it refuses requests. */
+  get refused(): RecognizerRefused | undefined {
+    return this.refusal?.error;
+  }
+
+  /** One attempt; undefined when it fails or the recognizer refuses requests (a later partial or the final will cover it). */
   async partial(window: AudioWindow, language?: string, prompt?: string): Promise<TranscribedWindow | undefined> {
+    if (this.refusal) return undefined;
     try {
-      return await this.queue.add(() => this.attempt(window, language, prompt), { priority: PRIORITY.partial });
-    } catch {
+      const result = await this.queue.add(() => this.attempt(window, language, prompt), { priority: PRIORITY.partial, signal: this.shutdown.signal });
+      return result === NOT_SENT ? undefined : result;
+    } catch (error) {
+      if (error instanceof RecognizerRefused) this.refuse(error);
       return undefined;
     }
   }
@@ -129,41 +161,52 @@ export class WindowTranscriber {
    * Transcribes a final window, retrying until it succeeds or the gateway shuts down. While it waits
    * through failures its audio counts against the memory bound; past the bound it is spilled to disk
    * (encrypted) and read back for each attempt, so an outage of any length cannot exhaust memory.
+   * Rejects when the gateway shuts down, or with a RecognizerRefused when the recognizer refuses this
+   * window although it takes others.
    */
   async final(window: AudioWindow, callbacks: FinalCallbacks, language?: string, prompt?: string): Promise<TranscribedWindow> {
-    const span = { startMs: window.startMs, endMs: window.endMs };
+    const span = { startMs: window.startMs, endMs: window.endMs, speech: window.speech };
     const samples = window.audio.length;
     let held: Int16Array | undefined = window.audio;
     let spilled: string | undefined;
     this.changeBacklog(1, samples, 0);
     this.heldSamples += samples;
     let failed = false;
+    let refusedBefore = false;
     try {
-      const result = await pRetry(
-        () => this.queue.add(async () => this.attempt({ ...span, audio: held ?? (await this.spill!.take(spilled!)) }, language, prompt), { priority: PRIORITY.final }),
-        {
-          retries: Infinity,
-          factor: 2,
-          minTimeout: this.options.retryDelayMs,
-          maxTimeout: this.options.maxRetryDelayMs,
-          randomize: false,
-          signal: this.shutdown.signal,
-          onFailedAttempt: async ({ error, attemptNumber }) => {
-            failed = true;
-            callbacks.onFailure(error, attemptNumber);
-            if (held && this.spill && this.heldSamples > (this.options.backlogMemoryS ?? Infinity) * this.options.sampleRate) {
-              spilled = await this.spill.put(held);
-              // The caller's window object keeps only its times from now on.
-              window.audio = new Int16Array(0);
-              held = undefined;
-              this.heldSamples -= samples;
-              this.changeBacklog(0, 0, 1);
-            }
-          },
-        },
-      );
-      if (failed) callbacks.onRecovered();
-      return result;
+      for (let attempt = 1; ; attempt++) {
+        await this.accepting();
+        try {
+          const result = await this.queue.add(async () => (this.refusal ? NOT_SENT : this.attempt({ ...span, audio: held ?? (await this.spill!.take(spilled!)) }, language, prompt)), {
+            priority: PRIORITY.final,
+            signal: this.shutdown.signal,
+          });
+          // Queued before the recognizer began refusing: it waits like the others.
+          if (result === NOT_SENT) continue;
+          if (failed) callbacks.onRecovered();
+          return result;
+        } catch (error) {
+          if (this.shutdown.signal.aborted) throw error;
+          failed = true;
+          callbacks.onFailure(error as Error, attempt);
+          if (error instanceof RecognizerRefused) {
+            if (refusedBefore) throw error;
+            refusedBefore = true;
+            this.refuse(error);
+          }
+          if (held && this.spill && this.heldSamples > (this.options.backlogMemoryS ?? Infinity) * this.options.sampleRate) {
+            spilled = await this.spill.put(held);
+            // The caller's window object keeps only its times from now on.
+            window.audio = new Int16Array(0);
+            held = undefined;
+            this.heldSamples -= samples;
+            this.changeBacklog(0, 0, 1);
+          }
+          if (!(error instanceof RecognizerRefused)) {
+            await sleep(Math.min(this.options.retryDelayMs * 2 ** (attempt - 1), this.options.maxRetryDelayMs), undefined, { signal: this.shutdown.signal });
+          }
+        }
+      }
     } finally {
       if (held) this.heldSamples -= samples;
       this.changeBacklog(-1, -samples, spilled ? -1 : 0);
@@ -178,24 +221,76 @@ export class WindowTranscriber {
     this.options.onBacklog?.(this.sttBacklog);
   }
 
-  /** One attempt for a window of an uploaded recording, after every live window; the job queue retries. */
-  upload(window: WindowAudio, language?: string, prompt?: string): Promise<TranscribedWindow> {
-    return this.queue.add(() => this.attempt(window, language, prompt), { priority: PRIORITY.upload });
+  /**
+   * One attempt for a window of an uploaded recording, after every live window; the job queue retries.
+   * While the recognizer refuses requests the job waits rather than spending its attempts.
+   */
+  async upload(window: WindowAudio, language?: string, prompt?: string): Promise<TranscribedWindow> {
+    for (let refused = false; ; ) {
+      await this.accepting();
+      try {
+        const result = await this.queue.add(() => this.attempt(window, language, prompt), { priority: PRIORITY.upload, signal: this.shutdown.signal });
+        if (result !== NOT_SENT) return result;
+      } catch (error) {
+        // Refused once: wait for the recognizer to take requests; refused again after that: it is this window.
+        if (!(error instanceof RecognizerRefused) || refused) throw error;
+        refused = true;
+        this.refuse(error);
+      }
+    }
   }
 
   /** The job processor of the upload queue. */
-  readonly processUploadJob: WindowProcessor = (job, audio) => this.upload({ audio, startMs: job.startMs, endMs: job.endMs }, job.language, job.prompt);
+  readonly processUploadJob: WindowProcessor = (job, audio) => this.upload({ audio, startMs: job.startMs, endMs: job.endMs, speech: job.speech }, job.language, job.prompt);
 
-  /** Stops retrying: pending finals reject (the caller keeps their windows). */
+  /** Stops retrying and waiting: pending finals and uploads reject (their callers keep the windows). */
   close(): void {
     this.shutdown.abort();
-    this.queue.clear();
   }
 
-  private async attempt(window: WindowAudio, language?: string, prompt?: string): Promise<TranscribedWindow> {
+  /** Resolves once the recognizer takes requests (at once when it does); rejects on shutdown. */
+  private async accepting(): Promise<void> {
+    while (this.refusal) await Promise.race([this.refusal.accepted, this.closing]);
+    if (this.shutdown.signal.aborted) await this.closing;
+  }
+
+  /** Enters the refusing state (once) and checks the recognizer every `recheckMs` until it takes requests. */
+  private refuse(error: RecognizerRefused): void {
+    if (this.refusal) {
+      this.refusal.error = error;
+      return;
+    }
+    let accept!: () => void;
+    const refusal = { error, accepted: new Promise<void>((resolve) => (accept = resolve)) };
+    this.refusal = refusal;
+    this.options.onRefusal?.(error);
+    void (async () => {
+      for (;;) {
+        try {
+          await sleep(this.options.recheckMs, undefined, { signal: this.shutdown.signal });
+        } catch {
+          return;
+        }
+        try {
+          await this.transcriber.recheck?.();
+          break;
+        } catch (recheckError) {
+          // Still refused, or unreachable: either way, the next check decides.
+          if (recheckError instanceof RecognizerRefused) refusal.error = recheckError;
+        }
+      }
+      this.refusal = undefined;
+      this.options.onRefusal?.(undefined);
+      accept();
+    })();
+  }
+
+  /** Sends the window, unless the recognizer began refusing while it waited in the queue. */
+  private async attempt(window: WindowAudio, language?: string, prompt?: string): Promise<TranscribedWindow | typeof NOT_SENT> {
+    if (this.refusal) return NOT_SENT;
     const started = performance.now();
     const transcription = await this.transcriber.transcribe({ audio: window.audio, sampleRate: this.options.sampleRate, language, prompt });
     const sttMs = performance.now() - started;
-    return { words: recognizedWords(transcription, window, this.options.thresholds), sttMs };
+    return { ...recognizedWords(transcription, window, this.options.thresholds), sttMs };
   }
 }

@@ -3,6 +3,8 @@
  *  - stabilizer: stable words only grow, and a final begins with them;
  *  - track captions (seam merger): a random word sequence cut into windows at random points with random
  *    overlaps comes back whole, no word lost or doubled (words returned whole, as a recognizer does);
+ *    and with a text-only recognizer (no word times: estimated over the VAD's speech, merged by text),
+ *    with the words cut by a window edge garbled to a piece, no word is lost or doubled either;
  *  - jitter buffer → packet sequencer: reordering within the depth, duplicates, loss and 16-bit wrap give
  *    packets in order, each once, and every gap counted as lost;
  *  - RTP parsing round-trips every header shape and never throws on noise;
@@ -26,6 +28,8 @@ import { parseRtp } from '../../src/demux/rtp-packet.ts';
 import { checkOffer } from '../../src/demux/sdp-offer.ts';
 import { containerTruncated, sniffUploadFormat } from '../../src/demux/upload-format.ts';
 import { Stabilizer } from '../../src/transcript/stabilizer.ts';
+import { recognizedWords } from '../../src/stt/recognized-words.ts';
+import { wordLikeness } from '../../src/transcript/seam-merger.ts';
 import { TrackCaptions } from '../../src/transcript/track-captions.ts';
 import { buildTranscript, toSrt, toWebVtt } from '../../src/transcript/transcript-document.ts';
 
@@ -85,6 +89,73 @@ test('track captions: windows cut at random points with random overlaps give eve
         start = cut - overlapMs;
       }
       assert.equal(out.map((w) => `${w.word}@${w.startMs}`), words.map((w) => `${w.word}@${w.startMs}`));
+    }),
+    RUNS,
+  );
+});
+
+/**
+ * Dictation: words of 150–700 ms with gaps of 60–220 ms (no pause long enough to end an utterance), a
+ * clinic's vocabulary; a word is never said twice in a row ("no no no" is as ambiguous to a text merge
+ * as to a reader of the two windows' texts).
+ */
+const VOCABULARY = ['patient', 'reports', 'chest', 'pain', 'for', 'three', 'days', 'with', 'shortness', 'of', 'breath', 'no', 'fever', 'blood', 'pressure', 'is', 'high',
+  'metformin', 'twice', 'daily', 'the', 'left', 'arm', 'and', 'jaw', 'درد', 'قفسه', 'سینه', 'دارد', 'ألم', 'في', 'الصدر', 'منذ', 'ثلاثة', 'أيام'];
+const dictation = fc.array(fc.record({ word: fc.constantFrom(...VOCABULARY), durationMs: fc.integer({ min: 150, max: 700 }), gapMs: fc.integer({ min: 60, max: 220 }) }), { minLength: 1, maxLength: 150 }).map((items) => {
+  let t = 0;
+  let previous = '';
+  return items.map(({ word, durationMs, gapMs }) => {
+    t += gapMs;
+    const said = word === previous ? VOCABULARY[(VOCABULARY.indexOf(word) + 1) % VOCABULARY.length] : word;
+    previous = said;
+    const w: Word = { word: said, startMs: t, endMs: t + durationMs };
+    t += durationMs;
+    return w;
+  });
+});
+
+/** What a text-only recognizer hears of a window: whole words, and a piece of a word an edge cuts when most of it is inside. */
+function heardText(words: readonly Word[], start: number, end: number): string {
+  const heard: string[] = [];
+  for (const w of words) {
+    const inside = Math.min(w.endMs, end) - Math.max(w.startMs, start);
+    if (inside <= 0) continue;
+    if (w.startMs >= start && w.endMs <= end) heard.push(w.word);
+    else if (inside / (w.endMs - w.startMs) >= 0.5) {
+      const letters = [...w.word];
+      const keep = Math.max(1, Math.floor(letters.length * (inside / (w.endMs - w.startMs)) * 0.7));
+      heard.push(w.startMs < start ? letters.slice(-keep).join('') : letters.slice(0, keep).join(''));
+    }
+  }
+  return heard.join(' ');
+}
+
+test('track captions, text-only recognizer: cuts inside speech with garbled edges lose and double no word', () => {
+  fc.assert(
+    fc.property(dictation, fc.array(fc.integer({ min: 4000, max: 28000 }), { minLength: 1, maxLength: 12 }), fc.integer({ min: 1000, max: 3000 }), (words, lengths, overlapMs) => {
+      const endOfSpeech = words.at(-1)!.endMs + 1;
+      const captions = new TrackCaptions();
+      const out: Word[] = [];
+      let start = 0;
+      let keepFrom: number | undefined;
+      for (let i = 0; start < endOfSpeech; i++) {
+        const cut = start + Math.max(lengths[i % lengths.length], overlapMs * 2 + 1);
+        const last = cut >= endOfSpeech;
+        const end = last ? endOfSpeech : cut;
+        const seam = last ? undefined : cut - overlapMs / 2;
+        // The VAD's speech stretches: the words' own spans, clipped to the window.
+        const speech = words.filter((w) => w.endMs > start && w.startMs < end).map((w): [number, number] => [Math.max(w.startMs, start), Math.min(w.endMs, end)]);
+        const window = { utteranceId: i + 1, startMs: start, endMs: end, keepFromMs: keepFrom, keepUntilMs: seam, speech };
+        const recognized = recognizedWords({ text: heardText(words, start, end) }, window);
+        out.push(...captions.final(window, recognized.words, recognized.timed));
+        if (last) break;
+        keepFrom = seam;
+        start = cut - overlapMs;
+      }
+      const said = words.map((w) => w.word);
+      const got = out.map((w) => w.word);
+      assert.is(got.length, said.length, `no word lost or doubled\n  said: ${said.join(' ')}\n  got:  ${got.join(' ')}`);
+      got.forEach((word, i) => assert.ok(wordLikeness(word, said[i]) >= 1, `word ${i}: "${word}" for "${said[i]}"`));
     }),
     RUNS,
   );

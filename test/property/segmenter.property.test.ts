@@ -6,6 +6,8 @@
  *  - every frame of a speech run long enough to open an utterance lies in some final window;
  *  - consecutive finals overlap only through a max-length seam, by at most `overlapMs`, and their
  *    `keepUntilMs`/`keepFromMs` meet at one point inside both, so the seams tile the timeline;
+ *  - a max-length cut with no overlap lies in a pause of at least `pauseCutMs` (or, offline, outside speech);
+ *  - each window's `speech` lists exactly its speech frames, as ordered, disjoint stretches;
  *  - `flush()` at any point is safe, and a second `flush()` returns nothing.
  */
 import fc from 'fast-check';
@@ -27,6 +29,7 @@ const options = fc
     cutShare: fc.double({ min: 0.02, max: 0.3, noNaN: true }),
     overlapShare: fc.double({ min: 0, max: 1, noNaN: true }),
     overlapOnlyInSpeech: fc.boolean(),
+    pauseCutFrames: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 20 })),
   })
   .map((r): SegmenterOptions => {
     const f = r.frameMs;
@@ -44,6 +47,7 @@ const options = fc
       cutSearchMs: cutSearch * f,
       overlapMs: Math.floor(maxOverlap * r.overlapShare) * f,
       overlapOnlyInSpeech: r.overlapOnlyInSpeech,
+      pauseCutMs: r.pauseCutFrames * f,
     };
   });
 
@@ -89,6 +93,14 @@ test('segmenter: windows are well formed, ordered, and cover every utterance spe
         assert.ok(w.startMs >= 0 && w.endMs <= speechFlags.length * f, 'window inside the audio received');
         assert.equal(w.audio.length, ((w.endMs - w.startMs) / f) * frameSamples);
         for (let k = 0; k < (w.endMs - w.startMs) / f; k++) assert.equal(w.audio[k * frameSamples], (w.startMs / f + k) % 32768);
+        const listed = new Set<number>();
+        let previousEnd = -1;
+        for (const [from, to] of w.speech) {
+          assert.ok(from > previousEnd && to > from && from >= w.startMs && to <= w.endMs, `window ${w.id}: speech stretches ordered, disjoint, inside`);
+          previousEnd = to;
+          for (let t = from; t < to; t += f) listed.add(t / f);
+        }
+        for (let frame = w.startMs / f; frame < w.endMs / f; frame++) assert.is(listed.has(frame), speechFlags[frame], `window ${w.id}: frame ${frame} speech flag listed`);
       }
       const finals = windows.filter((w) => w.kind === 'final');
       for (const w of finals) assert.ok(w.endMs - w.startMs <= o.maxWindowMs, 'final within maxWindowMs');
@@ -105,6 +117,16 @@ test('segmenter: windows are well formed, ordered, and cover every utterance spe
           assert.ok(prev.endMs - next.startMs <= o.overlapMs, 'overlap at most overlapMs');
         } else {
           assert.ok(next.startMs >= prev.endMs, `finals ${prev.id} and ${next.id} overlap without a seam`);
+          if (prev.closedBy === 'max-length' && next.startMs === prev.endMs && o.overlapMs > 0 && !o.overlapOnlyInSpeech) {
+            // Cut with no overlap in live mode: only in a pause, the cut inside its stretch of non-speech.
+            assert.ok(o.pauseCutMs > 0, 'no overlap without a pause rule');
+            const cut = prev.endMs / f;
+            let from = cut;
+            while (from > 0 && !speechFlags[from - 1]) from--;
+            let to = cut;
+            while (to < speechFlags.length && !speechFlags[to]) to++;
+            assert.ok(to - from >= Math.ceil(o.pauseCutMs / f) || to === speechFlags.length, `cut at ${prev.endMs} ms is in a pause of ${(to - from) * f} ms`);
+          }
           // A cut whose second half held no speech sends no second window: nothing may lie past its seam.
           if (prev.keepUntilMs !== undefined) {
             for (let t = prev.keepUntilMs; t < prev.endMs; t += f) assert.not.ok(speechFlags[t / f], `speech at ${t} ms past a seam with no window after it`);

@@ -54,7 +54,8 @@ export async function startHarness(env: Record<string, string> = {}, sttOptions:
     ...database.env,
     DATA_DIR: dataDir,
     ARCHIVE_RECIPIENTS: identity.recipient,
-    ...env,
+    // `{stt}` in a value stands for the test recognizer's base URL (known once it listens).
+    ...Object.fromEntries(Object.entries(env).map(([name, value]) => [name, value.replaceAll('{stt}', stt.baseUrl)])),
   });
   const newLogger = () => options.log ?? createLogger(config.LOG_LEVEL);
   const gateway = await createGateway(config, newLogger(), options.adapters);

@@ -8,13 +8,37 @@
 import { execFile } from 'node:child_process';
 import { gzipSync } from 'node:zlib';
 import multipart from '@fastify/multipart';
-import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { decodeWav } from '../../src/audio/wav.ts';
-import { ReferenceIndex } from './reference-index.ts';
+import { ReferenceIndex, type HeardWord } from './reference-index.ts';
 
 export type Fault =
   | { kind: 'status'; status: 429 | 500 | 503; count: number }
-  | { kind: 'slow'; delayMs: number; count: number };
+  /** Refusals no retry changes, each in the dialect's error shape. */
+  | { kind: 'refuse'; status: 400 | 401 | 403 | 404 | 422; count: number }
+  | { kind: 'slow'; delayMs: number; count: number }
+  /** Answers with status 200 that are not transcriptions (a proxy's page, an empty body, another API's JSON), or words out of order. */
+  | { kind: 'answer'; answer: 'html' | 'empty' | 'foreign-json' | 'disordered-words'; count: number };
+
+/**
+ * Whose wire format the server speaks, each taken from that server's documentation or source (see the
+ * README's recognizer table): the listening is the same, the request rules and answer shapes differ.
+ */
+export type Dialect =
+  /** whisper-1: json, text, verbose_json with word and segment timestamps. */
+  | 'openai'
+  /** gpt-4o-transcribe and -mini: json and text only; verbose_json is a 400. */
+  | 'openai-text-only'
+  /** Azure OpenAI: /openai/deployments/{deployment}/audio/transcriptions?api-version=…, `api-key` header or an Entra bearer token. */
+  | 'azure'
+  /** speaches (faster-whisper-server): words at the top and in each segment, FastAPI `{"detail"}` errors. */
+  | 'speaches'
+  /** vLLM: duration as a string, segments without words, its own error object. */
+  | 'vllm'
+  /** whisper.cpp's server: no key, WAV only, sub-word tokens in segments, errors as 200 `{"error": "…"}`. */
+  | 'whisper-cpp'
+  /** Groq: OpenAI's shapes plus `x_groq`. */
+  | 'groq';
 
 export interface SttServerOptions {
   corpusDir: string;
@@ -22,6 +46,16 @@ export interface SttServerOptions {
   latencyMs?: number;
   /** Answer silent windows with a Whisper-style hallucination (flagged as such in its metrics). */
   hallucinateOnSilence?: boolean;
+  /** Default `openai`. */
+  dialect?: Dialect;
+  /** The model (or Azure deployment) the server has; others are refused as its dialect does. Default: any. */
+  model?: string;
+  /** The key (or Entra token) it takes; default: any. */
+  apiKey?: string;
+  /** Refuses requests that carry a prompt (gpt-4o-transcribe-diarize). */
+  refusePrompt?: boolean;
+  /** Largest file taken, bytes. Default 25 MB. */
+  maxFileBytes?: number;
 }
 
 export interface SttCall {
@@ -31,14 +65,29 @@ export interface SttCall {
   responseFormat: string;
   audioMs: number;
   text: string;
+  fileName: string;
+  prompt?: string;
 }
 
 const LANGUAGE_NAMES: Record<string, string> = { en: 'english', fa: 'persian', ar: 'arabic' };
 const SUPPORTED = ['flac', 'm4a', 'mp3', 'mp4', 'mpeg', 'mpga', 'oga', 'ogg', 'wav', 'webm'];
 const HALLUCINATIONS = ['Thank you for watching!', 'Subtitles by the Amara.org community', 'Thanks for watching, see you next time.'];
+const AZURE_API_VERSIONS = ['2024-02-01', '2024-06-01', '2024-10-21', '2025-03-01-preview'];
 
-function openAiError(reply: FastifyReply, status: number, message: string, type: string, param: string | null = null, code: string | null = null) {
-  return reply.code(status).send({ error: { message, type, param, code } });
+/** A refusal in the error shape of each dialect. */
+function refusalBody(dialect: Dialect, status: number, message: string, param: string | null = null, code: string | null = null): unknown {
+  switch (dialect) {
+    case 'azure':
+      return { error: { code: code ?? String(status), message } };
+    case 'speaches':
+      return { detail: message };
+    case 'vllm':
+      return { error: { message, type: status === 404 ? 'NotFoundError' : 'BadRequestError', param, code: status } };
+    case 'whisper-cpp':
+      return { error: message };
+    default:
+      return { error: { message, type: 'invalid_request_error', param, code } };
+  }
 }
 
 /** Any container ffmpeg reads, to 16 kHz mono PCM16; WAV at 16 kHz is read directly. */
@@ -68,6 +117,20 @@ function compressionRatio(text: string): number {
   return bytes.length / gzipSync(bytes).length;
 }
 
+/** whisper.cpp's words are tokens: a long word comes as two, the second without its leading space. */
+function subwordTokens(words: HeardWord[]): { word: string; start: number; end: number; t_dtw: number; probability: number }[] {
+  return words.flatMap((w) => {
+    const letters = [...w.word];
+    if (letters.length < 8) return [{ word: ` ${w.word}`, start: w.start, end: w.end, t_dtw: -1, probability: 0.93 }];
+    const cut = Math.floor(letters.length / 2);
+    const middle = Math.round(((w.start + w.end) / 2) * 100) / 100;
+    return [
+      { word: ` ${letters.slice(0, cut).join('')}`, start: w.start, end: middle, t_dtw: -1, probability: 0.9 },
+      { word: letters.slice(cut).join(''), start: middle, end: w.end, t_dtw: -1, probability: 0.88 },
+    ];
+  });
+}
+
 export class SttServer {
   readonly calls: SttCall[] = [];
   readonly faults: Fault[] = [];
@@ -81,16 +144,22 @@ export class SttServer {
     this.options = options;
   }
 
+  get dialect(): Dialect {
+    return this.options.dialect ?? 'openai';
+  }
+
+  /** The base URL an OpenAI-compatible client is given (for Azure: the resource endpoint). */
   get baseUrl(): string {
-    return `http://127.0.0.1:${this.port}/v1`;
+    return this.dialect === 'azure' ? `http://127.0.0.1:${this.port}` : `http://127.0.0.1:${this.port}/v1`;
   }
 
   async start(port = 0): Promise<this> {
     this.index ??= await ReferenceIndex.load(this.options.corpusDir);
     // Stopping it models an outage: open connections are cut, not drained.
     const app = Fastify({ logger: false, bodyLimit: 100 * 1024 * 1024, forceCloseConnections: true });
-    await app.register(multipart, { limits: { fileSize: 25 * 1024 * 1024 } });
-    app.post('/v1/audio/transcriptions', (request, reply) => this.transcribe(request, reply));
+    await app.register(multipart, { limits: { fileSize: this.options.maxFileBytes ?? 25 * 1024 * 1024 } });
+    if (this.dialect === 'azure') app.post('/openai/deployments/:deployment/audio/transcriptions', (request, reply) => this.transcribe(request, reply));
+    else app.post('/v1/audio/transcriptions', (request, reply) => this.transcribe(request, reply));
     app.post('/_control/faults', async (request) => {
       this.faults.push(request.body as Fault);
       return { queued: this.faults.length };
@@ -99,6 +168,9 @@ export class SttServer {
       this.faults.length = 0;
       return { queued: 0 };
     });
+    if (this.dialect === 'whisper-cpp') {
+      app.setNotFoundHandler((request, reply) => reply.code(404).type('text/plain').send(`File Not Found (${request.url.split('?')[0]})`));
+    }
     await app.listen({ host: '127.0.0.1', port: port || this.port });
     this.port = (app.server.address() as { port: number }).port;
     this.app = app;
@@ -119,39 +191,82 @@ export class SttServer {
     return fault;
   }
 
-  private async transcribe(request: import('fastify').FastifyRequest, reply: FastifyReply) {
-    const started = Date.now();
-    const record = (status: number, responseFormat: string, audioMs: number, text: string) =>
-      this.calls.push({ at: started, durationMs: Date.now() - started, status, responseFormat, audioMs, text });
+  /** The dialect's credentials check: undefined when the request may go on. */
+  private authFailure(request: FastifyRequest): { status: number; message: string; code?: string } | undefined {
+    const expected = this.options.apiKey;
+    const bearer = /^Bearer (\S+)$/.exec(request.headers.authorization ?? '')?.[1];
+    switch (this.dialect) {
+      case 'whisper-cpp':
+        return undefined;
+      case 'azure': {
+        const version = (request.query as Record<string, string>)['api-version'];
+        if (!version) return { status: 404, message: 'Resource not found', code: '404' };
+        if (!AZURE_API_VERSIONS.includes(version)) return { status: 404, message: `API version not supported: ${version}`, code: '404' };
+        const key = request.headers['api-key'];
+        const credential = typeof key === 'string' ? key : bearer;
+        if (!credential || (expected && credential !== expected)) {
+          return { status: 401, code: '401', message: 'Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.' };
+        }
+        const deployment = (request.params as { deployment: string }).deployment;
+        if (this.options.model && deployment !== this.options.model) {
+          return { status: 404, code: 'DeploymentNotFound', message: 'The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again.' };
+        }
+        return undefined;
+      }
+      default:
+        if (!bearer) return { status: 401, message: "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)." };
+        if (expected && bearer !== expected) return { status: 401, message: `Incorrect API key provided: ${bearer.slice(0, 3)}****. You can find your API key at https://platform.openai.com/account/api-keys.`, code: 'invalid_api_key' };
+        return undefined;
+    }
+  }
 
-    const auth = request.headers.authorization;
-    if (!auth || !/^Bearer \S+/.test(auth)) {
-      record(401, '', 0, '');
-      return openAiError(reply, 401, "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).", 'invalid_request_error');
-    }
-    if (!request.isMultipart()) {
-      record(400, '', 0, '');
-      return openAiError(reply, 400, 'Invalid Content-Type header (expected multipart/form-data).', 'invalid_request_error');
-    }
+  private async transcribe(request: FastifyRequest, reply: FastifyReply) {
+    const started = Date.now();
+    const dialect = this.dialect;
+    let fileName = '';
+    let prompt: string | undefined;
+    const record = (status: number, responseFormat: string, audioMs: number, text: string) =>
+      this.calls.push({ at: started, durationMs: Date.now() - started, status, responseFormat, audioMs, text, fileName, ...(prompt !== undefined ? { prompt } : {}) });
+    // whisper.cpp's server answers its errors with status 200.
+    const refuse = (status: number, message: string, param: string | null = null, code: string | null = null, responseFormat = '') => {
+      record(status, responseFormat, 0, '');
+      return reply.code(dialect === 'whisper-cpp' ? 200 : status).send(refusalBody(dialect, status, message, param, code));
+    };
+
+    const denied = this.authFailure(request);
+    if (denied) return refuse(denied.status, denied.message, null, denied.code ?? null);
+    if (!request.isMultipart()) return refuse(400, 'Invalid Content-Type header (expected multipart/form-data).');
     const fields: Record<string, string[]> = {};
     let file: { name: string; bytes: Buffer } | undefined;
-    for await (const part of request.parts()) {
-      if (part.type === 'file') file = { name: part.filename, bytes: await part.toBuffer() };
-      else (fields[part.fieldname] ??= []).push(String(part.value));
+    try {
+      for await (const part of request.parts()) {
+        if (part.type === 'file') file = { name: part.filename, bytes: await part.toBuffer() };
+        else (fields[part.fieldname] ??= []).push(String(part.value));
+      }
+    } catch (error) {
+      if ((error as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') return refuse(413, `Maximum content size limit (${this.options.maxFileBytes ?? 25 * 1024 * 1024}) exceeded.`, 'file');
+      throw error;
     }
+    fileName = file?.name ?? '';
+    prompt = fields.prompt?.[0];
     const responseFormat = fields.response_format?.[0] ?? 'json';
-    const fail = (status: number, message: string, param: string | null, code: string | null = null) => {
-      record(status, responseFormat, 0, '');
-      return openAiError(reply, status, message, 'invalid_request_error', param, code);
-    };
+    const model = fields.model?.[0];
+    const fail = (status: number, message: string, param: string | null, code: string | null = null) => refuse(status, message, param, code, responseFormat);
     if (!file) return fail(400, "Missing required parameter: 'file'.", 'file', 'missing_required_parameter');
-    if (!fields.model?.[0]) return fail(400, "Missing required parameter: 'model'.", 'model', 'missing_required_parameter');
-    if (!['json', 'verbose_json', 'text'].includes(responseFormat)) {
-      return fail(400, `Unsupported response_format '${responseFormat}' in this test server.`, 'response_format');
+    if (!model && dialect !== 'whisper-cpp' && dialect !== 'azure') return fail(400, "Missing required parameter: 'model'.", 'model', 'missing_required_parameter');
+    if (this.options.model && model !== this.options.model && dialect !== 'whisper-cpp' && dialect !== 'azure') {
+      if (dialect === 'speaches') return fail(404, `Model '${model}' is not installed locally. You can download the model using \`POST /v1/models\``, 'model');
+      if (dialect === 'vllm') return fail(404, `The model \`${model}\` does not exist.`, 'model');
+      return fail(404, `The model \`${model}\` does not exist or you do not have access to it.`, 'model', 'model_not_found');
     }
+    const formats = dialect === 'openai-text-only' ? ['json', 'text'] : ['json', 'verbose_json', 'text', 'srt', 'vtt'];
+    if (!formats.includes(responseFormat)) {
+      return fail(400, dialect === 'openai-text-only' ? `response_format '${responseFormat}' is not compatible with model '${model}'. Use 'json' or 'text' instead.` : `Unsupported response_format '${responseFormat}'.`, 'response_format', 'unsupported_value');
+    }
+    if (this.options.refusePrompt && prompt) return fail(400, `Prompt is not supported for model '${model}'.`, 'prompt', 'unsupported_parameter');
     const extension = file.name.split('.').pop()?.toLowerCase() ?? '';
-    if (!SUPPORTED.includes(extension)) {
-      return fail(400, `Invalid file format. Supported formats: ${JSON.stringify(SUPPORTED)}`, 'file', 'invalid_value');
+    if (dialect === 'whisper-cpp' ? file.bytes.toString('ascii', 0, 4) !== 'RIFF' : !SUPPORTED.includes(extension)) {
+      return dialect === 'whisper-cpp' ? fail(400, 'failed to read WAV file', 'file') : fail(400, `Invalid file format. Supported formats: ${JSON.stringify(SUPPORTED)}`, 'file', 'invalid_value');
     }
 
     const fault = this.nextFault();
@@ -159,9 +274,19 @@ export class SttServer {
       record(fault.status, responseFormat, 0, '');
       if (fault.status === 429) {
         reply.header('retry-after-ms', '50');
-        return openAiError(reply, 429, 'Rate limit reached for requests. Please try again in 50ms.', 'requests', null, 'rate_limit_exceeded');
+        return reply.code(429).send(refusalBody(dialect, 429, 'Rate limit reached for requests. Please try again in 50ms.', null, 'rate_limit_exceeded'));
       }
-      return openAiError(reply, fault.status, 'The server had an error while processing your request. Sorry about that!', 'server_error');
+      return reply.code(fault.status).send(refusalBody(dialect, fault.status, 'The server had an error while processing your request. Sorry about that!'));
+    }
+    if (fault?.kind === 'refuse') {
+      const messages = { 400: "Invalid value for 'language': 'xx' is not supported.", 401: 'Incorrect API key provided: sk-****.', 403: 'You are not allowed to sample from this model', 404: `The model \`${model}\` does not exist or you do not have access to it.`, 422: 'Unprocessable Entity' };
+      return fail(fault.status, messages[fault.status], null);
+    }
+    if (fault?.kind === 'answer' && fault.answer !== 'disordered-words') {
+      record(200, responseFormat, 0, '');
+      if (fault.answer === 'html') return reply.type('text/html').send('<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>');
+      if (fault.answer === 'empty') return reply.type('application/json').send('');
+      return { results: [{ alternatives: [{ transcript: 'not our shape', confidence: 0.9 }] }] };
     }
     const delay = (fault?.kind === 'slow' ? fault.delayMs : 0) + (this.options.latencyMs ?? 0);
     if (delay > 0) await new Promise((r) => setTimeout(r, delay));
@@ -175,32 +300,70 @@ export class SttServer {
     const durationMs = (samples.length / 16000) * 1000;
     const language = fields.language?.[0];
     const match = this.index!.locate(samples, language);
-    const words = match ? ReferenceIndex.wordsInWindow(match.track.words, match.offsetMs, durationMs) : [];
+    let words = match ? ReferenceIndex.wordsInWindow(match.track.words, match.offsetMs, durationMs) : [];
     let text = words.map((w) => w.word).join(' ');
     let segmentMetrics = { avg_logprob: -0.18, compression_ratio: compressionRatio(text), no_speech_prob: 0.01 };
     if (!match && this.options.hallucinateOnSilence) {
       text = HALLUCINATIONS[this.calls.length % HALLUCINATIONS.length];
       segmentMetrics = { avg_logprob: -1.35, compression_ratio: compressionRatio(text), no_speech_prob: 0.93 };
+      words = [];
     }
     record(200, responseFormat, durationMs, text);
+    return this.answer(reply, { responseFormat, text, words, granularities: fields['timestamp_granularities[]'] ?? fields.timestamp_granularities ?? ['segment'], durationMs, language: match?.track.language ?? language, segmentMetrics, disordered: fault?.kind === 'answer' });
+  }
 
-    if (responseFormat === 'text') return reply.type('text/plain; charset=utf-8').send(`${text}\n`);
-    if (responseFormat === 'json') return { text, usage: { type: 'duration', seconds: Math.ceil(durationMs / 1000) } };
-    const granularities = fields['timestamp_granularities[]'] ?? fields.timestamp_granularities ?? ['segment'];
-    const seconds = durationMs / 1000;
-    const body: Record<string, unknown> = {
-      task: 'transcribe',
-      language: LANGUAGE_NAMES[match?.track.language ?? language ?? 'en'] ?? 'english',
-      duration: Math.round(seconds * 100) / 100,
-      text,
-      usage: { type: 'duration', seconds: Math.ceil(seconds) },
-    };
-    if (granularities.includes('word')) body.words = text && match ? words : [];
-    if (granularities.includes('segment')) {
-      body.segments = text
-        ? [{ id: 0, seek: 0, start: words[0]?.start ?? 0, end: words.at(-1)?.end ?? seconds, text: ` ${text}`, tokens: [], temperature: 0, ...segmentMetrics }]
-        : [];
+  /** The answer in the dialect's shape. */
+  private answer(
+    reply: FastifyReply,
+    a: { responseFormat: string; text: string; words: HeardWord[]; granularities: string[]; durationMs: number; language: string | undefined; segmentMetrics: Record<string, number>; disordered: boolean },
+  ) {
+    const dialect = this.dialect;
+    const seconds = a.durationMs / 1000;
+    const { text, words } = a;
+    if (a.responseFormat === 'text') return reply.type(dialect === 'whisper-cpp' ? 'text/html; charset=utf-8' : 'text/plain; charset=utf-8').send(`${text}\n`);
+    if (a.responseFormat === 'srt' || a.responseFormat === 'vtt') return reply.type('text/plain').send(text);
+    if (a.responseFormat === 'json') {
+      if (dialect === 'openai-text-only') {
+        const tokens = Math.ceil(text.length / 4);
+        return { text, usage: { type: 'tokens', input_tokens: Math.ceil(seconds * 10), input_token_details: { text_tokens: 0, audio_tokens: Math.ceil(seconds * 10) }, output_tokens: tokens, total_tokens: tokens + Math.ceil(seconds * 10) } };
+      }
+      return dialect === 'openai' || dialect === 'groq' ? { text, usage: { type: 'duration', seconds: Math.ceil(seconds) }, ...(dialect === 'groq' ? { x_groq: { id: `req_${this.calls.length}` } } : {}) } : { text };
     }
-    return body;
+    const round = (n: number) => Math.round(n * 100) / 100;
+    const segment = (id: number, extra: Record<string, unknown>) => ({
+      id, seek: 0, start: words[0]?.start ?? 0, end: words.at(-1)?.end ?? seconds, text: ` ${text}`, tokens: [], temperature: 0, ...a.segmentMetrics, ...extra,
+    });
+    const wordList = a.disordered ? words.map((w, i) => ({ ...w, start: Math.max(0, w.start - (i % 2) * 0.05), end: w.end + 0.05 })).reverse() : words;
+    const withWords = a.granularities.includes('word');
+    switch (dialect) {
+      case 'whisper-cpp': {
+        // No top-level words; each segment's `words` are sub-word tokens, and no no_speech_prob or compression_ratio.
+        const { avg_logprob } = a.segmentMetrics;
+        return {
+          task: 'transcribe', language: LANGUAGE_NAMES[a.language ?? 'en'] ?? 'english', duration: seconds, text,
+          segments: text ? [{ id: 0, text: ` ${text}`, start: words[0]?.start ?? 0, end: words.at(-1)?.end ?? seconds, tokens: [], words: subwordTokens(wordList), temperature: 0, avg_logprob }] : [],
+        };
+      }
+      case 'vllm':
+        // Timestamps per segment only; `duration` is a string in its schema.
+        return { duration: String(round(seconds)), language: a.language ?? 'en', text, segments: text ? [segment(0, {})] : [], words: null };
+      case 'speaches': {
+        const spaced = wordList.map((w) => ({ start: w.start, end: w.end, word: ` ${w.word}`, probability: 0.91 }));
+        return {
+          task: 'transcribe', language: a.language ?? 'en', duration: round(seconds), text,
+          words: withWords ? spaced : null,
+          segments: text ? [segment(0, { words: withWords ? spaced : null })] : [],
+        };
+      }
+      default: {
+        const body: Record<string, unknown> = {
+          task: 'transcribe', language: LANGUAGE_NAMES[a.language ?? 'en'] ?? 'english', duration: round(seconds), text,
+          ...(dialect === 'groq' ? { x_groq: { id: `req_${this.calls.length}` } } : { usage: { type: 'duration', seconds: Math.ceil(seconds) } }),
+        };
+        if (withWords) body.words = text ? wordList : [];
+        if (a.granularities.includes('segment')) body.segments = text ? [segment(0, {})] : [];
+        return body;
+      }
+    }
   }
 }

@@ -1,0 +1,13 @@
+import { startHarness } from '../support/harness.ts';
+import { chunksFor, ingestUrl, streamChunks } from '../support/producer.ts';
+import { CaptionCollector } from '../support/viewer.ts';
+const h = await startHarness({ SEGMENT_MAX_WINDOW_MS: '6000', SEGMENT_SILENCE_MS: '1500', STT_MODEL: 'gpt-4o-transcribe' }, { dialect: 'openai-text-only', model: 'gpt-4o-transcribe' });
+const sessionId = 'dbg';
+const viewer = await CaptionCollector.connect(h.baseUrl, sessionId, await h.token('viewer', sessionId));
+const token = await h.token('producer', sessionId);
+const chunks = await chunksFor({ format: 'opus', file: `${h.corpusDir}/fa/doctor` });
+await streamChunks(ingestUrl(h.baseUrl, sessionId, 'doctor', { format: 'opus', role: 'doctor', language: 'fa', access_token: token }), chunks, 0);
+await viewer.tracksEnded(['doctor'], 120000);
+for (const f of viewer.finals) console.log(f.startMs, f.endMs, f.words.map((w) => `${w.word}@${w.startMs}-${w.endMs}`).join(' '));
+for (const c of h.stt.calls) console.log(c.fileName, c.text);
+await h.close();
