@@ -8,7 +8,29 @@
  * same request cannot change it.
  */
 import { z } from 'zod';
-import type { TranscribedSegment, TranscribedWord, Transcription } from './transcriber.ts';
+export interface TranscribedWord {
+  word: string;
+  /** Seconds from the start of the audio sent. */
+  start: number;
+  end: number;
+}
+
+export interface TranscribedSegment {
+  start: number;
+  end: number;
+  text: string;
+  avgLogprob?: number;
+  noSpeechProb?: number;
+  compressionRatio?: number;
+}
+
+export interface Transcription {
+  text: string;
+  /** Present when the recognizer gave word timestamps. */
+  words?: TranscribedWord[];
+  /** Present when it gave segment timestamps. */
+  segments?: TranscribedSegment[];
+}
 
 export type ResponseFormat = 'verbose_json' | 'json' | 'text';
 

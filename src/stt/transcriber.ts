@@ -11,33 +11,9 @@ import { readFile, stat } from 'node:fs/promises';
 import OpenAI, { APIError, AzureOpenAI, toFile } from 'openai';
 import { encodeCompressed } from '../audio/media-encoder.ts';
 import { encodeWav } from '../audio/wav.ts';
-import { readAnswer, RecognizerRefused, type ResponseFormat } from './recognizer-answer.ts';
+import { readAnswer, RecognizerRefused, type ResponseFormat, type Transcription } from './recognizer-answer.ts';
 
-export { RecognizerRefused, type ResponseFormat } from './recognizer-answer.ts';
-
-export interface TranscribedWord {
-  word: string;
-  /** Seconds from the start of the audio sent. */
-  start: number;
-  end: number;
-}
-
-export interface TranscribedSegment {
-  start: number;
-  end: number;
-  text: string;
-  avgLogprob?: number;
-  noSpeechProb?: number;
-  compressionRatio?: number;
-}
-
-export interface Transcription {
-  text: string;
-  /** Present when the recognizer gave word timestamps. */
-  words?: TranscribedWord[];
-  /** Present when it gave segment timestamps. */
-  segments?: TranscribedSegment[];
-}
+export { RecognizerRefused, type ResponseFormat, type TranscribedSegment, type TranscribedWord, type Transcription } from './recognizer-answer.ts';
 
 export interface TranscriptionRequest {
   audio: Int16Array;

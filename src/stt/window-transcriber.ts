@@ -4,9 +4,9 @@
  * dropped for an outage: when the client's own retries are exhausted it waits and tries again, with
  * growing pauses, until it succeeds or the gateway shuts down, reporting each failure so viewers see
  * that STT is down. A refusal (`RecognizerRefused`: wrong key, model, format) is not an outage: no
- * window is sent while it lasts; the recognizer is checked again every `recheckMs` (one probe, not a
- * call per window), and the waiting finals go once it takes requests. A window refused again after a
- * passing check is refused for itself (its audio stays in the recording) and given up.
+ * window is sent while it lasts; the recognizer is checked at once and then every `recheckMs` (one
+ * probe, not a call per window), and the waiting finals go once it takes requests. A window refused
+ * again after a passing check is refused for itself (its audio stays in the recording) and given up.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -254,7 +254,7 @@ export class WindowTranscriber {
     if (this.shutdown.signal.aborted) await this.closing;
   }
 
-  /** Enters the refusing state (once) and checks the recognizer every `recheckMs` until it takes requests. */
+  /** Enters the refusing state (once) and checks the recognizer, at once and then every `recheckMs`, until it takes requests. */
   private refuse(error: RecognizerRefused): void {
     if (this.refusal) {
       this.refusal.error = error;
@@ -265,9 +265,10 @@ export class WindowTranscriber {
     this.refusal = refusal;
     this.options.onRefusal?.(error);
     void (async () => {
-      for (;;) {
+      // Checked at once: a recognizer that takes the probe refused one window, not every request.
+      for (let first = true; ; first = false) {
         try {
-          await sleep(this.options.recheckMs, undefined, { signal: this.shutdown.signal });
+          if (!first) await sleep(this.options.recheckMs, undefined, { signal: this.shutdown.signal });
         } catch {
           return;
         }
@@ -289,7 +290,14 @@ export class WindowTranscriber {
   private async attempt(window: WindowAudio, language?: string, prompt?: string): Promise<TranscribedWindow | typeof NOT_SENT> {
     if (this.refusal) return NOT_SENT;
     const started = performance.now();
-    const transcription = await this.transcriber.transcribe({ audio: window.audio, sampleRate: this.options.sampleRate, language, prompt });
+    let transcription;
+    try {
+      transcription = await this.transcriber.transcribe({ audio: window.audio, sampleRate: this.options.sampleRate, language, prompt });
+    } catch (error) {
+      // Here, before the queue starts its next window: that one must not be sent.
+      if (error instanceof RecognizerRefused) this.refuse(error);
+      throw error;
+    }
     const sttMs = performance.now() - started;
     return { ...recognizedWords(transcription, window, this.options.thresholds), sttMs };
   }

@@ -146,11 +146,18 @@ test('a key revoked while a visit streams: misconfigured with its reason, no ret
   }
 });
 
-test('answers that are not transcriptions (HTML, empty, another API) are refusals; words out of order are put right', async () => {
+test('refusals at run time (400, 404, HTML, empty, another API) keep every window; words out of order are put right', async () => {
   const h = await startHarness({ STT_REFUSED_RECHECK_MS: '200' });
   try {
-    for (const [answer, reason] of [['html', /text where JSON was expected: "<!DOCTYPE html>/], ['empty', /empty body/], ['foreign-json', /not a transcription/]] as const) {
-      await faults(h, { kind: 'answer', answer, count: 2 });
+    const cases: [string, Fault, RegExp][] = [
+      ['400', { kind: 'refuse', status: 400, count: 2 }, /\(400\): Invalid value for 'language'/],
+      ['404', { kind: 'refuse', status: 404, count: 2 }, /\(404\): The model `whisper-1` does not exist/],
+      ['html', { kind: 'answer', answer: 'html', count: 2 }, /text where JSON was expected: "<!DOCTYPE html>/],
+      ['empty', { kind: 'answer', answer: 'empty', count: 2 }, /empty body/],
+      ['foreign-json', { kind: 'answer', answer: 'foreign-json', count: 2 }, /not a transcription/],
+    ];
+    for (const [answer, fault, reason] of cases) {
+      await faults(h, fault);
       const viewer = await streamTrack(h, `answer-${answer}`, 'ar');
       const error = (await viewer.waitFor((e) => e.type === 'error' && e.code === 'stt_misconfigured')) as ErrorEvent;
       assert.match(error.message, reason);

@@ -46,6 +46,24 @@ const wordSequence = fc.array(fc.record({ word: fc.constantFrom('no', 'yes', 'pa
   });
 });
 
+/** The windows of a stretch of speech cut at the given lengths, each overlapping the next by `overlapMs`, seams in the middle. */
+function cutIntoWindows(words: readonly Word[], lengths: readonly number[], overlapMs: number) {
+  const endOfSpeech = words.at(-1)!.endMs + 1;
+  const windows: { utteranceId: number; startMs: number; endMs: number; keepFromMs?: number; keepUntilMs?: number }[] = [];
+  let start = 0;
+  let keepFrom: number | undefined;
+  for (let i = 0; start < endOfSpeech; i++) {
+    const cut = start + Math.max(lengths[i % lengths.length], overlapMs * 2 + 1);
+    const last = cut >= endOfSpeech;
+    const seam = last ? undefined : cut - overlapMs / 2;
+    windows.push({ utteranceId: i + 1, startMs: start, endMs: last ? endOfSpeech : cut, keepFromMs: keepFrom, keepUntilMs: seam });
+    if (last) break;
+    keepFrom = seam;
+    start = cut - overlapMs;
+  }
+  return windows;
+}
+
 test('stabilizer: stable words only grow; the final begins with them', () => {
   fc.assert(
     fc.property(wordSequence, fc.array(fc.tuple(fc.nat(), fc.boolean()), { minLength: 1, maxLength: 30 }), (words, steps) => {
@@ -71,23 +89,9 @@ test('stabilizer: stable words only grow; the final begins with them', () => {
 test('track captions: windows cut at random points with random overlaps give every word once', () => {
   fc.assert(
     fc.property(wordSequence, fc.array(fc.integer({ min: 2000, max: 28000 }), { minLength: 1, maxLength: 12 }), fc.integer({ min: 600, max: 3000 }), (words, lengths, overlapMs) => {
-      const endOfSpeech = words.at(-1)!.endMs + 1;
       const captions = new TrackCaptions();
-      const out: Word[] = [];
-      let start = 0;
-      let keepFrom: number | undefined;
-      for (let i = 0; start < endOfSpeech; i++) {
-        const cut = start + Math.max(lengths[i % lengths.length], overlapMs * 2 + 1);
-        const last = cut >= endOfSpeech;
-        const end = last ? endOfSpeech : cut;
-        const seam = last ? undefined : cut - overlapMs / 2;
-        // The recognizer returns the words lying whole inside the window.
-        const heard = words.filter((w) => w.startMs >= start && w.endMs <= end);
-        out.push(...captions.final({ utteranceId: i + 1, startMs: start, endMs: end, keepFromMs: keepFrom, keepUntilMs: seam }, heard));
-        if (last) break;
-        keepFrom = seam;
-        start = cut - overlapMs;
-      }
+      // The recognizer returns the words lying whole inside the window.
+      const out = cutIntoWindows(words, lengths, overlapMs).flatMap((window) => captions.final(window, words.filter((w) => w.startMs >= window.startMs && w.endMs <= window.endMs)));
       assert.equal(out.map((w) => `${w.word}@${w.startMs}`), words.map((w) => `${w.word}@${w.startMs}`));
     }),
     RUNS,
@@ -133,25 +137,13 @@ function heardText(words: readonly Word[], start: number, end: number): string {
 test('track captions, text-only recognizer: cuts inside speech with garbled edges lose and double no word', () => {
   fc.assert(
     fc.property(dictation, fc.array(fc.integer({ min: 4000, max: 28000 }), { minLength: 1, maxLength: 12 }), fc.integer({ min: 1000, max: 3000 }), (words, lengths, overlapMs) => {
-      const endOfSpeech = words.at(-1)!.endMs + 1;
       const captions = new TrackCaptions();
-      const out: Word[] = [];
-      let start = 0;
-      let keepFrom: number | undefined;
-      for (let i = 0; start < endOfSpeech; i++) {
-        const cut = start + Math.max(lengths[i % lengths.length], overlapMs * 2 + 1);
-        const last = cut >= endOfSpeech;
-        const end = last ? endOfSpeech : cut;
-        const seam = last ? undefined : cut - overlapMs / 2;
+      const out = cutIntoWindows(words, lengths, overlapMs).flatMap((window) => {
         // The VAD's speech stretches: the words' own spans, clipped to the window.
-        const speech = words.filter((w) => w.endMs > start && w.startMs < end).map((w): [number, number] => [Math.max(w.startMs, start), Math.min(w.endMs, end)]);
-        const window = { utteranceId: i + 1, startMs: start, endMs: end, keepFromMs: keepFrom, keepUntilMs: seam, speech };
-        const recognized = recognizedWords({ text: heardText(words, start, end) }, window);
-        out.push(...captions.final(window, recognized.words, recognized.timed));
-        if (last) break;
-        keepFrom = seam;
-        start = cut - overlapMs;
-      }
+        const speech = words.filter((w) => w.endMs > window.startMs && w.startMs < window.endMs).map((w): [number, number] => [Math.max(w.startMs, window.startMs), Math.min(w.endMs, window.endMs)]);
+        const recognized = recognizedWords({ text: heardText(words, window.startMs, window.endMs) }, { ...window, speech });
+        return captions.final(window, recognized.words, recognized.timed);
+      });
       const said = words.map((w) => w.word);
       const got = out.map((w) => w.word);
       assert.is(got.length, said.length, `no word lost or doubled\n  said: ${said.join(' ')}\n  got:  ${got.join(' ')}`);

@@ -3,6 +3,9 @@ import * as assert from 'uvu/assert';
 import { isHallucinated, recognizedWords } from '../../src/stt/recognized-words.ts';
 import { DEFAULT_THRESHOLDS } from '../../src/stt/recognized-words.ts';
 import { readAnswer, RecognizerRefused, type ResponseFormat } from '../../src/stt/recognizer-answer.ts';
+import type { Transcription, TranscriptionRequest } from '../../src/stt/transcriber.ts';
+import { WindowTranscriber, type RecheckableTranscriber } from '../../src/stt/window-transcriber.ts';
+import type { AudioWindow } from '../../src/segmenter/segmenter.ts';
 
 const words = suite('recognized words');
 const window = { startMs: 10000, endMs: 14000 };
@@ -107,5 +110,83 @@ answers('what is not a transcription is a refusal, with the recognizer\'s words'
   }
 });
 
+const refusals = suite('window transcriber: refusals');
+
+/** A recognizer that refuses while `refusing` (and refuses window `badWindow` always); counts its calls. */
+class RefusingRecognizer implements RecheckableTranscriber {
+  refusing = true;
+  badWindow = -1;
+  calls: number[] = [];
+  rechecks = 0;
+
+  async transcribe(request: TranscriptionRequest): Promise<Transcription> {
+    const id = request.audio[0];
+    this.calls.push(id);
+    await new Promise((r) => setTimeout(r, 5));
+    if (this.refusing || id === this.badWindow) throw new RecognizerRefused('the recognizer refused the request (401): Incorrect API key provided', 401);
+    return { text: `window${id}` };
+  }
+
+  async recheck(): Promise<void> {
+    this.rechecks++;
+    if (this.refusing) throw new RecognizerRefused('the recognizer refused the request (401): Incorrect API key provided', 401);
+  }
+}
+
+function numbered(id: number): AudioWindow {
+  const audio = new Int16Array(1600);
+  audio[0] = id;
+  return { id, utteranceId: id, kind: 'final', startMs: id * 1000, endMs: id * 1000 + 100, speech: [], audio };
+}
+
+const thresholds = DEFAULT_THRESHOLDS;
+
+refusals('while the recognizer refuses, nothing is sent but one check per interval; then every window goes', async () => {
+  const recognizer = new RefusingRecognizer();
+  const states: (string | undefined)[] = [];
+  const transcriber = new WindowTranscriber(recognizer, { concurrency: 1, sampleRate: 16000, thresholds, recheckMs: 30, onRefusal: (r) => states.push(r?.message) });
+  const failures: string[] = [];
+  const finals = [1, 2, 3, 4, 5].map((id) => transcriber.final(numbered(id), { onFailure: (e) => failures.push(`${id}:${e.name}`), onRecovered: () => undefined }));
+  const upload = transcriber.upload({ ...numbered(9), speech: [] });
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(recognizer.calls, [1], 'only the first window reached the recognizer');
+  assert.ok(recognizer.rechecks >= 3, `checked every 30 ms (${recognizer.rechecks})`);
+  assert.is(await transcriber.partial(numbered(7)), undefined, 'partials are skipped');
+  assert.is(transcriber.refused?.status, 401);
+  recognizer.refusing = false;
+  const results = await Promise.all(finals);
+  assert.equal(results.map((r) => r.words.map((w) => w.word).join(' ')), ['window1', 'window2', 'window3', 'window4', 'window5']);
+  assert.is((await upload).words[0].word, 'window9');
+  assert.equal(failures, ['1:RecognizerRefused'], 'one failure reported, for the window that was refused');
+  assert.equal(states, ['the recognizer refused the request (401): Incorrect API key provided', undefined]);
+  transcriber.close();
+});
+
+refusals('a window refused again after a passing check is given up; the others go on', async () => {
+  const recognizer = new RefusingRecognizer();
+  recognizer.refusing = false;
+  recognizer.badWindow = 2;
+  const transcriber = new WindowTranscriber(recognizer, { concurrency: 2, sampleRate: 16000, thresholds, recheckMs: 20 });
+  const callbacks = { onFailure: () => undefined, onRecovered: () => undefined };
+  const [one, two, three] = [1, 2, 3].map((id) => transcriber.final(numbered(id), callbacks));
+  assert.instance(await two.catch((error) => error), RecognizerRefused);
+  assert.is((await one).words[0].word, 'window1');
+  assert.is((await three).words[0].word, 'window3');
+  assert.is(recognizer.calls.filter((id) => id === 2).length, 2, 'tried once more after the check, not in a loop');
+  transcriber.close();
+});
+
+refusals('shutdown while refusing: waiting finals and uploads reject at once', async () => {
+  const recognizer = new RefusingRecognizer();
+  const transcriber = new WindowTranscriber(recognizer, { concurrency: 1, sampleRate: 16000, thresholds, recheckMs: 60000 });
+  const final = transcriber.final(numbered(1), { onFailure: () => undefined, onRecovered: () => undefined });
+  const upload = transcriber.upload({ ...numbered(2) });
+  await new Promise((r) => setTimeout(r, 50));
+  transcriber.close();
+  assert.instance(await final.catch((error) => error), Error);
+  assert.instance(await upload.catch((error) => error), Error);
+});
+
 words.run();
 answers.run();
+refusals.run();

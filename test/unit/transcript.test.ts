@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Word } from '../../client-sdk/src/protocol.ts';
-import { mergeAtSeam, wordsBeforeSeam } from '../../src/transcript/seam-merger.ts';
+import { mergeAtSeam, mergeByText, wordLikeness, wordsBeforeSeam } from '../../src/transcript/seam-merger.ts';
 import { Stabilizer } from '../../src/transcript/stabilizer.ts';
 import { TrackCaptions } from '../../src/transcript/track-captions.ts';
 import { normalizeWord } from '../../src/transcript/words.ts';
@@ -101,6 +101,35 @@ seam('Persian and Arabic spellings of the same word align', () => {
   assert.equal(normalizeWord('كتاب،'), normalizeWord('کتاب'));
   const emitted = words('درد قفسه سينه');
   assert.equal(text(mergeAtSeam(emitted, words('قفسه سینه دارم', 500), 1000)), 'دارم');
+});
+
+seam('by text: pieces of words cut by an edge count as part of a match, in every script', () => {
+  assert.is(wordLikeness('Metformin', 'metformin,'), 2);
+  assert.is(wordLikeness('metfor', 'metformin'), 1);
+  assert.is(wordLikeness('ormin', 'metformin'), 1);
+  assert.is(wordLikeness('ي', 'في'), 1);
+  assert.is(wordLikeness('m', 'metformin'), 0.5);
+  assert.is(wordLikeness('aspirin', 'metformin'), -1);
+  assert.is(wordLikeness('تروپو', 'تروپونین'), 1);
+});
+
+seam('by text: the incoming window goes on after the last published word, whatever its estimated times', () => {
+  // The previous window: everything up to "troponin" published; "test an" (a piece) past its seam.
+  const previous = words('I will order an electrocardiogram a troponin test an', 0);
+  const incoming = words('ocardiogram a troponin test and a lipid panel', 9000); // times far off: only the text counts
+  assert.equal(text(mergeByText(previous, 7, incoming)!), 'test and a lipid panel');
+  // A word the incoming window heard only as a piece, past the published ones: the whole word is kept.
+  assert.equal(text(mergeByText(words('we will check your hemoglobin'), 4, words('moglobin today'))!), 'hemoglobin today');
+  // A word heard whole only by the previous window (the incoming one starts inside it) is not lost.
+  assert.equal(text(mergeByText(words('shortness left ف'), 1, words('في منذ'))!), 'left في منذ');
+  // Nothing in common: no opinion (the caller merges by time).
+  assert.is(mergeByText(words('alpha beta'), 2, words('gamma delta')), undefined);
+});
+
+seam('by text: the words go on in time after the last published one', () => {
+  const out = mergeByText(words('take aspirin every', 0), 2, words('every morning', 0))!;
+  assert.equal(text(out), 'every morning');
+  assert.ok(out[0].startMs >= words('take aspirin every', 0)[1].endMs);
 });
 
 seam.run();
