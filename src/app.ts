@@ -121,13 +121,14 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     maxLiveTracks: c.caps.tracksPerSession,
     resumeWindowMs: c.resumeWindowMs,
     sttRefusal: () => windowTranscriber.refused?.message,
+    languages: c.stt.languages,
   });
   sessions.registry = registry;
   const policy = { attempts: c.queue.attempts, backoffMs: c.queue.backoffMs };
   const redisQueue = c.queue.redisUrl ? new RedisWindowQueue({ url: c.queue.redisUrl, name: c.queue.name, lockMs: c.queue.lockMs, log, sealer, ...policy }) : undefined;
   const windowQueue: WindowQueue = redisQueue ?? new InProcessWindowQueue(new DirectoryWindowAudio(c.uploads.queueDir, sealer), policy);
   const uploads = new UploadService({
-    registry, store, queue: windowQueue, archiver, log, sealer, vad: newVad, prompt: c.stt.prompt,
+    registry, store, queue: windowQueue, archiver, log, sealer, vad: newVad, prompt: c.stt.prompt, languages: c.stt.languages,
     workDir: c.uploads.workDir, maxBytes: c.uploads.maxBytes, maxDurationMs: c.uploads.maxDurationMs, bodyIdleTimeoutMs: c.uploads.bodyIdleTimeoutMs, segmenter: c.uploads.segmenter,
   });
   if (c.uploads.workers > 0) windowQueue.startWorker(windowTranscriber.processUploadJob, c.uploads.workers);

@@ -69,7 +69,7 @@ export interface GatewayComponents extends SttComponents {
   dataDir: string;
   keyFile: string;
   logLevel: string;
-  stt: { concurrency: number; language: string | undefined; prompt: string | undefined; backlogMemoryS: number; spillDir: string };
+  stt: { concurrency: number; language: string | undefined; languages: string[] | undefined; prompt: string | undefined; backlogMemoryS: number; spillDir: string };
   vadAggressiveness: number;
   segmenter: Partial<SegmenterOptions>;
   realTime: RealTimeLimits;
@@ -122,6 +122,9 @@ export function gatewayComponents(config: Config): GatewayComponents {
       throw new ConfigError(`invalid configuration:\n  ${names}: ${(error as Error).message}`);
     }
   }
+  if (config.STT_LANGUAGE && config.STT_LANGUAGES.length > 0 && !config.STT_LANGUAGES.includes(config.STT_LANGUAGE)) {
+    throw new ConfigError(`invalid configuration:\n  STT_LANGUAGE: ${config.STT_LANGUAGE} is not among STT_LANGUAGES (${config.STT_LANGUAGES.join(', ')})`);
+  }
   try {
     for (const recipient of config.ARCHIVE_RECIPIENTS) new Encrypter().addRecipient(recipient);
   } catch (error) {
@@ -134,7 +137,7 @@ export function gatewayComponents(config: Config): GatewayComponents {
     dataDir,
     keyFile: join(dataDir, 'keys', 'at-rest.key'),
     logLevel: config.LOG_LEVEL,
-    stt: { concurrency: config.STT_CONCURRENCY, language: config.STT_LANGUAGE, prompt: config.STT_PROMPT, backlogMemoryS: config.STT_BACKLOG_MEMORY_S, spillDir: join(dataDir, 'stt-backlog') },
+    stt: { concurrency: config.STT_CONCURRENCY, language: config.STT_LANGUAGE, languages: config.STT_LANGUAGES.length > 0 ? config.STT_LANGUAGES : undefined, prompt: config.STT_PROMPT, backlogMemoryS: config.STT_BACKLOG_MEMORY_S, spillDir: join(dataDir, 'stt-backlog') },
     vadAggressiveness: config.VAD_AGGRESSIVENESS,
     segmenter,
     realTime: { maxSpeed: config.INGEST_MAX_SPEED, burstMs: config.INGEST_BURST_MS },

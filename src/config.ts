@@ -30,6 +30,12 @@ const shared = {
   STT_MAX_FILE_MB: z.coerce.number().positive().max(2048).default(25),
   STT_REFUSED_RECHECK_MS: int(60000, 100, 3600000),
   STT_LANGUAGE: optionalString,
+  /** The languages the recognizer transcribes, comma-separated ISO 639-1 codes; unset: any. */
+  STT_LANGUAGES: z
+    .string()
+    .optional()
+    .transform((v) => (v ?? '').split(',').map((code) => code.trim()).filter(Boolean))
+    .refine((codes) => codes.every((code) => /^[a-z]{2,3}$/.test(code)), 'comma-separated ISO 639-1 codes, e.g. en,fa,ar'),
   STT_PROMPT: optionalString,
   STT_CONCURRENCY: int(4, 1, 256),
   STT_TIMEOUT_MS: int(30000, 100, 600000),

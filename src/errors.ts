@@ -55,6 +55,13 @@ export class CapReached extends GatewayError {
   }
 }
 
+/** A language the recognizer does not transcribe (STT_LANGUAGES): refused up front, not transcribed badly. */
+export class UnsupportedLanguage extends GatewayError {
+  constructor(language: string, supported: readonly string[]) {
+    super('unsupported_language', 400, CloseCode.badParameters, `language ${language}: the recognizer transcribes ${supported.join(', ')} only (STT_LANGUAGES)`);
+  }
+}
+
 /** A producer's stream cannot go on: unreadable in its declared format, too fast, or a defect in its processing. */
 export class IngestError extends GatewayError {
   constructor(closeCode: number, message: string) {

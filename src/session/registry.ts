@@ -6,6 +6,7 @@
  */
 import type { FinalEvent, IngestFormat, SpeakerRole } from '../../client-sdk/src/protocol.ts';
 import { SessionExistsError } from '../errors.ts';
+import { checkLanguage } from './languages.ts';
 import { Session, type SessionDependencies } from './session.ts';
 import type { SessionStatus } from '../../client-sdk/src/protocol.ts';
 import { sessionStatus } from './session-status.ts';
@@ -54,6 +55,7 @@ export class SessionRegistry {
   }
 
   async create(values: { id: string; encounterRef?: string; language?: string }): Promise<Session> {
+    checkLanguage(values.language, this.deps.languages);
     if (!(await this.deps.store.createSession(values))) throw new SessionExistsError(`session ${values.id} exists already`);
     return (await this.cache(values.id, false))!;
   }

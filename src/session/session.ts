@@ -36,6 +36,8 @@ export interface SessionDependencies {
   resumeWindowMs: number;
   /** The recognizer's refusal while it refuses the gateway's requests (shared by every session). */
   sttRefusal(): string | undefined;
+  /** The languages the recognizer transcribes (STT_LANGUAGES); undefined: any. */
+  languages?: readonly string[];
 }
 
 export class Session {

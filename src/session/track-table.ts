@@ -14,6 +14,7 @@ import { CloseCode } from '../../client-sdk/src/protocol.ts';
 import type { Archiver } from '../archive/archiver.ts';
 import type { TrackArchive } from '../archive/track-archive.ts';
 import { CapReached, TrackBusyError, type IngestError } from '../errors.ts';
+import { checkLanguage } from './languages.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { SessionStore } from '../store/session-store.ts';
@@ -89,6 +90,8 @@ export interface TrackTableOptions {
   sessionId: string;
   /** Default STT language of the session's tracks. */
   language: string | undefined;
+  /** The languages the recognizer transcribes; undefined: any. */
+  languages?: readonly string[];
   factory: PipelineFactory;
   store: SessionStore;
   archiver: Archiver | undefined;
@@ -144,6 +147,7 @@ export class TrackTable {
       return this.resume(existing, existing.pipeline, request);
     }
     if (existing && (existing.upload ? existing.info.state === 'live' : existing.connected)) throw new TrackBusyError(`track ${request.trackId} is already streaming`);
+    checkLanguage(request.language ?? this.options.language, this.options.languages);
     const live = [...this.tracks.values()].filter((t) => t.info.state !== 'ended').length;
     if (live >= this.options.maxLiveTracks) throw new CapReached(`session ${this.options.sessionId} has ${live} live tracks, the most allowed; retry after one ends`);
     const storedMs = existing ? existing.offsetMs + (existing.pipeline?.receivedMs ?? 0) : 0;

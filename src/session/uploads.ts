@@ -20,6 +20,7 @@ import type { SegmenterOptions } from '../segmenter/segmenter.ts';
 import type { UploadWindow } from '../store/schema.ts';
 import type { SessionStore } from '../store/session-store.ts';
 import { DirectoryWindowAudio, type UploadPriority, type WindowQueue } from '../stt/window-queue.ts';
+import { checkLanguage } from './languages.ts';
 import type { SessionRegistry } from './registry.ts';
 import type { Session } from './session.ts';
 import { UploadTranscription } from './upload-transcription.ts';
@@ -51,6 +52,8 @@ export interface UploadServiceOptions {
   segmenter: Partial<SegmenterOptions>;
   vad(): VoiceActivityDetector;
   prompt?: string;
+  /** The languages the recognizer transcribes; undefined: any. */
+  languages?: readonly string[];
 }
 
 /** Window audio is queued this many windows at a time, so a long recording is never all in memory. */
@@ -73,6 +76,7 @@ export class UploadService {
   async accept(body: Readable, request: UploadRequest): Promise<{ session: Session; analysis: UploadAnalysis }> {
     const { registry, store, queue, archiver, log } = this.options;
     const sessionId = request.id ?? randomUUID();
+    checkLanguage(request.language, this.options.languages);
     if (await store.getSession(sessionId)) throw new SessionExistsError(`session ${sessionId} exists already`);
     const dir = join(this.options.workDir, randomUUID());
     await mkdir(dir, { recursive: true, mode: 0o700 });

@@ -8,13 +8,15 @@
  * go as FLAC or Opus.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
+import { WebSocket } from 'ws';
 import * as assert from 'uvu/assert';
 import type { ErrorEvent, SessionEvent } from '../../client-sdk/src/protocol.ts';
 import { createGateway } from '../../src/app.ts';
+import { gatewayComponents } from '../../src/components.ts';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/log.ts';
 import { ensureCorpus, loadReference } from '../../scripts/make-corpus.ts';
@@ -115,7 +117,10 @@ test('a key revoked while a visit streams: misconfigured with its reason, no ret
     assert.ok(during.sttBacklog.windows > 0, 'the windows wait');
     assert.match(await metric(h, 'helssa_stt_refusing'), /helssa_stt_refusing 1/);
     // An upload in the meantime waits too, rather than spending its attempts.
-    const upload = await uploadFile(h.baseUrl, await h.token('service'), `${h.corpusDir}/fa/mix.wav`, { language: 'fa' });
+    // A short file: the answer comes before the body is read, and a long one would meet a closed connection.
+    const short = join(h.dataDir, 'short.wav');
+    await writeFile(short, (await readFile(`${h.corpusDir}/fa/mix.wav`)).subarray(0, 4096));
+    const upload = await uploadFile(h.baseUrl, await h.token('service'), short, { language: 'fa' });
     assert.is(upload.status, 202);
     const sent = () => h.stt.calls.slice(before).filter((c) => !c.fileName.startsWith('probe.')).length;
     const probes = () => h.stt.calls.slice(before).filter((c) => c.fileName.startsWith('probe.')).length;
@@ -203,6 +208,31 @@ test('windows above the recognizer file limit go as FLAC, or Opus when FLAC is t
     } finally {
       await h.close();
     }
+  }
+});
+
+test('languages the recognizer does not transcribe are refused up front (STT_LANGUAGES), in every way in', async () => {
+  assert.throws(() => gatewayComponents(loadConfig({ JWT_SECRET: TEST_JWT_SECRET, ARCHIVE_INSECURE_DISABLE: 'true', OPENAI_API_KEY: 'k', STT_LANGUAGES: 'en,ar', STT_LANGUAGE: 'fa' })), /STT_LANGUAGE: fa is not among STT_LANGUAGES \(en, ar\)/);
+  assert.throws(() => loadConfig({ JWT_SECRET: TEST_JWT_SECRET, ARCHIVE_INSECURE_DISABLE: 'true', OPENAI_API_KEY: 'k', STT_LANGUAGES: 'english' }), /STT_LANGUAGES: comma-separated ISO 639-1 codes/);
+  const h = await startHarness({ STT_LANGUAGES: 'en,ar' });
+  try {
+    const headers = { authorization: `Bearer ${await h.token('service')}`, 'content-type': 'application/json' };
+    const refused = await fetch(`${h.baseUrl}/v1/sessions`, { method: 'POST', headers, body: JSON.stringify({ language: 'fa' }) });
+    assert.is(refused.status, 400);
+    assert.equal(await refused.json(), { error: { code: 'unsupported_language', message: 'language fa: the recognizer transcribes en, ar only (STT_LANGUAGES)' } });
+    assert.is((await fetch(`${h.baseUrl}/v1/sessions`, { method: 'POST', headers, body: JSON.stringify({ language: 'ar' }) })).status, 201);
+    const socket = new WebSocket(ingestUrl(h.baseUrl, 'lang', 'doctor', { format: 'ogg', role: 'doctor', language: 'fa', access_token: await h.token('producer', 'lang') }));
+    const closed = await new Promise<{ code: number; reason: string }>((resolve) => socket.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    assert.equal(closed, { code: 4400, reason: 'language fa: the recognizer transcribes en, ar only (STT_LANGUAGES)' });
+    // A short file: the answer comes before the body is read, and a long one would meet a closed connection.
+    const short = join(h.dataDir, 'short.wav');
+    await writeFile(short, (await readFile(`${h.corpusDir}/fa/mix.wav`)).subarray(0, 4096));
+    const upload = await uploadFile(h.baseUrl, await h.token('service'), short, { language: 'fa' });
+    assert.is(upload.status, 400);
+    assert.is(upload.json.error.code, 'unsupported_language');
+    assert.is(h.stt.calls.filter((c) => !c.fileName.startsWith('probe.')).length, 0, 'nothing sent to the recognizer');
+  } finally {
+    await h.close();
   }
 });
 
