@@ -75,8 +75,11 @@ export function recognizedWords(
       const center = (w.start + w.end) / 2;
       return !rejected.some((s) => center >= s.start && center <= s.end);
     });
-  } else if (segments.length > 0) {
+  } else if (segments.length > 0 && segments.every((s) => s.end <= durationS + 1)) {
     words = segments.filter((s) => !rejected.includes(s)).flatMap((s) => spreadWords(s.text, s.start, s.end, speech));
+  } else if (segments.length > 0) {
+    // Segment times beyond the audio are in another unit (LocalAI gave nanoseconds): their text only.
+    words = spreadWords(segments.filter((s) => !rejected.includes(s)).map((s) => s.text).join(' '), 0, durationS, speech);
   } else {
     words = spreadWords(transcription.text, 0, durationS, speech);
   }

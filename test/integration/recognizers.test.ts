@@ -1,7 +1,7 @@
 /**
  * Every recognizer a clinic may run, each a dialect of the test server taken from its documentation:
  * OpenAI whisper-1, a text-only model (gpt-4o-transcribe), Azure OpenAI (key and Entra token),
- * speaches, vLLM, whisper.cpp's server and Groq. For each: the gateway probes what it gives, then the
+ * speaches, vLLM, whisper.cpp's server, Groq and LocalAI. For each: the gateway probes what it gives, then the
  * live and upload paths run in en/fa/ar with windows cut inside speech every 6 s (a continuous
  * dictation's seams), measured against the reference: WER at most 0.5 %, no doubled word.
  */
@@ -52,6 +52,7 @@ const RECOGNIZERS: RecognizerCase[] = [
   { name: 'vLLM', stt: { dialect: 'vllm', model: 'openai/whisper-large-v3' }, env: { STT_MODEL: 'openai/whisper-large-v3' }, format: 'verbose_json' },
   { name: 'whisper.cpp server', stt: { dialect: 'whisper-cpp' }, env: { OPENAI_API_KEY: 'none' }, format: 'verbose_json' },
   { name: 'Groq', stt: { dialect: 'groq', model: 'whisper-large-v3-turbo' }, env: { STT_MODEL: 'whisper-large-v3-turbo' }, format: 'verbose_json' },
+  { name: 'LocalAI (segment times in nanoseconds)', stt: { dialect: 'localai' }, env: { OPENAI_API_KEY: 'none', STT_MODEL: 'whisper-1' }, format: 'verbose_json' },
 ];
 
 async function live(h: Harness, sessionId: string, language: string): Promise<string> {
@@ -66,6 +67,12 @@ async function live(h: Harness, sessionId: string, language: string): Promise<st
   );
   await viewer.tracksEnded([...TRACKS], 120000);
   viewer.close();
+  // Word times, the recognizer's or estimated, lie inside the visit and go forward in each track.
+  const durationMs = (await loadReference(language)).durationMs;
+  for (const track of TRACKS) {
+    const times = viewer.finals.filter((f) => f.trackId === track).flatMap((f) => f.words);
+    times.forEach((w, i) => assert.ok(w.startMs >= 0 && w.endMs <= durationMs + 500 && w.endMs >= w.startMs && (i === 0 || w.startMs >= times[i - 1].startMs), `${track} word ${i} "${w.word}" at ${w.startMs}–${w.endMs}`));
+  }
   return viewer.transcript();
 }
 

@@ -38,7 +38,12 @@ export type Dialect =
   /** whisper.cpp's server: no key, WAV only, sub-word tokens in segments, errors as 200 `{"error": "…"}`. */
   | 'whisper-cpp'
   /** Groq: OpenAI's shapes plus `x_groq`. */
-  | 'groq';
+  | 'groq'
+  /**
+   * LocalAI before 3.x (issue mudler/LocalAI#5327, fixed by PR #8318): `response_format` ignored, always
+   * `{segments: [{id, start, end, text, tokens}], text}` with segment times in nanoseconds, no words.
+   */
+  | 'localai';
 
 export interface SttServerOptions {
   corpusDir: string;
@@ -320,6 +325,10 @@ export class SttServer {
     const dialect = this.dialect;
     const seconds = a.durationMs / 1000;
     const { text, words } = a;
+    if (dialect === 'localai') {
+      const nanoseconds = (s: number) => Math.round(s * 1e9);
+      return { segments: text ? [{ id: 0, start: nanoseconds(words[0]?.start ?? 0), end: nanoseconds(words.at(-1)?.end ?? seconds), text: ` ${text}`, tokens: [] }] : [], text };
+    }
     if (a.responseFormat === 'text') return reply.type(dialect === 'whisper-cpp' ? 'text/html; charset=utf-8' : 'text/plain; charset=utf-8').send(`${text}\n`);
     if (a.responseFormat === 'srt' || a.responseFormat === 'vtt') return reply.type('text/plain').send(text);
     if (a.responseFormat === 'json') {

@@ -60,6 +60,12 @@ words('plain json answers (text only) are laid over the speech the VAD heard, no
   assert.ok(out.words[2].endMs <= 13600 && out.words[2].startMs >= 13000);
 });
 
+words('segment times in another unit (LocalAI: nanoseconds) are ignored; the text is laid over the speech', () => {
+  const out = recognizedWords({ text: 'left arm', segments: [{ start: 5e8, end: 1.9e9, text: ' left arm' }] }, { ...window, speech: [[10500, 11900]] });
+  assert.equal(out.words.map((w) => w.word), ['left', 'arm']);
+  assert.ok(out.words.every((w) => w.startMs >= 10500 && w.endMs <= 11900), JSON.stringify(out.words));
+});
+
 words('without speech stretches, text is laid over the whole window', () => {
   const out = recognizedWords({ text: 'one two' }, window);
   assert.is(out.words[0].startMs, 10000);
