@@ -5,6 +5,7 @@
  * reached at start is assumed to give `verbose_json`; if it later refuses that format, it is probed
  * again and the request repeated in the format it takes.
  */
+import { access, constants } from 'node:fs/promises';
 import type OpenAI from 'openai';
 import { ConfigError } from '../config.ts';
 import type { Logger } from '../log.ts';
@@ -61,6 +62,12 @@ export class Recognizer implements Transcriber {
 
   /** Connects to the configured recognizer; throws ConfigError when its probe shows the configuration cannot work. */
   static async connect(settings: RecognizerSettings, log: Logger): Promise<Recognizer> {
+    const tokenFile = settings.client.api === 'azure' ? settings.client.adTokenFile : undefined;
+    if (tokenFile) {
+      await access(tokenFile, constants.R_OK).catch((error: Error) => {
+        throw new ConfigError(`invalid configuration:\n  AZURE_OPENAI_AD_TOKEN_FILE: cannot read ${tokenFile} (${error.message})`);
+      });
+    }
     const client = createSttClient(settings.client);
     const configured: RecognizerCapabilities = {
       responseFormat: settings.responseFormat === 'auto' ? 'verbose_json' : settings.responseFormat,

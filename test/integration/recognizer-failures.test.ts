@@ -55,6 +55,7 @@ test('start-up: a configuration the recognizer refuses stops the gateway with it
   const azure = { STT_API: 'azure', AZURE_OPENAI_ENDPOINT: '{stt}', AZURE_OPENAI_API_KEY: 'key' };
   assert.match(await startAgainst({ dialect: 'azure', model: 'whisper-clinic' }, { ...azure, AZURE_OPENAI_DEPLOYMENT: 'whisper' }), /Azure OpenAI http:\/\/127\.0\.0\.1:\d+ \(deployment whisper\) refuses .*\(404\): The API deployment for this resource does not exist/);
   assert.match(await startAgainst({ dialect: 'azure', model: 'whisper-clinic' }, { ...azure, AZURE_OPENAI_DEPLOYMENT: 'whisper-clinic', AZURE_OPENAI_API_VERSION: '2019-01-01' }), /\(404\): API version not supported/);
+  assert.match(await startAgainst({ dialect: 'azure', model: 'whisper-clinic' }, { STT_API: 'azure', AZURE_OPENAI_ENDPOINT: '{stt}', AZURE_OPENAI_DEPLOYMENT: 'whisper-clinic', AZURE_OPENAI_AD_TOKEN_FILE: '/nonexistent/entra-token' }), /AZURE_OPENAI_AD_TOKEN_FILE: cannot read \/nonexistent\/entra-token/);
   // A model that takes only json and text is found out, not refused; one that refuses prompts gets none.
   assert.is(await startAgainst({ dialect: 'openai-text-only', refusePrompt: true }, { STT_MODEL: 'gpt-4o-transcribe-diarize', STT_PROMPT: 'cardiology visit' }), 'started');
   // whisper.cpp answers a refusal with status 200 and {"error": ...}: still a refusal.
