@@ -129,8 +129,9 @@ const healthy = (async () => {
 healthy.catch(() => undefined);
 
 test('#0 a stage that throws ends its own track or upload, never the process: WebSocket, RTP and upload paths', async () => {
-  // The healthy track has its own (sound) VAD before any faulty stage is armed.
-  await waitFor(async () => (await api('GET', '/v1/sessions/healthy', { token: await service() })).json?.tracks?.some((t: any) => t.state === 'live'), 10000, 'healthy track live');
+  // The healthy track has its own (sound) VAD before any faulty stage is armed: its pipeline, made after the
+  // track is stored as live, has taken audio.
+  await waitFor(async () => (await api('GET', '/v1/sessions/healthy', { token: await service() })).json?.tracks?.some((t: any) => t.state === 'live' && t.receivedMs > 0), 10000, 'healthy track live');
   const token = await h.token('producer', 'faulty');
   armFaultyStage = true;
   const chunks = await chunksFor({ format: 'pcm16', file: `${h.corpusDir}/en/doctor`, sampleRate: 16000 });
