@@ -244,8 +244,8 @@ export class Segmenter {
 
   /** The latest run of non-speech frames of at least `pauseCutMs` in [from, to], as [start, end). */
   private latestPause(from: number, to: number): { start: number; end: number } | undefined {
-    const minFrames = Math.max(1, Math.ceil(this.options.pauseCutMs / this.options.frameMs));
     if (this.options.pauseCutMs === 0) return undefined;
+    const minFrames = Math.ceil(this.options.pauseCutMs / this.options.frameMs);
     let end = -1;
     for (let f = to; f >= from; f--) {
       if (this.frameAt(f).isSpeech) {

@@ -68,6 +68,7 @@ export function recognizedWords(
   const speech = (window.speech ?? []).map(([a, b]) => [(a - window.startMs) / 1000, (b - window.startMs) / 1000] as const);
   const segments = transcription.segments ?? [];
   const rejected = segments.filter((s) => isHallucinated(s, thresholds));
+  const kept = segments.filter((s) => !rejected.includes(s));
   let words: TranscribedWord[];
   const timed = transcription.words !== undefined && (transcription.words.length > 0 || segments.length > 0);
   if (timed) {
@@ -76,10 +77,10 @@ export function recognizedWords(
       return !rejected.some((s) => center >= s.start && center <= s.end);
     });
   } else if (segments.length > 0 && segments.every((s) => s.end <= durationS + 1)) {
-    words = segments.filter((s) => !rejected.includes(s)).flatMap((s) => spreadWords(s.text, s.start, s.end, speech));
+    words = kept.flatMap((s) => spreadWords(s.text, s.start, s.end, speech));
   } else if (segments.length > 0) {
     // Segment times beyond the audio are in another unit (LocalAI gave nanoseconds): their text only.
-    words = spreadWords(segments.filter((s) => !rejected.includes(s)).map((s) => s.text).join(' '), 0, durationS, speech);
+    words = spreadWords(kept.map((s) => s.text).join(' '), 0, durationS, speech);
   } else {
     words = spreadWords(transcription.text, 0, durationS, speech);
   }

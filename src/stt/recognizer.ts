@@ -2,8 +2,8 @@
  * The configured recognizer, connected: its client (OpenAI-compatible or Azure), its capability profile
  * (configured, or probed at start), and start-up that fails with one clear line when the probe shows
  * the configuration cannot work (a wrong key, model, deployment or URL). A recognizer that could not be
- * reached at start is assumed to give `verbose_json`; if it later refuses that format, it is probed
- * again and the request repeated in the format it takes.
+ * reached at start (or whose format is configured) is assumed to give that format; if it later refuses
+ * it, the window transcriber's check at once (`recheck`, a probe) adopts the format it takes.
  */
 import { access, constants } from 'node:fs/promises';
 import type OpenAI from 'openai';
@@ -13,7 +13,6 @@ import {
   createSttClient,
   OpenAiTranscriber,
   probeRecognizer,
-  RecognizerRefused,
   type RecognizerCapabilities,
   type ResponseFormat,
   type SttClientOptions,
@@ -31,7 +30,7 @@ export interface RecognizerSettings {
   maxFileBytes: number;
   language: string | undefined;
   prompt: string | undefined;
-  /** While the recognizer refuses requests, one waiting final tries again this often. */
+  /** While the recognizer refuses requests, one probe checks this often whether it takes them again. */
   recheckMs: number;
 }
 
@@ -45,15 +44,17 @@ export class Recognizer implements Transcriber {
   private readonly client: OpenAI;
   private readonly settings: RecognizerSettings;
   private readonly log: Logger;
-  /** The profile is the probe's answer, not an assumption. */
-  private probed: boolean;
 
-  private constructor(client: OpenAI, settings: RecognizerSettings, capabilities: RecognizerCapabilities, probed: boolean, log: Logger) {
+  private constructor(client: OpenAI, settings: RecognizerSettings, capabilities: RecognizerCapabilities, log: Logger) {
     this.client = client;
     this.settings = settings;
     this.log = log;
-    this.probed = probed;
     this.transcriber = new OpenAiTranscriber(client, { model: settings.model, capabilities });
+  }
+
+  /** The probe with this recognizer's settings (the prompt only if prompts may be sent). */
+  private static probe(client: OpenAI, settings: RecognizerSettings): ReturnType<typeof probeRecognizer> {
+    return probeRecognizer(client, { ...settings, prompt: settings.acceptsPrompt ? settings.prompt : undefined });
   }
 
   get capabilities(): RecognizerCapabilities {
@@ -75,42 +76,34 @@ export class Recognizer implements Transcriber {
       prompt: settings.acceptsPrompt,
       maxFileBytes: settings.maxFileBytes,
     };
-    if (settings.responseFormat !== 'auto') return new Recognizer(client, settings, configured, false, log);
-    const result = await probeRecognizer(client, { ...settings, prompt: settings.acceptsPrompt ? settings.prompt : undefined });
+    if (settings.responseFormat !== 'auto') return new Recognizer(client, settings, configured, log);
+    const result = await Recognizer.probe(client, settings);
     if ('refused' in result) {
       throw new ConfigError(`the recognizer at ${describe(settings.client)} refuses this configuration (model ${settings.model}): ${result.refused.message}`);
     }
     if ('unreachable' in result) {
       log.warn({ err: result.unreachable, recognizer: describe(settings.client) }, 'STT probe failed: the recognizer could not be reached; assuming verbose_json until it answers');
-      return new Recognizer(client, settings, configured, false, log);
+      return new Recognizer(client, settings, configured, log);
     }
     log.info({ recognizer: describe(settings.client), model: settings.model, ...result.capabilities }, 'STT recognizer probed');
     if (settings.prompt && !result.capabilities.prompt) log.warn('the recognizer refuses prompts: STT_PROMPT is not sent');
-    return new Recognizer(client, settings, result.capabilities, true, log);
+    return new Recognizer(client, settings, result.capabilities, log);
   }
 
-  /** Whether the recognizer takes requests again (after refusing them): one probe; throws its refusal if not. */
+  /**
+   * Whether the recognizer takes requests (after refusing one): one probe, whose profile is adopted —
+   * so a format assumed or configured and then refused is replaced by the one it takes. Throws the
+   * refusal, or the outage, if not.
+   */
   async recheck(): Promise<void> {
-    const result = await probeRecognizer(this.client, { ...this.settings, prompt: this.settings.acceptsPrompt ? this.settings.prompt : undefined });
+    const result = await Recognizer.probe(this.client, this.settings);
     if ('refused' in result) throw result.refused;
     if ('unreachable' in result) throw result.unreachable;
-    this.probed = true;
     this.transcriber = new OpenAiTranscriber(this.client, { model: this.settings.model, capabilities: result.capabilities });
-    this.log.info({ ...result.capabilities }, 'STT recognizer takes requests again');
+    this.log.info({ ...result.capabilities }, 'STT recognizer takes requests');
   }
 
-  async transcribe(request: TranscriptionRequest): Promise<Transcription> {
-    try {
-      return await this.transcriber.transcribe(request);
-    } catch (error) {
-      // A format assumed, not probed, and now refused: learn what the recognizer takes, and ask again.
-      if (!(error instanceof RecognizerRefused) || error.status !== 400 || this.probed) throw error;
-      const result = await probeRecognizer(this.client, { ...this.settings, prompt: this.settings.acceptsPrompt ? this.settings.prompt : undefined });
-      if (!result.ok) throw error;
-      this.probed = true;
-      this.log.info({ ...result.capabilities }, 'STT recognizer probed after a refusal');
-      this.transcriber = new OpenAiTranscriber(this.client, { model: this.settings.model, capabilities: result.capabilities });
-      return this.transcriber.transcribe(request);
-    }
+  transcribe(request: TranscriptionRequest): Promise<Transcription> {
+    return this.transcriber.transcribe(request);
   }
 }

@@ -148,11 +148,11 @@ export interface ProbeOptions {
 }
 
 export type ProbeResult =
-  | { ok: true; capabilities: RecognizerCapabilities; calls: number }
+  | { ok: true; capabilities: RecognizerCapabilities }
   /** Nothing the gateway can ask for works: the configuration cannot work. */
-  | { ok: false; refused: RecognizerRefused; calls: number }
+  | { ok: false; refused: RecognizerRefused }
   /** The recognizer could not be reached or failed (an outage, not a refusal). */
-  | { ok: false; unreachable: Error; calls: number };
+  | { ok: false; unreachable: Error };
 
 /** One second of near-silence, the smallest request every recognizer accepts. */
 function probeAudio(): Int16Array {
@@ -179,18 +179,16 @@ export async function probeRecognizer(client: OpenAI, options: ProbeOptions): Pr
     { responseFormat: 'text', wordTimestamps: false },
   ];
   let prompt = options.prompt !== undefined;
-  let calls = 0;
   let last: RecognizerRefused | undefined;
   const audio = probeAudio();
   for (let i = 0; i < forms.length; i++) {
     const capabilities: RecognizerCapabilities = { ...forms[i], prompt, maxFileBytes: options.maxFileBytes };
     const transcriber = new OpenAiTranscriber(quick, { model: options.model, capabilities });
-    calls++;
     try {
       await transcriber.transcribe({ audio, sampleRate: 16000, language: options.language, prompt: options.prompt, name: 'probe' });
-      return { ok: true, capabilities, calls };
+      return { ok: true, capabilities };
     } catch (error) {
-      if (!(error instanceof RecognizerRefused)) return { ok: false, unreachable: error as Error, calls };
+      if (!(error instanceof RecognizerRefused)) return { ok: false, unreachable: error as Error };
       last = error;
       if (error.status === 401 || error.status === 403 || error.status === 404) break;
       // A refusal that names the prompt: the same form again, without one.
@@ -200,5 +198,5 @@ export async function probeRecognizer(client: OpenAI, options: ProbeOptions): Pr
       }
     }
   }
-  return { ok: false, refused: last!, calls };
+  return { ok: false, refused: last! };
 }

@@ -151,8 +151,7 @@ export class WindowTranscriber {
     try {
       const result = await this.queue.add(() => this.attempt(window, language, prompt), { priority: PRIORITY.partial, signal: this.shutdown.signal });
       return result === NOT_SENT ? undefined : result;
-    } catch (error) {
-      if (error instanceof RecognizerRefused) this.refuse(error);
+    } catch {
       return undefined;
     }
   }
@@ -189,10 +188,10 @@ export class WindowTranscriber {
           if (this.shutdown.signal.aborted) throw error;
           failed = true;
           callbacks.onFailure(error as Error, attempt);
+          // The attempt itself entered the refusing state; a second refusal is this window's own.
           if (error instanceof RecognizerRefused) {
             if (refusedBefore) throw error;
             refusedBefore = true;
-            this.refuse(error);
           }
           if (held && this.spill && this.heldSamples > (this.options.backlogMemoryS ?? Infinity) * this.options.sampleRate) {
             spilled = await this.spill.put(held);
@@ -235,7 +234,6 @@ export class WindowTranscriber {
         // Refused once: wait for the recognizer to take requests; refused again after that: it is this window.
         if (!(error instanceof RecognizerRefused) || refused) throw error;
         refused = true;
-        this.refuse(error);
       }
     }
   }

@@ -149,6 +149,24 @@ test('a key revoked while a visit streams: misconfigured with its reason, no ret
   }
 });
 
+test('a format configured (or assumed) and then refused: the check at once adopts the one the recognizer takes', async () => {
+  const h = await startHarness({ STT_RESPONSE_FORMAT: 'verbose_json', STT_MODEL: 'gpt-4o-transcribe', STT_REFUSED_RECHECK_MS: '60000' }, { dialect: 'openai-text-only', model: 'gpt-4o-transcribe' });
+  try {
+    assert.is(h.stt.calls.length, 0, 'no probe at start when the format is configured');
+    const viewer = await streamTrack(h, 'configured', 'en');
+    await viewer.tracksEnded(['doctor'], 60000);
+    const reference = (await loadReference('en')).tracks.doctor.map((w) => w.word).join(' ');
+    const result = wordErrorRate(reference, viewer.transcript());
+    assert.ok(result.wer <= 0.005, `every word, in the format the recognizer takes (WER ${(result.wer * 100).toFixed(2)}%)`);
+    assert.ok(h.stt.calls.some((c) => c.fileName.startsWith('probe.') && c.responseFormat === 'json' && c.status === 200), 'probed once refused');
+    assert.is(h.stt.calls.filter((c) => !c.fileName.startsWith('probe.') && c.status === 400).length <= 4, true, 'only the windows in flight were refused');
+    assert.is((await status(h, 'configured')).stt, 'ok');
+    viewer.close();
+  } finally {
+    await h.close();
+  }
+});
+
 test('refusals at run time (400, 404, HTML, empty, another API) keep every window; words out of order are put right', async () => {
   const h = await startHarness({ STT_REFUSED_RECHECK_MS: '200' });
   try {

@@ -5,6 +5,9 @@
  *    overlaps comes back whole, no word lost or doubled (words returned whole, as a recognizer does);
  *    and with a text-only recognizer (no word times: estimated over the VAD's speech, merged by text),
  *    with the words cut by a window edge garbled to a piece, no word is lost or doubled either;
+ *  - recognizer answers: any body is read or refused (RecognizerRefused, nothing else); words come out in
+ *    order with sane times, tokens joined into the same letters; word times estimated over speech lie
+ *    inside the span and the speech, in order;
  *  - jitter buffer → packet sequencer: reordering within the depth, duplicates, loss and 16-bit wrap give
  *    packets in order, each once, and every gap counted as lost;
  *  - RTP parsing round-trips every header shape and never throws on noise;
@@ -28,7 +31,8 @@ import { parseRtp } from '../../src/demux/rtp-packet.ts';
 import { checkOffer } from '../../src/demux/sdp-offer.ts';
 import { containerTruncated, sniffUploadFormat } from '../../src/demux/upload-format.ts';
 import { Stabilizer } from '../../src/transcript/stabilizer.ts';
-import { recognizedWords } from '../../src/stt/recognized-words.ts';
+import { recognizedWords, spreadWords } from '../../src/stt/recognized-words.ts';
+import { readAnswer, RecognizerRefused } from '../../src/stt/recognizer-answer.ts';
 import { wordLikeness } from '../../src/transcript/seam-merger.ts';
 import { TrackCaptions } from '../../src/transcript/track-captions.ts';
 import { buildTranscript, toSrt, toWebVtt } from '../../src/transcript/transcript-document.ts';
@@ -148,6 +152,51 @@ test('track captions, text-only recognizer: cuts inside speech with garbled edge
       const got = out.map((w) => w.word);
       assert.is(got.length, said.length, `no word lost or doubled\n  said: ${said.join(' ')}\n  got:  ${got.join(' ')}`);
       got.forEach((word, i) => assert.ok(wordLikeness(word, said[i]) >= 1, `word ${i}: "${word}" for "${said[i]}"`));
+    }),
+    RUNS,
+  );
+});
+
+const timedWord = fc.record({ word: fc.string({ minLength: 1, maxLength: 12 }), start: fc.double({ min: -5, max: 40, noNaN: true }), end: fc.double({ min: -5, max: 40, noNaN: true }) });
+
+test('recognizer answers: anything is read or refused; words in order, times sane, tokens joined', () => {
+  fc.assert(
+    fc.property(fc.oneof(fc.jsonValue(), fc.string(), fc.constant(undefined)), fc.constantFrom('verbose_json', 'json', 'text') as fc.Arbitrary<'verbose_json' | 'json' | 'text'>, (body, format) => {
+      try {
+        readAnswer(body, format);
+      } catch (error) {
+        assert.instance(error, RecognizerRefused);
+      }
+    }),
+    RUNS,
+  );
+  fc.assert(
+    fc.property(fc.array(timedWord, { maxLength: 30 }), fc.boolean(), fc.boolean(), (words, asTokens, inSegments) => {
+      // whisper.cpp's tokens: the first of a word starts with a space; OpenAI's words have none.
+      const listed = asTokens ? words.map((w, i) => ({ ...w, word: i % 3 === 1 ? w.word.trim() || 'x' : ` ${w.word}` })) : words;
+      const body = inSegments ? { text: 't', segments: [{ start: 0, end: 1, text: 't', words: listed }] } : { text: 't', words: listed };
+      const read = readAnswer(body, 'verbose_json').words ?? [];
+      read.forEach((w, i) => assert.ok(w.start >= 0 && w.end >= w.start && (i === 0 || w.start >= read[i - 1].start) && w.word === w.word.trim() && w.word.length > 0));
+      const letters = (list: { word: string }[]) => list.map((w) => w.word.replace(/\s+/g, '')).join('').length;
+      assert.is(letters(read), letters(listed), 'no letter lost or added');
+    }),
+    RUNS,
+  );
+});
+
+test('word times estimated over speech: inside the span and the speech, in order, every word', () => {
+  fc.assert(
+    fc.property(fc.array(fc.stringMatching(/^[a-zء-ي]{1,10}$/), { minLength: 1, maxLength: 40 }), fc.array(fc.tuple(fc.double({ min: 0, max: 30, noNaN: true }), fc.double({ min: 0.02, max: 3, noNaN: true })), { maxLength: 8 }), (words, stretches) => {
+      let t = 0;
+      const speech = stretches.map(([gap, length]): [number, number] => [(t += gap), (t += length)]);
+      const span = Math.max(1, t + 1);
+      const out = spreadWords(words.join(' '), 0, span, speech);
+      assert.equal(out.map((w) => w.word), words);
+      const inSpeech = (time: number) => speech.length === 0 || speech.some(([a, b]) => time >= a - 1e-9 && time <= b + 1e-9);
+      out.forEach((w, i) => {
+        assert.ok(w.start >= 0 && w.end <= span + 1e-9 && w.end >= w.start - 1e-9 && (i === 0 || w.start >= out[i - 1].end - 1e-9), `${w.word} ${w.start}–${w.end}`);
+        assert.ok(inSpeech(w.start), `${w.word} starts in speech`);
+      });
     }),
     RUNS,
   );
