@@ -2,7 +2,7 @@
 FROM node:24-bookworm-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY package.json package-lock.json ./
+COPY package.json package-lock.json .npmrc ./
 RUN npm ci --no-audit --no-fund
 COPY client-sdk ./client-sdk
 RUN node_modules/.bin/tsc -p client-sdk && npm prune --omit=dev --no-audit --no-fund

@@ -6,7 +6,10 @@
  *   mix.wav                   both speakers on one track (a single microphone in the room)
  *   <track>.ogg, <track>.webm Opus in the containers browsers and ffmpeg produce (20 ms and 60 ms frames)
  *   <track>-48k.wav           the track at 48 kHz, for the PCM16/48 kHz ingest path
- *   reference.json            the words of every track with their times
+ *   <track>-noisy.wav, .ogg   the track with loud non-speech bursts (cough, door, chair scrape; 0.3–1 s):
+ *                             on the silent track while the other person speaks, and on the speaker's
+ *                             own track just before the first word of a turn (what Whisper invents on)
+ *   reference.json            the words of every track with their times, and the noise bursts
  * Each word gets its own small variation of speed and pitch (seeded), so the same word said twice does
  * not sound identical: the test recognizer must tell them apart by listening, as a real one would.
  * Does nothing when corpus/ already matches this script's inputs.
@@ -26,7 +29,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const CORPUS_DIR = process.env.CORPUS_DIR ?? join(root, 'corpus');
 const ESPEAK_RATE = 22050;
 const OUTPUT_RATE = 16000;
-const CORPUS_VERSION = 3;
+const CORPUS_VERSION = 4;
 
 export interface ReferenceWord {
   word: string;
@@ -34,10 +37,20 @@ export interface ReferenceWord {
   endMs: number;
 }
 
+export type CorpusTrack = 'doctor' | 'patient' | 'mix';
+
+export interface NoiseBurst {
+  kind: NoiseKind;
+  startMs: number;
+  endMs: number;
+}
+
 export interface CorpusReference {
   language: string;
   durationMs: number;
-  tracks: Record<'doctor' | 'patient' | 'mix', ReferenceWord[]>;
+  tracks: Record<CorpusTrack, ReferenceWord[]>;
+  /** The bursts of each `<track>-noisy.wav` (the words are the track's own). */
+  noise: Record<CorpusTrack, NoiseBurst[]>;
 }
 
 /** Deterministic PRNG (mulberry32), so the corpus is the same on every machine with the same espeak-ng. */
@@ -85,6 +98,66 @@ async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T) => Prom
   return results;
 }
 
+export type NoiseKind = 'cough' | 'door' | 'chair';
+const NOISE_KINDS: NoiseKind[] = ['cough', 'door', 'chair'];
+/** Natural length of each burst, ms (a burst squeezed before a word may be shorter, never under 300). */
+const NOISE_MS: Record<NoiseKind, number> = { cough: 420, door: 650, chair: 950 };
+
+/** A band-pass biquad (RBJ cookbook, constant peak gain) over `input`, in place. */
+function bandPass(input: Float64Array, lowHz: number, highHz: number, rate: number): void {
+  const centre = Math.sqrt(lowHz * highHz);
+  const w0 = (2 * Math.PI * centre) / rate;
+  const alpha = Math.sin(w0) * Math.sinh((Math.LN2 / 2) * Math.log2(highHz / lowHz) * (w0 / Math.sin(w0)));
+  const a0 = 1 + alpha;
+  const [b0, b2, a1, a2] = [alpha / a0, -alpha / a0, (-2 * Math.cos(w0)) / a0, (1 - alpha) / a0];
+  let [x1, x2, y1, y2] = [0, 0, 0, 0];
+  for (let i = 0; i < input.length; i++) {
+    const x = input[i];
+    const y = b0 * x + b2 * x2 - a1 * y1 - a2 * y2;
+    [x2, x1, y2, y1] = [x1, x, y1, y];
+    input[i] = y;
+  }
+}
+
+/**
+ * A loud non-speech sound (peak −6 dBFS) from seeded noise: a cough (two band-passed bursts with a sharp
+ * attack), a door (a 70 Hz thump, a low rumble and a latch click), a chair scraped on the floor
+ * (band-passed noise juddering at 18 Hz). No pitch, no formants moving like a voice's.
+ */
+function noiseBurst(kind: NoiseKind, durationMs: number, rand: () => number): Int16Array {
+  const n = Math.round((durationMs / 1000) * ESPEAK_RATE);
+  const out = new Float64Array(n);
+  const white = () => Float64Array.from({ length: n }, () => rand() * 2 - 1);
+  const t = (i: number) => i / ESPEAK_RATE;
+  if (kind === 'cough') {
+    const band = white();
+    bandPass(band, 350, 2600, ESPEAK_RATE);
+    const second = 0.45 * (durationMs / 1000);
+    for (let i = 0; i < n; i++) {
+      const pulse = (at: number) => (t(i) < at ? 0 : Math.min(1, (t(i) - at) / 0.008) * Math.exp(-(t(i) - at) / 0.055));
+      out[i] = band[i] * (pulse(0) + 0.7 * pulse(second));
+    }
+  } else if (kind === 'door') {
+    const rumble = white();
+    bandPass(rumble, 40, 400, ESPEAK_RATE);
+    const click = white();
+    bandPass(click, 2000, 6000, ESPEAK_RATE);
+    for (let i = 0; i < n; i++) {
+      out[i] = Math.sin(2 * Math.PI * 70 * t(i)) * Math.exp(-t(i) / 0.12) + 2 * rumble[i] * Math.exp(-t(i) / 0.08) + (t(i) < 0.006 ? click[i] : 0);
+    }
+  } else {
+    const band = white();
+    bandPass(band, 900, 4200, ESPEAK_RATE);
+    const length = durationMs / 1000;
+    for (let i = 0; i < n; i++) {
+      const envelope = Math.min(1, t(i) / 0.1, (length - t(i)) / 0.15);
+      out[i] = band[i] * envelope * (0.2 + 0.8 * Math.sin(Math.PI * 18 * t(i)) ** 2);
+    }
+  }
+  const peak = out.reduce((m, v) => Math.max(m, Math.abs(v)), 0) || 1;
+  return Int16Array.from(out, (v) => Math.round((v / peak) * 16384));
+}
+
 async function synthesize(consultation: Consultation, dir: string, seed: number): Promise<void> {
   const rand = random(seed);
   const voices = { doctor: `${consultation.voice}+m3`, patient: `${consultation.voice}+f2` };
@@ -94,6 +167,7 @@ async function synthesize(consultation: Consultation, dir: string, seed: number)
       .filter(Boolean)
       .map((word, wordIndex) => ({
         speaker: turn.speaker,
+        turn: turnIndex,
         word,
         firstOfTurn: wordIndex === 0 && turnIndex > 0,
         speed: 150 + Math.round(rand() * 30),
@@ -118,7 +192,35 @@ async function synthesize(consultation: Consultation, dir: string, seed: number)
   const total = cursor + toSamples(tailMs);
   const toMs = (samples: number) => Math.round((samples / ESPEAK_RATE) * 100000) / 100;
 
-  const reference: CorpusReference = { language: consultation.language, durationMs: toMs(total), tracks: { doctor: [], patient: [], mix: [] } };
+  const reference: CorpusReference = {
+    language: consultation.language,
+    durationMs: toMs(total),
+    tracks: { doctor: [], patient: [], mix: [] },
+    noise: { doctor: [], patient: [], mix: [] },
+  };
+  // Noise bursts, each track getting both kinds: before the first word of a turn on its speaker's track
+  // (ending 120 ms before the word, so the window that opens on it runs into the speech: turns 1, 4, 5,
+  // 8, …), and in the middle of a turn on the other person's track (a window with nothing but the burst).
+  const bursts: { track: 'doctor' | 'patient'; start: number; samples: Int16Array; kind: NoiseKind }[] = [];
+  const noiseRand = random(seed ^ 0xc0ff);
+  const turnsOf = consultation.turns.map((_, turn) => placed.filter((p) => p.turn === turn));
+  turnsOf.forEach((words, turn) => {
+    if (turn === 0 || words.length === 0) return;
+    const kind = NOISE_KINDS[turn % NOISE_KINDS.length];
+    const speaker = words[0].speaker;
+    if (turn % 4 === 0 || turn % 4 === 1) {
+      const previousEnd = turnsOf[turn - 1].at(-1)!;
+      const room = (words[0].start - (previousEnd.start + previousEnd.samples.length)) / ESPEAK_RATE * 1000 - 250;
+      const samples = noiseBurst(kind, Math.max(300, Math.min(NOISE_MS[kind], room)), noiseRand);
+      bursts.push({ track: speaker, start: words[0].start - toSamples(120) - samples.length, samples, kind });
+    } else {
+      const first = words[0].start;
+      const last = words.at(-1)!.start + words.at(-1)!.samples.length;
+      const samples = noiseBurst(kind, NOISE_MS[kind], noiseRand);
+      if (last - first < samples.length + toSamples(1000)) return;
+      bursts.push({ track: speaker === 'doctor' ? 'patient' : 'doctor', start: Math.round((first + last - samples.length) / 2), samples, kind });
+    }
+  });
   const noise = random(seed ^ 0x5eed);
   for (const track of ['doctor', 'patient', 'mix'] as const) {
     const pcm = new Int16Array(total);
@@ -128,22 +230,36 @@ async function synthesize(consultation: Consultation, dir: string, seed: number)
       for (let i = 0; i < word.samples.length; i++) pcm[word.start + i] += word.samples[i];
       reference.tracks[track].push({ word: word.word, startMs: toMs(word.start), endMs: toMs(word.start + word.samples.length) });
     }
-    const raw = join(dir, `${track}-22k.wav`);
-    await writeFile(raw, encodeWav(pcm, ESPEAK_RATE));
-    await run('sox', [raw, '-r', String(OUTPUT_RATE), join(dir, `${track}.wav`)]);
-    await run('sox', [raw, '-r', '48000', join(dir, `${track}-48k.wav`)]);
-    await rm(raw);
-    const wav = join(dir, `${track}.wav`);
-    await run('ffmpeg', ['-y', '-loglevel', 'error', '-i', wav, '-c:a', 'libopus', '-b:a', '32k', '-frame_duration', '20', join(dir, `${track}.ogg`)]);
-    await run('ffmpeg', ['-y', '-loglevel', 'error', '-i', wav, '-c:a', 'libopus', '-b:a', '32k', '-frame_duration', '60', join(dir, `${track}.webm`)]);
+    await writeTrack(dir, track, pcm, true);
+    const noisy = pcm.slice();
+    for (const burst of bursts) {
+      if (track !== 'mix' && burst.track !== track) continue;
+      for (let i = 0; i < burst.samples.length; i++) noisy[burst.start + i] = Math.max(-32768, Math.min(32767, noisy[burst.start + i] + burst.samples[i]));
+      reference.noise[track].push({ kind: burst.kind, startMs: toMs(burst.start), endMs: toMs(burst.start + burst.samples.length) });
+    }
+    reference.noise[track].sort((a, b) => a.startMs - b.startMs);
+    await writeTrack(dir, `${track}-noisy`, noisy, false);
   }
   await writeFile(join(dir, 'reference.json'), JSON.stringify(reference, null, 1));
 }
 
-/** Identifies the corpus inputs: the scripts, the generator version and the espeak-ng build. */
+/** A 22.05 kHz track as 16 kHz WAV and 20 ms Ogg Opus; `all`: also 48 kHz WAV and 60 ms WebM Opus. */
+async function writeTrack(dir: string, name: string, pcm: Int16Array, all: boolean): Promise<void> {
+  const raw = join(dir, `${name}-22k.wav`);
+  await writeFile(raw, encodeWav(pcm, ESPEAK_RATE));
+  const wav = join(dir, `${name}.wav`);
+  await run('sox', [raw, '-r', String(OUTPUT_RATE), wav]);
+  if (all) await run('sox', [raw, '-r', '48000', join(dir, `${name}-48k.wav`)]);
+  await rm(raw);
+  await run('ffmpeg', ['-y', '-loglevel', 'error', '-i', wav, '-c:a', 'libopus', '-b:a', '32k', '-frame_duration', '20', join(dir, `${name}.ogg`)]);
+  if (all) await run('ffmpeg', ['-y', '-loglevel', 'error', '-i', wav, '-c:a', 'libopus', '-b:a', '32k', '-frame_duration', '60', join(dir, `${name}.webm`)]);
+}
+
+/** Identifies the corpus inputs: the scripts (this generator's own source too), the generator version and the espeak-ng build. */
 async function inputsDigest(): Promise<string> {
   const { stdout } = await run('espeak-ng', ['--version']);
-  return createHash('sha256').update(JSON.stringify({ CONSULTATIONS, CORPUS_VERSION, espeak: stdout.trim() })).digest('hex');
+  const generator = await readFile(fileURLToPath(import.meta.url), 'utf8');
+  return createHash('sha256').update(JSON.stringify({ CONSULTATIONS, CORPUS_VERSION, generator, espeak: stdout.trim() })).digest('hex');
 }
 
 export async function ensureCorpus(): Promise<string> {

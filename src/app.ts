@@ -43,6 +43,8 @@ import { Recognizer } from './stt/recognizer.ts';
 import type { Transcriber } from './stt/transcriber.ts';
 import { DirectoryWindowAudio, InProcessWindowQueue, type WindowQueue } from './stt/window-queue.ts';
 import { WindowTranscriber } from './stt/window-transcriber.ts';
+import { speechGuard } from './stt/speech-guard.ts';
+import type { WindowSpeechDetector } from './audio/silero-vad.ts';
 
 export interface Gateway {
   app: FastifyInstance;
@@ -59,6 +61,8 @@ export interface Gateway {
 /** Adapters a caller may supply instead of the configured ones (another recognizer, another VAD). */
 export interface GatewayAdapters {
   transcriber?: Transcriber;
+  /** The speech check's detector in place of Silero VAD. */
+  speechDetector?: WindowSpeechDetector;
   /** A new voice-activity detector for one track or upload. */
   vad?: () => VoiceActivityDetector;
 }
@@ -84,6 +88,9 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     },
     sampleRate: PIPELINE_SAMPLE_RATE,
     thresholds: c.thresholds,
+    ...(await speechGuard(c.inventedWords, adapters.speechDetector)),
+    onSkipped: (kind) => metrics.windowsSkipped.inc({ kind }),
+    onDropped: (reason, words) => metrics.hallucinationsDropped.inc({ reason }, words),
     backlogMemoryS: c.stt.backlogMemoryS,
     spillDir: c.stt.spillDir,
     onBacklog: (backlog) => {

@@ -44,6 +44,13 @@ const shared = {
   STT_NO_SPEECH_PROB: z.coerce.number().min(0).max(1).default(0.6),
   STT_LOGPROB_THRESHOLD: z.coerce.number().max(0).default(-1),
   STT_COMPRESSION_RATIO: z.coerce.number().positive().default(2.4),
+  /** `silero`: a neural VAD checks each window before it is sent; windows without enough speech are not sent. */
+  STT_SPEECH_CHECK: z.enum(['silero', 'off']).default('silero'),
+  STT_SPEECH_MIN_MS: int(200, 0, 10000),
+  /** Takes invented words (outside speech, loops, stock phrases over weak speech) out of every answer. */
+  STT_HALLUCINATION_FILTER: z.stringbool().default(true),
+  /** A directory of `<language>.txt` stock phrase lists in place of the built-in ones. */
+  STT_HALLUCINATION_PHRASES_DIR: optionalString,
 
   REDIS_URL: redisUrl.optional(),
   QUEUE_NAME: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and - only').default('helssa-windows'),

@@ -10,7 +10,9 @@ export function createMetrics() {
     audioSeconds: new Counter({ name: 'helssa_audio_seconds_total', help: 'Seconds of track audio received and decoded', registers: [registry] }),
     producerResumes: new Counter({ name: 'helssa_producer_resumes_total', help: 'Tracks continued by a new producer connection (after a drop, or taking over a silent one)', labelNames: ['after'], registers: [registry] }),
     lostPackets: new Counter({ name: 'helssa_lost_packets_total', help: 'Opus packets concealed (lost, late or corrupt)', registers: [registry] }),
-    windows: new Counter({ name: 'helssa_windows_total', help: 'Windows sent to STT', labelNames: ['kind'], registers: [registry] }),
+    windows: new Counter({ name: 'helssa_windows_total', help: 'Windows the segmenter cut for STT (those the speech check skips included)', labelNames: ['kind'], registers: [registry] }),
+    windowsSkipped: new Counter({ name: 'helssa_windows_skipped_total', help: 'Windows not sent to STT: the speech check found too little speech in them (a cough, a door)', labelNames: ['kind'], registers: [registry] }),
+    hallucinationsDropped: new Counter({ name: 'helssa_hallucinations_dropped_total', help: 'Words taken out of STT answers as invented, by reason (segment, outside_speech, loop, phrase)', labelNames: ['reason'], registers: [registry] }),
     sttFailures: new Counter({ name: 'helssa_stt_failures_total', help: 'STT calls failed after the client retries', labelNames: ['kind'], registers: [registry] }),
     sttSeconds: new Histogram({ name: 'helssa_stt_request_seconds', help: 'Duration of STT calls', labelNames: ['kind'], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30], registers: [registry] }),
     finalLatency: new Summary({

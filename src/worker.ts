@@ -11,6 +11,7 @@ import { PIPELINE_SAMPLE_RATE } from './audio/opus-decoder.ts';
 import { sttComponents } from './components.ts';
 import { Recognizer } from './stt/recognizer.ts';
 import { WindowTranscriber } from './stt/window-transcriber.ts';
+import { speechGuard } from './stt/speech-guard.ts';
 
 let started;
 try {
@@ -26,6 +27,7 @@ try {
 const { config, log, c, recognizer } = started;
 const transcriber = new WindowTranscriber(recognizer, {
   concurrency: config.WORKER_CONCURRENCY, sampleRate: PIPELINE_SAMPLE_RATE, thresholds: c.thresholds, recheckMs: c.recognizer.recheckMs,
+  ...(await speechGuard(c.inventedWords)),
   onRefusal: (refusal) => (refusal ? log.error({ reason: refusal.message }, 'the recognizer refuses requests: jobs wait') : log.info('the recognizer takes requests again')),
 });
 const queue = new RedisWindowQueue({

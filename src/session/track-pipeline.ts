@@ -96,6 +96,8 @@ export class TrackPipeline {
   private readonly captions = new TrackCaptions();
   private finalChain: Promise<void> = Promise.resolve();
   private partialInFlight = false;
+  /** The utterance an earlier partial's speech check found speech in: its later partials are not checked again. */
+  private speechConfirmedUtterance = 0;
   private lastReceivedAt = 0;
   private lastSpeechAt = 0;
   private lastProgressMs = 0;
@@ -282,12 +284,14 @@ export class TrackPipeline {
     if (window.kind === 'partial') {
       if (this.partialInFlight) return;
       this.partialInFlight = true;
-      void transcriber.partial(window, language, prompt).then((result) => {
+      void transcriber.partial(window, language, prompt, this.speechConfirmedUtterance === window.utteranceId).then((result) => {
         this.partialInFlight = false;
         if (!result) {
           metrics.sttFailures.inc({ kind: 'partial' });
           return;
         }
+        if (result.skipped) return;
+        if (result.speechMs !== undefined) this.speechConfirmedUtterance = window.utteranceId;
         metrics.sttSeconds.observe({ kind: 'partial' }, result.sttMs / 1000);
         const captions = this.captions.partial(window, result.words, result.timed);
         if (captions) listener.partial(this.utteranceId(window), this.shift(captions.stable), this.shift(captions.unstable), window.startMs + offsetMs);
@@ -322,7 +326,7 @@ export class TrackPipeline {
         listener.abandoned(utteranceId, span, error as Error);
         return;
       }
-      metrics.sttSeconds.observe({ kind: 'final' }, result.sttMs / 1000);
+      if (!result.skipped) metrics.sttSeconds.observe({ kind: 'final' }, result.sttMs / 1000);
       const words = this.captions.final(window, result.words, result.timed);
       await listener.final(utteranceId, this.shift(words), span, { speechEndAt, closedAt, sttMs: result.sttMs });
     });

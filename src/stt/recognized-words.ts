@@ -57,6 +57,8 @@ export interface RecognizedWords {
   words: Word[];
   /** The recognizer gave word timestamps; otherwise the times are estimates (merge by text, not by time). */
   timed: boolean;
+  /** Words left out because their segment scored as silence or as a loop. */
+  droppedBySegment: number;
 }
 
 export function recognizedWords(
@@ -85,8 +87,10 @@ export function recognizedWords(
     words = spreadWords(transcription.text, 0, durationS, speech);
   }
   const toMs = (seconds: number) => Math.round(window.startMs + Math.min(Math.max(seconds, 0), durationS) * 1000);
+  const wordCount = (text: string) => text.split(/\s+/).filter(Boolean).length;
   return {
     words: words.map((w) => ({ word: w.word.trim(), startMs: toMs(w.start), endMs: toMs(w.end) })).filter((w) => w.word.length > 0),
     timed,
+    droppedBySegment: timed ? transcription.words!.length - words.length : rejected.reduce((sum, s) => sum + wordCount(s.text), 0),
   };
 }

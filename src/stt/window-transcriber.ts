@@ -7,6 +7,11 @@
  * window is sent while it lasts; the recognizer is checked at once and then every `recheckMs` (one
  * probe, not a call per window), and the waiting finals go once it takes requests. A window refused
  * again after a passing check is refused for itself (its audio stays in the recording) and given up.
+ *
+ * Before a window is sent, a second speech check (a neural VAD over the whole window) may find that it
+ * holds too little speech: a cough or a door that opened the window. Such a window is not sent (no cost,
+ * nothing for Whisper to invent on) and yields no words. What comes back is filtered: segments scored
+ * as silence or loops, words outside the checked speech, n-gram loops, stock phrases over weak speech.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -17,6 +22,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Word } from '../../client-sdk/src/protocol.ts';
 import type { AudioWindow } from '../segmenter/segmenter.ts';
 import type { WindowProcessor } from './window-queue.ts';
+import { speechStretches, stretchesMs } from '../audio/speech-stretches.ts';
+import type { WindowSpeechDetector } from '../audio/silero-vad.ts';
+import { filterHallucinations, type DropReason, type HallucinationFilterOptions } from './hallucination-filter.ts';
 import { recognizedWords, type HallucinationThresholds } from './recognized-words.ts';
 import { RecognizerRefused, type Transcriber } from './transcriber.ts';
 
@@ -40,6 +48,28 @@ export interface WindowTranscriberOptions {
   recheckMs?: number;
   /** Told when the recognizer starts refusing requests (with its refusal) and when it takes them again. */
   onRefusal?(refusal: RecognizerRefused | undefined): void;
+  /** The second speech check; undefined: every window is sent. */
+  speechCheck?: SpeechCheckOptions;
+  /** Takes invented words out of each answer; undefined: only the segment thresholds apply. */
+  filter?: HallucinationFilterOptions;
+  /** A window the speech check kept from the recognizer. */
+  onSkipped?(kind: WindowKindSent): void;
+  /** Words taken out of an answer, by reason. */
+  onDropped?(reason: DropReason, words: number): void;
+}
+
+export interface SpeechCheckOptions {
+  detector: WindowSpeechDetector;
+  /** A window with less checked speech than this is not sent. Default 200. */
+  minSpeechMs: number;
+}
+
+export type WindowKindSent = 'partial' | 'final' | 'upload';
+
+/** What the speech check found in a window: its stretches of speech in track time. */
+interface SpeechFound {
+  speech: [number, number][];
+  speechMs: number;
 }
 
 export interface SttBacklog {
@@ -96,9 +126,16 @@ export interface TranscribedWindow {
   words: Word[];
   /** The words' times are the recognizer's (not estimates). */
   timed: boolean;
-  /** Time spent in the recognizer call itself (not in the queue), milliseconds. */
+  /** Time spent in the recognizer call itself (not in the queue), milliseconds; 0 when not sent. */
   sttMs: number;
+  /** The speech check found too little speech: the window was not sent. */
+  skipped?: boolean;
+  /** Speech the check found in the window, ms (undefined: not checked). */
+  speechMs?: number;
 }
+
+/** What a window skipped by the speech check yields. */
+const skipped = (): TranscribedWindow => ({ words: [], timed: true, sttMs: 0, skipped: true, speechMs: 0 });
 
 /** A window that reached the front of the queue while the recognizer refused requests: not sent. */
 const NOT_SENT = Symbol('not sent');
@@ -145,15 +182,36 @@ export class WindowTranscriber {
     return this.refusal?.error;
   }
 
-  /** One attempt; undefined when it fails or the recognizer refuses requests (a later partial or the final will cover it). */
-  async partial(window: AudioWindow, language?: string, prompt?: string): Promise<TranscribedWindow | undefined> {
+  /**
+   * One attempt; undefined when it fails or the recognizer refuses requests (a later partial or the final
+   * will cover it). `speechConfirmed`: an earlier window of the utterance passed the speech check, so this
+   * one (which contains it) is not checked again; the check of a growing window would cost more each time.
+   */
+  async partial(window: AudioWindow, language?: string, prompt?: string, speechConfirmed = false): Promise<TranscribedWindow | undefined> {
     if (this.refusal) return undefined;
     try {
-      const result = await this.queue.add(() => this.attempt(window, language, prompt), { priority: PRIORITY.partial, signal: this.shutdown.signal });
+      const found = speechConfirmed ? undefined : await this.checkSpeech(window, 'partial');
+      if (found === null) return skipped();
+      const result = await this.queue.add(() => this.attempt(window, found, language, prompt), { priority: PRIORITY.partial, signal: this.shutdown.signal });
       return result === NOT_SENT ? undefined : result;
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * The speech check of a window: its speech stretches in track time; null when it holds too little
+   * speech to send; undefined when no check is configured.
+   */
+  private async checkSpeech(window: WindowAudio, kind: WindowKindSent): Promise<SpeechFound | null | undefined> {
+    const check = this.options.speechCheck;
+    if (!check) return undefined;
+    const probabilities = await check.detector.probabilities(window.audio);
+    const speech = speechStretches(probabilities, check.detector.chunkMs).map(([a, b]): [number, number] => [window.startMs + a, window.startMs + b]);
+    const speechMs = stretchesMs(speech);
+    if (speechMs >= check.minSpeechMs) return { speech, speechMs };
+    this.options.onSkipped?.(kind);
+    return null;
   }
 
   /**
@@ -165,6 +223,8 @@ export class WindowTranscriber {
    */
   async final(window: AudioWindow, callbacks: FinalCallbacks, language?: string, prompt?: string): Promise<TranscribedWindow> {
     const span = { startMs: window.startMs, endMs: window.endMs, speech: window.speech };
+    const found = await this.checkSpeech(window, 'final');
+    if (found === null) return skipped();
     const samples = window.audio.length;
     let held: Int16Array | undefined = window.audio;
     let spilled: string | undefined;
@@ -176,7 +236,7 @@ export class WindowTranscriber {
       for (let attempt = 1; ; attempt++) {
         await this.accepting();
         try {
-          const result = await this.queue.add(async () => (this.refusal ? NOT_SENT : this.attempt({ ...span, audio: held ?? (await this.spill!.take(spilled!)) }, language, prompt)), {
+          const result = await this.queue.add(async () => (this.refusal ? NOT_SENT : this.attempt({ ...span, audio: held ?? (await this.spill!.take(spilled!)) }, found, language, prompt)), {
             priority: PRIORITY.final,
             signal: this.shutdown.signal,
           });
@@ -225,10 +285,12 @@ export class WindowTranscriber {
    * While the recognizer refuses requests the job waits rather than spending its attempts.
    */
   async upload(window: WindowAudio, language?: string, prompt?: string): Promise<TranscribedWindow> {
+    const found = await this.checkSpeech(window, 'upload');
+    if (found === null) return skipped();
     for (let refused = false; ; ) {
       await this.accepting();
       try {
-        const result = await this.queue.add(() => this.attempt(window, language, prompt), { priority: PRIORITY.upload, signal: this.shutdown.signal });
+        const result = await this.queue.add(() => this.attempt(window, found, language, prompt), { priority: PRIORITY.upload, signal: this.shutdown.signal });
         if (result !== NOT_SENT) return result;
       } catch (error) {
         // Refused once: wait for the recognizer to take requests; refused again after that: it is this window.
@@ -284,8 +346,8 @@ export class WindowTranscriber {
     })();
   }
 
-  /** Sends the window, unless the recognizer began refusing while it waited in the queue. */
-  private async attempt(window: WindowAudio, language?: string, prompt?: string): Promise<TranscribedWindow | typeof NOT_SENT> {
+  /** Sends the window, unless the recognizer began refusing while it waited in the queue; filters what comes back. */
+  private async attempt(window: WindowAudio, found: SpeechFound | undefined, language?: string, prompt?: string): Promise<TranscribedWindow | typeof NOT_SENT> {
     if (this.refusal) return NOT_SENT;
     const started = performance.now();
     let transcription;
@@ -297,6 +359,14 @@ export class WindowTranscriber {
       throw error;
     }
     const sttMs = performance.now() - started;
-    return { ...recognizedWords(transcription, window, this.options.thresholds), sttMs };
+    const recognized = recognizedWords(transcription, window, this.options.thresholds);
+    if (recognized.droppedBySegment > 0) this.options.onDropped?.('segment', recognized.droppedBySegment);
+    const { words, timed } = recognized;
+    const result = { words, timed, sttMs, ...(found ? { speechMs: found.speechMs } : {}) };
+    if (!this.options.filter) return result;
+    const evidence = found ? { speech: found.speech, checked: true, timed } : { speech: window.speech ?? [], checked: false, timed };
+    const filtered = filterHallucinations(words, evidence, this.options.filter);
+    for (const [reason, count] of Object.entries(filtered.dropped)) this.options.onDropped?.(reason as DropReason, count);
+    return { ...result, words: filtered.words };
   }
 }

@@ -122,10 +122,13 @@ export class ReferenceIndex {
     const tracks: ReferenceTrack[] = [];
     for (const language of manifest.languages) {
       const reference = JSON.parse(await readFile(join(corpusDir, language, 'reference.json'), 'utf8')) as CorpusReference;
+      // A noisy track holds the same words as its clean one, and the bursts that make it noisy.
       for (const name of ['doctor', 'patient', 'mix'] as const) {
-        const { samples, sampleRate } = decodeWav(await readFile(join(corpusDir, language, `${name}.wav`)));
-        if (sampleRate !== SAMPLE_RATE) throw new Error(`${language}/${name}.wav is ${sampleRate} Hz, expected ${SAMPLE_RATE}`);
-        tracks.push({ name: `${language}/${name}`, language, words: reference.tracks[name], ...envelope(samples) });
+        for (const file of [name, `${name}-noisy`]) {
+          const { samples, sampleRate } = decodeWav(await readFile(join(corpusDir, language, `${file}.wav`)));
+          if (sampleRate !== SAMPLE_RATE) throw new Error(`${language}/${file}.wav is ${sampleRate} Hz, expected ${SAMPLE_RATE}`);
+          tracks.push({ name: `${language}/${file}`, language, words: reference.tracks[name], ...envelope(samples) });
+        }
       }
     }
     return new ReferenceIndex(tracks);

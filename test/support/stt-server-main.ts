@@ -6,5 +6,6 @@ const server = await new SttServer({
   corpusDir: await ensureCorpus(),
   latencyMs: Number(process.env.STT_LATENCY_MS ?? 0),
   hallucinateOnSilence: process.env.STT_HALLUCINATE === '1',
+  confidentHallucinations: process.env.STT_HALLUCINATE === 'confident',
 }).start(Number(process.env.PORT ?? 0));
 process.stdout.write(`${server.baseUrl}\n`);

@@ -51,6 +51,12 @@ export interface SttServerOptions {
   latencyMs?: number;
   /** Answer silent windows with a Whisper-style hallucination (flagged as such in its metrics). */
   hallucinateOnSilence?: boolean;
+  /**
+   * Answer every window without corpus speech (silence, a cough, a door) as a real Whisper does: a stock
+   * phrase of the window's language, or a loop, with word timestamps and scores that pass the usual
+   * thresholds (no_speech_prob 0.25, avg_logprob −0.45).
+   */
+  confidentHallucinations?: boolean;
   /** Default `openai`. */
   dialect?: Dialect;
   /** The model (or Azure deployment) the server has; others are refused as its dialect does. Default: any. */
@@ -77,6 +83,12 @@ export interface SttCall {
 const LANGUAGE_NAMES: Record<string, string> = { en: 'english', fa: 'persian', ar: 'arabic' };
 const SUPPORTED = ['flac', 'm4a', 'mp3', 'mp4', 'mpeg', 'mpga', 'oga', 'ogg', 'wav', 'webm'];
 const HALLUCINATIONS = ['Thank you for watching!', 'Subtitles by the Amara.org community', 'Thanks for watching, see you next time.'];
+/** What Whisper says, confidently, on non-speech, per language (as reported by users of Whisper-based tools). */
+const CONFIDENT_HALLUCINATIONS: Record<string, string[]> = {
+  en: ['Thank you for watching.', 'Subtitles by the Amara.org community', 'Thanks for watching, see you next time.', 'you you you you you you'],
+  fa: ['زیرنویس توسط امیر', 'ممنون که تماشا کردید', 'لطفا سابسکرایب کنید'],
+  ar: ['اشتركوا في القناة', 'ترجمة نانسي قنقر', 'شكرا للمشاهدة'],
+};
 const AZURE_API_VERSIONS = ['2024-02-01', '2024-06-01', '2024-10-21', '2025-03-01-preview'];
 
 /** A refusal in the error shape of each dialect. */
@@ -138,6 +150,8 @@ function subwordTokens(words: HeardWord[]): { word: string; start: number; end: 
 
 export class SttServer {
   readonly calls: SttCall[] = [];
+  /** Windows answered with a confident hallucination. */
+  hallucinated = 0;
   readonly faults: Fault[] = [];
   private app: FastifyInstance | undefined;
   private index: ReferenceIndex | undefined;
@@ -308,7 +322,17 @@ export class SttServer {
     let words = match ? ReferenceIndex.wordsInWindow(match.track.words, match.offsetMs, durationMs) : [];
     let text = words.map((w) => w.word).join(' ');
     let segmentMetrics = { avg_logprob: -0.18, compression_ratio: compressionRatio(text), no_speech_prob: 0.01 };
-    if (!match && this.options.hallucinateOnSilence) {
+    if (words.length === 0 && this.options.confidentHallucinations) {
+      const phrases = CONFIDENT_HALLUCINATIONS[language ?? 'en'] ?? CONFIDENT_HALLUCINATIONS.en;
+      text = phrases[this.calls.length % phrases.length];
+      // Laid over the window from its first fifth on, a third of a second a word, as Whisper times them.
+      const seconds = durationMs / 1000;
+      const parts = text.split(' ');
+      const step = Math.min(0.35, (seconds * 0.8) / parts.length);
+      words = parts.map((word, i) => ({ word, start: Math.round((seconds * 0.2 + i * step) * 100) / 100, end: Math.round((seconds * 0.2 + (i + 0.9) * step) * 100) / 100 }));
+      segmentMetrics = { avg_logprob: -0.45, compression_ratio: compressionRatio(text), no_speech_prob: 0.25 };
+      this.hallucinated++;
+    } else if (!match && this.options.hallucinateOnSilence) {
       text = HALLUCINATIONS[this.calls.length % HALLUCINATIONS.length];
       segmentMetrics = { avg_logprob: -1.35, compression_ratio: compressionRatio(text), no_speech_prob: 0.93 };
       words = [];

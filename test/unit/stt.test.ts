@@ -12,7 +12,7 @@ const window = { startMs: 10000, endMs: 14000 };
 
 words('word timestamps become absolute track times', () => {
   const out = recognizedWords({ text: 'chest pain', words: [{ word: ' chest', start: 0.5, end: 0.9 }, { word: ' pain', start: 1, end: 1.4 }], segments: [] }, window);
-  assert.equal(out, { words: [{ word: 'chest', startMs: 10500, endMs: 10900 }, { word: 'pain', startMs: 11000, endMs: 11400 }], timed: true });
+  assert.equal(out, { words: [{ word: 'chest', startMs: 10500, endMs: 10900 }, { word: 'pain', startMs: 11000, endMs: 11400 }], timed: true, droppedBySegment: 0 });
 });
 
 words('a silent-window hallucination is dropped (no_speech_prob high, avg_logprob low)', () => {

@@ -1,0 +1,152 @@
+/**
+ * Invariants of the cores that keep invented words out (fast-check, fixed seed):
+ *  - speech stretches from any probabilities: ordered, disjoint, inside the audio, none shorter than the
+ *    shortest speech, every long enough run above the threshold covered, none without a chunk above it;
+ *  - the hallucination filter over random dictations with random stock phrases, loops and noise words
+ *    mixed in: the output is a subsequence of the input; every spoken word inside checked speech that
+ *    is not part of a loop survives (a cough next to speech costs no word); every word invented outside
+ *    speech, every listed phrase over no speech and every loop beyond its first occurrence is dropped;
+ *    the counts by reason add up to what was dropped; filtering twice changes nothing.
+ */
+import fc from 'fast-check';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { Word } from '../../client-sdk/src/protocol.ts';
+import { speechStretches, stretchesMs, DEFAULT_SPEECH_STRETCH_OPTIONS } from '../../src/audio/speech-stretches.ts';
+import { collapseLoops, DEFAULT_FILTER_OPTIONS, filterHallucinations, parsePhrases } from '../../src/stt/hallucination-filter.ts';
+
+const RUNS = { numRuns: 300, seed: 20261130 };
+
+test('speech stretches: ordered, disjoint, inside the audio; long runs above the threshold covered', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.float({ min: 0, max: 1, noNaN: true }), { maxLength: 400 }),
+      fc.record({ threshold: fc.float({ min: Math.fround(0.3), max: Math.fround(0.9), noNaN: true }), minSpeechMs: fc.integer({ min: 0, max: 300 }), minSilenceMs: fc.integer({ min: 32, max: 400 }), padMs: fc.integer({ min: 0, max: 200 }) }),
+      (probabilities, o) => {
+        const options = { ...o, negThreshold: o.threshold - 0.15 };
+        const chunkMs = 32;
+        const stretches = speechStretches(probabilities, chunkMs, options);
+        const total = probabilities.length * chunkMs;
+        stretches.forEach(([a, b], i) => {
+          assert.ok(a >= 0 && b <= total && b > a, `inside the audio: ${a}–${b} of ${total}`);
+          if (i > 0) assert.ok(a > stretches[i - 1][1], 'ordered and disjoint');
+          const unpadded = b - a;
+          assert.ok(unpadded >= Math.min(options.minSpeechMs, total), `no stretch shorter than minSpeechMs: ${unpadded}`);
+          const chunks = probabilities.slice(Math.floor(a / chunkMs), Math.ceil(b / chunkMs));
+          assert.ok(chunks.some((p) => p >= options.threshold), 'every stretch has a chunk above the threshold');
+        });
+        // A run above the threshold, longer than the shortest speech, is speech.
+        const need = Math.ceil(Math.max(options.minSpeechMs, 1) / chunkMs);
+        for (let i = 0; i + need <= probabilities.length; i++) {
+          if (probabilities.slice(i, i + need).every((p) => p >= options.threshold)) {
+            const mid = (i + need / 2) * chunkMs;
+            assert.ok(stretches.some(([a, b]) => mid >= a && mid <= b), `run at chunk ${i} covered`);
+          }
+        }
+        assert.ok(stretchesMs(stretches) <= total);
+      },
+    ),
+    RUNS,
+  );
+  assert.equal(speechStretches(new Float32Array(100).fill(0.2), 32), [], 'all below the threshold: no speech');
+  assert.equal(speechStretches(new Float32Array(10).fill(0.9), 32, { padMs: 0 }), [[0, 320]]);
+  assert.ok(DEFAULT_SPEECH_STRETCH_OPTIONS.negThreshold < DEFAULT_SPEECH_STRETCH_OPTIONS.threshold);
+});
+
+const PHRASES = parsePhrases('thank you for watching\nsubtitles by *\nyou\nزیرنویس توسط *\nاشتركوا في القناة\n');
+const SPOKEN = ['chest', 'pain', 'since', 'monday', 'metformin', 'درد', 'قفسه', 'سینه', 'ألم', 'الصدر', 'you', 'thank', 'no', 'yes'];
+const INVENTED = [['thank', 'you', 'for', 'watching'], ['subtitles', 'by', 'amara'], ['you'], ['زیرنویس', 'توسط', 'امیر'], ['اشتركوا', 'في', 'القناة']];
+
+interface Piece {
+  kind: 'spoken' | 'invented' | 'loop';
+  words: string[];
+  /** Spoken pieces lie in speech; invented ones outside it; a loop in speech. */
+}
+
+const piece: fc.Arbitrary<Piece> = fc.oneof(
+  { weight: 5, arbitrary: fc.array(fc.constantFrom(...SPOKEN), { minLength: 1, maxLength: 5 }).map((words): Piece => ({ kind: 'spoken', words })) },
+  { weight: 2, arbitrary: fc.constantFrom(...INVENTED).map((words): Piece => ({ kind: 'invented', words: [...words] })) },
+  { weight: 1, arbitrary: fc.tuple(fc.array(fc.constantFrom('the', 'pain', 'is'), { minLength: 1, maxLength: 3 }), fc.integer({ min: 4, max: 8 })).map(([gram, times]): Piece => ({ kind: 'loop', words: Array.from({ length: times }, () => gram).flat() })) },
+);
+
+/** Lays the pieces out in time: spoken and loop pieces inside speech stretches, invented ones in noise 1 s away. */
+function layout(pieces: Piece[]): { words: Word[]; speech: [number, number][]; spoken: Word[]; loops: Word[][] } {
+  const words: Word[] = [];
+  const speech: [number, number][] = [];
+  const spoken: Word[] = [];
+  const loops: Word[][] = [];
+  let t = 0;
+  for (const p of pieces) {
+    t += 1000;
+    const placed = p.words.map((word, i) => ({ word, startMs: t + i * 300, endMs: t + i * 300 + 250 }));
+    if (p.kind !== 'invented') speech.push([t, t + p.words.length * 300]);
+    if (p.kind === 'spoken') spoken.push(...placed);
+    if (p.kind === 'loop') loops.push(placed);
+    words.push(...placed);
+    t += p.words.length * 300;
+  }
+  return { words, speech, spoken, loops };
+}
+
+function isSubsequence(sub: readonly Word[], of: readonly Word[]): boolean {
+  let i = 0;
+  for (const w of of) if (i < sub.length && sub[i] === w) i++;
+  return i === sub.length;
+}
+
+test('hallucination filter: spoken words survive, invented ones and loops go, counts add up', () => {
+  fc.assert(
+    fc.property(fc.array(piece, { maxLength: 12 }), (pieces) => {
+      const { words, speech, spoken, loops } = layout(pieces);
+      const options = { ...DEFAULT_FILTER_OPTIONS, phrases: PHRASES };
+      const out = filterHallucinations(words, { speech, checked: true, timed: true }, options);
+      assert.ok(isSubsequence(out.words, words), 'a subsequence of the input');
+      const dropped = Object.values(out.dropped).reduce((a, b) => a + b, 0);
+      assert.is(dropped, words.length - out.words.length, 'counts by reason add up');
+      // A loop keeps one occurrence of its n-gram; every word of it is spoken, so nothing else of it is invented.
+      const loopWords = new Set(loops.flat());
+      const kept = new Set(out.words);
+      for (const w of spoken) {
+        // A spoken piece that itself forms a loop (four times "no") may be collapsed; every other spoken word stays.
+        if (!kept.has(w)) assert.ok(out.dropped.loop, `spoken "${w.word}" at ${w.startMs} lost`);
+      }
+      for (const w of out.words) assert.ok(speech.some(([a, b]) => (w.startMs + w.endMs) / 2 >= a && (w.startMs + w.endMs) / 2 <= b), `"${w.word}" at ${w.startMs} kept outside speech`);
+      for (const loop of loops) assert.ok(loop.filter((w) => kept.has(w)).length < loop.length, 'a loop is collapsed');
+      assert.ok([...loopWords].every((w) => words.includes(w)));
+      const again = filterHallucinations(out.words, { speech, checked: true, timed: true }, options);
+      assert.equal(again.words, out.words, 'filtering twice changes nothing');
+    }),
+    RUNS,
+  );
+});
+
+test('hallucination filter without timestamps: a listed phrase goes only where the window holds weak speech', () => {
+  fc.assert(
+    fc.property(fc.constantFrom(...INVENTED), fc.array(fc.constantFrom(...SPOKEN.filter((w) => w !== 'you')), { minLength: 1, maxLength: 6 }), fc.integer({ min: 0, max: 3000 }), (phrase, said, speechMs) => {
+      const words = [...said, ...phrase].map((word, i) => ({ word, startMs: i * 100, endMs: i * 100 + 90 }));
+      const out = filterHallucinations(words, { speech: speechMs > 0 ? [[0, speechMs]] : [], checked: true, timed: false }, { ...DEFAULT_FILTER_OPTIONS, phrases: PHRASES });
+      const weak = speechMs < DEFAULT_FILTER_OPTIONS.weakSpeechMs;
+      const kept = out.words.map((w) => w.word);
+      assert.equal(kept.slice(0, said.length), said, 'what was said before it is kept');
+      if (weak) assert.ok(kept.length < words.length, 'the phrase goes over weak speech');
+      else assert.is(kept.length, words.length, 'over strong speech the phrase stays (a person said it)');
+    }),
+    RUNS,
+  );
+});
+
+test('loops: collapsing keeps the order and one occurrence; three "no" stay', () => {
+  fc.assert(
+    fc.property(fc.array(fc.constantFrom('a', 'b', 'c'), { maxLength: 40 }), (items) => {
+      const { kept, dropped } = collapseLoops(items, (x) => x);
+      assert.is(kept.length + dropped, items.length);
+      assert.ok(collapseLoops(kept, (x) => x).dropped <= collapseLoops(items, (x) => x).dropped);
+    }),
+    RUNS,
+  );
+  assert.equal(collapseLoops(['no', 'no', 'no'], (x) => x).kept, ['no', 'no', 'no']);
+  assert.equal(collapseLoops(['you', 'you', 'you', 'you', 'you'], (x) => x).kept, ['you']);
+  assert.equal(collapseLoops(['the', 'pain', 'the', 'pain', 'the', 'pain', 'is'], (x) => x).kept, ['the', 'pain', 'is']);
+});
+
+test.run();

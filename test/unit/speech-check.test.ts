@@ -1,0 +1,125 @@
+/**
+ * The speech check and the filter around the recognizer: Silero VAD (the real model, the real runtime)
+ * on the noisy corpus, and the window transcriber with a scripted detector and recognizer: a window the
+ * check finds no speech in is never sent, and what the recognizer invents outside speech is dropped.
+ */
+import { readFile } from 'node:fs/promises';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ensureCorpus, loadReference } from '../../scripts/make-corpus.ts';
+import { SileroVad, type WindowSpeechDetector } from '../../src/audio/silero-vad.ts';
+import { speechStretches } from '../../src/audio/speech-stretches.ts';
+import { decodeWav } from '../../src/audio/wav.ts';
+import type { AudioWindow } from '../../src/segmenter/segmenter.ts';
+import { DEFAULT_FILTER_OPTIONS, type DropReason } from '../../src/stt/hallucination-filter.ts';
+import { loadStockPhrases } from '../../src/stt/stock-phrases.ts';
+import { FakeTranscriber } from '../../src/stt/testing/fake-transcriber.ts';
+import type { Transcription, TranscriptionRequest } from '../../src/stt/transcriber.ts';
+import { WindowTranscriber } from '../../src/stt/window-transcriber.ts';
+import { DEFAULT_THRESHOLDS } from '../../src/stt/recognized-words.ts';
+
+const silero = suite('Silero VAD on the noisy corpus');
+
+silero('coughs, doors and chairs are not speech; every spoken word is', async () => {
+  const corpusDir = await ensureCorpus();
+  const vad = await SileroVad.load();
+  try {
+    for (const language of ['en', 'fa', 'ar']) {
+      const reference = await loadReference(language);
+      for (const track of ['doctor', 'patient'] as const) {
+        const { samples } = decodeWav(await readFile(`${corpusDir}/${language}/${track}-noisy.wav`));
+        const stretches = speechStretches(await vad.probabilities(samples), vad.chunkMs);
+        const inSpeech = (a: number, b: number) => stretches.reduce((sum, [x, y]) => sum + Math.max(0, Math.min(b, y) - Math.max(a, x)), 0);
+        for (const burst of reference.noise[track]) assert.ok(inSpeech(burst.startMs, burst.endMs) < 100, `${language}/${track}: the ${burst.kind} at ${burst.startMs} ms is speech`);
+        for (const word of reference.tracks[track]) assert.ok(inSpeech(word.startMs, word.endMs) >= 0.5 * (word.endMs - word.startMs), `${language}/${track}: "${word.word}" at ${word.startMs} ms is not speech`);
+      }
+    }
+  } finally {
+    await vad.close();
+  }
+});
+
+silero.run();
+
+const transcriber = suite('window transcriber: speech check and filter');
+
+/** Speech wherever the audio is loud (what the scripted recognizer hears as words). */
+const loudDetector: WindowSpeechDetector = {
+  chunkMs: 20,
+  async probabilities(audio) {
+    const out = new Float32Array(Math.floor(audio.length / 320));
+    for (let c = 0; c < out.length; c++) out[c] = Math.abs(audio[c * 320 + 5]) > 1000 ? 0.9 : 0.05;
+    return out;
+  },
+};
+
+function windowOf(audio: Int16Array, startMs: number): AudioWindow {
+  return { id: 1, utteranceId: 1, kind: 'final', startMs, endMs: startMs + audio.length / 16, speech: [[startMs, startMs + audio.length / 16]], audio };
+}
+
+function tone(ms: number, loud: boolean): Int16Array {
+  return Int16Array.from({ length: ms * 16 }, (_, i) => (loud ? Math.round(8000 * Math.sin(i / 3)) : 0));
+}
+
+transcriber('a window with no speech is not sent, for finals, partials and uploads; it is counted', async () => {
+  const fake = new FakeTranscriber([]);
+  const skipped: string[] = [];
+  const wt = new WindowTranscriber(fake, { concurrency: 1, sampleRate: 16000, thresholds: DEFAULT_THRESHOLDS, speechCheck: { detector: loudDetector, minSpeechMs: 200 }, onSkipped: (kind) => skipped.push(kind) });
+  const quiet = windowOf(tone(2000, false), 0);
+  const final = await wt.final(quiet, { onFailure: () => assert.unreachable(), onRecovered: () => undefined });
+  assert.equal({ words: final.words, skipped: final.skipped }, { words: [], skipped: true });
+  assert.ok((await wt.partial({ ...quiet, kind: 'partial' }))?.skipped);
+  assert.ok((await wt.upload(quiet)).skipped);
+  assert.is(fake.calls.length, 0, 'nothing sent');
+  assert.equal(skipped, ['final', 'partial', 'upload']);
+  assert.is(wt.sttBacklog.windows, 0);
+  wt.close();
+});
+
+/** A recognizer that hears "chest pain" and a loop in the loud stretch and invents a stock phrase over the quiet second before it. */
+class InventingRecognizer {
+  readonly calls: TranscriptionRequest[] = [];
+  async transcribe(request: TranscriptionRequest): Promise<Transcription> {
+    this.calls.push(request);
+    const words = [
+      { word: 'Thank', start: 0.05, end: 0.15 }, { word: 'you', start: 0.15, end: 0.25 }, { word: 'for', start: 0.25, end: 0.35 }, { word: 'watching.', start: 0.35, end: 0.6 },
+      { word: 'chest', start: 1.2, end: 1.5 }, { word: 'pain', start: 1.6, end: 1.9 },
+      { word: 'you', start: 2.0, end: 2.1 }, { word: 'you', start: 2.1, end: 2.2 }, { word: 'you', start: 2.2, end: 2.3 }, { word: 'you', start: 2.3, end: 2.4 },
+    ];
+    return { text: words.map((w) => w.word).join(' '), words, segments: [{ start: 0, end: 2.5, text: 'x', noSpeechProb: 0.25, avgLogprob: -0.45, compressionRatio: 1.4 }] };
+  }
+}
+
+transcriber('words invented outside checked speech are dropped and counted; spoken words stay', async () => {
+  const dropped: Partial<Record<DropReason, number>> = {};
+  const recognizer = new InventingRecognizer();
+  const wt = new WindowTranscriber(recognizer, {
+    concurrency: 1, sampleRate: 16000, thresholds: DEFAULT_THRESHOLDS,
+    speechCheck: { detector: loudDetector, minSpeechMs: 200 },
+    filter: { ...DEFAULT_FILTER_OPTIONS, phrases: await loadStockPhrases() },
+    onDropped: (reason, n) => (dropped[reason] = (dropped[reason] ?? 0) + n),
+  });
+  // Quiet first second, then 1.5 s of speech, then quiet: the loop is spoken ("you" once), the phrase is not.
+  const audio = new Int16Array([...tone(1000, false), ...tone(1500, true), ...tone(500, false)]);
+  const result = await wt.final(windowOf(audio, 5000), { onFailure: () => assert.unreachable(), onRecovered: () => undefined });
+  assert.equal(result.words.map((w) => w.word), ['chest', 'pain', 'you']);
+  assert.equal(result.words[0].startMs, 6200);
+  assert.equal(dropped, { outside_speech: 4, loop: 3 });
+  assert.is(result.speechMs, 1560);
+  wt.close();
+});
+
+transcriber('without word timestamps a stock phrase over weak speech goes, over real speech it stays', async () => {
+  const phrases = await loadStockPhrases();
+  const answer = (text: string) => ({ transcribe: async (): Promise<Transcription> => ({ text }) });
+  const options = { concurrency: 1, sampleRate: 16000, thresholds: DEFAULT_THRESHOLDS, filter: { ...DEFAULT_FILTER_OPTIONS, phrases } };
+  const weak = new WindowTranscriber(answer('Thank you for watching.'), { ...options, speechCheck: { detector: loudDetector, minSpeechMs: 0 } });
+  assert.equal((await weak.upload(windowOf(new Int16Array([...tone(1500, false), ...tone(200, true)]), 0))).words, []);
+  const strong = new WindowTranscriber(answer('Thank you, doctor.'), { ...options, speechCheck: { detector: loudDetector, minSpeechMs: 0 } });
+  assert.equal((await strong.upload(windowOf(tone(1500, true), 0))).words.map((w) => w.word), ['Thank', 'you,', 'doctor.']);
+  const thanks = new WindowTranscriber(answer('Thank you.'), { ...options, speechCheck: { detector: loudDetector, minSpeechMs: 0 } });
+  assert.equal((await thanks.upload(windowOf(tone(700, true), 0))).words.map((w) => w.word), ['Thank', 'you.'], 'a real "thank you" stays');
+  for (const wt of [weak, strong, thanks]) wt.close();
+});
+
+transcriber.run();
