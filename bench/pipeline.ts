@@ -9,7 +9,11 @@
  *     of the one-second crash slices + local upload): its CPU cost as a share of the pipeline's.
  *  3. latency: N streams at real time; gateway-added latency (last speech audio received → final event
  *     sent, minus the STT call; and the processing part alone) p50/p95/p99 from the gateway's own
- *     metrics, and CPU % per stream.
+ *     metrics, time to first partial, and CPU % per stream; once with a recognizer that answers at once
+ *     and once with one that takes BENCH_STT_LATENCY_MS (default 300, a hosted Whisper's usual), where
+ *     the speculative final's call overlaps the endpointing silence.
+ *  4. STT cost: audio sent to STT ÷ audio streamed, per language, partials budgeted / unbounded / off
+ *     (bench/stt-cost.ts).
  *
  *   BENCH_STREAMS=8 (streams in each phase)  BENCH_REALTIME_SECONDS=30 (audio per stream in phase 3)
  */
@@ -22,6 +26,7 @@ import { chunksFor, ingestUrl, streamChunks, type StreamedChunk } from '../test/
 import { signToken } from '../test/support/tokens.ts';
 import { cpuSeconds, quantiles, removeBenchData, startGateway, startSttServer, stop } from './processes.ts';
 import { CaptionCollector } from '../test/support/viewer.ts';
+import { sttCost } from './stt-cost.ts';
 
 const streams = Number(process.env.BENCH_STREAMS ?? 8);
 const realtimeSeconds = Number(process.env.BENCH_REALTIME_SECONDS ?? 30);
@@ -101,22 +106,35 @@ try {
       `(${(((archived.cpu - plain.cpu) / archived.audioSeconds) * 3600).toFixed(2)} CPU-s per stream-hour)`,
   );
 
-  const gateway = await startGateway(stt.url, { ARCHIVE_RECIPIENTS: recipient });
-  const cpuBefore = await cpuSeconds(gateway.child);
-  const started = performance.now();
-  await runStreams(gateway.baseUrl, streams, 1, realtimeSeconds * 1000);
-  const cpu = (await cpuSeconds(gateway.child)) - cpuBefore;
-  const elapsed = (performance.now() - started) / 1000;
-  const added = await quantiles(gateway.baseUrl, 'helssa_final_added_latency_seconds');
-  const processing = await quantiles(gateway.baseUrl, 'helssa_final_processing_seconds');
-  const figures = (q: Record<string, number>) => `p50 ${q['0.5'].toFixed(1)} ms, p95 ${q['0.95'].toFixed(1)} ms, p99 ${q['0.99'].toFixed(1)} ms`;
-  console.log(
-    `latency   ${streams} streams at real time for ${realtimeSeconds} s, ${added.count} finals:\n` +
-      `          end of speech → final, minus STT (includes the ${process.env.SEGMENT_SILENCE_MS ?? 500} ms endpointing silence): ${figures(added)}\n` +
-      `          window closed → final, minus STT (queue + processing): ${figures(processing)}\n` +
-      `          gateway CPU ${((cpu / elapsed) * 100).toFixed(1)}% of a core (${((cpu / elapsed / streams) * 100).toFixed(2)}% per stream)`,
-  );
-  await stop(gateway.child);
+  const latencyRun = async (sttUrl: string, label: string) => {
+    const gateway = await startGateway(sttUrl, { ARCHIVE_RECIPIENTS: recipient });
+    const cpuBefore = await cpuSeconds(gateway.child);
+    const started = performance.now();
+    await runStreams(gateway.baseUrl, streams, 1, realtimeSeconds * 1000);
+    const cpu = (await cpuSeconds(gateway.child)) - cpuBefore;
+    const elapsed = (performance.now() - started) / 1000;
+    const added = await quantiles(gateway.baseUrl, 'helssa_final_added_latency_seconds');
+    const processing = await quantiles(gateway.baseUrl, 'helssa_final_processing_seconds');
+    const firstPartial = await quantiles(gateway.baseUrl, 'helssa_first_partial_seconds');
+    const figures = (q: Record<string, number>) => `p50 ${q['0.5'].toFixed(1)} ms, p95 ${q['0.95'].toFixed(1)} ms, p99 ${q['0.99'].toFixed(1)} ms`;
+    console.log(
+      `latency   ${streams} streams at real time for ${realtimeSeconds} s, ${label}, ${added.count} finals:\n` +
+        `          end of speech → final, minus STT (endpointing ${process.env.SEGMENT_SILENCE_MS ?? 500} ms, speculative final after ${process.env.SEGMENT_SPECULATIVE_MS ?? 200} ms): ${figures(added)}\n` +
+        `          window closed → final, minus STT (queue + processing): ${figures(processing)}\n` +
+        `          speech start → first partial: ${figures(firstPartial)}\n` +
+        `          gateway CPU ${((cpu / elapsed) * 100).toFixed(1)}% of a core (${((cpu / elapsed / streams) * 100).toFixed(2)}% per stream)`,
+    );
+    await stop(gateway.child);
+  };
+  await latencyRun(stt.url, 'recognizer answering at once');
+  const sttLatencyMs = Number(process.env.BENCH_STT_LATENCY_MS ?? 300);
+  const slowStt = await startSttServer({ STT_LATENCY_MS: String(sttLatencyMs) });
+  try {
+    await latencyRun(slowStt.url, `recognizer taking ${sttLatencyMs} ms`);
+  } finally {
+    await stop(slowStt.child);
+  }
+  await sttCost(stt.url);
 } finally {
   await stop(stt.child);
   await removeBenchData();

@@ -21,8 +21,8 @@ export function startProcess(args: string[], env: Record<string, string>): Child
   return spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
 }
 
-export async function startSttServer(): Promise<{ child: ChildProcess; url: string }> {
-  const child = startProcess(['test/support/stt-server-main.ts'], {});
+export async function startSttServer(env: Record<string, string> = {}): Promise<{ child: ChildProcess; url: string }> {
+  const child = startProcess(['test/support/stt-server-main.ts'], env);
   const [line] = await createInterface({ input: child.stdout! })[Symbol.asyncIterator]().next().then((r) => [r.value as string]);
   return { child, url: line.trim() };
 }

@@ -14,6 +14,13 @@ import { Segmenter, type SegmenterOptions } from './segmenter/segmenter.ts';
 import type { RecognizerSettings } from './stt/recognizer.ts';
 import type { HallucinationThresholds } from './stt/recognized-words.ts';
 import type { InventedWordsSettings } from './stt/speech-guard.ts';
+import type { PartialBudgetOptions } from './stt/stt-cost.ts';
+
+/**
+ * Credit a track's partials and speculative finals may hold: a pause earns the next utterance its quick
+ * partials and a speculative final of up to this length (longer utterances end the usual way).
+ */
+const PARTIAL_MAX_CREDIT_MS = 8000;
 
 /** What the gateway and the upload worker share: the recognizer and the upload job queue. */
 export interface SttComponents {
@@ -73,7 +80,10 @@ export interface GatewayComponents extends SttComponents {
   dataDir: string;
   keyFile: string;
   logLevel: string;
-  stt: { concurrency: number; language: string | undefined; languages: string[] | undefined; prompt: string | undefined; backlogMemoryS: number; spillDir: string };
+  stt: {
+    concurrency: number; language: string | undefined; languages: string[] | undefined; prompt: string | undefined; backlogMemoryS: number; spillDir: string;
+    partialBudget: PartialBudgetOptions; partialContextMs: number;
+  };
   vadAggressiveness: number;
   segmenter: Partial<SegmenterOptions>;
   realTime: RealTimeLimits;
@@ -117,8 +127,10 @@ export function gatewayComponents(config: Config): GatewayComponents {
     cutSearchMs: Math.min(4000, Math.floor(config.SEGMENT_MAX_WINDOW_MS / 4)),
     overlapMs: config.SEGMENT_OVERLAP_MS,
     partialIntervalMs: config.SEGMENT_PARTIAL_INTERVAL_MS,
+    // Off when not below the endpointing silence (it would never come first).
+    speculativeSilenceMs: config.SEGMENT_SPECULATIVE_MS < config.SEGMENT_SILENCE_MS ? config.SEGMENT_SPECULATIVE_MS : 0,
   };
-  const uploadSegmenter = { ...segmenter, silenceMs: config.UPLOAD_SILENCE_MS, maxWindowMs: config.UPLOAD_MAX_WINDOW_MS, cutSearchMs: Math.min(4000, Math.floor(config.UPLOAD_MAX_WINDOW_MS / 4)) };
+  const uploadSegmenter = { ...segmenter, speculativeSilenceMs: 0, silenceMs: config.UPLOAD_SILENCE_MS, maxWindowMs: config.UPLOAD_MAX_WINDOW_MS, cutSearchMs: Math.min(4000, Math.floor(config.UPLOAD_MAX_WINDOW_MS / 4)) };
   for (const [names, options] of [['SEGMENT_*', segmenter], ['UPLOAD_*', uploadSegmenter]] as const) {
     try {
       new Segmenter(options);
@@ -141,7 +153,9 @@ export function gatewayComponents(config: Config): GatewayComponents {
     dataDir,
     keyFile: join(dataDir, 'keys', 'at-rest.key'),
     logLevel: config.LOG_LEVEL,
-    stt: { concurrency: config.STT_CONCURRENCY, language: config.STT_LANGUAGE, languages: config.STT_LANGUAGES.length > 0 ? config.STT_LANGUAGES : undefined, prompt: config.STT_PROMPT, backlogMemoryS: config.STT_BACKLOG_MEMORY_S, spillDir: join(dataDir, 'stt-backlog') },
+    stt: { concurrency: config.STT_CONCURRENCY, language: config.STT_LANGUAGE, languages: config.STT_LANGUAGES.length > 0 ? config.STT_LANGUAGES : undefined, prompt: config.STT_PROMPT, backlogMemoryS: config.STT_BACKLOG_MEMORY_S, spillDir: join(dataDir, 'stt-backlog'),
+      partialBudget: { budget: config.STT_PARTIAL_BUDGET, maxCreditMs: PARTIAL_MAX_CREDIT_MS }, partialContextMs: config.PARTIAL_CONTEXT_MS,
+    },
     vadAggressiveness: config.VAD_AGGRESSIVENESS,
     segmenter,
     realTime: { maxSpeed: config.INGEST_MAX_SPEED, burstMs: config.INGEST_BURST_MS },

@@ -105,6 +105,12 @@ const schema = z
     SEGMENT_MAX_WINDOW_MS: int(28000, 5000, 30000),
     SEGMENT_OVERLAP_MS: int(1500, 0, 5000),
     SEGMENT_PARTIAL_INTERVAL_MS: int(1000, 0, 10000),
+    /** Silence after which a speculative final is sent (its STT call overlaps the rest of SEGMENT_SILENCE_MS); 0: off. */
+    SEGMENT_SPECULATIVE_MS: int(200, 0, 5000),
+    /** Partial audio sent to STT per audio received, at most (finals are never held back). */
+    STT_PARTIAL_BUDGET: z.coerce.number().min(0).max(100).default(0.5),
+    /** Audio before the last stable word that a partial window keeps as context. */
+    PARTIAL_CONTEXT_MS: int(2000, 0, 30000),
 
     UPLOAD_MAX_BYTES: int(500 * 1024 * 1024, 1024, 8 * 1024 ** 3),
     UPLOAD_MAX_DURATION_S: int(3600, 1, 24 * 3600),

@@ -11,6 +11,7 @@ export function createMetrics() {
     producerResumes: new Counter({ name: 'helssa_producer_resumes_total', help: 'Tracks continued by a new producer connection (after a drop, or taking over a silent one)', labelNames: ['after'], registers: [registry] }),
     lostPackets: new Counter({ name: 'helssa_lost_packets_total', help: 'Opus packets concealed (lost, late or corrupt)', registers: [registry] }),
     windows: new Counter({ name: 'helssa_windows_total', help: 'Windows the segmenter cut for STT (those the speech check skips included)', labelNames: ['kind'], registers: [registry] }),
+    sttAudioSeconds: new Counter({ name: 'helssa_stt_audio_seconds_total', help: 'Seconds of audio the recognizer answered (what it bills), by window kind (partial, final, speculative, upload)', labelNames: ['kind'], registers: [registry] }),
     windowsSkipped: new Counter({ name: 'helssa_windows_skipped_total', help: 'Windows not sent to STT: the speech check found too little speech in them (a cough, a door)', labelNames: ['kind'], registers: [registry] }),
     hallucinationsDropped: new Counter({ name: 'helssa_hallucinations_dropped_total', help: 'Words taken out of STT answers as invented, by reason (segment, outside_speech, loop, phrase)', labelNames: ['reason'], registers: [registry] }),
     sttFailures: new Counter({ name: 'helssa_stt_failures_total', help: 'STT calls failed after the client retries', labelNames: ['kind'], registers: [registry] }),
@@ -18,6 +19,14 @@ export function createMetrics() {
     finalLatency: new Summary({
       name: 'helssa_final_added_latency_seconds',
       help: 'Gateway-added latency: last speech audio received → final event sent, minus the STT call (includes the endpointing silence)',
+      percentiles,
+      maxAgeSeconds: 600,
+      ageBuckets: 5,
+      registers: [registry],
+    }),
+    firstPartial: new Summary({
+      name: 'helssa_first_partial_seconds',
+      help: 'Start of an utterance\'s speech → its first partial event sent (at real time: the audio received since stands for the time)',
       percentiles,
       maxAgeSeconds: 600,
       ageBuckets: 5,

@@ -234,6 +234,12 @@ export interface SessionStatus {
   sttError: string | null;
   /** Final windows waiting for STT (grows during an outage). */
   sttBacklog: { windows: number; audioMs: number };
+  /**
+   * Audio of the live tracks received, and sent to the recognizer by kind (what it bills: partials,
+   * finals, speculative finals discarded because speech went on), and sent ÷ received; while the
+   * session is loaded in this gateway (null once it has left memory).
+   */
+  sttAudio: { receivedMs: number; sentMs: { partial: number; final: number; speculative: number }; factor: number } | null;
   /** Number of final segments so far. */
   lastSeq: number;
   tracks: TrackInfo[];

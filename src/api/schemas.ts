@@ -48,6 +48,10 @@ export const sessionStatus = z.object({
   stt: z.enum(['ok', 'degraded', 'misconfigured']).describe('misconfigured: the recognizer refuses the gateway\'s requests (key, model, deployment, format); windows are kept until it takes them'),
   sttError: z.string().nullable().describe("the recognizer's refusal while stt is misconfigured"),
   sttBacklog: z.object({ windows: z.int(), audioMs: z.number() }).describe('final windows waiting for STT (grows during an outage; their audio is bounded in memory and spilled to disk encrypted)'),
+  sttAudio: z
+    .object({ receivedMs: z.number(), sentMs: z.object({ partial: z.number(), final: z.number(), speculative: z.number() }), factor: z.number() })
+    .nullable()
+    .describe('live audio received, and sent to the recognizer by kind (partials, finals, speculative finals discarded), and sent ÷ received: the STT cost factor; null once the session has left memory'),
   lastSeq: z.int().describe('number of final segments so far'),
   tracks: z.array(track),
   progress: z.object({ windows: z.object({ pending: z.int(), done: z.int(), failed: z.int() }) }),

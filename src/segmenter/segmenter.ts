@@ -16,6 +16,13 @@
  *    (`keepFromMs`/`keepUntilMs`: the middle of the overlap), which the merger uses.
  *  - Each window lists its stretches of VAD speech (`speech`), from which word times are estimated when
  *    the recognizer gives none.
+ *  - Speculative finals: after `speculativeSilenceMs` of silence (less than `silenceMs`) a `speculative`
+ *    window of the utterance so far is emitted, so its STT call overlaps the rest of the endpointing
+ *    silence. Speech before `silenceMs` cancels it (the utterance goes on). When the silence is confirmed
+ *    the final window says which speculative window `confirms` it: the final adds only non-speech audio,
+ *    so the speculative transcript stands for it. `commitSpeculation` closes the utterance at once at the
+ *    speculative window's end (its transcript matched the last partial): speech after it starts a new
+ *    utterance, so nothing published is ever taken back.
  */
 
 export interface SegmenterOptions {
@@ -46,6 +53,8 @@ export interface SegmenterOptions {
    * Default false (live: always overlap, a VAD pause may still hide a soft word).
    */
   overlapOnlyInSpeech: boolean;
+  /** Silence after which a speculative final window is emitted; 0 disables speculation. Below `silenceMs`. Default 0. */
+  speculativeSilenceMs: number;
 }
 
 export const DEFAULT_SEGMENTER_OPTIONS: SegmenterOptions = {
@@ -61,6 +70,7 @@ export const DEFAULT_SEGMENTER_OPTIONS: SegmenterOptions = {
   overlapMs: 1500,
   pauseCutMs: 150,
   overlapOnlyInSpeech: false,
+  speculativeSilenceMs: 0,
 };
 
 export interface AudioFrame {
@@ -69,7 +79,7 @@ export interface AudioFrame {
   isSpeech: boolean;
 }
 
-export type WindowKind = 'partial' | 'final';
+export type WindowKind = 'partial' | 'final' | 'speculative';
 export type WindowCloseReason = 'silence' | 'max-length' | 'flush';
 
 export interface AudioWindow {
@@ -86,6 +96,8 @@ export interface AudioWindow {
   keepFromMs?: number;
   /** Words centred at or after this belong to the next window (set when cut with overlap). */
   keepUntilMs?: number;
+  /** On a final: the speculative window of the same utterance whose transcript stands for this one. */
+  confirms?: number;
   /** The stretches the VAD called speech, [startMs, endMs] in track time, in order. */
   speech: [number, number][];
   audio: Int16Array;
@@ -116,6 +128,8 @@ export class Segmenter {
   private windowIds = 0;
   private utteranceIds = 0;
   private utteranceId = 0;
+  /** The speculative window of the open utterance, while no speech has followed it. */
+  private speculation: { id: number; end: number } | undefined;
 
   constructor(options: Partial<SegmenterOptions> = {}) {
     this.options = { ...DEFAULT_SEGMENTER_OPTIONS, ...options };
@@ -127,6 +141,7 @@ export class Segmenter {
     if (o.trailingPadMs > o.silenceMs) throw new RangeError('trailingPadMs must not exceed silenceMs');
     if (o.cutSearchMs < o.frameMs || o.cutSearchMs >= o.maxWindowMs) throw new RangeError('cutSearchMs must be at least one frame and below maxWindowMs');
     if (o.overlapMs * 2 >= o.maxWindowMs - o.cutSearchMs) throw new RangeError('overlapMs too large for maxWindowMs');
+    if (o.speculativeSilenceMs < 0 || (o.speculativeSilenceMs > 0 && o.speculativeSilenceMs >= o.silenceMs)) throw new RangeError('speculativeSilenceMs must be 0 or below silenceMs');
     this.frameSamples = (o.sampleRate * o.frameMs) / 1000;
   }
 
@@ -148,6 +163,15 @@ export class Segmenter {
     return this.inSpeech ? this.continueSpeech(index, frame.isSpeech) : this.awaitSpeech(index, frame.isSpeech);
   }
 
+  /**
+   * Closes the open utterance at the end of its speculative window `id`, if no speech has followed it:
+   * returns the final window (which `confirms` it), or nothing when speech resumed or the utterance closed.
+   */
+  commitSpeculation(id: number): AudioWindow[] {
+    if (!this.inSpeech || this.speculation?.id !== id) return [];
+    return this.closeUtterance(this.speculation.end, 'silence');
+  }
+
   /** End of input: closes an open utterance as a final window. Safe to call at any point, and again. */
   flush(): AudioWindow[] {
     if (!this.inSpeech) return [];
@@ -165,6 +189,7 @@ export class Segmenter {
       this.lastSpeechFrame = index;
       this.lastPartialFrame = index;
       this.silenceRun = 0;
+      this.speculation = undefined;
       this.utteranceId = ++this.utteranceIds;
       return [];
     }
@@ -178,6 +203,7 @@ export class Segmenter {
     if (isSpeech) {
       this.lastSpeechFrame = index;
       this.silenceRun = 0;
+      this.speculation = undefined;
     } else {
       this.silenceRun++;
     }
@@ -187,6 +213,14 @@ export class Segmenter {
     }
     if (index + 1 - this.windowStart >= this.toFrames(o.maxWindowMs)) {
       return [this.cutAtQuietestPoint(index)];
+    }
+    if (o.speculativeSilenceMs > 0 && this.silenceRun === this.toFrames(o.speculativeSilenceMs) && index + 1 > this.windowStart) {
+      const end = Math.min(this.lastSpeechFrame + 1 + this.toFrames(o.trailingPadMs), index + 1);
+      if (end > this.windowStart) {
+        const window = this.makeWindow('speculative', this.windowStart, end);
+        this.speculation = { id: window.id, end };
+        return [window];
+      }
     }
     if (o.partialIntervalMs > 0 && index - this.lastPartialFrame >= this.toFrames(o.partialIntervalMs)) {
       this.lastPartialFrame = index;
@@ -202,6 +236,9 @@ export class Segmenter {
    */
   private closeUtterance(end: number, reason: WindowCloseReason): AudioWindow[] {
     const windows = end > this.windowStart ? [this.makeWindow('final', this.windowStart, end, reason)] : [];
+    // No speech came after the speculative window (it would have cancelled it): its transcript stands.
+    if (this.speculation && windows[0]) windows[0].confirms = this.speculation.id;
+    this.speculation = undefined;
     this.inSpeech = false;
     this.speechRun = 0;
     this.silenceRun = 0;
@@ -237,6 +274,7 @@ export class Segmenter {
     this.keepFrom = overlap > 0 ? seam : undefined;
     this.lastWindowEnd = cut;
     this.lastPartialFrame = index;
+    this.speculation = undefined;
     this.utteranceId = ++this.utteranceIds;
     this.dropBefore(this.windowStart);
     return window;

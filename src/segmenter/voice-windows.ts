@@ -40,6 +40,11 @@ export class VoiceWindows {
     for (const frame of this.framer.push(pcm)) this.pushFrame(frame);
   }
 
+  /** Closes the open utterance at its speculative window `id` (see Segmenter); the final goes to the sink. */
+  commitSpeculation(id: number): void {
+    for (const window of this.segmenter.commitSpeculation(id)) this.sink.window(window);
+  }
+
   /** End of the audio: the partial last frame and the open utterance. */
   flush(): void {
     for (const frame of this.framer.flush()) this.pushFrame(frame);

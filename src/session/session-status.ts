@@ -13,6 +13,7 @@ export interface LiveView {
   stt: SttState;
   sttError: string | null;
   sttBacklog: { windows: number; audioMs: number };
+  sttAudio: SessionStatus['sttAudio'];
   lastSeq: number;
   tracks: TrackInfo[];
 }
@@ -41,6 +42,7 @@ export async function sessionStatus(store: SessionStore, archiver: Archiver | un
     stt: view.stt,
     sttError: view.sttError,
     sttBacklog: view.sttBacklog,
+    sttAudio: view.sttAudio,
     lastSeq: view.lastSeq,
     tracks: view.tracks,
     progress: { windows },
@@ -74,6 +76,7 @@ async function storedView(store: SessionStore, id: string, state: SessionState):
     stt: 'ok',
     sttError: null,
     sttBacklog: { windows: 0, audioMs: 0 },
+    sttAudio: null,
     lastSeq: await store.lastSeq(id),
     tracks: tracks.map((t) => ({ trackId: t.trackId, role: t.role, participant: t.participant, format: t.format as TrackInfo['format'], state: t.state, receivedMs: t.receivedMs })),
   };

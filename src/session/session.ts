@@ -177,7 +177,7 @@ export class Session {
   /** Status for the REST API: the live state plus what only the database knows. */
   async status(): Promise<SessionStatus> {
     const live = this.describe();
-    return (await sessionStatus(this.deps.store, this.deps.archiver, this.id, { state: this.state, stt: live.stt, sttError: live.sttError ?? null, sttBacklog: { ...this.events.stt.backlog }, lastSeq: live.lastSeq, tracks: live.tracks }))!;
+    return (await sessionStatus(this.deps.store, this.deps.archiver, this.id, { state: this.state, stt: live.stt, sttError: live.sttError ?? null, sttBacklog: { ...this.events.stt.backlog }, sttAudio: this.events.stt.usage.figures, lastSeq: live.lastSeq, tracks: live.tracks }))!;
   }
 
   /**

@@ -6,6 +6,7 @@
  */
 import type { TrackInfo, Word } from '../../client-sdk/src/protocol.ts';
 import { RecognizerRefused } from '../stt/transcriber.ts';
+import { SttUsage } from '../stt/stt-cost.ts';
 import type { IngestError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
@@ -32,10 +33,11 @@ export class OrderedWrites {
   }
 }
 
-/** The recognizer as this session sees it: failing or not, and the finals waiting for it. */
+/** The recognizer as this session sees it: failing or not, the finals waiting for it, and the audio it was sent. */
 export class SttHealth {
   degraded = false;
   readonly backlog = { windows: 0, audioMs: 0 };
+  readonly usage = new SttUsage();
 
   changeBacklog(windows: number, audioMs: number): void {
     this.backlog.windows += windows;

@@ -3,6 +3,14 @@
  * audio units → Opus decoder (16 kHz) → framer (20 ms) → VAD → segmenter → STT → captions.
  * It owns no socket and no demuxer: the ingest adapter demuxes its transport (WebSocket frames, RTP) into
  * audio units and pushes them in; a TrackListener receives what comes out.
+ *
+ * What it sends to STT, and when:
+ *  - partials cover only the unconfirmed tail of the utterance (from `partialContextMs` before its last
+ *    stable word), with the stable words as the prompt, and go only while the track's partial budget
+ *    has credit: the audio sent stays a bounded multiple of the audio received;
+ *  - a speculative final goes after a short silence; the final the endpointing confirms takes its
+ *    transcript (no second call), and it is published at once when it says what the last partial said;
+ *    speech before the confirmation discards it (counted as paid for nothing).
  */
 import { CloseCode, type Word } from '../../client-sdk/src/protocol.ts';
 import { OpusDecoder, PIPELINE_SAMPLE_RATE } from '../audio/opus-decoder.ts';
@@ -12,7 +20,9 @@ import type { AudioUnit } from '../demux/packet-source.ts';
 import { IngestError } from '../errors.ts';
 import type { AudioWindow, SegmenterOptions } from '../segmenter/segmenter.ts';
 import { VoiceWindows } from '../segmenter/voice-windows.ts';
-import type { WindowTranscriber } from '../stt/window-transcriber.ts';
+import type { TranscribedWindow, WindowTranscriber } from '../stt/window-transcriber.ts';
+import { PartialBudget, type PartialBudgetOptions, type SttAudioKind, type SttUsage } from '../stt/stt-cost.ts';
+import { joinWords, normalizeText } from '../transcript/words.ts';
 import { TrackCaptions } from '../transcript/track-captions.ts';
 import type { Metrics } from '../metrics.ts';
 
@@ -70,6 +80,11 @@ export interface TrackPipelineOptions {
   metrics: Metrics;
   archive?: ArchiveSink;
   realTime: RealTimeLimits;
+  partialBudget: PartialBudgetOptions;
+  /** Audio before the last stable word a partial window keeps, for the recognizer's context. */
+  partialContextMs: number;
+  /** The session's count of audio received and sent to STT. */
+  usage: SttUsage;
 }
 
 export interface PipelineRequest {
@@ -79,7 +94,18 @@ export interface PipelineRequest {
   epoch: number;
   listener: TrackListener;
   archive: ArchiveSink | undefined;
+  usage: SttUsage;
 }
+
+/** A speculative final in flight: its window, its answer, and what became of it. */
+interface Speculation {
+  window: AudioWindow;
+  result: Promise<TranscribedWindow | undefined>;
+  /** Set once: confirmed by the final of its utterance, or discarded (speech resumed). */
+  fate?: 'confirmed' | 'discarded';
+}
+
+const windowMs = (window: Pick<AudioWindow, 'startMs' | 'endMs'>) => window.endMs - window.startMs;
 
 /** Builds a track's pipeline with the gateway's shared STT queue, VAD settings and segmenter options. */
 export type PipelineFactory = (request: PipelineRequest) => TrackPipeline;
@@ -94,10 +120,14 @@ export class TrackPipeline {
   private readonly decoder = new OpusDecoder();
   private readonly windows: VoiceWindows;
   private readonly captions = new TrackCaptions();
+  private readonly budget: PartialBudget;
+  private speculation: Speculation | undefined;
   private finalChain: Promise<void> = Promise.resolve();
   private partialInFlight = false;
   /** The utterance an earlier partial's speech check found speech in: its later partials are not checked again. */
   private speechConfirmedUtterance = 0;
+  /** The last utterance a partial was published for (the first of each is timed). */
+  private partialShownUtterance = 0;
   private lastReceivedAt = 0;
   private lastSpeechAt = 0;
   private lastProgressMs = 0;
@@ -117,6 +147,7 @@ export class TrackPipeline {
       speech: () => void (this.lastSpeechAt = this.lastReceivedAt),
     });
     this.realTime = new RealTimeGuard(options.realTime);
+    this.budget = new PartialBudget(options.partialBudget);
   }
 
   /** Milliseconds of audio received on this connection. */
@@ -261,6 +292,9 @@ export class TrackPipeline {
       return;
     }
     this.options.metrics.audioSeconds.inc(pcm.length / PIPELINE_SAMPLE_RATE);
+    const receivedMs = (pcm.length * 1000) / PIPELINE_SAMPLE_RATE;
+    this.options.usage.receive(receivedMs);
+    this.budget.earn(receivedMs);
     this.windows.push(pcm);
     if (this.receivedMs - this.lastProgressMs >= PROGRESS_EVERY_MS) {
       this.lastProgressMs = this.receivedMs;
@@ -279,42 +313,108 @@ export class TrackPipeline {
   }
 
   private dispatch(window: AudioWindow): void {
-    const { transcriber, listener, metrics, language, prompt, offsetMs } = this.options;
-    metrics.windows.inc({ kind: window.kind });
-    if (window.kind === 'partial') {
-      if (this.partialInFlight) return;
-      this.partialInFlight = true;
-      void transcriber.partial(window, language, prompt, this.speechConfirmedUtterance === window.utteranceId).then((result) => {
-        this.partialInFlight = false;
-        if (!result) {
-          metrics.sttFailures.inc({ kind: 'partial' });
-          return;
-        }
-        if (result.skipped) return;
-        if (result.speechMs !== undefined) this.speechConfirmedUtterance = window.utteranceId;
-        metrics.sttSeconds.observe({ kind: 'partial' }, result.sttMs / 1000);
-        const captions = this.captions.partial(window, result.words, result.timed);
-        if (captions) listener.partial(this.utteranceId(window), this.shift(captions.stable), this.shift(captions.unstable), window.startMs + offsetMs);
-      });
-      return;
-    }
+    this.options.metrics.windows.inc({ kind: window.kind });
+    if (window.kind === 'partial') this.sendPartial(window);
+    else if (window.kind === 'speculative') this.sendSpeculative(window);
+    else this.sendFinal(window);
+  }
+
+  /** Counts what the recognizer answered for a window (the session's cost factor). */
+  private record(kind: SttAudioKind, window: Pick<AudioWindow, 'startMs' | 'endMs'>, result: TranscribedWindow | undefined): void {
+    if (result && !result.skipped) this.options.usage.record(kind, windowMs(window));
+  }
+
+  /**
+   * The utterance's unconfirmed tail, from `partialContextMs` before its last stable word, with the
+   * stable words as the prompt; sent only when the partial budget has credit for it.
+   */
+  private sendPartial(full: AudioWindow): void {
+    const { transcriber, listener, metrics, language, prompt, offsetMs, partialContextMs } = this.options;
+    if (this.partialInFlight) return;
+    const stable = this.captions.stableOf(full.utteranceId);
+    const frameMs = 20;
+    const from = stable.length > 0 ? Math.max(full.startMs, Math.floor((stable.at(-1)!.endMs - partialContextMs) / frameMs) * frameMs) : full.startMs;
+    const window = from === full.startMs ? full : tailOf(full, from);
+    if (!this.budget.take(windowMs(window))) return;
+    this.partialInFlight = true;
+    const tailPrompt = [prompt, joinWords(stable.slice(-40))].filter(Boolean).join(' ') || undefined;
+    void transcriber.partial(window, language, tailPrompt, this.speechConfirmedUtterance === window.utteranceId).then((result) => {
+      this.partialInFlight = false;
+      if (!result) {
+        metrics.sttFailures.inc({ kind: 'partial' });
+        return;
+      }
+      this.record('partial', window, result);
+      if (result.skipped) return;
+      if (result.speechMs !== undefined) this.speechConfirmedUtterance = window.utteranceId;
+      metrics.sttSeconds.observe({ kind: 'partial' }, result.sttMs / 1000);
+      const captions = this.captions.partial(window, result.words, result.timed);
+      if (!captions) return;
+      listener.partial(this.utteranceId(window), this.shift(captions.stable), this.shift(captions.unstable), full.startMs + offsetMs);
+      if (this.partialShownUtterance !== full.utteranceId && captions.stable.length + captions.unstable.length > 0) {
+        this.partialShownUtterance = full.utteranceId;
+        const speechStartMs = full.speech[0]?.[0] ?? full.startMs;
+        metrics.firstPartial.observe(Math.max(0, performance.now() - this.lastReceivedAt + this.windows.positionMs - speechStartMs) / 1000);
+      }
+    });
+  }
+
+  /**
+   * A speculative final: sent at once; the final that confirms it takes its answer. If the answer says
+   * what the last partial said, the utterance is closed now (the final is published without waiting
+   * for the rest of the endpointing silence).
+   */
+  private sendSpeculative(window: AudioWindow): void {
+    const { transcriber, language, prompt } = this.options;
+    this.discardSpeculation();
+    // Without credit there is no speculation: the final then goes when the endpointing confirms it.
+    if (!this.budget.take(windowMs(window))) return;
+    const speculation: Speculation = { window, result: transcriber.speculative(window, language, prompt) };
+    this.speculation = speculation;
+    void speculation.result.then((result) => {
+      if (this.speculation !== speculation || speculation.fate || !result || result.skipped || result.words.length === 0) return;
+      const partial = normalizeText(joinWords(this.captions.latestOf(window.utteranceId))).join(' ');
+      if (partial && partial === normalizeText(joinWords(result.words)).join(' ')) this.guarded(() => this.windows.commitSpeculation(window.id));
+    });
+  }
+
+  /** Speech resumed (or the utterance was cut): the speculative answer is not used; it was paid for. */
+  private discardSpeculation(): void {
+    const speculation = this.speculation;
+    if (!speculation || speculation.fate) return;
+    speculation.fate = 'discarded';
+    void speculation.result.then((result) => this.record('speculative', speculation.window, result));
+  }
+
+  private sendFinal(window: AudioWindow): void {
+    const { listener, metrics, offsetMs } = this.options;
     const closedAt = this.lastReceivedAt;
     const speechEndAt = window.closedBy === 'max-length' ? closedAt : this.lastSpeechAt;
     const utteranceId = this.utteranceId(window);
     const span = { startMs: window.startMs + offsetMs, endMs: window.endMs + offsetMs };
     listener.queued(utteranceId, span);
-    const transcribed = transcriber.final(
-      window,
-      {
-        onFailure: (error) => {
-          metrics.sttFailures.inc({ kind: 'final' });
-          listener.sttFailed(error, utteranceId);
-        },
-        onRecovered: () => listener.sttRecovered(),
+    const callbacks = {
+      onFailure: (error: Error) => {
+        metrics.sttFailures.inc({ kind: 'final' });
+        listener.sttFailed(error, utteranceId);
       },
-      language,
-      prompt,
-    );
+      onRecovered: () => listener.sttRecovered(),
+    };
+    const speculation = this.speculation;
+    let transcribed: Promise<TranscribedWindow>;
+    if (speculation && !speculation.fate && window.confirms === speculation.window.id) {
+      speculation.fate = 'confirmed';
+      this.budget.giveBack(windowMs(speculation.window));
+      // Its answer stands for this window (which adds only silence); if it failed, the final goes itself.
+      transcribed = speculation.result.then((result) => {
+        this.record('final', speculation.window, result);
+        return result ?? this.transcribeFinal(window, callbacks);
+      });
+    } else {
+      this.discardSpeculation();
+      transcribed = this.transcribeFinal(window, callbacks);
+    }
+    this.speculation = undefined;
     // Handled in the chain below; this only stops Node from calling it unhandled while it waits its turn.
     transcribed.catch(() => undefined);
     // Transcribed concurrently, published in window order: the seam merger needs the previous final.
@@ -331,4 +431,21 @@ export class TrackPipeline {
       await listener.final(utteranceId, this.shift(words), span, { speechEndAt, closedAt, sttMs: result.sttMs });
     });
   }
+
+  private async transcribeFinal(window: AudioWindow, callbacks: { onFailure(error: Error): void; onRecovered(): void }): Promise<TranscribedWindow> {
+    const result = await this.options.transcriber.final(window, callbacks, this.options.language, this.options.prompt);
+    this.record('final', window, result);
+    return result;
+  }
+}
+
+/** The part of a window from `fromMs` on (a partial's unconfirmed tail). */
+function tailOf(window: AudioWindow, fromMs: number): AudioWindow {
+  const samplesPerMs = PIPELINE_SAMPLE_RATE / 1000;
+  return {
+    ...window,
+    startMs: fromMs,
+    audio: window.audio.subarray((fromMs - window.startMs) * samplesPerMs),
+    speech: window.speech.filter(([, b]) => b > fromMs).map(([a, b]): [number, number] => [Math.max(a, fromMs), b]),
+  };
 }

@@ -179,6 +179,7 @@ export class TrackTable {
       epoch,
       listener: trackListener(this.options.events, info, request.onFailed),
       archive: track.archive,
+      usage: this.options.events.stt.usage,
     });
     // Audio the track already has (resent after the resume window passed) is skipped, not appended again.
     if (request.startMs !== undefined && request.startMs < storedMs) track.pipeline.resume(request.startMs);

@@ -54,6 +54,8 @@ export interface WindowTranscriberOptions {
   filter?: HallucinationFilterOptions;
   /** A window the speech check kept from the recognizer. */
   onSkipped?(kind: WindowKindSent): void;
+  /** Audio the recognizer answered, seconds (what it bills). */
+  onSent?(kind: WindowKindSent, audioSeconds: number): void;
   /** Words taken out of an answer, by reason. */
   onDropped?(reason: DropReason, words: number): void;
 }
@@ -64,7 +66,7 @@ export interface SpeechCheckOptions {
   minSpeechMs: number;
 }
 
-export type WindowKindSent = 'partial' | 'final' | 'upload';
+export type WindowKindSent = 'partial' | 'final' | 'speculative' | 'upload';
 
 /** What the speech check found in a window: its stretches of speech in track time. */
 interface SpeechFound {
@@ -192,7 +194,23 @@ export class WindowTranscriber {
     try {
       const found = speechConfirmed ? undefined : await this.checkSpeech(window, 'partial');
       if (found === null) return skipped();
-      const result = await this.queue.add(() => this.attempt(window, found, language, prompt), { priority: PRIORITY.partial, signal: this.shutdown.signal });
+      const result = await this.queue.add(() => this.attempt(window, found, 'partial', language, prompt), { priority: PRIORITY.partial, signal: this.shutdown.signal });
+      return result === NOT_SENT ? undefined : result;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * One attempt at a speculative final (the utterance after a short silence, before the endpointing
+   * confirms it), ahead of partials; undefined when it fails or is not sent (the final then goes itself).
+   */
+  async speculative(window: AudioWindow, language?: string, prompt?: string): Promise<TranscribedWindow | undefined> {
+    if (this.refusal) return undefined;
+    try {
+      const found = await this.checkSpeech(window, 'speculative');
+      if (found === null) return skipped();
+      const result = await this.queue.add(() => this.attempt(window, found, 'speculative', language, prompt), { priority: PRIORITY.final, signal: this.shutdown.signal });
       return result === NOT_SENT ? undefined : result;
     } catch {
       return undefined;
@@ -236,7 +254,7 @@ export class WindowTranscriber {
       for (let attempt = 1; ; attempt++) {
         await this.accepting();
         try {
-          const result = await this.queue.add(async () => (this.refusal ? NOT_SENT : this.attempt({ ...span, audio: held ?? (await this.spill!.take(spilled!)) }, found, language, prompt)), {
+          const result = await this.queue.add(async () => (this.refusal ? NOT_SENT : this.attempt({ ...span, audio: held ?? (await this.spill!.take(spilled!)) }, found, 'final', language, prompt)), {
             priority: PRIORITY.final,
             signal: this.shutdown.signal,
           });
@@ -290,7 +308,7 @@ export class WindowTranscriber {
     for (let refused = false; ; ) {
       await this.accepting();
       try {
-        const result = await this.queue.add(() => this.attempt(window, found, language, prompt), { priority: PRIORITY.upload, signal: this.shutdown.signal });
+        const result = await this.queue.add(() => this.attempt(window, found, 'upload', language, prompt), { priority: PRIORITY.upload, signal: this.shutdown.signal });
         if (result !== NOT_SENT) return result;
       } catch (error) {
         // Refused once: wait for the recognizer to take requests; refused again after that: it is this window.
@@ -347,7 +365,7 @@ export class WindowTranscriber {
   }
 
   /** Sends the window, unless the recognizer began refusing while it waited in the queue; filters what comes back. */
-  private async attempt(window: WindowAudio, found: SpeechFound | undefined, language?: string, prompt?: string): Promise<TranscribedWindow | typeof NOT_SENT> {
+  private async attempt(window: WindowAudio, found: SpeechFound | undefined, kind: WindowKindSent, language?: string, prompt?: string): Promise<TranscribedWindow | typeof NOT_SENT> {
     if (this.refusal) return NOT_SENT;
     const started = performance.now();
     let transcription;
@@ -359,6 +377,7 @@ export class WindowTranscriber {
       throw error;
     }
     const sttMs = performance.now() - started;
+    this.options.onSent?.(kind, window.audio.length / this.options.sampleRate);
     const recognized = recognizedWords(transcription, window, this.options.thresholds);
     if (recognized.droppedBySegment > 0) this.options.onDropped?.('segment', recognized.droppedBySegment);
     const { words, timed } = recognized;

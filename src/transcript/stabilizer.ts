@@ -14,6 +14,11 @@ export class Stabilizer {
     return this.committed;
   }
 
+  /** The latest hypothesis: the committed words and the unstable tail. */
+  get latest(): Word[] {
+    return [...this.committed, ...this.previousTail];
+  }
+
   /** Feeds the hypothesis for the utterance so far; returns the committed words and the unstable tail. */
   update(hypothesis: readonly Word[]): { stable: readonly Word[]; unstable: Word[] } {
     const tail = this.afterCommitted(hypothesis);

@@ -32,6 +32,16 @@ export class TrackCaptions {
     return stabilizer.update(this.afterSeam(window, words, timed));
   }
 
+  /** The committed words of an ongoing utterance (empty when none, or once it is final). */
+  stableOf(utteranceId: number): readonly Word[] {
+    return this.stabilizers.get(utteranceId)?.stable ?? [];
+  }
+
+  /** The latest partial hypothesis of an ongoing utterance (stable and unstable words). */
+  latestOf(utteranceId: number): Word[] {
+    return this.stabilizers.get(utteranceId)?.latest ?? [];
+  }
+
   /** Continues a track whose earlier finals were published by a previous process (their words, in order). */
   resumeAfter(published: readonly Word[]): void {
     const last = published.at(-1);

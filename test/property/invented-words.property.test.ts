@@ -6,13 +6,16 @@
  *    mixed in: the output is a subsequence of the input; every spoken word inside checked speech that
  *    is not part of a loop survives (a cough next to speech costs no word); every word invented outside
  *    speech, every listed phrase over no speech and every loop beyond its first occurrence is dropped;
- *    the counts by reason add up to what was dropped; filtering twice changes nothing.
+ *    the counts by reason add up to what was dropped; filtering twice changes nothing;
+ *  - the partial budget: over any sequence of audio received, partials asked for and speculative finals
+ *    given back, what it lets through never exceeds budget × received + the credit it starts with.
  */
 import fc from 'fast-check';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Word } from '../../client-sdk/src/protocol.ts';
 import { speechStretches, stretchesMs, DEFAULT_SPEECH_STRETCH_OPTIONS } from '../../src/audio/speech-stretches.ts';
+import { PartialBudget } from '../../src/stt/stt-cost.ts';
 import { collapseLoops, DEFAULT_FILTER_OPTIONS, filterHallucinations, parsePhrases } from '../../src/stt/hallucination-filter.ts';
 
 const RUNS = { numRuns: 300, seed: 20261130 };
@@ -147,6 +150,37 @@ test('loops: collapsing keeps the order and one occurrence; three "no" stay', ()
   assert.equal(collapseLoops(['no', 'no', 'no'], (x) => x).kept, ['no', 'no', 'no']);
   assert.equal(collapseLoops(['you', 'you', 'you', 'you', 'you'], (x) => x).kept, ['you']);
   assert.equal(collapseLoops(['the', 'pain', 'the', 'pain', 'the', 'pain', 'is'], (x) => x).kept, ['the', 'pain', 'is']);
+});
+
+test('partial budget: what it lets through stays within budget × received + its starting credit', () => {
+  const step = fc.oneof(
+    fc.record({ kind: fc.constant('receive' as const), ms: fc.integer({ min: 0, max: 5000 }) }),
+    fc.record({ kind: fc.constant('take' as const), ms: fc.integer({ min: 0, max: 30000 }) }),
+  );
+  fc.assert(
+    fc.property(fc.double({ min: 0, max: 3, noNaN: true }), fc.integer({ min: 0, max: 20000 }), fc.array(step, { maxLength: 200 }), (budget, maxCreditMs, steps) => {
+      const partials = new PartialBudget({ budget, maxCreditMs });
+      let received = 0;
+      let taken = 0;
+      const speculative: number[] = [];
+      for (const s of steps) {
+        if (s.kind === 'receive') {
+          received += s.ms;
+          partials.earn(s.ms);
+        } else if (partials.take(s.ms)) {
+          taken += s.ms;
+          // Every other one is a speculative final the endpointing confirms: given back, not extra.
+          if (s.ms % 2 === 0) {
+            partials.giveBack(s.ms);
+            speculative.push(s.ms);
+          }
+        }
+        const extra = taken - speculative.reduce((a, b) => a + b, 0);
+        assert.ok(extra <= budget * received + maxCreditMs + 1e-6, `${extra} ms extra after ${received} ms received`);
+      }
+    }),
+    RUNS,
+  );
 });
 
 test.run();

@@ -8,7 +8,10 @@
  *    `keepUntilMs`/`keepFromMs` meet at one point inside both, so the seams tile the timeline;
  *  - a max-length cut with no overlap lies in a pause of at least `pauseCutMs` (or, offline, outside speech);
  *  - each window's `speech` lists exactly its speech frames, as ordered, disjoint stretches;
- *  - `flush()` at any point is safe, and a second `flush()` returns nothing.
+ *  - `flush()` at any point is safe, and a second `flush()` returns nothing;
+ *  - speculative finals, committed at random moments or never: a final that `confirms` a speculative
+ *    window starts where it does and adds no speech after it; a committed speculation closes its
+ *    utterance at its end; every invariant above holds with speculation on.
  */
 import fc from 'fast-check';
 import { test } from 'uvu';
@@ -30,6 +33,7 @@ const options = fc
     overlapShare: fc.double({ min: 0, max: 1, noNaN: true }),
     overlapOnlyInSpeech: fc.boolean(),
     pauseCutFrames: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 20 })),
+    speculativeShare: fc.oneof(fc.constant(0), fc.double({ min: 0.01, max: 0.99, noNaN: true })),
   })
   .map((r): SegmenterOptions => {
     const f = r.frameMs;
@@ -48,8 +52,12 @@ const options = fc
       overlapMs: Math.floor(maxOverlap * r.overlapShare) * f,
       overlapOnlyInSpeech: r.overlapOnlyInSpeech,
       pauseCutMs: r.pauseCutFrames * f,
+      speculativeSilenceMs: Math.floor(r.silenceFrames * r.speculativeShare) * f,
     };
   });
+
+/** For each speculative window in turn: commit it this many frames later; undefined or past its life: never. */
+const commits = fc.array(fc.option(fc.integer({ min: 0, max: 40 }), { nil: undefined }), { maxLength: 60 });
 
 /** Runs of speech or non-speech frames, each with a loudness (quiet speech and loud noise both occur). */
 const script = fc.array(fc.record({ speech: fc.boolean(), frames: fc.integer({ min: 1, max: 400 }), level: fc.integer({ min: 0, max: 20000 }) }), { minLength: 1, maxLength: 40 });
@@ -60,20 +68,28 @@ interface Run {
   frameSamples: number;
 }
 
-function replay(o: SegmenterOptions, runs: { speech: boolean; frames: number; level: number }[], stopAt: number): Run {
+function replay(o: SegmenterOptions, runs: { speech: boolean; frames: number; level: number }[], stopAt: number, commitAfter: (number | undefined)[] = []): Run {
   const segmenter = new Segmenter(o);
   const frameSamples = (o.sampleRate * o.frameMs) / 1000;
   const windows: AudioWindow[] = [];
   const speechFlags: boolean[] = [];
+  const due: { id: number; atFrame: number }[] = [];
+  let speculations = 0;
   outer: for (const run of runs) {
     for (let i = 0; i < run.frames; i++) {
       if (speechFlags.length >= stopAt) break outer;
+      for (const commit of due.filter((c) => c.atFrame === speechFlags.length)) windows.push(...segmenter.commitSpeculation(commit.id));
       const samples = new Int16Array(frameSamples);
       // Sample 0 carries the frame index, so a window's audio can be checked frame by frame.
       samples[0] = speechFlags.length % 32768;
       for (let s = 1; s < frameSamples; s++) samples[s] = Math.round(run.level * Math.sin(s + i));
       speechFlags.push(run.speech);
-      windows.push(...segmenter.push({ samples, isSpeech: run.speech }));
+      for (const window of segmenter.push({ samples, isSpeech: run.speech })) {
+        windows.push(window);
+        const after = window.kind === 'speculative' ? commitAfter[speculations++] : undefined;
+        if (after === 0) windows.push(...segmenter.commitSpeculation(window.id));
+        else if (after !== undefined) due.push({ id: window.id, atFrame: speechFlags.length + after });
+      }
     }
   }
   windows.push(...segmenter.flush());
@@ -83,10 +99,10 @@ function replay(o: SegmenterOptions, runs: { speech: boolean; frames: number; le
 
 test('segmenter: windows are well formed, ordered, and cover every utterance speech frame', () => {
   fc.assert(
-    fc.property(options, script, fc.nat(), (o, runs, stopSeed) => {
+    fc.property(options, script, fc.nat(), commits, (o, runs, stopSeed, commitAfter) => {
       const total = runs.reduce((n, r) => n + r.frames, 0);
       const stopAt = stopSeed % (total + 1);
-      const { windows, speechFlags, frameSamples } = replay(o, runs, stopAt);
+      const { windows, speechFlags, frameSamples } = replay(o, runs, stopAt, commitAfter);
       const f = o.frameMs;
       for (const w of windows) {
         assert.ok(w.endMs > w.startMs, `window ${w.id} is empty or negative: ${w.startMs}–${w.endMs}`);
@@ -104,6 +120,18 @@ test('segmenter: windows are well formed, ordered, and cover every utterance spe
       }
       const finals = windows.filter((w) => w.kind === 'final');
       for (const w of finals) assert.ok(w.endMs - w.startMs <= o.maxWindowMs, 'final within maxWindowMs');
+      for (const w of windows.filter((x) => x.kind === 'speculative')) {
+        assert.ok(o.speculativeSilenceMs > 0 && w.endMs - w.startMs <= o.maxWindowMs, 'speculative windows only when on, within maxWindowMs');
+        assert.not.ok(speechFlags[w.endMs / f - 1] === undefined, 'inside the audio');
+      }
+      for (const final of finals.filter((w) => w.confirms !== undefined)) {
+        const speculative = windows.find((w) => w.id === final.confirms);
+        assert.ok(speculative && speculative.kind === 'speculative' && speculative.utteranceId === final.utteranceId && speculative.id < final.id, 'confirms a speculative window of its utterance');
+        assert.is(speculative!.startMs, final.startMs, 'from the same start');
+        assert.ok(speculative!.endMs <= final.endMs, 'the final adds to its end');
+        for (let t = speculative!.endMs; t < final.endMs; t += f) assert.not.ok(speechFlags[t / f], `speech at ${t} ms after the speculative window ${speculative!.id} its final ${final.id} confirms`);
+        for (let t = final.startMs; t < final.endMs; t += f) assert.not.ok(windows.some((w) => w.kind === 'final' && w !== final && w.startMs <= t && t < w.endMs && w.keepFromMs === undefined && final.keepFromMs === undefined), 'no other final covers its audio');
+      }
       const last = finals.at(-1);
       if (last?.keepUntilMs !== undefined) {
         for (let t = last.keepUntilMs; t < last.endMs; t += f) assert.not.ok(speechFlags[t / f], `speech at ${t} ms past the last seam`);

@@ -12,7 +12,8 @@ import { socketViewer } from '../../src/api/captions.ts';
 import { createLogger } from '../../src/log.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { CaptionFeed } from '../../src/session/caption-feed.ts';
-import { TrackPipeline, type TrackListener } from '../../src/session/track-pipeline.ts';
+import { TrackPipeline, type TrackListener, type TrackPipelineOptions } from '../../src/session/track-pipeline.ts';
+import { SttUsage } from '../../src/stt/stt-cost.ts';
 import { UploadTranscription, type UploadOutput } from '../../src/session/upload-transcription.ts';
 import { MemoryStore } from '../../src/store/testing/memory-store.ts';
 import { DEFAULT_THRESHOLDS } from '../../src/stt/recognized-words.ts';
@@ -52,6 +53,11 @@ function collectingListener() {
   return { finals, events, listener };
 }
 
+/** The production partial budget and context, and a fresh usage count. */
+function pipelineCost(): Pick<TrackPipelineOptions, 'partialBudget' | 'partialContextMs' | 'usage'> {
+  return { partialBudget: { budget: 0.5, maxCreditMs: 4000 }, partialContextMs: 2000, usage: new SttUsage() };
+}
+
 test('track pipeline: a recognizer that answers out of order, late and with failures gives every word once, in order', async () => {
   const words = placedWords(60);
   const durationMs = words.at(-1)!.endMs + 2000;
@@ -60,6 +66,7 @@ test('track pipeline: a recognizer that answers out of order, late and with fail
   const transcriber = new WindowTranscriber(new FakeTranscriber(words, script, 1), { concurrency: 4, sampleRate: 16000, thresholds: DEFAULT_THRESHOLDS, retryDelayMs: 5 });
   const { finals, events, listener } = collectingListener();
   const pipeline = new TrackPipeline({
+    ...pipelineCost(),
     offsetMs: 0, epoch: 1, trackId: 'doctor', listener, vad: energyVad, transcriber, metrics: createMetrics(),
     segmenter: { maxWindowMs: 8000, cutSearchMs: 2000, overlapMs: 1200, partialIntervalMs: 1000, silenceMs: 900 },
     realTime: { maxSpeed: 1e9, burstMs: 1e9 },
@@ -73,12 +80,49 @@ test('track pipeline: a recognizer that answers out of order, late and with fail
   transcriber.close();
 });
 
+test('track pipeline with speculative finals and budgeted tail partials: every word once, in order, the speculative answer reused, usage counted', async () => {
+  const words = placedWords(80);
+  const durationMs = words.at(-1)!.endMs + 2000;
+  const run = async (speculativeSilenceMs: number) => {
+    // Answers overtake each other; pauses of 100–1500 ms both confirm and cancel speculation.
+    const fake = new FakeTranscriber(words, Array.from({ length: 400 }, (_, i) => ({ delayMs: (400 - i) % 11 })), 1);
+    const transcriber = new WindowTranscriber(fake, { concurrency: 4, sampleRate: 16000, thresholds: DEFAULT_THRESHOLDS });
+    const { finals, listener } = collectingListener();
+    const usage = new SttUsage();
+    const pipeline = new TrackPipeline({
+      ...pipelineCost(), usage,
+      offsetMs: 0, epoch: 1, trackId: 'doctor', listener, vad: energyVad, transcriber, metrics: createMetrics(),
+      segmenter: { maxWindowMs: 8000, cutSearchMs: 2000, overlapMs: 1200, partialIntervalMs: 1000, silenceMs: 900, speculativeSilenceMs },
+      realTime: { maxSpeed: 1e9, burstMs: 1e9 },
+    });
+    const audio = timelineAudio(words, durationMs);
+    for (let i = 0; i < audio.length; i += 320) {
+      pipeline.push({ kind: 'pcm', samples: audio.subarray(i, i + 320) });
+      // Some real time between chunks, so answers come back while audio still arrives.
+      if (i % (320 * 25) === 0) await new Promise((r) => setImmediate(r));
+    }
+    await pipeline.end();
+    transcriber.close();
+    return { finals, usage: usage.figures, calls: fake.calls.length };
+  };
+  const plain = await run(0);
+  const speculative = await run(200);
+  assert.equal(speculative.finals.flat().map((w) => w.word), words.map((w) => w.word));
+  assert.equal(speculative.finals.map((f) => f.map((w) => w.word)), plain.finals.map((f) => f.map((w) => w.word)), 'the same finals');
+  assert.ok(speculative.usage.sentMs.final > 0 && speculative.usage.receivedMs >= durationMs - 20, JSON.stringify(speculative.usage));
+  // A confirmed speculative answer is the final's (no second call); its window lacks only the last 100 ms of silence.
+  assert.ok(speculative.usage.sentMs.final <= plain.usage.sentMs.final && speculative.usage.sentMs.final > plain.usage.sentMs.final - 100 * speculative.finals.length, `${speculative.usage.sentMs.final} vs ${plain.usage.sentMs.final}`);
+  assert.ok(speculative.usage.sentMs.speculative > 0, 'speech after 200 ms cancelled some speculation');
+  assert.ok(speculative.usage.sentMs.partial + speculative.usage.sentMs.speculative <= 0.5 * speculative.usage.receivedMs + 8000, 'partials and speculation within the budget');
+});
+
 test('track pipeline: a defect in a stage ends the track with an internal error, once', async () => {
   const transcriber = new WindowTranscriber(new FakeTranscriber([]), { concurrency: 1, sampleRate: 16000, thresholds: DEFAULT_THRESHOLDS });
   const failures: string[] = [];
   const { listener } = collectingListener();
   let frames = 0;
   const pipeline = new TrackPipeline({
+    ...pipelineCost(),
     offsetMs: 0, epoch: 1, trackId: 't', transcriber, metrics: createMetrics(), segmenter: {}, realTime: { maxSpeed: 1e9, burstMs: 1e9 },
     listener: { ...listener, failed: (error) => void failures.push(`${error.closeCode} ${error.message}`) },
     vad: { isSpeech: () => { if (++frames > 10) throw new Error('boom'); return false; } },
@@ -96,6 +140,7 @@ test('track pipeline resumed by new connections: resent overlap skipped, a gap f
     const transcriber = new WindowTranscriber(new FakeTranscriber(words), { concurrency: 2, sampleRate: 16000, thresholds: DEFAULT_THRESHOLDS });
     const { finals, listener } = collectingListener();
     const pipeline = new TrackPipeline({
+    ...pipelineCost(),
       offsetMs: 0, epoch: 1, trackId: 'doctor', listener, vad: energyVad, transcriber, metrics: createMetrics(),
       segmenter: { maxWindowMs: 8000, cutSearchMs: 2000, overlapMs: 1200, silenceMs: 900 }, realTime: { maxSpeed: 1e9, burstMs: 1e9 },
     });
@@ -126,6 +171,7 @@ test('track pipeline resumed by new connections: resent overlap skipped, a gap f
   const { listener } = collectingListener();
   const archivedSilenceMs: number[] = [];
   const pipeline = new TrackPipeline({
+    ...pipelineCost(),
     offsetMs: 1000, epoch: 1, trackId: 't', listener, vad: energyVad, transcriber, metrics: createMetrics(), segmenter: {}, realTime: { maxSpeed: 1, burstMs: 5000 },
     archive: { packet: () => {}, pcm: () => {}, silence: (ms) => void archivedSilenceMs.push(ms) },
   });
