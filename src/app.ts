@@ -44,6 +44,7 @@ import type { Transcriber } from './stt/transcriber.ts';
 import { DirectoryWindowAudio, InProcessWindowQueue, type WindowQueue } from './stt/window-queue.ts';
 import { WindowTranscriber } from './stt/window-transcriber.ts';
 import { speechGuard } from './stt/speech-guard.ts';
+import { ClinicalPrompts, CLINICAL_PROMPTS_DIR } from './stt/clinical-vocabulary.ts';
 import type { WindowSpeechDetector } from './audio/silero-vad.ts';
 
 export interface Gateway {
@@ -100,6 +101,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
       metrics.sttBacklogSpilled.set(backlog.spilled);
     },
   });
+  const clinicalPrompts = await ClinicalPrompts.load(CLINICAL_PROMPTS_DIR, c.stt.prompt);
   const { kek, generated } = await localKeyEncryptionKey(c.atRestKey, c.keyFile);
   if (generated) log.warn('AT_REST_KEY is not set: made a key-encryption key for audio at rest in DATA_DIR/keys; set AT_REST_KEY (from a secret store) to share it with workers');
   const sealer = new AudioSealer(kek);
@@ -114,7 +116,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
       new TrackPipeline({
         ...request,
         language: request.language ?? c.stt.language,
-        prompt: c.stt.prompt,
+        prompts: clinicalPrompts.forTrack(request.language ?? c.stt.language, request.vocabulary),
         segmenter: c.segmenter,
         partialBudget: c.stt.partialBudget,
         partialContextMs: c.stt.partialContextMs,
@@ -138,7 +140,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   const redisQueue = c.queue.redisUrl ? new RedisWindowQueue({ url: c.queue.redisUrl, name: c.queue.name, lockMs: c.queue.lockMs, log, sealer, ...policy }) : undefined;
   const windowQueue: WindowQueue = redisQueue ?? new InProcessWindowQueue(new DirectoryWindowAudio(c.uploads.queueDir, sealer), policy);
   const uploads = new UploadService({
-    registry, store, queue: windowQueue, archiver, log, sealer, vad: newVad, prompt: c.stt.prompt, languages: c.stt.languages,
+    registry, store, queue: windowQueue, archiver, log, sealer, vad: newVad, prompts: (language, vocabulary) => clinicalPrompts.forTrack(language ?? c.stt.language, vocabulary), languages: c.stt.languages,
     workDir: c.uploads.workDir, maxBytes: c.uploads.maxBytes, maxDurationMs: c.uploads.maxDurationMs, bodyIdleTimeoutMs: c.uploads.bodyIdleTimeoutMs, segmenter: c.uploads.segmenter,
   });
   if (c.uploads.workers > 0) windowQueue.startWorker(windowTranscriber.processUploadJob, c.uploads.workers);

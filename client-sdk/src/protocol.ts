@@ -67,6 +67,8 @@ export interface Word {
   endMs: number;
   /** 0..1 where the recognizer gives it. */
   confidence?: number;
+  /** The recognizer's own word, when a near-miss of a clinical term was corrected to `word` (finals only). */
+  original?: string;
 }
 
 export interface TrackInfo {
@@ -226,6 +228,8 @@ export interface SessionStatus {
   state: 'active' | 'ending' | 'completed';
   encounterRef: string | null;
   language: string | null;
+  /** The visit's own terms, prompted and corrected toward. */
+  vocabulary: string[];
   createdAt: string;
   endedAt: string | null;
   completedAt: string | null;

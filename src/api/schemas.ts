@@ -25,7 +25,7 @@ export function jsonSchema(schema: z.ZodType, io: 'input' | 'output' = 'input'):
 
 export const errorBody = z.object({ error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }) }) satisfies z.ZodType<ApiError>;
 
-const word = z.object({ word: z.string(), startMs: z.number(), endMs: z.number(), confidence: z.number().optional() });
+const word = z.object({ word: z.string(), startMs: z.number(), endMs: z.number(), confidence: z.number().optional(), original: z.string().optional().describe("the recognizer's word, where a near-miss of a clinical term was corrected") });
 
 const track = z.object({
   trackId: z.string(),
@@ -42,6 +42,7 @@ export const sessionStatus = z.object({
   state: z.enum(['active', 'ending', 'completed']),
   encounterRef: z.string().nullable(),
   language: z.string().nullable(),
+  vocabulary: z.array(z.string()),
   createdAt: z.string(),
   endedAt: z.string().nullable(),
   completedAt: z.string().nullable(),

@@ -23,6 +23,7 @@ const createBody = jsonSchema(
     id: id.optional().describe('chosen by the caller; a UUID when omitted'),
     encounterRef: text(200).optional().describe("the clinic's reference for the visit"),
     language: language.optional().describe('ISO 639-1 language hint for STT'),
+    vocabulary: z.array(text(64)).max(100).optional().describe("the visit's own terms (drugs, conditions, names): prompted to the recognizer and near-misses in finals corrected toward them"),
   }).strict(),
 );
 const security = [{ bearer: [] }];
@@ -52,7 +53,7 @@ export async function registerSessionRoutes(app: FastifyInstance, { registry, st
     config: { rateLimit: { max: createPerMinute, timeWindow: 60000 } },
     preValidation: requireRole(authenticator, ['service']),
   }, async (request, reply) => {
-    const body = (request.body ?? {}) as { id?: string; encounterRef?: string; language?: string };
+    const body = (request.body ?? {}) as { id?: string; encounterRef?: string; language?: string; vocabulary?: string[] };
     Authenticator.authorizeScope(request.principal!, body.id);
     const session = await registry.create({ ...body, id: body.id ?? randomUUID() });
     return reply.code(201).send(await session.status());

@@ -54,7 +54,7 @@ export class SessionRegistry {
     return (await (this.sessions.get(id) ?? this.cache(id, true)))!;
   }
 
-  async create(values: { id: string; encounterRef?: string; language?: string }): Promise<Session> {
+  async create(values: { id: string; encounterRef?: string; language?: string; vocabulary?: string[] }): Promise<Session> {
     checkLanguage(values.language, this.deps.languages);
     if (!(await this.deps.store.createSession(values))) throw new SessionExistsError(`session ${values.id} exists already`);
     return (await this.cache(values.id, false))!;

@@ -36,6 +36,7 @@ export async function sessionStatus(store: SessionStore, archiver: Archiver | un
     state: view.state,
     encounterRef: row.encounterRef,
     language: row.language,
+    vocabulary: row.vocabulary,
     createdAt: row.createdAt.toISOString(),
     endedAt: row.endedAt?.toISOString() ?? null,
     completedAt: row.completedAt?.toISOString() ?? null,

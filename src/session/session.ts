@@ -44,6 +44,8 @@ export class Session {
   readonly id: string;
   readonly encounterRef: string | null;
   readonly language: string | null;
+  /** The visit's own terms (prompted, and corrected toward in finals). */
+  readonly vocabulary: readonly string[];
   state: SessionState;
   private readonly tracks: TrackTable;
   private readonly feed: CaptionFeed;
@@ -57,6 +59,7 @@ export class Session {
     this.id = row.id;
     this.encounterRef = row.encounterRef;
     this.language = row.language;
+    this.vocabulary = row.vocabulary;
     this.state = row.state;
     this.deps = deps;
     this.log = deps.log.child({ sessionId: row.id });
@@ -67,7 +70,7 @@ export class Session {
       stateChanged: () => this.broadcast(this.describe()),
     };
     this.tracks = new TrackTable(
-      { ...deps, sessionId: row.id, language: row.language ?? undefined, log: this.log, events: this.events, changed: () => this.broadcast(this.describe()) },
+      { ...deps, sessionId: row.id, language: row.language ?? undefined, vocabulary: row.vocabulary, log: this.log, events: this.events, changed: () => this.broadcast(this.describe()) },
       tracks,
       epochs,
     );

@@ -23,6 +23,8 @@ import { VoiceWindows } from '../segmenter/voice-windows.ts';
 import type { TranscribedWindow, WindowTranscriber } from '../stt/window-transcriber.ts';
 import { PartialBudget, type PartialBudgetOptions, type SttAudioKind, type SttUsage } from '../stt/stt-cost.ts';
 import { joinWords, normalizeText } from '../transcript/words.ts';
+import { correctTerms } from '../stt/clinical-prompt.ts';
+import type { TrackPrompts } from '../stt/clinical-vocabulary.ts';
 import { TrackCaptions } from '../transcript/track-captions.ts';
 import type { Metrics } from '../metrics.ts';
 
@@ -72,7 +74,8 @@ export interface TrackPipelineOptions {
   epoch: number;
   trackId: string;
   language?: string;
-  prompt?: string;
+  /** What its STT calls are prompted with, and its finals corrected toward. */
+  prompts: TrackPrompts;
   segmenter: Partial<SegmenterOptions>;
   vad: VoiceActivityDetector;
   transcriber: WindowTranscriber;
@@ -95,6 +98,7 @@ export interface PipelineRequest {
   listener: TrackListener;
   archive: ArchiveSink | undefined;
   usage: SttUsage;
+  vocabulary: readonly string[];
 }
 
 /** A speculative final in flight: its window, its answer, and what became of it. */
@@ -104,6 +108,9 @@ interface Speculation {
   /** Set once: confirmed by the final of its utterance, or discarded (speech resumed). */
   fate?: 'confirmed' | 'discarded';
 }
+
+/** Words of the previous finals a final's prompt carries. */
+const PREVIOUS_WORDS = 40;
 
 const windowMs = (window: Pick<AudioWindow, 'startMs' | 'endMs'>) => window.endMs - window.startMs;
 
@@ -122,6 +129,8 @@ export class TrackPipeline {
   private readonly captions = new TrackCaptions();
   private readonly budget: PartialBudget;
   private speculation: Speculation | undefined;
+  /** The last words of the track's published finals (filtered and corrected): the next final's prompt continues them. */
+  private previousText = '';
   private finalChain: Promise<void> = Promise.resolve();
   private partialInFlight = false;
   /** The utterance an earlier partial's speech check found speech in: its later partials are not checked again. */
@@ -329,7 +338,7 @@ export class TrackPipeline {
    * stable words as the prompt; sent only when the partial budget has credit for it.
    */
   private sendPartial(full: AudioWindow): void {
-    const { transcriber, listener, metrics, language, prompt, offsetMs, partialContextMs } = this.options;
+    const { transcriber, listener, metrics, language, prompts, offsetMs, partialContextMs } = this.options;
     if (this.partialInFlight) return;
     const stable = this.captions.stableOf(full.utteranceId);
     const frameMs = 20;
@@ -337,7 +346,7 @@ export class TrackPipeline {
     const window = from === full.startMs ? full : tailOf(full, from);
     if (!this.budget.take(windowMs(window))) return;
     this.partialInFlight = true;
-    const tailPrompt = [prompt, joinWords(stable.slice(-40))].filter(Boolean).join(' ') || undefined;
+    const tailPrompt = prompts.builder.build(joinWords(stable));
     void transcriber.partial(window, language, tailPrompt, this.speechConfirmedUtterance === window.utteranceId).then((result) => {
       this.partialInFlight = false;
       if (!result) {
@@ -365,11 +374,11 @@ export class TrackPipeline {
    * for the rest of the endpointing silence).
    */
   private sendSpeculative(window: AudioWindow): void {
-    const { transcriber, language, prompt } = this.options;
+    const { transcriber, language, prompts } = this.options;
     this.discardSpeculation();
     // Without credit there is no speculation: the final then goes when the endpointing confirms it.
     if (!this.budget.take(windowMs(window))) return;
-    const speculation: Speculation = { window, result: transcriber.speculative(window, language, prompt) };
+    const speculation: Speculation = { window, result: transcriber.speculative(window, language, prompts.builder.build(this.previousText)) };
     this.speculation = speculation;
     void speculation.result.then((result) => {
       if (this.speculation !== speculation || speculation.fate || !result || result.skipped || result.words.length === 0) return;
@@ -427,13 +436,14 @@ export class TrackPipeline {
         return;
       }
       if (!result.skipped) metrics.sttSeconds.observe({ kind: 'final' }, result.sttMs / 1000);
-      const words = this.captions.final(window, result.words, result.timed);
+      const words = this.captions.final(window, correctTerms(result.words, this.options.prompts.lexicon), result.timed);
+      if (words.length > 0) this.previousText = [...this.previousText.split(' '), ...words.map((w) => w.word)].filter(Boolean).slice(-PREVIOUS_WORDS).join(' ');
       await listener.final(utteranceId, this.shift(words), span, { speechEndAt, closedAt, sttMs: result.sttMs });
     });
   }
 
   private async transcribeFinal(window: AudioWindow, callbacks: { onFailure(error: Error): void; onRecovered(): void }): Promise<TranscribedWindow> {
-    const result = await this.options.transcriber.final(window, callbacks, this.options.language, this.options.prompt);
+    const result = await this.options.transcriber.final(window, callbacks, this.options.language, this.options.prompts.builder.build(this.previousText));
     this.record('final', window, result);
     return result;
   }

@@ -90,6 +90,8 @@ export interface TrackTableOptions {
   sessionId: string;
   /** Default STT language of the session's tracks. */
   language: string | undefined;
+  /** The session's own terms. */
+  vocabulary: readonly string[];
   /** The languages the recognizer transcribes; undefined: any. */
   languages?: readonly string[];
   factory: PipelineFactory;
@@ -180,6 +182,7 @@ export class TrackTable {
       listener: trackListener(this.options.events, info, request.onFailed),
       archive: track.archive,
       usage: this.options.events.stt.usage,
+      vocabulary: this.options.vocabulary,
     });
     // Audio the track already has (resent after the resume window passed) is skipped, not appended again.
     if (request.startMs !== undefined && request.startMs < storedMs) track.pipeline.resume(request.startMs);

@@ -6,6 +6,8 @@
  * A window that exhausted its attempts is dead-lettered: later windows wait (their merge depends on it)
  * until it is retried, or until the session is ended, which publishes everything past it.
  */
+import { correctTerms } from '../stt/clinical-prompt.ts';
+import type { TrackPrompts } from '../stt/clinical-vocabulary.ts';
 import type { UploadProgressEvent, Word } from '../../client-sdk/src/protocol.ts';
 import type { Logger } from '../log.ts';
 import type { UploadWindow } from '../store/schema.ts';
@@ -35,7 +37,8 @@ export interface UploadTranscriptionOptions {
   trackId: string;
   windows: UploadWindow[];
   language?: string;
-  prompt?: string;
+  /** The upload's prompt (defaults of its language and the session's vocabulary) and the terms its finals are corrected toward. */
+  prompts: TrackPrompts;
   queue: WindowQueue;
   store: UploadJobStore;
   log: Logger;
@@ -66,7 +69,8 @@ export class UploadTranscription implements UploadTrack {
   }
 
   job(window: UploadWindow): WindowJob {
-    const { session, trackId, language, prompt, dataKey } = this.options;
+    const { session, trackId, language, prompts, dataKey } = this.options;
+    const prompt = prompts.builder.build();
     return { id: `${session.id}.${trackId}.${window.index}`, sessionId: session.id, trackId, index: window.index, startMs: window.startMs, endMs: window.endMs, speech: window.speech, language, prompt, dataKey };
   }
 
@@ -153,7 +157,7 @@ export class UploadTranscription implements UploadTrack {
         const result = this.results.get(this.next);
         if (!result && !(this.ending && this.dead.has(this.next))) break;
         if (result) {
-          const words = this.captions.final(window, result.words, result.timed ?? true);
+          const words = this.captions.final(window, correctTerms(result.words, this.options.prompts.lexicon), result.timed ?? true);
           await session.publishUploadFinal(trackId, this.utteranceId(window), words);
           this.results.delete(this.next);
           await queue.release(this.job(window)).catch((error) => this.options.log.warn({ err: error }, 'could not release a finished window job'));

@@ -4,6 +4,7 @@
  * one job per window. Results from the queue (from whichever worker ran them) are routed to the upload's
  * UploadTranscription. A rejected upload leaves nothing: no session, no files, no jobs.
  */
+import type { TrackPrompts } from '../stt/clinical-vocabulary.ts';
 import { randomUUID } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -51,7 +52,8 @@ export interface UploadServiceOptions {
   sealer: AudioSealer;
   segmenter: Partial<SegmenterOptions>;
   vad(): VoiceActivityDetector;
-  prompt?: string;
+  /** What an upload's windows are prompted with and its finals corrected toward, by language and session vocabulary. */
+  prompts(language: string | undefined, vocabulary: readonly string[]): TrackPrompts;
   /** The languages the recognizer transcribes; undefined: any. */
   languages?: readonly string[];
 }
@@ -154,7 +156,7 @@ export class UploadService {
   private async attach(session: Session, track: TrackInfo, windows: UploadWindow[], dataKey: string): Promise<UploadTranscription> {
     const { queue, store, log } = this.options;
     const transcription = new UploadTranscription({
-      session, trackId: track.trackId, windows, language: session.language ?? undefined, prompt: this.options.prompt, queue, store, log, dataKey,
+      session, trackId: track.trackId, windows, language: session.language ?? undefined, prompts: this.options.prompts(session.language ?? undefined, session.vocabulary), queue, store, log, dataKey,
       onFinished: () => {
         this.active.delete(session.id);
         // Every window is released: nothing at rest needs the key any more.

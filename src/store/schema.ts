@@ -12,6 +12,8 @@ export const sessions = pgTable('sessions', {
   encounterRef: text('encounter_ref'),
   state: text('state', { enum: ['active', 'ending', 'completed'] }).notNull().default('active'),
   language: text('language'),
+  /** The visit's own terms (drug names, the patient's conditions): prompted and corrected toward. */
+  vocabulary: jsonb('vocabulary').$type<string[]>().notNull().default([]),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   endedAt: timestamp('ended_at', { withTimezone: true }),
   completedAt: timestamp('completed_at', { withTimezone: true }),

@@ -37,7 +37,7 @@ export class SessionStore {
   }
 
   /** Inserts the session; false when it exists already. */
-  async createSession(values: { id: string; encounterRef?: string; language?: string }): Promise<boolean> {
+  async createSession(values: { id: string; encounterRef?: string; language?: string; vocabulary?: string[] }): Promise<boolean> {
     const inserted = await this.db.insert(sessions).values(values).onConflictDoNothing().returning({ id: sessions.id });
     return inserted.length === 1;
   }

@@ -21,6 +21,9 @@ import {
   type TranscriptionRequest,
 } from './transcriber.ts';
 
+/** What the probe prompts with when no STT_PROMPT is configured. */
+const PROBE_PROMPT = 'A medical consultation.';
+
 export interface RecognizerSettings {
   client: SttClientOptions;
   model: string;
@@ -52,9 +55,13 @@ export class Recognizer implements Transcriber {
     this.transcriber = new OpenAiTranscriber(client, { model: settings.model, capabilities });
   }
 
-  /** The probe with this recognizer's settings (the prompt only if prompts may be sent). */
+  /**
+   * The probe with this recognizer's settings. Windows go with a prompt (the clinical defaults at least)
+   * unless prompts are configured off, so the probe always sends one: a model that refuses prompts is
+   * found out at start, not by its first window.
+   */
   private static probe(client: OpenAI, settings: RecognizerSettings): ReturnType<typeof probeRecognizer> {
-    return probeRecognizer(client, { ...settings, prompt: settings.acceptsPrompt ? settings.prompt : undefined });
+    return probeRecognizer(client, { ...settings, prompt: settings.acceptsPrompt ? settings.prompt ?? PROBE_PROMPT : undefined });
   }
 
   get capabilities(): RecognizerCapabilities {
@@ -86,7 +93,7 @@ export class Recognizer implements Transcriber {
       return new Recognizer(client, settings, configured, log);
     }
     log.info({ recognizer: describe(settings.client), model: settings.model, ...result.capabilities }, 'STT recognizer probed');
-    if (settings.prompt && !result.capabilities.prompt) log.warn('the recognizer refuses prompts: STT_PROMPT is not sent');
+    if (settings.acceptsPrompt && !result.capabilities.prompt) log.warn('the recognizer refuses prompts: windows go without the clinical prompt and vocabulary');
     return new Recognizer(client, settings, result.capabilities, log);
   }
 

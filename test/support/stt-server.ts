@@ -65,6 +65,8 @@ export interface SttServerOptions {
   apiKey?: string;
   /** Refuses requests that carry a prompt (gpt-4o-transcribe-diarize). */
   refusePrompt?: boolean;
+  /** Words it hears wrong, as Whisper does rare clinical terms: reference word → what it answers. */
+  misspell?: Record<string, string>;
   /** Largest file taken, bytes. Default 25 MB. */
   maxFileBytes?: number;
 }
@@ -78,6 +80,8 @@ export interface SttCall {
   text: string;
   fileName: string;
   prompt?: string;
+  /** The `language` field of the request. */
+  language?: string;
 }
 
 const LANGUAGE_NAMES: Record<string, string> = { en: 'english', fa: 'persian', ar: 'arabic' };
@@ -244,8 +248,9 @@ export class SttServer {
     const dialect = this.dialect;
     let fileName = '';
     let prompt: string | undefined;
+    let requestLanguage: string | undefined;
     const record = (status: number, responseFormat: string, audioMs: number, text: string) =>
-      this.calls.push({ at: started, durationMs: Date.now() - started, status, responseFormat, audioMs, text, fileName, ...(prompt !== undefined ? { prompt } : {}) });
+      this.calls.push({ at: started, durationMs: Date.now() - started, status, responseFormat, audioMs, text, fileName, ...(prompt !== undefined ? { prompt } : {}), ...(requestLanguage !== undefined ? { language: requestLanguage } : {}) });
     // whisper.cpp's server answers its errors with status 200.
     const refuse = (status: number, message: string, param: string | null = null, code: string | null = null, responseFormat = '') => {
       record(status, responseFormat, 0, '');
@@ -268,6 +273,7 @@ export class SttServer {
     }
     fileName = file?.name ?? '';
     prompt = fields.prompt?.[0];
+    requestLanguage = fields.language?.[0];
     const responseFormat = fields.response_format?.[0] ?? 'json';
     const model = fields.model?.[0];
     const fail = (status: number, message: string, param: string | null, code: string | null = null) => refuse(status, message, param, code, responseFormat);
@@ -320,6 +326,8 @@ export class SttServer {
     const language = fields.language?.[0];
     const match = this.index!.locate(samples, language);
     let words = match ? ReferenceIndex.wordsInWindow(match.track.words, match.offsetMs, durationMs) : [];
+    const misspell = this.options.misspell;
+    if (misspell) words = words.map((w) => (misspell[w.word] ? { ...w, word: misspell[w.word] } : w));
     let text = words.map((w) => w.word).join(' ');
     let segmentMetrics = { avg_logprob: -0.18, compression_ratio: compressionRatio(text), no_speech_prob: 0.01 };
     if (words.length === 0 && this.options.confidentHallucinations) {

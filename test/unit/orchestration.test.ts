@@ -14,6 +14,7 @@ import { createMetrics } from '../../src/metrics.ts';
 import { CaptionFeed } from '../../src/session/caption-feed.ts';
 import { TrackPipeline, type TrackListener, type TrackPipelineOptions } from '../../src/session/track-pipeline.ts';
 import { SttUsage } from '../../src/stt/stt-cost.ts';
+import { PromptBuilder, termLexicon } from '../../src/stt/clinical-prompt.ts';
 import { UploadTranscription, type UploadOutput } from '../../src/session/upload-transcription.ts';
 import { MemoryStore } from '../../src/store/testing/memory-store.ts';
 import { DEFAULT_THRESHOLDS } from '../../src/stt/recognized-words.ts';
@@ -54,8 +55,8 @@ function collectingListener() {
 }
 
 /** The production partial budget and context, and a fresh usage count. */
-function pipelineCost(): Pick<TrackPipelineOptions, 'partialBudget' | 'partialContextMs' | 'usage'> {
-  return { partialBudget: { budget: 0.5, maxCreditMs: 4000 }, partialContextMs: 2000, usage: new SttUsage() };
+function pipelineCost(): Pick<TrackPipelineOptions, 'partialBudget' | 'partialContextMs' | 'usage' | 'prompts'> {
+  return { partialBudget: { budget: 0.5, maxCreditMs: 8000 }, partialContextMs: 2000, usage: new SttUsage(), prompts: { builder: new PromptBuilder({ defaults: [], vocabulary: [] }, (text) => text.length), lexicon: termLexicon([]) } };
 }
 
 test('track pipeline: a recognizer that answers out of order, late and with failures gives every word once, in order', async () => {
@@ -233,7 +234,7 @@ test('upload transcription: windows back in any order are published in order; a 
   const retried: WindowJob[] = [];
   const queue = { retry: async (jobs: WindowJob[]) => void retried.push(...jobs), release: async () => {} } as unknown as WindowQueue;
   const windows = Array.from({ length: 5 }, (_, i) => ({ index: i, utteranceId: i + 1, startMs: i * 10000, endMs: i * 10000 + 9000 }));
-  const transcription = new UploadTranscription({ session: output, trackId: 'upload', windows, queue, store, log, dataKey: 'k', onFinished: () => {} });
+  const transcription = new UploadTranscription({ session: output, trackId: 'upload', windows, queue, store, log, dataKey: 'k', onFinished: () => {}, prompts: pipelineCost().prompts });
   await transcription.registerWindows();
   const result = (i: number) => ({ words: [{ word: `w${i}`, startMs: i * 10000 + 100, endMs: i * 10000 + 400 }], sttMs: 5 });
   await transcription.completed(transcription.job(windows[3]), result(3), 1);

@@ -1,0 +1,1 @@
+ALTER TABLE "sessions" ADD COLUMN "vocabulary" jsonb DEFAULT '[]'::jsonb NOT NULL;

@@ -1,0 +1,210 @@
+/**
+ * The prompt a window goes to Whisper with, and near-miss correction of clinical terms (pure).
+ *
+ * Whisper reads its prompt as the text that came before the audio, and keeps only its last 224 tokens.
+ * A window's prompt is, in this order: the language's opening sentence, its clinical terms (data files
+ * in `prompts/`), the session's own vocabulary, and the last words already transcribed (the previous
+ * filtered final, or a partial's stable words): what is nearest the audio counts most. When it would be
+ * longer than the limit, pieces go in this order until it fits: default terms (the last listed first),
+ * the opening sentence, session terms (the last first), then the oldest of the previous words (those
+ * are cut to `PREVIOUS_TOKENS` before anything else is weighed).
+ *
+ * Finals (never partials) get clinical terms corrected: a word one letter from a term (two for long
+ * terms), in the same script, with a single nearest term, is replaced, and the recognizer's own word is
+ * kept in `original`: nothing is rewritten silently. Arabic script is stricter (one edit, terms of 8
+ * letters or more): its words carry clitics ("و", "ل", "ب" …) that a looser rule would take for a typo
+ * ("للسكري", "for diabetes", is not a misspelt "السكري"); a clitic before a term is kept.
+ */
+import type { Word } from '../../client-sdk/src/protocol.ts';
+import { normalizeWord } from '../transcript/words.ts';
+
+/** Whisper's prompt limit (its decoder keeps the last 224 tokens of the prompt). */
+export const WHISPER_PROMPT_TOKENS = 224;
+/** The previous words are cut to this many tokens before anything else is weighed. */
+export const PREVIOUS_TOKENS = 64;
+
+export interface LanguagePrompt {
+  /** The opening sentence. */
+  lead: string;
+  /** Clinical terms, one or more words each. */
+  terms: string[];
+}
+
+/** Parses a prompt file: `>` lines are the opening sentence, `#` lines comments, the rest terms. */
+export function parsePromptFile(text: string): LanguagePrompt {
+  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  return {
+    lead: lines.filter((l) => l.startsWith('>')).map((l) => l.slice(1).trim()).join(' '),
+    terms: lines.filter((l) => !l.startsWith('>')),
+  };
+}
+
+export type TokenCounter = (text: string) => number;
+
+interface Piece {
+  text: string;
+  tokens: number;
+  /** Lower goes first when the prompt is too long. */
+  rank: number;
+}
+
+const RANK = { defaultTerm: 0, lead: 1, sessionTerm: 2, previous: 3 };
+
+/**
+ * The fixed part of a track's prompts (language defaults, or the clinic's STT_PROMPT, and the session's
+ * vocabulary), counted once; `build` adds the previous words of each window.
+ */
+export class PromptBuilder {
+  private readonly fixed: Piece[];
+  private readonly count: TokenCounter;
+  private readonly maxTokens: number;
+
+  constructor(parts: { lead?: string; defaults: readonly string[]; vocabulary: readonly string[] }, count: TokenCounter, maxTokens = WHISPER_PROMPT_TOKENS) {
+    this.count = count;
+    this.maxTokens = maxTokens;
+    const term = (text: string, rank: number): Piece => ({ text, tokens: count(` ${text},`), rank });
+    this.fixed = [
+      ...(parts.lead ? [{ text: parts.lead, tokens: count(parts.lead), rank: RANK.lead }] : []),
+      ...parts.defaults.map((t) => term(t, RANK.defaultTerm)),
+      ...parts.vocabulary.map((t) => term(t, RANK.sessionTerm)),
+    ];
+  }
+
+  /** The prompt for a window after `previous` (already transcribed text); undefined when empty. */
+  build(previous = ''): string | undefined {
+    const previousWords = previous.split(/\s+/).filter(Boolean);
+    // The last words, up to PREVIOUS_TOKENS.
+    const kept: Piece[] = [];
+    let previousTokens = 0;
+    for (let i = previousWords.length - 1; i >= 0; i--) {
+      const tokens = this.count(` ${previousWords[i]}`);
+      if (previousTokens + tokens > PREVIOUS_TOKENS) break;
+      previousTokens += tokens;
+      kept.unshift({ text: previousWords[i], tokens, rank: RANK.previous });
+    }
+    const pieces = [...this.fixed, ...kept];
+    let total = pieces.reduce((sum, p) => sum + p.tokens, 0);
+    // Token counts of pieces joined differ a little from the sum: the whole text is counted at the end.
+    for (;;) {
+      while (total > this.maxTokens && pieces.length > 0) total -= drop(pieces).tokens;
+      const text = render(pieces);
+      if (!text) return undefined;
+      const exact = this.count(text);
+      if (exact <= this.maxTokens) return text;
+      total = exact;
+      total -= drop(pieces).tokens;
+    }
+  }
+}
+
+/**
+ * Removes the piece that goes first: the lowest rank; within it the last term (lists are in order of
+ * importance), or the oldest of the previous words.
+ */
+function drop(pieces: Piece[]): Piece {
+  let at = 0;
+  for (let i = 1; i < pieces.length; i++) {
+    if (pieces[i].rank < pieces[at].rank || (pieces[i].rank === pieces[at].rank && pieces[i].rank !== RANK.previous)) at = i;
+  }
+  return pieces.splice(at, 1)[0];
+}
+
+function render(pieces: readonly Piece[]): string {
+  const lead = pieces.filter((p) => p.rank === RANK.lead).map((p) => p.text);
+  const terms = pieces.filter((p) => p.rank === RANK.defaultTerm || p.rank === RANK.sessionTerm).map((p) => p.text);
+  const previous = pieces.filter((p) => p.rank === RANK.previous).map((p) => p.text);
+  return [...lead, ...(terms.length ? [`${terms.join(', ')}.`] : []), ...previous].join(' ').trim();
+}
+
+const ARABIC_SCRIPT = /[\u0600-\u06FF\u0750-\u077F\uFB50-\uFDFF\uFE70-\uFEFF]/;
+
+/** Levenshtein distance, stopping once it exceeds `limit` (returns limit + 1 then). */
+function distance(a: string[], b: string[], limit: number): number {
+  if (Math.abs(a.length - b.length) > limit) return limit + 1;
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    let best = i;
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      best = Math.min(best, current[j]);
+    }
+    if (best > limit) return limit + 1;
+    previous = current;
+  }
+  return previous[b.length];
+}
+
+/** Edits a word may be from a term of this many letters and still be taken for it. */
+function allowedEdits(letters: number, arabic: boolean): number {
+  if (arabic) return letters >= 8 ? 1 : 0;
+  return letters >= 8 ? 2 : letters >= 5 ? 1 : 0;
+}
+
+/** One-letter Arabic clitics (and, then, with, for, like) that stand before a word. */
+const CLITICS = new Set(['و', 'ف', 'ب', 'ل', 'ك']);
+
+export interface TermLexicon {
+  /** Normalized single-word terms → the term as written. */
+  readonly terms: ReadonlyMap<string, string>;
+}
+
+/** The single-word terms of a vocabulary (multi-word terms are prompted, not corrected). */
+export function termLexicon(terms: readonly string[]): TermLexicon {
+  const map = new Map<string, string>();
+  for (const term of terms) {
+    const words = term.trim().split(/\s+/);
+    if (words.length !== 1) continue;
+    const key = normalizeWord(words[0]);
+    if ([...key].length >= 5) map.set(key, words[0]);
+  }
+  return { terms: map };
+}
+
+/** Finals with near-misses of clinical terms corrected; a corrected word keeps the recognizer's in `original`. */
+export function correctTerms(words: readonly Word[], lexicon: TermLexicon): Word[] {
+  if (lexicon.terms.size === 0) return [...words];
+  return words.map((word) => {
+    const key = normalizeWord(word.word);
+    if ([...key].length < 4 || lexicon.terms.has(key)) return word;
+    const arabic = ARABIC_SCRIPT.test(key);
+    // An Arabic word may be a clitic and a term: the term is what is compared, the clitic stays.
+    const clitic = arabic && CLITICS.has(key[0]) && [...key].length > 5 ? key[0] : '';
+    if (clitic && lexicon.terms.has(key.slice(1))) return word;
+    const best = nearestTerm(clitic ? [key, key.slice(1)] : [key], arabic, lexicon);
+    if (!best) return word;
+    const term = best.form === 1 ? `${clitic}${best.term}` : best.term;
+    return { ...word, word: reshape(word.word, term), original: word.word };
+  });
+}
+
+/** The one term nearest to any of a word's forms within its allowed edits (undefined if none, or a tie). */
+function nearestTerm(forms: string[], arabic: boolean, lexicon: TermLexicon): { term: string; form: number } | undefined {
+  let best: { term: string; form: number; edits: number } | undefined;
+  let tie = false;
+  for (const [termKey, term] of lexicon.terms) {
+    if (ARABIC_SCRIPT.test(termKey) !== arabic) continue;
+    const termLetters = [...termKey];
+    const limit = allowedEdits(termLetters.length, arabic);
+    if (limit === 0) continue;
+    forms.forEach((form, index) => {
+      const edits = distance([...form], termLetters, limit);
+      if (edits > limit) return;
+      if (!best || edits < best.edits) {
+        best = { term, form: index, edits };
+        tie = false;
+      } else if (edits === best.edits && term !== best.term) {
+        tie = true;
+      }
+    });
+  }
+  return best && !tie ? best : undefined;
+}
+
+/** The term in the word's place: its punctuation around it kept, a capital first letter kept. */
+function reshape(word: string, term: string): string {
+  const match = /^([\p{P}\p{S}]*)(.*?)([\p{P}\p{S}]*)$/u.exec(word)!;
+  const core = match[2];
+  const capital = core.length > 0 && core[0] !== core[0].toLowerCase() && term[0] === term[0].toLowerCase();
+  return `${match[1]}${capital ? term[0].toUpperCase() + term.slice(1) : term}${match[3]}`;
+}
