@@ -436,7 +436,9 @@ export class TrackPipeline {
         return;
       }
       if (!result.skipped) metrics.sttSeconds.observe({ kind: 'final' }, result.sttMs / 1000);
-      const words = this.captions.final(window, correctTerms(result.words, this.options.prompts.lexicon), result.timed);
+      // Corrected after the merge: the seams compare what the recognizer said, and stable partial words
+      // (which a final keeps) may hold the misheard term too.
+      const words = correctTerms(this.captions.final(window, result.words, result.timed), this.options.prompts.lexicon);
       if (words.length > 0) this.previousText = [...this.previousText.split(' '), ...words.map((w) => w.word)].filter(Boolean).slice(-PREVIOUS_WORDS).join(' ');
       await listener.final(utteranceId, this.shift(words), span, { speechEndAt, closedAt, sttMs: result.sttMs });
     });

@@ -157,7 +157,7 @@ export class UploadTranscription implements UploadTrack {
         const result = this.results.get(this.next);
         if (!result && !(this.ending && this.dead.has(this.next))) break;
         if (result) {
-          const words = this.captions.final(window, correctTerms(result.words, this.options.prompts.lexicon), result.timed ?? true);
+          const words = correctTerms(this.captions.final(window, result.words, result.timed ?? true), this.options.prompts.lexicon);
           await session.publishUploadFinal(trackId, this.utteranceId(window), words);
           this.results.delete(this.next);
           await queue.release(this.job(window)).catch((error) => this.options.log.warn({ err: error }, 'could not release a finished window job'));

@@ -78,8 +78,10 @@ test('prompts per language and visit: order, precedence, length; clinical terms 
         assert.ok(prompt.startsWith(defaults.lead), `${language}: opens with the clinical sentence: ${prompt.slice(0, 80)}`);
         assert.ok(prompt.includes(defaults.terms[0]), `${language}: the first default term is kept`);
         // The session's terms come after the defaults (nearer the audio) and are never dropped before them.
-        const lastDefault = Math.max(...defaults.terms.map((t) => prompt.indexOf(`${t},`)));
-        for (const term of VOCABULARY[language]) assert.ok(prompt.indexOf(term) > lastDefault, `${language}: "${term}" after the defaults in ${prompt}`);
+        const lastTerm = `${VOCABULARY[language].at(-1)}.`;
+        const termList = prompt.slice(defaults.lead.length, prompt.indexOf(lastTerm) + lastTerm.length);
+        const lastDefault = Math.max(...defaults.terms.map((t) => termList.indexOf(` ${t},`)));
+        for (const term of VOCABULARY[language]) assert.ok(termList.indexOf(` ${term}`) > lastDefault, `${language}: "${term}" after the defaults in ${prompt}`);
         // What follows the terms is what was said before on the same track, in order.
         const previous = normalizeText(prompt.slice(prompt.indexOf(`${VOCABULARY[language].at(-1)}.`) + VOCABULARY[language].at(-1)!.length + 1)).join(' ');
         if (previous) {

@@ -8,7 +8,13 @@
  *    speech, every listed phrase over no speech and every loop beyond its first occurrence is dropped;
  *    the counts by reason add up to what was dropped; filtering twice changes nothing;
  *  - the partial budget: over any sequence of audio received, partials asked for and speculative finals
- *    given back, what it lets through never exceeds budget × received + the credit it starts with.
+ *    given back, what it lets through never exceeds budget × received + the credit it starts with;
+ *  - the prompt builder, with the real tokenizer, any terms (en/fa/ar) and any limit: never over the
+ *    limit; what it keeps of the previous words is their end, in order, last in the prompt; the session's
+ *    terms go only after every default term and the opening sentence have gone;
+ *  - term correction over random lexicons and words one edit off: the words keep their number and
+ *    order, a word is changed only toward a lexicon term and then keeps the original, terms themselves
+ *    never change, and correcting twice changes nothing more.
  */
 import fc from 'fast-check';
 import { test } from 'uvu';
@@ -16,6 +22,9 @@ import * as assert from 'uvu/assert';
 import type { Word } from '../../client-sdk/src/protocol.ts';
 import { speechStretches, stretchesMs, DEFAULT_SPEECH_STRETCH_OPTIONS } from '../../src/audio/speech-stretches.ts';
 import { PartialBudget } from '../../src/stt/stt-cost.ts';
+import { correctTerms, PromptBuilder, termLexicon } from '../../src/stt/clinical-prompt.ts';
+import { ClinicalPrompts } from '../../src/stt/clinical-vocabulary.ts';
+import { normalizeWord } from '../../src/transcript/words.ts';
 import { collapseLoops, DEFAULT_FILTER_OPTIONS, filterHallucinations, parsePhrases } from '../../src/stt/hallucination-filter.ts';
 
 const RUNS = { numRuns: 300, seed: 20261130 };
@@ -178,6 +187,63 @@ test('partial budget: what it lets through stays within budget × received + its
         const extra = taken - speculative.reduce((a, b) => a + b, 0);
         assert.ok(extra <= budget * received + maxCreditMs + 1e-6, `${extra} ms extra after ${received} ms received`);
       }
+    }),
+    RUNS,
+  );
+});
+
+const { countTokens } = await ClinicalPrompts.load();
+const POOL = ['metformin', 'lisinopril', 'troponin', 'electrocardiogram', 'متفورمین', 'تروپونین', 'نوار قلب', 'الميتفورمين', 'تخطيط القلب', 'HbA1c', 'mg/dL'];
+
+test('prompt builder: within the limit, the previous words last and in order, session terms outrank defaults', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.constantFrom(...POOL), { maxLength: 60 }),
+      fc.array(fc.constantFrom(...POOL, 'Rahimi', 'Ozempic'), { maxLength: 100 }),
+      fc.array(fc.constantFrom('the', 'pain', 'درد', 'ألم', 'sinə', 'chest,', 'morning.'), { maxLength: 120 }),
+      fc.boolean(),
+      fc.integer({ min: 20, max: 400 }),
+      (defaults, vocabulary, previousWords, withLead, maxTokens) => {
+        const lead = withLead ? 'A medical consultation between a doctor and a patient. Clinical terms:' : undefined;
+        const builder = new PromptBuilder({ lead, defaults, vocabulary }, countTokens, maxTokens);
+        const prompt = builder.build(previousWords.join(' ')) ?? '';
+        assert.ok(countTokens(prompt) <= maxTokens, `${countTokens(prompt)} > ${maxTokens}`);
+        // The previous words kept are their last ones, at the end of the prompt.
+        const tailWords = prompt.split(' ');
+        let kept = 0;
+        while (kept < previousWords.length && kept < tailWords.length && tailWords[tailWords.length - 1 - kept] === previousWords[previousWords.length - 1 - kept]) kept++;
+        if (maxTokens >= 200 && previousWords.length > 0) assert.ok(kept > 0, 'some previous words kept under a roomy limit');
+        // A default term present means every session term is too (they go last of the terms).
+        const hasDefault = defaults.filter((t) => !vocabulary.some((v) => v.includes(t))).some((t) => prompt.includes(`${t},`) || prompt.includes(`${t}.`));
+        if (hasDefault || (lead && prompt.startsWith(lead))) for (const t of vocabulary) assert.ok(prompt.includes(t), `session term ${t} dropped before a default term or the lead`);
+      },
+    ),
+    { ...RUNS, numRuns: 150 },
+  );
+});
+
+const letters = fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz');
+const termArb = fc.array(letters, { minLength: 5, maxLength: 12 }).map((l) => l.join(''));
+
+test('term correction: only toward a term, the original kept, terms unchanged, idempotent', () => {
+  fc.assert(
+    fc.property(fc.uniqueArray(termArb, { maxLength: 20 }), fc.array(fc.tuple(fc.nat(), fc.nat(), letters, fc.constantFrom('same', 'typo', 'other')), { maxLength: 30 }), fc.array(termArb, { maxLength: 10 }), (terms, picks, others) => {
+      const lexicon = termLexicon(terms);
+      const words = picks.map(([i, at, letter, kind], k) => {
+        let word = kind === 'other' || terms.length === 0 ? others[k % Math.max(1, others.length)] ?? 'word' : terms[i % terms.length];
+        if (kind === 'typo' && terms.length > 0) word = word.slice(0, at % word.length) + letter + word.slice((at % word.length) + 1);
+        return { word, startMs: k * 100, endMs: k * 100 + 90 };
+      });
+      const out = correctTerms(words, lexicon);
+      assert.is(out.length, words.length);
+      out.forEach((w, k) => {
+        assert.is(w.startMs, words[k].startMs);
+        if (w.word === words[k].word) return assert.is(w.original, undefined);
+        assert.is(w.original, words[k].word, 'a corrected word keeps the original');
+        assert.ok(lexicon.terms.has(normalizeWord(w.word)), `corrected toward a term: ${w.word}`);
+        assert.not.ok(lexicon.terms.has(normalizeWord(words[k].word)), 'a term itself is never changed');
+      });
+      assert.equal(correctTerms(out, lexicon).map((w) => w.word), out.map((w) => w.word), 'correcting twice changes nothing more');
     }),
     RUNS,
   );
