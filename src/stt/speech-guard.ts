@@ -3,7 +3,7 @@
  * loaded once per process) and the hallucination filter with its stock phrase lists. The gateway and the
  * upload worker share it, so a window is judged the same wherever it is transcribed.
  */
-import { SileroVad, type WindowSpeechDetector } from '../audio/silero-vad.ts';
+import { SileroWorker, type WindowSpeechDetector } from '../audio/silero-vad.ts';
 import { DEFAULT_FILTER_OPTIONS } from './hallucination-filter.ts';
 import { loadStockPhrases, STOCK_PHRASES_DIR } from './stock-phrases.ts';
 import type { WindowTranscriberOptions } from './window-transcriber.ts';
@@ -18,7 +18,7 @@ export interface InventedWordsSettings {
 }
 
 export async function speechGuard(settings: InventedWordsSettings, detector?: WindowSpeechDetector): Promise<Pick<WindowTranscriberOptions, 'speechCheck' | 'filter'>> {
-  const checker = settings.speechCheck === 'off' ? undefined : detector ?? (await SileroVad.load());
+  const checker = settings.speechCheck === 'off' ? undefined : detector ?? (await SileroWorker.start());
   return {
     ...(checker ? { speechCheck: { detector: checker, minSpeechMs: settings.minSpeechMs } } : {}),
     ...(settings.filter ? { filter: { ...DEFAULT_FILTER_OPTIONS, phrases: await loadStockPhrases(settings.phrasesDir ?? STOCK_PHRASES_DIR) } } : {}),

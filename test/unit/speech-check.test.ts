@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ensureCorpus, loadReference } from '../../scripts/make-corpus.ts';
-import { SileroVad, type WindowSpeechDetector } from '../../src/audio/silero-vad.ts';
+import { SileroWorker, type WindowSpeechDetector } from '../../src/audio/silero-vad.ts';
 import { speechStretches } from '../../src/audio/speech-stretches.ts';
 import { decodeWav } from '../../src/audio/wav.ts';
 import type { AudioWindow } from '../../src/segmenter/segmenter.ts';
@@ -20,9 +20,9 @@ import { DEFAULT_THRESHOLDS } from '../../src/stt/recognized-words.ts';
 
 const silero = suite('Silero VAD on the noisy corpus');
 
-silero('coughs, doors and chairs are not speech; every spoken word is', async () => {
+silero('coughs, doors and chairs are not speech; every spoken word is (the model in its worker thread)', async () => {
   const corpusDir = await ensureCorpus();
-  const vad = await SileroVad.load();
+  const vad = await SileroWorker.start();
   try {
     for (const language of ['en', 'fa', 'ar']) {
       const reference = await loadReference(language);
