@@ -109,6 +109,9 @@ interface Speculation {
   fate?: 'confirmed' | 'discarded';
 }
 
+/** The end of a sentence as Whisper writes it (Latin, Persian and Arabic punctuation). */
+const SENTENCE_END = /[.?!؟۔…]["'»”)]*$/u;
+
 /** Words of the previous finals a final's prompt carries. */
 const PREVIOUS_WORDS = 40;
 
@@ -370,8 +373,9 @@ export class TrackPipeline {
 
   /**
    * A speculative final: sent at once; the final that confirms it takes its answer. If the answer says
-   * what the last partial said, the utterance is closed now (the final is published without waiting
-   * for the rest of the endpointing silence).
+   * what the last partial said and ends a sentence, the utterance is closed now (the final is published
+   * without waiting for the rest of the endpointing silence). A pause after a comma, or a sentence the
+   * partial had not heard to its end, waits: closing there would cut a sentence in two windows.
    */
   private sendSpeculative(window: AudioWindow): void {
     const { transcriber, language, prompts } = this.options;
@@ -381,7 +385,7 @@ export class TrackPipeline {
     const speculation: Speculation = { window, result: transcriber.speculative(window, language, prompts.builder.build(this.previousText)) };
     this.speculation = speculation;
     void speculation.result.then((result) => {
-      if (this.speculation !== speculation || speculation.fate || !result || result.skipped || result.words.length === 0) return;
+      if (this.speculation !== speculation || speculation.fate || !result || result.skipped || !SENTENCE_END.test(result.words.at(-1)?.word ?? '')) return;
       const partial = normalizeText(joinWords(this.captions.latestOf(window.utteranceId))).join(' ');
       if (partial && partial === normalizeText(joinWords(result.words)).join(' ')) this.guarded(() => this.windows.commitSpeculation(window.id));
     });

@@ -251,7 +251,15 @@ export class WindowTranscriber {
     let failed = false;
     let refusedBefore = false;
     try {
+      // A final that must wait for a refusing recognizer says so once, though nothing was sent for it
+      // (another call, a partial's or a speculative final's perhaps, met the refusal): its viewers are told.
+      const waitsForRefusal = (attempt: number) => {
+        if (failed || !this.refusal) return;
+        failed = true;
+        callbacks.onFailure(this.refusal.error, attempt);
+      };
       for (let attempt = 1; ; attempt++) {
+        waitsForRefusal(attempt);
         await this.accepting();
         try {
           const result = await this.queue.add(async () => (this.refusal ? NOT_SENT : this.attempt({ ...span, audio: held ?? (await this.spill!.take(spilled!)) }, found, 'final', language, prompt)), {
@@ -259,7 +267,10 @@ export class WindowTranscriber {
             signal: this.shutdown.signal,
           });
           // Queued before the recognizer began refusing: it waits like the others.
-          if (result === NOT_SENT) continue;
+          if (result === NOT_SENT) {
+            waitsForRefusal(attempt);
+            continue;
+          }
           if (failed) callbacks.onRecovered();
           return result;
         } catch (error) {

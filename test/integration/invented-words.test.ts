@@ -17,7 +17,7 @@ import { wordErrorRate, type WerResult } from '../support/wer.ts';
 
 const LANGUAGES = ['en', 'fa', 'ar'] as const;
 const TRACKS = ['doctor', 'patient'] as const;
-const HALLUCINATING: Partial<SttServerOptions> = { confidentHallucinations: true };
+const HALLUCINATING: Partial<SttServerOptions> = { confidentHallucinations: true, noisyCorpus: true };
 
 async function storedTranscript(h: Harness, sessionId: string): Promise<string> {
   const headers = { authorization: `Bearer ${await h.token('service')}` };

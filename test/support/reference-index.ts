@@ -116,15 +116,18 @@ export class ReferenceIndex {
     for (const track of tracks) this.coarse.set(track, downsample(track.features, track.frames, COARSE));
   }
 
-  /** Loads every track of every language under a corpus directory made by scripts/make-corpus.ts. */
-  static async load(corpusDir: string): Promise<ReferenceIndex> {
+  /**
+   * Loads every track of every language under a corpus directory made by scripts/make-corpus.ts; with
+   * `noisy`, their noisy versions too (twice the tracks to search: only where noisy audio is streamed).
+   */
+  static async load(corpusDir: string, noisy = false): Promise<ReferenceIndex> {
     const manifest = JSON.parse(await readFile(join(corpusDir, 'manifest.json'), 'utf8')) as { languages: string[] };
     const tracks: ReferenceTrack[] = [];
     for (const language of manifest.languages) {
       const reference = JSON.parse(await readFile(join(corpusDir, language, 'reference.json'), 'utf8')) as CorpusReference;
       // A noisy track holds the same words as its clean one, and the bursts that make it noisy.
       for (const name of ['doctor', 'patient', 'mix'] as const) {
-        for (const file of [name, `${name}-noisy`]) {
+        for (const file of noisy ? [name, `${name}-noisy`] : [name]) {
           const { samples, sampleRate } = decodeWav(await readFile(join(corpusDir, language, `${file}.wav`)));
           if (sampleRate !== SAMPLE_RATE) throw new Error(`${language}/${file}.wav is ${sampleRate} Hz, expected ${SAMPLE_RATE}`);
           tracks.push({ name: `${language}/${file}`, language, words: reference.tracks[name], ...envelope(samples) });

@@ -7,5 +7,6 @@ const server = await new SttServer({
   latencyMs: Number(process.env.STT_LATENCY_MS ?? 0),
   hallucinateOnSilence: process.env.STT_HALLUCINATE === '1',
   confidentHallucinations: process.env.STT_HALLUCINATE === 'confident',
+  noisyCorpus: process.env.STT_HALLUCINATE === 'confident',
 }).start(Number(process.env.PORT ?? 0));
 process.stdout.write(`${server.baseUrl}\n`);

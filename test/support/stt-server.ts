@@ -57,6 +57,8 @@ export interface SttServerOptions {
    * thresholds (no_speech_prob 0.25, avg_logprob −0.45).
    */
   confidentHallucinations?: boolean;
+  /** Also listens for the corpus's noisy tracks (coughs, doors, chairs). Default false: half the search. */
+  noisyCorpus?: boolean;
   /** Default `openai`. */
   dialect?: Dialect;
   /** The model (or Azure deployment) the server has; others are refused as its dialect does. Default: any. */
@@ -177,7 +179,7 @@ export class SttServer {
   }
 
   async start(port = 0): Promise<this> {
-    this.index ??= await ReferenceIndex.load(this.options.corpusDir);
+    this.index ??= await ReferenceIndex.load(this.options.corpusDir, this.options.noisyCorpus);
     // Stopping it models an outage: open connections are cut, not drained.
     const app = Fastify({ logger: false, bodyLimit: 100 * 1024 * 1024, forceCloseConnections: true });
     await app.register(multipart, { limits: { fileSize: this.options.maxFileBytes ?? 25 * 1024 * 1024 } });
