@@ -74,8 +74,9 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   const newVad = adapters.vad ?? (() => new WebRtcVad(PIPELINE_SAMPLE_RATE, c.vadAggressiveness));
   // Told of the recognizer's refusals, which can begin before the registry exists.
   const sessions: { registry?: SessionRegistry } = {};
+  const recognizer = adapters.transcriber ?? (await Recognizer.connect(c.recognizer, log));
   const inventedWords = await speechGuard(c.inventedWords, adapters.speechDetector);
-  const windowTranscriber = new WindowTranscriber(adapters.transcriber ?? (await Recognizer.connect(c.recognizer, log)), {
+  const windowTranscriber = new WindowTranscriber(recognizer, {
     concurrency: c.stt.concurrency,
     recheckMs: c.recognizer.recheckMs,
     onRefusal: (refusal) => {

@@ -92,6 +92,7 @@ export class SileroWorker implements WindowSpeechDetector {
   private ready: Promise<void> | undefined;
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
+  private closed = false;
 
   /** Starts the worker and loads the model; rejects if it cannot be loaded. */
   static async start(): Promise<SileroWorker> {
@@ -129,6 +130,7 @@ export class SileroWorker implements WindowSpeechDetector {
   }
 
   async probabilities(audio: Int16Array): Promise<Float32Array> {
+    if (this.closed) throw new Error('Silero VAD: closed');
     if (!this.worker) await this.spawn();
     await this.ready;
     const worker = this.worker!;
@@ -143,6 +145,7 @@ export class SileroWorker implements WindowSpeechDetector {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     const worker = this.worker;
     this.worker = undefined;
     await worker?.terminate();

@@ -61,6 +61,7 @@ export interface TrackEventContext {
 export function trackListener(ctx: TrackEventContext, info: TrackInfo, onFailed: (error: IngestError) => void): TrackListener {
   const { feed, store, writes, stt, metrics, log } = ctx;
   const sessionId = feed.sessionId;
+  const misconfigured = (error: Error) => ({ type: 'error' as const, sessionId, code: 'stt_misconfigured' as const, message: `speech-to-text refuses the gateway's requests; windows are kept until its configuration is fixed: ${error.message}`, trackId: info.trackId });
   return {
     partial: (utteranceId, stable, unstable, startMs) => {
       feed.broadcast({ type: 'partial', sessionId, trackId: info.trackId, role: info.role, utteranceId, stable: joinWords(stable), unstable: joinWords(unstable), startMs });
@@ -82,6 +83,7 @@ export function trackListener(ctx: TrackEventContext, info: TrackInfo, onFailed:
       metrics.finalLatency.observe(Math.max(0, now - timing.speechEndAt - timing.sttMs) / 1000);
       metrics.finalProcessing.observe(Math.max(0, now - timing.closedAt - timing.sttMs) / 1000);
     },
+    refused: (error) => feed.broadcast(misconfigured(error)),
     sttFailed: (error, utteranceId) => {
       log.warn({ err: error, trackId: info.trackId }, 'STT failed; window kept for retry');
       writes.add(() => store.jobFailedAttempt(sessionId, utteranceId, error.message));
@@ -89,7 +91,7 @@ export function trackListener(ctx: TrackEventContext, info: TrackInfo, onFailed:
       stt.degraded = true;
       feed.broadcast(
         error instanceof RecognizerRefused
-          ? { type: 'error', sessionId, code: 'stt_misconfigured', message: `speech-to-text refuses the gateway's requests; windows are kept until its configuration is fixed: ${error.message}`, trackId: info.trackId }
+          ? misconfigured(error)
           : { type: 'error', sessionId, code: 'stt_unavailable', message: `speech-to-text failed, retrying: ${error.message}`, trackId: info.trackId },
       );
       if (!wasDegraded) ctx.stateChanged();

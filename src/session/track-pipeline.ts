@@ -21,6 +21,7 @@ import { IngestError } from '../errors.ts';
 import type { AudioWindow, SegmenterOptions } from '../segmenter/segmenter.ts';
 import { VoiceWindows } from '../segmenter/voice-windows.ts';
 import type { TranscribedWindow, WindowTranscriber } from '../stt/window-transcriber.ts';
+import type { RecognizerRefused } from '../stt/transcriber.ts';
 import { PartialBudget, type PartialBudgetOptions, type SttAudioKind, type SttUsage } from '../stt/stt-cost.ts';
 import { joinWords, normalizeText } from '../transcript/words.ts';
 import { correctTerms } from '../stt/clinical-prompt.ts';
@@ -42,6 +43,8 @@ export interface TrackListener {
   /** Publishes a final; the next final of the track waits until this resolves. */
   final(utteranceId: string, words: Word[], window: { startMs: number; endMs: number }, timing: FinalTiming): Promise<void>;
   sttFailed(error: Error, utteranceId: string): void;
+  /** A partial met the recognizer's refusal (it is not retried: the finals wait, and say so if they must). */
+  refused(error: RecognizerRefused): void;
   /** Every few seconds of audio: how far the track has got (ms of track time), to persist. */
   progress(trackMs: number): void;
   sttRecovered(): void;
@@ -104,7 +107,7 @@ export interface PipelineRequest {
 /** A speculative final in flight: its window, its answer, and what became of it. */
 interface Speculation {
   window: AudioWindow;
-  result: Promise<TranscribedWindow | undefined>;
+  result: Promise<TranscribedWindow | { refused: RecognizerRefused } | undefined>;
   /** Set once: confirmed by the final of its utterance, or discarded (speech resumed). */
   fate?: 'confirmed' | 'discarded';
 }
@@ -352,8 +355,9 @@ export class TrackPipeline {
     const tailPrompt = prompts.builder.build(joinWords(stable));
     void transcriber.partial(window, language, tailPrompt, this.speechConfirmedUtterance === window.utteranceId).then((result) => {
       this.partialInFlight = false;
-      if (!result) {
+      if (!result || 'refused' in result) {
         metrics.sttFailures.inc({ kind: 'partial' });
+        if (result) listener.refused(result.refused);
         return;
       }
       this.record('partial', window, result);
@@ -385,7 +389,7 @@ export class TrackPipeline {
     const speculation: Speculation = { window, result: transcriber.speculative(window, language, prompts.builder.build(this.previousText)) };
     this.speculation = speculation;
     void speculation.result.then((result) => {
-      if (this.speculation !== speculation || speculation.fate || !result || result.skipped || !SENTENCE_END.test(result.words.at(-1)?.word ?? '')) return;
+      if (this.speculation !== speculation || speculation.fate || !result || 'refused' in result || result.skipped || !SENTENCE_END.test(result.words.at(-1)?.word ?? '')) return;
       const partial = normalizeText(joinWords(this.captions.latestOf(window.utteranceId))).join(' ');
       if (partial && partial === normalizeText(joinWords(result.words)).join(' ')) this.guarded(() => this.windows.commitSpeculation(window.id));
     });
@@ -396,7 +400,7 @@ export class TrackPipeline {
     const speculation = this.speculation;
     if (!speculation || speculation.fate) return;
     speculation.fate = 'discarded';
-    void speculation.result.then((result) => this.record('speculative', speculation.window, result));
+    void speculation.result.then((result) => this.record('speculative', speculation.window, result && 'refused' in result ? undefined : result));
   }
 
   private sendFinal(window: AudioWindow): void {
@@ -420,6 +424,7 @@ export class TrackPipeline {
       this.budget.giveBack(windowMs(speculation.window));
       // Its answer stands for this window (which adds only silence); if it failed, the final goes itself.
       transcribed = speculation.result.then((result) => {
+        if (result && 'refused' in result) return this.transcribeFinal(window, callbacks, result.refused);
         this.record('final', speculation.window, result);
         return result ?? this.transcribeFinal(window, callbacks);
       });
@@ -448,8 +453,8 @@ export class TrackPipeline {
     });
   }
 
-  private async transcribeFinal(window: AudioWindow, callbacks: { onFailure(error: Error): void; onRecovered(): void }): Promise<TranscribedWindow> {
-    const result = await this.options.transcriber.final(window, callbacks, this.options.language, this.options.prompts.builder.build(this.previousText));
+  private async transcribeFinal(window: AudioWindow, callbacks: { onFailure(error: Error): void; onRecovered(): void }, refused?: RecognizerRefused): Promise<TranscribedWindow> {
+    const result = await this.options.transcriber.final(window, callbacks, this.options.language, this.options.prompts.builder.build(this.previousText), refused);
     this.record('final', window, result);
     return result;
   }

@@ -186,34 +186,35 @@ export class WindowTranscriber {
 
   /**
    * One attempt; undefined when it fails or the recognizer refuses requests (a later partial or the final
-   * will cover it). `speechConfirmed`: an earlier window of the utterance passed the speech check, so this
+   * will cover it), or the refusal it met (the first refusal of a run is news for the track's viewers). `speechConfirmed`: an earlier window of the utterance passed the speech check, so this
    * one (which contains it) is not checked again; the check of a growing window would cost more each time.
    */
-  async partial(window: AudioWindow, language?: string, prompt?: string, speechConfirmed = false): Promise<TranscribedWindow | undefined> {
+  async partial(window: AudioWindow, language?: string, prompt?: string, speechConfirmed = false): Promise<TranscribedWindow | { refused: RecognizerRefused } | undefined> {
     if (this.refusal) return undefined;
     try {
       const found = speechConfirmed ? undefined : await this.checkSpeech(window, 'partial');
       if (found === null) return skipped();
       const result = await this.queue.add(() => this.attempt(window, found, 'partial', language, prompt), { priority: PRIORITY.partial, signal: this.shutdown.signal });
       return result === NOT_SENT ? undefined : result;
-    } catch {
-      return undefined;
+    } catch (error) {
+      return error instanceof RecognizerRefused ? { refused: error } : undefined;
     }
   }
 
   /**
    * One attempt at a speculative final (the utterance after a short silence, before the endpointing
-   * confirms it), ahead of partials; undefined when it fails or is not sent (the final then goes itself).
+   * confirms it), ahead of partials; undefined when it fails or is not sent (the final then goes itself),
+   * or the refusal it met (the final says so when it goes: its viewers learn why it waits).
    */
-  async speculative(window: AudioWindow, language?: string, prompt?: string): Promise<TranscribedWindow | undefined> {
+  async speculative(window: AudioWindow, language?: string, prompt?: string): Promise<TranscribedWindow | { refused: RecognizerRefused } | undefined> {
     if (this.refusal) return undefined;
     try {
       const found = await this.checkSpeech(window, 'speculative');
       if (found === null) return skipped();
       const result = await this.queue.add(() => this.attempt(window, found, 'speculative', language, prompt), { priority: PRIORITY.final, signal: this.shutdown.signal });
       return result === NOT_SENT ? undefined : result;
-    } catch {
-      return undefined;
+    } catch (error) {
+      return error instanceof RecognizerRefused ? { refused: error } : undefined;
     }
   }
 
@@ -224,7 +225,13 @@ export class WindowTranscriber {
   private async checkSpeech(window: WindowAudio, kind: WindowKindSent): Promise<SpeechFound | null | undefined> {
     const check = this.options.speechCheck;
     if (!check) return undefined;
-    const probabilities = await check.detector.probabilities(window.audio);
+    let probabilities: Float32Array;
+    try {
+      probabilities = await check.detector.probabilities(window.audio);
+    } catch {
+      // A check that fails never costs a window: it goes unchecked (the filter still runs).
+      return undefined;
+    }
     const speech = speechStretches(probabilities, check.detector.chunkMs).map(([a, b]): [number, number] => [window.startMs + a, window.startMs + b]);
     const speechMs = stretchesMs(speech);
     if (speechMs >= check.minSpeechMs) return { speech, speechMs };
@@ -237,9 +244,10 @@ export class WindowTranscriber {
    * through failures its audio counts against the memory bound; past the bound it is spilled to disk
    * (encrypted) and read back for each attempt, so an outage of any length cannot exhaust memory.
    * Rejects when the gateway shuts down, or with a RecognizerRefused when the recognizer refuses this
-   * window although it takes others.
+   * window although it takes others. `refused`: a call for this window (its speculative final) met a
+   * refusal already; it is reported as this window's failure.
    */
-  async final(window: AudioWindow, callbacks: FinalCallbacks, language?: string, prompt?: string): Promise<TranscribedWindow> {
+  async final(window: AudioWindow, callbacks: FinalCallbacks, language?: string, prompt?: string, refused?: RecognizerRefused): Promise<TranscribedWindow> {
     const span = { startMs: window.startMs, endMs: window.endMs, speech: window.speech };
     const found = await this.checkSpeech(window, 'final');
     if (found === null) return skipped();
@@ -250,16 +258,12 @@ export class WindowTranscriber {
     this.heldSamples += samples;
     let failed = false;
     let refusedBefore = false;
+    if (refused) {
+      failed = true;
+      callbacks.onFailure(refused, 0);
+    }
     try {
-      // A final that must wait for a refusing recognizer says so once, though nothing was sent for it
-      // (another call, a partial's or a speculative final's perhaps, met the refusal): its viewers are told.
-      const waitsForRefusal = (attempt: number) => {
-        if (failed || !this.refusal) return;
-        failed = true;
-        callbacks.onFailure(this.refusal.error, attempt);
-      };
       for (let attempt = 1; ; attempt++) {
-        waitsForRefusal(attempt);
         await this.accepting();
         try {
           const result = await this.queue.add(async () => (this.refusal ? NOT_SENT : this.attempt({ ...span, audio: held ?? (await this.spill!.take(spilled!)) }, found, 'final', language, prompt)), {
@@ -267,10 +271,7 @@ export class WindowTranscriber {
             signal: this.shutdown.signal,
           });
           // Queued before the recognizer began refusing: it waits like the others.
-          if (result === NOT_SENT) {
-            waitsForRefusal(attempt);
-            continue;
-          }
+          if (result === NOT_SENT) continue;
           if (failed) callbacks.onRecovered();
           return result;
         } catch (error) {

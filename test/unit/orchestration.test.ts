@@ -46,6 +46,7 @@ function collectingListener() {
     queued: () => {},
     final: async (_id, words) => void finals.push(words),
     sttFailed: () => void events.failed++,
+    refused: () => void events.failed++,
     progress: () => {},
     sttRecovered: () => void events.recovered++,
     failed: (error) => assert.unreachable(error.message),
