@@ -74,10 +74,6 @@ export class SileroVad implements WindowSpeechDetector {
     }
     return result;
   }
-
-  async close(): Promise<void> {
-    await this.session.release();
-  }
 }
 
 interface Pending {
