@@ -18,6 +18,8 @@ import { wordErrorRate, type WerResult } from '../support/wer.ts';
 const LANGUAGES = ['en', 'fa', 'ar'] as const;
 const TRACKS = ['doctor', 'patient'] as const;
 const HALLUCINATING: Partial<SttServerOptions> = { confidentHallucinations: true, noisyCorpus: true };
+/** The gateway as deployed: speech check and filter on. */
+const GUARDED = { STT_SPEECH_CHECK: 'silero' };
 
 async function storedTranscript(h: Harness, sessionId: string): Promise<string> {
   const headers = { authorization: `Bearer ${await h.token('service')}` };
@@ -61,8 +63,8 @@ interface Outcome {
   reference: string;
 }
 
-/** Every language, live (finals and stored) and uploaded. */
-async function runAll(h: Harness, prefix: string): Promise<Outcome[]> {
+/** Every language, live (finals and stored) and, with `uploads`, each track uploaded. */
+async function runAll(h: Harness, prefix: string, uploads = true): Promise<Outcome[]> {
   const outcomes: Outcome[] = [];
   await Promise.all(
     LANGUAGES.map(async (language) => {
@@ -74,7 +76,7 @@ async function runAll(h: Harness, prefix: string): Promise<Outcome[]> {
       const { finals, stored } = await live(h, `${prefix}-${language}`, language);
       add('live finals', 'mix', finals);
       add('live stored', 'mix', stored);
-      for (const track of TRACKS) add(`upload ${track}`, track, await uploaded(h, language, track));
+      if (uploads) for (const track of TRACKS) add(`upload ${track}`, track, await uploaded(h, language, track));
     }),
   );
   return outcomes.sort((a, b) => a.label.localeCompare(b.label));
@@ -111,7 +113,7 @@ test('without the speech check and the filter, the noisy corpus gets invented wo
 });
 
 test('default: windows without speech are not sent; 0 invented and 0 lost words, live and uploaded, en/fa/ar', async () => {
-  const h = await startHarness({}, HALLUCINATING);
+  const h = await startHarness(GUARDED, HALLUCINATING);
   try {
     const outcomes = await runAll(h, 'guarded');
     report('speech check + filter', outcomes);
@@ -124,10 +126,11 @@ test('default: windows without speech are not sent; 0 invented and 0 lost words,
   }
 });
 
+// The filter alone is the same code for live and uploaded windows (the window transcriber's): live only here.
 test('every window sent (STT_SPEECH_MIN_MS=0): the filter takes out what the recognizer invents, timed words', async () => {
-  const h = await startHarness({ STT_SPEECH_MIN_MS: '0' }, HALLUCINATING);
+  const h = await startHarness({ ...GUARDED, STT_SPEECH_MIN_MS: '0' }, HALLUCINATING);
   try {
-    const outcomes = await runAll(h, 'filtered');
+    const outcomes = await runAll(h, 'filtered', false);
     report('filter alone, word timestamps', outcomes);
     assertExact(outcomes);
     assert.ok(h.stt.hallucinated > 0, 'noise windows reached the recognizer');
@@ -138,9 +141,9 @@ test('every window sent (STT_SPEECH_MIN_MS=0): the filter takes out what the rec
 });
 
 test('every window sent to a text-only recognizer: stock phrases and loops over weak speech are dropped', async () => {
-  const h = await startHarness({ STT_SPEECH_MIN_MS: '0', STT_MODEL: 'gpt-4o-transcribe' }, { ...HALLUCINATING, dialect: 'openai-text-only', model: 'gpt-4o-transcribe' });
+  const h = await startHarness({ ...GUARDED, STT_SPEECH_MIN_MS: '0', STT_MODEL: 'gpt-4o-transcribe' }, { ...HALLUCINATING, dialect: 'openai-text-only', model: 'gpt-4o-transcribe' });
   try {
-    const outcomes = await runAll(h, 'text-only');
+    const outcomes = await runAll(h, 'text-only', false);
     report('filter alone, no word timestamps', outcomes);
     assertExact(outcomes);
     assert.ok(h.stt.hallucinated > 0, 'noise windows reached the recognizer');

@@ -58,7 +58,7 @@ async function assertTranscript(viewer: CaptionCollector, language: string, maxW
 }
 
 test('faster than real time: every language in every ingest format, windows cut every 6 s (seams)', async () => {
-  const h = await startHarness({ SEGMENT_MAX_WINDOW_MS: '6000', SEGMENT_SILENCE_MS: '1500' });
+  const h = await startHarness({ SEGMENT_MAX_WINDOW_MS: '6000', SEGMENT_SILENCE_MS: '1500', STT_SPEECH_CHECK: 'silero' });
   try {
     const formats: { format: IngestFormat; sampleRate?: number }[] = [
       { format: 'webm' }, { format: 'ogg' }, { format: 'opus' }, { format: 'pcm16', sampleRate: 16000 }, { format: 'pcm16', sampleRate: 48000 },
@@ -81,7 +81,7 @@ test('faster than real time: every language in every ingest format, windows cut 
 });
 
 test('real time: three consultations at once, live partials that never flicker, finals that keep them', async () => {
-  const h = await startHarness();
+  const h = await startHarness({ STT_SPEECH_CHECK: 'silero' });
   try {
     const formats: IngestFormat[] = ['webm', 'ogg', 'opus'];
     await Promise.all(

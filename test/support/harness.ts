@@ -48,6 +48,10 @@ export async function startHarness(env: Record<string, string> = {}, sttOptions:
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     // Tests stream many times faster than real time and poll often; the security tests set these low.
     INGEST_MAX_SPEED: '10000',
+    // The speech check (Silero, 8 ms of CPU per second of audio) is on where a test is about it or about
+    // the live pipeline as deployed (invented-words, live-pipeline); elsewhere it would only slow hours of
+    // test audio streamed at many times real time.
+    STT_SPEECH_CHECK: 'off',
     RATE_LIMIT_PER_MINUTE: '1000000',
     SESSION_CREATE_PER_MINUTE: '1000000',
     MAX_LIVE_TRACKS_PER_TOKEN: '64',
