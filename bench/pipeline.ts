@@ -13,7 +13,7 @@
  *     and once with one that takes BENCH_STT_LATENCY_MS (default 300, a hosted Whisper's usual), where
  *     the speculative final's call overlaps the endpointing silence.
  *  4. STT cost: audio sent to STT ÷ audio streamed, per language, partials budgeted / unbounded / off
- *     (bench/stt-cost.ts).
+ *     (bench/stt-cost.ts, about 10 minutes; BENCH_COST=0 leaves it out).
  *
  *   BENCH_STREAMS=8 (streams in each phase)  BENCH_REALTIME_SECONDS=30 (audio per stream in phase 3)
  */
@@ -134,7 +134,7 @@ try {
   } finally {
     await stop(slowStt.child);
   }
-  await sttCost(stt.url);
+  if (process.env.BENCH_COST !== '0') await sttCost(stt.url);
 } finally {
   await stop(stt.child);
   await removeBenchData();

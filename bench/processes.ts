@@ -42,7 +42,8 @@ export async function startGateway(sttUrl: string, env: Record<string, string>):
     DATA_DIR: join(dataDir, String(port)), ...env,
   });
   const baseUrl = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
+  // PGlite's first start (initdb) takes ~10 s, longer on a loaded machine.
+  for (let i = 0; i < 1200; i++) {
     if (await fetch(`${baseUrl}/healthz`).then((r) => r.ok, () => false)) return { child, baseUrl };
     await new Promise((r) => setTimeout(r, 50));
   }
