@@ -134,6 +134,7 @@ export class TrackPipeline {
   private readonly windows: VoiceWindows;
   private readonly captions = new TrackCaptions();
   private readonly budget: PartialBudget;
+  private readonly speculativeOn: boolean;
   private speculation: Speculation | undefined;
   /** The last words of the track's published finals (filtered and corrected): the next final's prompt continues them. */
   private previousText = '';
@@ -163,6 +164,7 @@ export class TrackPipeline {
     });
     this.realTime = new RealTimeGuard(options.realTime);
     this.budget = new PartialBudget(options.partialBudget);
+    this.speculativeOn = (this.windows.segmenter.options.speculativeSilenceMs ?? 0) > 0;
   }
 
   /** Milliseconds of audio received on this connection. */
@@ -350,7 +352,9 @@ export class TrackPipeline {
     const frameMs = 20;
     const from = stable.length > 0 ? Math.max(full.startMs, Math.floor((stable.at(-1)!.endMs - partialContextMs) / frameMs) * frameMs) : full.startMs;
     const window = from === full.startMs ? full : tailOf(full, from);
-    if (!this.budget.take(windowMs(window))) return;
+    // The utterance's speculative final (what it would cost now) goes before its partials.
+    const speculativeMs = this.speculativeOn ? windowMs(full) : 0;
+    if (!this.budget.take(windowMs(window), speculativeMs <= this.budget.maxCreditMs ? speculativeMs : 0)) return;
     this.partialInFlight = true;
     const tailPrompt = prompts.builder.build(joinWords(stable));
     void transcriber.partial(window, language, tailPrompt, this.speechConfirmedUtterance === window.utteranceId).then((result) => {

@@ -35,11 +35,20 @@ export class PartialBudget {
     this.credit = Math.min(this.options.maxCreditMs, this.credit + ms * this.options.budget);
   }
 
-  /** Whether a partial (or speculative final) of `ms` audio may be sent now; if so its cost is taken from the credit. */
-  take(ms: number): boolean {
-    if (ms > this.credit) return false;
+  /**
+   * Whether a partial (or speculative final) of `ms` audio may be sent now, leaving `reserveMs` of credit;
+   * if so its cost is taken from the credit. Partials keep the reserve for their utterance's speculative
+   * final: it is what makes the final sooner, and it is given back when the endpointing confirms it.
+   */
+  take(ms: number, reserveMs = 0): boolean {
+    if (ms + reserveMs > this.credit) return false;
     this.credit -= ms;
     return true;
+  }
+
+  /** Credit held at most, ms. */
+  get maxCreditMs(): number {
+    return this.options.maxCreditMs;
   }
 
   /** A speculative final that became the final: its audio was not extra. */
