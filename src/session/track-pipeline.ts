@@ -164,7 +164,7 @@ export class TrackPipeline {
     });
     this.realTime = new RealTimeGuard(options.realTime);
     this.budget = new PartialBudget(options.partialBudget);
-    this.speculativeOn = (this.windows.segmenter.options.speculativeSilenceMs ?? 0) > 0;
+    this.speculativeOn = this.windows.segmenter.options.speculativeSilenceMs > 0;
   }
 
   /** Milliseconds of audio received on this connection. */
@@ -349,7 +349,7 @@ export class TrackPipeline {
     const { transcriber, listener, metrics, language, prompts, offsetMs, partialContextMs } = this.options;
     if (this.partialInFlight) return;
     const stable = this.captions.stableOf(full.utteranceId);
-    const frameMs = 20;
+    const { frameMs } = this.windows.segmenter.options;
     const from = stable.length > 0 ? Math.max(full.startMs, Math.floor((stable.at(-1)!.endMs - partialContextMs) / frameMs) * frameMs) : full.startMs;
     const window = from === full.startMs ? full : tailOf(full, from);
     // The utterance's speculative final (what it would cost now) goes before its partials.
