@@ -20,7 +20,7 @@ import type { AudioUnit } from '../demux/packet-source.ts';
 import { IngestError } from '../errors.ts';
 import type { AudioWindow, SegmenterOptions } from '../segmenter/segmenter.ts';
 import { VoiceWindows } from '../segmenter/voice-windows.ts';
-import type { TranscribedWindow, WindowTranscriber } from '../stt/window-transcriber.ts';
+import type { OneAttempt, TranscribedWindow, WindowTranscriber } from '../stt/window-transcriber.ts';
 import type { RecognizerRefused } from '../stt/transcriber.ts';
 import { PartialBudget, type PartialBudgetOptions, type SttAudioKind, type SttUsage } from '../stt/stt-cost.ts';
 import { joinWords, normalizeText } from '../transcript/words.ts';
@@ -107,7 +107,7 @@ export interface PipelineRequest {
 /** A speculative final in flight: its window, its answer, and what became of it. */
 interface Speculation {
   window: AudioWindow;
-  result: Promise<TranscribedWindow | { refused: RecognizerRefused } | undefined>;
+  result: Promise<OneAttempt>;
   /** Set once: confirmed by the final of its utterance, or discarded (speech resumed). */
   fate?: 'confirmed' | 'discarded';
 }

@@ -136,6 +136,9 @@ export interface TranscribedWindow {
   speechMs?: number;
 }
 
+/** The answer to a single attempt, the refusal it met, or nothing (it failed or was not sent). */
+export type OneAttempt = TranscribedWindow | { refused: RecognizerRefused } | undefined;
+
 /** What a window skipped by the speech check yields. */
 const skipped = (): TranscribedWindow => ({ words: [], timed: true, sttMs: 0, skipped: true, speechMs: 0 });
 
@@ -186,19 +189,12 @@ export class WindowTranscriber {
 
   /**
    * One attempt; undefined when it fails or the recognizer refuses requests (a later partial or the final
-   * will cover it), or the refusal it met (the first refusal of a run is news for the track's viewers). `speechConfirmed`: an earlier window of the utterance passed the speech check, so this
-   * one (which contains it) is not checked again; the check of a growing window would cost more each time.
+   * will cover it), or the refusal it met (the first refusal of a run is news for the track's viewers).
+   * `speechConfirmed`: an earlier window of the utterance passed the speech check, so this one (which
+   * contains it) is not checked again; the check of a growing window would cost more each time.
    */
-  async partial(window: AudioWindow, language?: string, prompt?: string, speechConfirmed = false): Promise<TranscribedWindow | { refused: RecognizerRefused } | undefined> {
-    if (this.refusal) return undefined;
-    try {
-      const found = speechConfirmed ? undefined : await this.checkSpeech(window, 'partial');
-      if (found === null) return skipped();
-      const result = await this.queue.add(() => this.attempt(window, found, 'partial', language, prompt), { priority: PRIORITY.partial, signal: this.shutdown.signal });
-      return result === NOT_SENT ? undefined : result;
-    } catch (error) {
-      return error instanceof RecognizerRefused ? { refused: error } : undefined;
-    }
+  partial(window: AudioWindow, language?: string, prompt?: string, speechConfirmed = false): Promise<OneAttempt> {
+    return this.once(window, 'partial', PRIORITY.partial, !speechConfirmed, language, prompt);
   }
 
   /**
@@ -206,12 +202,17 @@ export class WindowTranscriber {
    * confirms it), ahead of partials; undefined when it fails or is not sent (the final then goes itself),
    * or the refusal it met (the final says so when it goes: its viewers learn why it waits).
    */
-  async speculative(window: AudioWindow, language?: string, prompt?: string): Promise<TranscribedWindow | { refused: RecognizerRefused } | undefined> {
+  speculative(window: AudioWindow, language?: string, prompt?: string): Promise<OneAttempt> {
+    return this.once(window, 'speculative', PRIORITY.final, true, language, prompt);
+  }
+
+  /** A single attempt (partials, speculative finals): nothing waits for a refusing recognizer, nothing is retried. */
+  private async once(window: AudioWindow, kind: WindowKindSent, priority: number, check: boolean, language?: string, prompt?: string): Promise<OneAttempt> {
     if (this.refusal) return undefined;
     try {
-      const found = await this.checkSpeech(window, 'speculative');
+      const found = check ? await this.checkSpeech(window, kind) : undefined;
       if (found === null) return skipped();
-      const result = await this.queue.add(() => this.attempt(window, found, 'speculative', language, prompt), { priority: PRIORITY.final, signal: this.shutdown.signal });
+      const result = await this.queue.add(() => this.attempt(window, found, kind, language, prompt), { priority, signal: this.shutdown.signal });
       return result === NOT_SENT ? undefined : result;
     } catch (error) {
       return error instanceof RecognizerRefused ? { refused: error } : undefined;
