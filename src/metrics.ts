@@ -18,7 +18,7 @@ export function createMetrics() {
     sttSeconds: new Histogram({ name: 'helssa_stt_request_seconds', help: 'Duration of STT calls', labelNames: ['kind'], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30], registers: [registry] }),
     finalLatency: new Summary({
       name: 'helssa_final_added_latency_seconds',
-      help: 'Gateway-added latency: last speech audio received → final event sent, minus the STT call (includes the endpointing silence)',
+      help: 'Gateway-added latency: last speech audio received → final event with words sent, minus the STT call (includes the endpointing silence)',
       percentiles,
       maxAgeSeconds: 600,
       ageBuckets: 5,

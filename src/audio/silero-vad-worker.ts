@@ -1,4 +1,5 @@
-/** The worker thread of `SileroWorker`: loads Silero VAD once, then answers each window with its probabilities. */
+/** The worker thread of `SileroWorker`: loads Silero VAD once, then answers each window with its probabilities
+ * (continuing a stream's earlier windows where it can). */
 import { parentPort } from 'node:worker_threads';
 import { SileroVad } from './silero-vad.ts';
 
@@ -8,10 +9,16 @@ try {
   port.postMessage({ ready: true });
   // One window at a time, in order: the model has one thread, and windows queue here.
   let chain = Promise.resolve();
-  port.on('message', ({ id, audio }: { id: number; audio: Int16Array }) => {
+  port.on('message', ({ id, stream, offset, audio }: { id: number; stream?: string; offset: number; audio: Int16Array }) => {
     chain = chain.then(async () => {
       try {
-        const probabilities = await vad.probabilities(audio);
+        const found = await vad.continue(stream, offset, audio);
+        if (!found) {
+          port.postMessage({ id, missing: true });
+          return;
+        }
+        // A copy goes back: the stream keeps its own.
+        const probabilities = found.slice();
         port.postMessage({ id, probabilities }, [probabilities.buffer as ArrayBuffer]);
       } catch (error) {
         port.postMessage({ id, error: (error as Error).message });

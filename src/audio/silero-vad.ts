@@ -7,6 +7,11 @@
  * CPU per 32 ms of audio. onnxruntime-node runs inference on the calling thread, so the gateway uses
  * `SileroWorker`: the model in a worker thread, windows sent to it and probabilities sent back, so a
  * 28 s window's 200 ms of inference never holds up the event loop that carries the audio.
+ *
+ * The windows of one utterance (its partials, its speculative final, its final) all start at the same
+ * sample and grow: given the same `stream` key they are checked incrementally, each from where the
+ * last one stopped (the model's recurrent state is kept per key), so an utterance costs one pass of the
+ * model whatever the number of its windows, and the check of its final has only its last moments to run.
  */
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -20,8 +25,12 @@ const ort = require('onnxruntime-node') as typeof import('onnxruntime-node');
 export interface WindowSpeechDetector {
   /** Length of the audio each probability covers, ms. */
   readonly chunkMs: number;
-  /** The probability (0–1) that each `chunkMs` of 16 kHz PCM holds speech, in order; a partial last chunk is left out. */
-  probabilities(audio: Int16Array): Promise<Float32Array>;
+  /**
+   * The probability (0–1) that each `chunkMs` of 16 kHz PCM holds speech, in order; a partial last chunk
+   * is left out. `stream`: windows given the same key start at the same sample of the same audio (the
+   * same track and start), so what an earlier one computed is reused.
+   */
+  probabilities(audio: Int16Array, stream?: string): Promise<Float32Array>;
   /** Releases the model (and its thread). */
   close?(): Promise<void>;
 }
@@ -30,6 +39,15 @@ export interface WindowSpeechDetector {
 const CHUNK = 512;
 const CONTEXT = 64;
 const STATE_SIZE = 2 * 1 * 128;
+/** Streams whose state is kept (least recently used dropped first): far more than the utterances open at once. */
+const MAX_STREAMS = 1024;
+
+/** Where a stream's check stopped: after `chunks` whole chunks, with the model's state and output there. */
+interface StreamCheck {
+  chunks: number;
+  probabilities: Float32Array;
+  state: Float32Array;
+}
 
 export class SileroVad implements WindowSpeechDetector {
   readonly chunkMs = (CHUNK / 16000) * 1000;
@@ -54,16 +72,36 @@ export class SileroVad implements WindowSpeechDetector {
     return new SileroVad(session);
   }
 
-  async probabilities(audio: Int16Array): Promise<Float32Array> {
-    const chunks = Math.floor(audio.length / CHUNK);
+  private readonly streams = new Map<string, StreamCheck>();
+
+  probabilities(audio: Int16Array, stream?: string): Promise<Float32Array> {
+    return this.continue(stream, 0, audio).then((result) => result ?? new Float32Array(0));
+  }
+
+  /**
+   * The window's probabilities, given its samples from `offset` on (those before it were given with the
+   * same `stream` key earlier, and `offset` leaves the model's context, `CONTEXT` samples, before where
+   * it stopped); undefined when `offset` > 0 and this model does not hold that stream's state that far
+   * (the caller then gives the whole window).
+   */
+  async continue(stream: string | undefined, offset: number, audio: Int16Array): Promise<Float32Array | undefined> {
+    const total = offset + audio.length;
+    const chunks = Math.floor(total / CHUNK);
+    const known = stream === undefined ? undefined : this.streams.get(stream);
+    if (offset > 0 && (!known || known.chunks * CHUNK - CONTEXT < offset)) return undefined;
+    const from = known ? Math.min(known.chunks, chunks) : 0;
     const result = new Float32Array(chunks);
-    // One window's recurrent state: windows are independent, and several may be checked at once.
-    let state: Float32Array = new Float32Array(STATE_SIZE);
+    if (known) result.set(known.probabilities.subarray(0, from));
+    if (from === chunks) return result;
+    // Samples before `from`'s chunk that the model saw as context: the end of the chunk before it.
+    const sample = (i: number) => (i >= offset ? audio[i - offset] : 0) / 32768;
+    let state: Float32Array = known && from > 0 ? known.state : new Float32Array(STATE_SIZE);
     const input = new Float32Array(CONTEXT + CHUNK);
-    for (let c = 0; c < chunks; c++) {
-      input.copyWithin(0, CHUNK, CHUNK + CONTEXT);
-      if (c === 0) input.fill(0, 0, CONTEXT);
-      for (let i = 0; i < CHUNK; i++) input[CONTEXT + i] = audio[c * CHUNK + i] / 32768;
+    for (let c = from; c < chunks; c++) {
+      for (let i = 0; i < CONTEXT + CHUNK; i++) {
+        const at = c * CHUNK - CONTEXT + i;
+        input[i] = at < 0 ? 0 : sample(at);
+      }
       const outputs = await this.session.run({
         input: new ort.Tensor('float32', input, [1, input.length]),
         state: new ort.Tensor('float32', state, [2, 1, 128]),
@@ -72,12 +110,17 @@ export class SileroVad implements WindowSpeechDetector {
       result[c] = (outputs[this.session.outputNames[0]].data as Float32Array)[0];
       state = outputs[this.session.outputNames[1]].data as Float32Array;
     }
+    if (stream !== undefined) {
+      this.streams.delete(stream);
+      this.streams.set(stream, { chunks, probabilities: result, state });
+      if (this.streams.size > MAX_STREAMS) this.streams.delete(this.streams.keys().next().value!);
+    }
     return result;
   }
 }
 
 interface Pending {
-  resolve(probabilities: Float32Array): void;
+  resolve(probabilities: Float32Array | undefined): void;
   reject(error: Error): void;
 }
 
@@ -89,6 +132,8 @@ export class SileroWorker implements WindowSpeechDetector {
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
   private closed = false;
+  /** Per stream key, how many of its samples the worker has checked (as far as this side knows). */
+  private readonly seen = new Map<string, number>();
 
   /** Starts the worker and loads the model; rejects if it cannot be loaded. */
   static async start(): Promise<SileroWorker> {
@@ -106,13 +151,13 @@ export class SileroWorker implements WindowSpeechDetector {
       worker.once('message', (message: { ready?: true; error?: string }) => (message.ready ? resolve() : reject(new Error(message.error))));
       worker.once('error', reject);
     });
-    worker.on('message', (message: { id?: number; probabilities?: Float32Array; error?: string }) => {
+    worker.on('message', (message: { id?: number; probabilities?: Float32Array; missing?: true; error?: string }) => {
       if (message.id === undefined) return;
       const request = this.pending.get(message.id);
       if (!request) return;
       this.pending.delete(message.id);
       if (this.pending.size === 0) worker.unref();
-      if (message.probabilities) request.resolve(message.probabilities);
+      if (message.probabilities || message.missing) request.resolve(message.probabilities);
       else request.reject(new Error(`Silero VAD: ${message.error}`));
     });
     const fail = (error: Error) => {
@@ -125,18 +170,32 @@ export class SileroWorker implements WindowSpeechDetector {
     return this.ready;
   }
 
-  async probabilities(audio: Int16Array): Promise<Float32Array> {
+  async probabilities(audio: Int16Array, stream?: string): Promise<Float32Array> {
     if (this.closed) throw new Error('Silero VAD: closed');
     if (!this.worker) await this.spawn();
     await this.ready;
+    // Only the samples the worker has not seen go over (with the model's context before them).
+    const seen = stream === undefined ? 0 : Math.min(this.seen.get(stream) ?? 0, audio.length);
+    const offset = Math.max(0, seen - CONTEXT);
+    let result = offset > 0 ? await this.post(stream, offset, audio.slice(offset)) : undefined;
+    // The whole window is always answered.
+    result ??= (await this.post(stream, 0, audio.slice()))!;
+    if (stream !== undefined) {
+      this.seen.delete(stream);
+      this.seen.set(stream, result.length * CHUNK);
+      if (this.seen.size > MAX_STREAMS) this.seen.delete(this.seen.keys().next().value!);
+    }
+    return result;
+  }
+
+  /** One request to the worker; undefined when it lacks the stream's earlier samples (it was replaced). */
+  private post(stream: string | undefined, offset: number, audio: Int16Array): Promise<Float32Array | undefined> {
     const worker = this.worker!;
     const id = ++this.nextId;
-    // A copy goes over (the caller's window keeps its audio).
-    const copy = audio.slice();
-    return new Promise<Float32Array>((resolve, reject) => {
+    return new Promise<Float32Array | undefined>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       worker.ref();
-      worker.postMessage({ id, audio: copy }, [copy.buffer]);
+      worker.postMessage({ id, stream, offset, audio }, [audio.buffer as ArrayBuffer]);
     });
   }
 

@@ -101,6 +101,11 @@ export interface AudioWindow {
   /** The stretches the VAD called speech, [startMs, endMs] in track time, in order. */
   speech: [number, number][];
   audio: Int16Array;
+  /**
+   * Set by the track's owner: windows with the same key start at the same sample of the same audio, so
+   * a check over them can continue from the earlier one.
+   */
+  stream?: string;
 }
 
 interface BufferedFrame {

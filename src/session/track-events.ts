@@ -73,12 +73,13 @@ export function trackListener(ctx: TrackEventContext, info: TrackInfo, onFailed:
     final: async (utteranceId, words: Word[], window, timing) => {
       stt.changeBacklog(-1, window.startMs - window.endMs);
       writes.add(() => store.jobFinished(sessionId, utteranceId, 'done', timing.sttMs));
-      if (words.length > 0) {
-        await feed.publish(info, utteranceId, words);
-      } else {
-        // Still tell viewers the utterance is over, so a partial caption does not linger.
+      if (words.length === 0) {
+        // Still tell viewers the utterance is over, so a partial caption does not linger. No final is
+        // published: no latency to count (a window without speech has no end of speech).
         feed.broadcast({ type: 'partial', sessionId, trackId: info.trackId, role: info.role, utteranceId, stable: '', unstable: '', startMs: window.startMs });
+        return;
       }
+      await feed.publish(info, utteranceId, words);
       const now = performance.now();
       metrics.finalLatency.observe(Math.max(0, now - timing.speechEndAt - timing.sttMs) / 1000);
       metrics.finalProcessing.observe(Math.max(0, now - timing.closedAt - timing.sttMs) / 1000);

@@ -108,6 +108,8 @@ export interface PipelineRequest {
 interface Speculation {
   window: AudioWindow;
   result: Promise<OneAttempt>;
+  /** Its transcript, once answered (not when skipped, refused or failed). */
+  answer?: TranscribedWindow;
   /** Set once: confirmed by the final of its utterance, or discarded (speech resumed). */
   fate?: 'confirmed' | 'discarded';
 }
@@ -115,8 +117,17 @@ interface Speculation {
 /** The end of a sentence as Whisper writes it (Latin, Persian and Arabic punctuation). */
 const SENTENCE_END = /[.?!؟۔…]["'»”)]*$/u;
 
+/** The last audio before a pause the partial sent with a speculative final covers at most, ms (≥ 2 s of context for its last words). */
+const PAUSE_CHECK_MS = 3000;
+
+/** Words the partial at a pause must have heard for its agreement with the speculative final to count. */
+const MIN_ENDING_WORDS = 2;
+
 /** Words of the previous finals a final's prompt carries. */
 const PREVIOUS_WORDS = 40;
+
+/** Pipelines made in this process (their windows' stream keys). */
+let pipelines = 0;
 
 const windowMs = (window: Pick<AudioWindow, 'startMs' | 'endMs'>) => window.endMs - window.startMs;
 
@@ -134,18 +145,21 @@ export class TrackPipeline {
   private readonly windows: VoiceWindows;
   private readonly captions = new TrackCaptions();
   private readonly budget: PartialBudget;
-  private readonly speculativeOn: boolean;
   private speculation: Speculation | undefined;
   /** The last words of the track's published finals (filtered and corrected): the next final's prompt continues them. */
   private previousText = '';
   private finalChain: Promise<void> = Promise.resolve();
   private partialInFlight = false;
+  /** The words the partial at the open utterance's latest pause heard (its first, maybe cut, left out). */
+  private endingHeard: { utteranceId: number; words: string[] } | undefined;
   /** The utterance an earlier partial's speech check found speech in: its later partials are not checked again. */
   private speechConfirmedUtterance = 0;
   /** The last utterance a partial was published for (the first of each is timed). */
   private partialShownUtterance = 0;
   private lastReceivedAt = 0;
   private lastSpeechAt = 0;
+  /** What makes this connection's windows' `stream` keys unique in the process. */
+  private readonly streamPrefix = `track${++pipelines}`;
   private lastProgressMs = 0;
   private failed = false;
   /** Samples a resumed connection sends again that the track already has: dropped as they come. */
@@ -164,7 +178,6 @@ export class TrackPipeline {
     });
     this.realTime = new RealTimeGuard(options.realTime);
     this.budget = new PartialBudget(options.partialBudget);
-    this.speculativeOn = this.windows.segmenter.options.speculativeSilenceMs > 0;
   }
 
   /** Milliseconds of audio received on this connection. */
@@ -320,6 +333,11 @@ export class TrackPipeline {
   }
 
 
+  /** The speech check's stream key of this connection's windows that start at `startMs`. */
+  private streamAt(startMs: number): string {
+    return `${this.streamPrefix}@${startMs}`;
+  }
+
   private utteranceId(window: AudioWindow): string {
     return utteranceId(this.options.trackId, this.options.epoch, window.utteranceId);
   }
@@ -331,8 +349,11 @@ export class TrackPipeline {
 
   private dispatch(window: AudioWindow): void {
     this.options.metrics.windows.inc({ kind: window.kind });
-    if (window.kind === 'partial') this.sendPartial(window);
-    else if (window.kind === 'speculative') this.sendSpeculative(window);
+    window.stream = this.streamAt(window.startMs);
+    if (window.kind === 'partial') {
+      this.options.transcriber.checkAhead(window);
+      this.sendPartial(window);
+    } else if (window.kind === 'speculative') this.sendSpeculative(window);
     else this.sendFinal(window);
   }
 
@@ -343,18 +364,28 @@ export class TrackPipeline {
 
   /**
    * The utterance's unconfirmed tail, from `partialContextMs` before its last stable word, with the
-   * stable words as the prompt; sent only when the partial budget has credit for it.
+   * stable words as the prompt; sent only when the partial budget has credit for it. `atPause`: sent
+   * with the speculative final, for how the utterance ends (the speculative answer is checked against
+   * it): its last `PAUSE_CHECK_MS` are enough, whatever the tail's length (then not shown as captions).
    */
-  private sendPartial(full: AudioWindow): void {
+  private sendPartial(full: AudioWindow, atPause = false): void {
     const { transcriber, listener, metrics, language, prompts, offsetMs, partialContextMs } = this.options;
     if (this.partialInFlight) return;
     const stable = this.captions.stableOf(full.utteranceId);
     const { frameMs } = this.windows.segmenter.options;
-    const from = stable.length > 0 ? Math.max(full.startMs, Math.floor((stable.at(-1)!.endMs - partialContextMs) / frameMs) * frameMs) : full.startMs;
-    const window = from === full.startMs ? full : tailOf(full, from);
-    // The utterance's speculative final (what it would cost now) goes before its partials.
-    const speculativeMs = this.speculativeOn ? windowMs(full) : 0;
-    if (!this.budget.take(windowMs(window), speculativeMs <= this.budget.maxCreditMs ? speculativeMs : 0)) return;
+    const toFrame = (ms: number) => Math.floor(ms / frameMs) * frameMs;
+    const tailFrom = stable.length > 0 ? Math.max(full.startMs, toFrame(stable.at(-1)!.endMs - partialContextMs)) : full.startMs;
+    const from = atPause ? Math.max(tailFrom, toFrame(full.endMs - PAUSE_CHECK_MS)) : tailFrom;
+    const endingOnly = from > tailFrom;
+    const window = from === full.startMs ? full : { ...tailOf(full, from), stream: this.streamAt(from) };
+    // The partial at a pause is worth most: it goes like the speculative final (the credit may go into
+    // debt by its few seconds); those during speech leave credit for it.
+    if (atPause) {
+      if (!this.budget.allowsSpeculation) return;
+      this.budget.charge(windowMs(window));
+    } else if (!this.budget.take(windowMs(window), Math.min(windowMs(window), PAUSE_CHECK_MS))) {
+      return;
+    }
     this.partialInFlight = true;
     const tailPrompt = prompts.builder.build(joinWords(stable));
     void transcriber.partial(window, language, tailPrompt, this.speechConfirmedUtterance === window.utteranceId).then((result) => {
@@ -368,6 +399,13 @@ export class TrackPipeline {
       if (result.skipped) return;
       if (result.speechMs !== undefined) this.speechConfirmedUtterance = window.utteranceId;
       metrics.sttSeconds.observe({ kind: 'partial' }, result.sttMs / 1000);
+      if (atPause) {
+        // Its first word may be cut by the window's start: only the words after it are the ending heard.
+        const heard = normalizeText(joinWords(result.words));
+        this.endingHeard = { utteranceId: full.utteranceId, words: window.startMs > full.startMs ? heard.slice(1) : heard };
+        this.commitIfAgreed();
+      }
+      if (endingOnly) return;
       const captions = this.captions.partial(window, result.words, result.timed);
       if (!captions) return;
       listener.partial(this.utteranceId(window), this.shift(captions.stable), this.shift(captions.unstable), full.startMs + offsetMs);
@@ -379,24 +417,36 @@ export class TrackPipeline {
     });
   }
 
-  /**
-   * A speculative final: sent at once; the final that confirms it takes its answer. If the answer says
-   * what the last partial said and ends a sentence, the utterance is closed now (the final is published
-   * without waiting for the rest of the endpointing silence). A pause after a comma, or a sentence the
-   * partial had not heard to its end, waits: closing there would cut a sentence in two windows.
-   */
+  /** A speculative final: sent at once; the final that confirms it takes its answer (no second call). */
   private sendSpeculative(window: AudioWindow): void {
     const { transcriber, language, prompts } = this.options;
     this.discardSpeculation();
-    // Without credit there is no speculation: the final then goes when the endpointing confirms it.
-    if (!this.budget.take(windowMs(window))) return;
+    // In debt there is no speculation: the final then goes when the endpointing confirms it.
+    if (!this.budget.allowsSpeculation) return;
     const speculation: Speculation = { window, result: transcriber.speculative(window, language, prompts.builder.build(this.previousText)) };
     this.speculation = speculation;
     void speculation.result.then((result) => {
-      if (this.speculation !== speculation || speculation.fate || !result || 'refused' in result || result.skipped || !SENTENCE_END.test(result.words.at(-1)?.word ?? '')) return;
-      const partial = normalizeText(joinWords(this.captions.latestOf(window.utteranceId))).join(' ');
-      if (partial && partial === normalizeText(joinWords(result.words)).join(' ')) this.guarded(() => this.windows.commitSpeculation(window.id));
+      if (result && !('refused' in result) && !result.skipped) speculation.answer = result;
+      this.commitIfAgreed();
     });
+    this.sendPartial(window, true);
+  }
+
+  /**
+   * Closes the open utterance now (its final is published without waiting for the rest of the
+   * endpointing silence) when the speculative answer ends a sentence and ends with the words the partial
+   * at the pause heard: two calls heard the utterance end the same way. A pause after a comma, or an
+   * ending the two calls heard differently, waits: closing there could cut a sentence in two windows.
+   */
+  private commitIfAgreed(): void {
+    const speculation = this.speculation;
+    const answer = speculation?.answer;
+    const ending = this.endingHeard;
+    if (!speculation || speculation.fate || !answer || ending?.utteranceId !== speculation.window.utteranceId) return;
+    if (!SENTENCE_END.test(answer.words.at(-1)?.word ?? '') || ending.words.length < MIN_ENDING_WORDS) return;
+    const said = normalizeText(joinWords(answer.words));
+    if (said.length < ending.words.length || said.slice(said.length - ending.words.length).join(' ') !== ending.words.join(' ')) return;
+    this.guarded(() => this.windows.commitSpeculation(speculation.window.id));
   }
 
   /** Speech resumed (or the utterance was cut): the speculative answer is not used; it was paid for. */
@@ -404,6 +454,7 @@ export class TrackPipeline {
     const speculation = this.speculation;
     if (!speculation || speculation.fate) return;
     speculation.fate = 'discarded';
+    this.budget.charge(windowMs(speculation.window));
     void speculation.result.then((result) => this.record('speculative', speculation.window, result && 'refused' in result ? undefined : result));
   }
 
@@ -425,7 +476,6 @@ export class TrackPipeline {
     let transcribed: Promise<TranscribedWindow>;
     if (speculation && !speculation.fate && window.confirms === speculation.window.id) {
       speculation.fate = 'confirmed';
-      this.budget.giveBack(windowMs(speculation.window));
       // Its answer stands for this window (which adds only silence); if it failed, the final goes itself.
       transcribed = speculation.result.then((result) => {
         if (result && 'refused' in result) return this.transcribeFinal(window, callbacks, result.refused);

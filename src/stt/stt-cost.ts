@@ -3,13 +3,15 @@
  * milliseconds, given as data). Every STT call is paid per minute of audio sent, and partials re-send
  * audio the finals send again: left alone they multiplied the audio sent by 3–8.
  *
- * `PartialBudget` (one per track connection) bounds the audio sent besides the finals: partials and
- * speculative finals earn credit at `budget` ms per ms of audio received, up to `maxCreditMs` (it starts
- * full, so the first partial of a track goes at once), and go only when their audio fits the credit; a
- * speculative final the endpointing confirms is given back (it was the final's call). Finals are never
- * held back: only partials and speculation are dropped, so the finals stay what they were. `SttUsage` (one per session) adds up audio received and
- * sent by kind; a speculative final the endpointing confirmed counts as a final, a discarded one as
- * `speculative` (paid for nothing).
+ * `PartialBudget` (one per track connection) bounds the audio sent besides the finals: partials earn
+ * credit at `budget` ms per ms of audio received, up to `maxCreditMs` (it starts full, so the first
+ * partial of a track goes at once), and go only when their audio fits the credit. A speculative final
+ * goes whenever the credit is not in debt, whatever its length (it is what makes the final sooner, and
+ * most become the final: no extra audio); one that speech made useless is charged afterwards, which may
+ * put the credit in debt by that one window: partials and speculation then wait until it is earned
+ * back. Finals are never held back: only partials and speculation are dropped, so the finals stay what
+ * they were. `SttUsage` (one per session) adds up audio received and sent by kind; a speculative final
+ * the endpointing confirmed counts as a final, a discarded one as `speculative` (paid for nothing).
  */
 
 export type SttAudioKind = 'partial' | 'final' | 'speculative';
@@ -36,9 +38,8 @@ export class PartialBudget {
   }
 
   /**
-   * Whether a partial (or speculative final) of `ms` audio may be sent now, leaving `reserveMs` of credit;
-   * if so its cost is taken from the credit. Partials keep the reserve for their utterance's speculative
-   * final: it is what makes the final sooner, and it is given back when the endpointing confirms it.
+   * Whether a partial of `ms` audio may be sent now, leaving `reserveMs` of credit; if so its cost is
+   * taken from the credit. Partials during speech keep a reserve for the one at the next pause.
    */
   take(ms: number, reserveMs = 0): boolean {
     if (ms + reserveMs > this.credit) return false;
@@ -46,14 +47,14 @@ export class PartialBudget {
     return true;
   }
 
-  /** Credit held at most, ms. */
-  get maxCreditMs(): number {
-    return this.options.maxCreditMs;
+  /** Whether a speculative final may go now: the credit is not in debt. */
+  get allowsSpeculation(): boolean {
+    return this.credit >= 0;
   }
 
-  /** A speculative final that became the final: its audio was not extra. */
-  giveBack(ms: number): void {
-    this.credit = Math.min(this.options.maxCreditMs, this.credit + ms);
+  /** A speculative final that speech made useless: its audio was extra, charged now (the credit may go into debt). */
+  charge(ms: number): void {
+    this.credit -= ms;
   }
 }
 

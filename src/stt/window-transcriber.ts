@@ -148,7 +148,7 @@ const NOT_SENT = Symbol('not sent');
 /** Live windows never wait behind an uploaded recording's windows. */
 const PRIORITY = { final: 1, partial: 0, upload: -1 };
 
-type WindowAudio = Pick<AudioWindow, 'audio' | 'startMs' | 'endMs'> & Partial<Pick<AudioWindow, 'speech'>>;
+type WindowAudio = Pick<AudioWindow, 'audio' | 'startMs' | 'endMs'> & Partial<Pick<AudioWindow, 'speech' | 'stream'>>;
 
 export class WindowTranscriber {
   private readonly queue: PQueue;
@@ -206,6 +206,16 @@ export class WindowTranscriber {
     return this.once(window, 'speculative', PRIORITY.final, true, language, prompt);
   }
 
+  /**
+   * Runs the speech check over a window of a growing utterance now, for nothing but its later windows
+   * (same `stream`): theirs then continues from here, and a final's check has only its last moments to
+   * run when the speaker stops.
+   */
+  checkAhead(window: WindowAudio): void {
+    const detector = this.options.speechCheck?.detector;
+    if (detector && window.stream !== undefined) detector.probabilities(window.audio, window.stream).catch(() => undefined);
+  }
+
   /** A single attempt (partials, speculative finals): nothing waits for a refusing recognizer, nothing is retried. */
   private async once(window: AudioWindow, kind: WindowKindSent, priority: number, check: boolean, language?: string, prompt?: string): Promise<OneAttempt> {
     if (this.refusal) return undefined;
@@ -228,7 +238,7 @@ export class WindowTranscriber {
     if (!check) return undefined;
     let probabilities: Float32Array;
     try {
-      probabilities = await check.detector.probabilities(window.audio);
+      probabilities = await check.detector.probabilities(window.audio, window.stream);
     } catch {
       // A check that fails never costs a window: it goes unchecked (the filter still runs).
       return undefined;

@@ -7,8 +7,9 @@
  *    is not part of a loop survives (a cough next to speech costs no word); every word invented outside
  *    speech, every listed phrase over no speech and every loop beyond its first occurrence is dropped;
  *    the counts by reason add up to what was dropped; filtering twice changes nothing;
- *  - the partial budget: over any sequence of audio received, partials asked for and speculative finals
- *    given back, what it lets through never exceeds budget × received + the credit it starts with;
+ *  - the partial budget: over any sequence of audio received, partials asked for (with any reserve) and
+ *    speculative finals wasted (charged), what it lets through never exceeds budget × received + the
+ *    credit it starts with + one charge (speculation goes only out of debt);
  *  - the prompt builder, with the real tokenizer, any terms (en/fa/ar) and any limit: never over the
  *    limit; what it keeps of the previous words is their end, in order, last in the prompt; the session's
  *    terms go only after every default term and the opening sentence have gone;
@@ -161,31 +162,36 @@ test('loops: collapsing keeps the order and one occurrence; three "no" stay', ()
   assert.equal(collapseLoops(['the', 'pain', 'the', 'pain', 'the', 'pain', 'is'], (x) => x).kept, ['the', 'pain', 'is']);
 });
 
-test('partial budget: what it lets through stays within budget × received + its starting credit', () => {
+test('partial budget: partials and charged speculation stay within budget × received + its starting credit + one charge', () => {
   const step = fc.oneof(
     fc.record({ kind: fc.constant('receive' as const), ms: fc.integer({ min: 0, max: 5000 }) }),
-    fc.record({ kind: fc.constant('take' as const), ms: fc.integer({ min: 0, max: 30000 }) }),
+    fc.record({ kind: fc.constant('partial' as const), ms: fc.integer({ min: 0, max: 30000 }), reserveMs: fc.integer({ min: 0, max: 5000 }) }),
+    // A speculative final (or the partial sent with it): goes when out of debt; `wasted` ones are charged.
+    fc.record({ kind: fc.constant('speculate' as const), ms: fc.integer({ min: 0, max: 30000 }), wasted: fc.boolean() }),
   );
   fc.assert(
     fc.property(fc.double({ min: 0, max: 3, noNaN: true }), fc.integer({ min: 0, max: 20000 }), fc.array(step, { maxLength: 200 }), (budget, maxCreditMs, steps) => {
       const partials = new PartialBudget({ budget, maxCreditMs });
       let received = 0;
-      let taken = 0;
-      const speculative: number[] = [];
+      let extra = 0;
+      let largestCharge = 0;
       for (const s of steps) {
         if (s.kind === 'receive') {
           received += s.ms;
           partials.earn(s.ms);
-        } else if (partials.take(s.ms)) {
-          taken += s.ms;
-          // Every other one is a speculative final the endpointing confirms: given back, not extra.
-          if (s.ms % 2 === 0) {
-            partials.giveBack(s.ms);
-            speculative.push(s.ms);
+        } else if (s.kind === 'partial') {
+          const before = partials.allowsSpeculation;
+          if (partials.take(s.ms, s.reserveMs)) {
+            extra += s.ms;
+            // A partial never spends the reserve: what was out of debt stays out of debt.
+            assert.ok(!before || partials.allowsSpeculation);
           }
+        } else if (partials.allowsSpeculation && s.wasted) {
+          partials.charge(s.ms);
+          extra += s.ms;
+          largestCharge = Math.max(largestCharge, s.ms);
         }
-        const extra = taken - speculative.reduce((a, b) => a + b, 0);
-        assert.ok(extra <= budget * received + maxCreditMs + 1e-6, `${extra} ms extra after ${received} ms received`);
+        assert.ok(extra <= budget * received + maxCreditMs + largestCharge + 1e-6, `${extra} ms extra after ${received} ms received`);
       }
     }),
     RUNS,

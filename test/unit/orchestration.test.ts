@@ -20,6 +20,7 @@ import { MemoryStore } from '../../src/store/testing/memory-store.ts';
 import { DEFAULT_THRESHOLDS } from '../../src/stt/recognized-words.ts';
 import { FakeTranscriber, timelineAudio, type PlacedWord } from '../../src/stt/testing/fake-transcriber.ts';
 import type { WindowJob, WindowQueue } from '../../src/stt/window-queue.ts';
+import type { TranscriptionRequest } from '../../src/stt/transcriber.ts';
 import { WindowTranscriber } from '../../src/stt/window-transcriber.ts';
 
 const log = createLogger('silent');
@@ -118,6 +119,57 @@ test('track pipeline with speculative finals and budgeted tail partials: every w
   assert.ok(speculative.usage.sentMs.partial + speculative.usage.sentMs.speculative <= 0.5 * speculative.usage.receivedMs + 8000, 'partials and speculation within the budget');
 });
 
+test('finals sooner: a speculative final whose ending the partial at the pause heard the same is published before the endpointing silence; one heard differently waits', async () => {
+  // Six sentences of ten 300 ms words (pauses of 120 ms inside, 2 s between), each ending with a period.
+  const words: PlacedWord[] = [];
+  let t = 500;
+  for (let sentence = 0; sentence < 6; sentence++) {
+    for (let i = 0; i < 10; i++) {
+      words.push({ word: `${VOCABULARY[(sentence + i) % VOCABULARY.length]}${sentence}${i}${i === 9 ? '.' : ''}`, startMs: t, endMs: t + 300 });
+      t += 420;
+    }
+    t += 2000;
+  }
+  const sentenceStarts = words.filter((_, i) => i % 10 === 0).map((w) => w.startMs);
+  /** Mishears the last word of every window that starts inside a sentence (the tails, never a final's window). */
+  class EndingMishearer extends FakeTranscriber {
+    override async transcribe(request: TranscriptionRequest) {
+      const heard = await super.transcribe(request);
+      const startMs = request.audio[0] * 20;
+      if (heard.words && heard.words.length > 0 && !sentenceStarts.some((s) => s >= startMs && s - startMs < 1000)) heard.words.at(-1)!.word = 'misheard';
+      return heard;
+    }
+  }
+  const run = async (recognizer: FakeTranscriber) => {
+    const transcriber = new WindowTranscriber(recognizer, { concurrency: 4, sampleRate: 16000, thresholds: DEFAULT_THRESHOLDS });
+    const finals: { words: Word[]; endMs: number }[] = [];
+    const { listener } = collectingListener();
+    const pipeline = new TrackPipeline({
+      ...pipelineCost(),
+      listener: { ...listener, final: async (_id, finalWords, window) => void finals.push({ words: finalWords, endMs: window.endMs }) },
+      offsetMs: 0, epoch: 1, trackId: 'doctor', vad: energyVad, transcriber, metrics: createMetrics(),
+      segmenter: { partialIntervalMs: 1000, silenceMs: 900, speculativeSilenceMs: 200 },
+      realTime: { maxSpeed: 1e9, burstMs: 1e9 },
+    });
+    const audio = timelineAudio(words, t);
+    for (let i = 0; i < audio.length; i += 320) {
+      pipeline.push({ kind: 'pcm', samples: audio.subarray(i, i + 320) });
+      // Real time enough between frames for the recognizer's answers to come back during a pause.
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    await pipeline.end();
+    transcriber.close();
+    return finals;
+  };
+  for (const [name, recognizer, early] of [['agreeing', new FakeTranscriber(words), true], ['mishearing its tails', new EndingMishearer(words), false]] as const) {
+    const finals = await run(recognizer);
+    assert.equal(finals.flatMap((f) => f.words.map((w) => w.word)), words.map((w) => w.word), `${name}: every word once, in order`);
+    assert.is(finals.length, 6, `${name}: one final per sentence`);
+    // Published at the speculative window's end (200 ms of silence) or after the endpointing's 900 ms (its window keeps 300).
+    for (const final of finals) assert.is(final.endMs - final.words.at(-1)!.endMs <= 220, early, `${name}: final ending at ${final.endMs}`);
+  }
+});
+
 test('track pipeline: a defect in a stage ends the track with an internal error, once', async () => {
   const transcriber = new WindowTranscriber(new FakeTranscriber([]), { concurrency: 1, sampleRate: 16000, thresholds: DEFAULT_THRESHOLDS });
   const failures: string[] = [];
@@ -178,9 +230,9 @@ test('track pipeline resumed by new connections: resent overlap skipped, a gap f
     archive: { packet: () => {}, pcm: () => {}, silence: (ms) => void archivedSilenceMs.push(ms) },
   });
   pipeline.push({ kind: 'pcm', samples: new Int16Array(16000) });
-  pipeline.resume(2730, 0);
+  pipeline.resume(2730, performance.now());
   assert.is(pipeline.trackMs, 2730);
-  assert.throws(() => pipeline.resume(60_000, 1), /startMs 60000 is .* more than real time allows/);
+  assert.throws(() => pipeline.resume(60_000, performance.now()), /startMs 60000 is .* more than real time allows/);
   assert.is(pipeline.trackMs, 2730);
   // A live source (WebRTC) away for a while: its absence becomes silence once its audio comes back.
   const lastAudioNotBefore = performance.now();

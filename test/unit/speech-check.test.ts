@@ -39,6 +39,33 @@ silero('coughs, doors and chairs are not speech; every spoken word is (the model
   }
 });
 
+silero('windows of one stream, checked as they grow, get exactly what the whole window gets at once; a replaced worker still answers', async () => {
+  const corpusDir = await ensureCorpus();
+  const { samples } = decodeWav(await readFile(`${corpusDir}/en/doctor-noisy.wav`));
+  const whole = samples.subarray(16000, 16000 * 9);
+  const vad = await SileroWorker.start();
+  try {
+    const expected = await vad.probabilities(whole);
+    // Lengths that end mid-chunk, a shorter window after a longer one, and the whole.
+    for (const seconds of [0.7, 1.9, 1.5, 4.33, 6, 8]) {
+      const got = await vad.probabilities(whole.subarray(0, Math.round(seconds * 16000)), 'track1@1000');
+      assert.equal(Array.from(got), Array.from(expected.subarray(0, got.length)), `${seconds} s`);
+      assert.is(got.length, Math.floor((seconds * 16000) / 512));
+    }
+    // The worker dies and is replaced: it no longer holds the stream, and is given the whole window.
+    (vad as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(Array.from(await vad.probabilities(whole, 'track1@1000')), Array.from(expected));
+    // Another stream with other audio is not confused with it.
+    const other = samples.subarray(16000 * 20, 16000 * 26);
+    const otherWhole = await vad.probabilities(other);
+    await vad.probabilities(other.subarray(0, 16000 * 3), 'track2@20000');
+    assert.equal(Array.from(await vad.probabilities(other, 'track2@20000')), Array.from(otherWhole));
+  } finally {
+    await vad.close();
+  }
+});
+
 silero.run();
 
 const transcriber = suite('window transcriber: speech check and filter');
