@@ -1,8 +1,9 @@
 /**
- * Runs every test file (test/**\/*.test.ts) in its own Node process, one after another, and closes with
- * the line CI reads: `N passed, N failed`. A file that crashes, or runs past TEST_FILE_TIMEOUT_S (default
- * 600: a hung file must not hang CI), counts as one failure. Pass file name fragments to run only those
- * (`npm test -- segmenter`).
+ * Runs every test file (test/**\/*.test.ts) in its own Node process, TEST_JOBS (default 2) at a time,
+ * and closes with the line CI reads: `N passed, N failed`. Most integration files spend their time
+ * waiting on real-time streams, so two at once fit on two cores; each file's output is printed whole
+ * when it ends. A file that crashes, or runs past TEST_FILE_TIMEOUT_S (default 600: a hung file must not
+ * hang CI), counts as one failure. Pass file name fragments to run only those (`npm test -- segmenter`).
  */
 import { spawn } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
@@ -15,28 +16,32 @@ async function findTests(dir: string): Promise<string[]> {
 
 const filters = process.argv.slice(2);
 const fileTimeoutMs = Number(process.env.TEST_FILE_TIMEOUT_S ?? 600) * 1000;
+const jobs = Math.max(1, Number(process.env.TEST_JOBS ?? 2));
+/** The files that run longest (several minutes of real-time streaming or a browser) start first. */
+const LONGEST = ['e2e/browser', 'live-pipeline', 'producer-resume', 'recognizers', 'rtp-webrtc', 'connections'];
+const rank = (file: string) => {
+  const longest = LONGEST.findIndex((name) => file.includes(name));
+  return longest >= 0 ? longest : LONGEST.length + Number(!file.includes('/integration/'));
+};
 const files = (await findTests('test')).filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
-// Unit tests first: they are fast and say most about a failure.
-files.sort((a, b) => Number(a.includes('/integration/')) - Number(b.includes('/integration/')));
+files.sort((a, b) => rank(a) - rank(b));
 
 let passed = 0;
 let failed = 0;
 const failures: string[] = [];
 const started = Date.now();
-for (const file of files) {
+
+async function runFile(file: string): Promise<void> {
   const fileStarted = Date.now();
-  process.stdout.write(`\n▶ ${relative('.', file)}\n`);
   const output = await new Promise<{ code: number | null; text: string }>((resolve) => {
-    const child = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
     const timer = setTimeout(() => {
-      process.stdout.write(`  killed: still running after ${fileTimeoutMs / 1000} s\n`);
+      text += `  killed: still running after ${fileTimeoutMs / 1000} s\n`;
       child.kill('SIGKILL');
     }, fileTimeoutMs);
-    let text = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      text += chunk;
-      process.stdout.write(chunk);
-    });
+    child.stdout.on('data', (chunk: Buffer) => void (text += chunk));
+    child.stderr.on('data', (chunk: Buffer) => void (text += chunk));
     child.on('close', (code) => {
       clearTimeout(timer);
       resolve({ code, text });
@@ -51,8 +56,15 @@ for (const file of files) {
   if (output.code !== 0 && fileFailed === 0) fileFailed = 1;
   failed += fileFailed;
   if (fileFailed > 0) failures.push(relative('.', file));
-  process.stdout.write(`  (${((Date.now() - fileStarted) / 1000).toFixed(1)} s)\n`);
+  process.stdout.write(`\n▶ ${relative('.', file)}\n${output.text}  (${((Date.now() - fileStarted) / 1000).toFixed(1)} s)\n`);
 }
+
+const queue = [...files];
+await Promise.all(
+  Array.from({ length: Math.min(jobs, files.length) }, async () => {
+    for (let file = queue.shift(); file; file = queue.shift()) await runFile(file);
+  }),
+);
 process.stdout.write(`\n${files.length} files in ${((Date.now() - started) / 1000).toFixed(0)} s${failures.length ? `; failing: ${failures.join(', ')}` : ''}\n`);
 process.stdout.write(`${passed} passed, ${failed} failed\n`);
 process.exit(failed > 0 || files.length === 0 ? 1 : 0);
