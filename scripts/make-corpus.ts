@@ -9,6 +9,11 @@
  *   <track>-noisy.wav, .ogg   the track with loud non-speech bursts (cough, door, chair scrape; 0.3–1 s):
  *                             on the silent track while the other person speaks, and on the speaker's
  *                             own track just before the first word of a turn (what Whisper invents on)
+ *   <track>-quiet.wav, .ogg   doctor/patient as a phone a metre away hears them: speech at −45 dBFS RMS
+ *                             over a microphone floor at −75 dBFS
+ *   <track>-hum10/-hum5 .wav, .ogg  doctor/patient under a clinic's low-frequency noise: 50 Hz mains hum
+ *                             with its harmonics and a ventilation's sub-bass rumble, at 10 and 5 dB SNR
+ *                             (speech RMS over the noise's)
  *   reference.json            the words of every track with their times, and the noise bursts
  * Each word gets its own small variation of speed and pitch (seeded), so the same word said twice does
  * not sound identical: the test recognizer must tell them apart by listening, as a real one would.
@@ -158,6 +163,43 @@ function noiseBurst(kind: NoiseKind, durationMs: number, rand: () => number): In
   return Int16Array.from(out, (v) => Math.round((v / peak) * 16384));
 }
 
+const clamp = (v: number) => Math.max(-32768, Math.min(32767, Math.round(v)));
+
+/** RMS of `x` over the [start, end) sample ranges. */
+function rmsOver(x: ArrayLike<number>, ranges: [number, number][]): number {
+  let sum = 0;
+  let count = 0;
+  for (const [a, b] of ranges) for (let i = a; i < Math.min(b, x.length); i++, count++) sum += x[i] * x[i];
+  return Math.sqrt(sum / Math.max(1, count)) || 1;
+}
+
+/**
+ * A clinic room's low-frequency noise at 22.05 kHz: 50 Hz mains hum with decaying harmonics up to
+ * 450 Hz (a transformer, a lamp ballast), slowly wavering, over the rumble of the ventilation (noise
+ * through two low-pass poles at 45 Hz: a building's sub-bass, below the voice).
+ */
+function roomNoise(n: number, rand: () => number): Float64Array {
+  const out = new Float64Array(n);
+  const rumble = new Float64Array(n);
+  let first = 0;
+  let second = 0;
+  const a = Math.exp((-2 * Math.PI * 45) / ESPEAK_RATE);
+  for (let i = 0; i < n; i++) {
+    first = a * first + (1 - a) * (rand() * 2 - 1);
+    second = a * second + (1 - a) * first;
+    rumble[i] = second;
+  }
+  const rumbleRms = rmsOver(rumble, [[0, n]]);
+  const phases = Array.from({ length: 9 }, () => rand() * 2 * Math.PI);
+  for (let i = 0; i < n; i++) {
+    const t = i / ESPEAK_RATE;
+    let hum = 0;
+    for (let h = 1; h <= 9; h++) hum += Math.sin(2 * Math.PI * 50 * h * t + phases[h - 1]) / h;
+    out[i] = hum * (1 + 0.1 * Math.sin(2 * Math.PI * 0.3 * t)) + 0.5 * (rumble[i] / rumbleRms);
+  }
+  return out;
+}
+
 async function synthesize(consultation: Consultation, dir: string, seed: number): Promise<void> {
   const rand = random(seed);
   const voices = { doctor: `${consultation.voice}+m3`, patient: `${consultation.voice}+f2` };
@@ -239,6 +281,16 @@ async function synthesize(consultation: Consultation, dir: string, seed: number)
     }
     reference.noise[track].sort((a, b) => a.startMs - b.startMs);
     await writeTrack(dir, `${track}-noisy`, noisy, false);
+    if (track === 'mix') continue;
+    const speechRms = rmsOver(pcm, reference.tracks[track].map((w) => [toSamples(w.startMs), toSamples(w.endMs)]));
+    const floor = random(seed ^ 0xf100);
+    await writeTrack(dir, `${track}-quiet`, Int16Array.from(pcm, (v) => clamp(v * (32768 * 10 ** (-45 / 20) / speechRms) + (floor() - 0.5) * 20)), false);
+    const room = roomNoise(total, random(seed ^ 0x4077));
+    const roomRms = rmsOver(room, [[0, total]]);
+    for (const snrDb of [10, 5]) {
+      const scale = speechRms / 10 ** (snrDb / 20) / roomRms;
+      await writeTrack(dir, `${track}-hum${snrDb}`, Int16Array.from(pcm, (v, i) => clamp(v + room[i] * scale)), false);
+    }
   }
   await writeFile(join(dir, 'reference.json'), JSON.stringify(reference, null, 1));
 }

@@ -95,6 +95,11 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     onSkipped: (kind) => metrics.windowsSkipped.inc({ kind }),
     onSent: (kind, seconds) => metrics.sttAudioSeconds.inc({ kind }, seconds),
     onDropped: (reason, words) => metrics.hallucinationsDropped.inc({ reason }, words),
+    conditioning: c.conditioning,
+    onConditioned: (conditioning) => {
+      metrics.conditioningGain.observe(conditioning.gainDb);
+      if (conditioning.humHz) metrics.humNotched.inc({ hz: String(conditioning.humHz) });
+    },
     backlogMemoryS: c.stt.backlogMemoryS,
     spillDir: c.stt.spillDir,
     onBacklog: (backlog) => {

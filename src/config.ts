@@ -51,6 +51,14 @@ const shared = {
   STT_HALLUCINATION_FILTER: z.stringbool().default(true),
   /** A directory of `<language>.txt` stock phrase lists in place of the built-in ones. */
   STT_HALLUCINATION_PHRASES_DIR: optionalString,
+  /** Conditioning of the audio sent to STT (the recording keeps the original): high-pass cutoff, Hz; 0: off. */
+  AUDIO_HIGH_PASS_HZ: int(80, 0, 300),
+  /** Notch out detected 50/60 Hz mains hum and its harmonics. */
+  AUDIO_HUM_NOTCH: z.stringbool().default(true),
+  /** Bring each window's speech to AUDIO_TARGET_DBFS (never more than AUDIO_MAX_GAIN_DB; noise alone is never amplified). */
+  AUDIO_NORMALIZE: z.stringbool().default(true),
+  AUDIO_TARGET_DBFS: z.coerce.number().min(-40).max(-6).default(-20),
+  AUDIO_MAX_GAIN_DB: z.coerce.number().min(0).max(40).default(30),
 
   REDIS_URL: redisUrl.optional(),
   QUEUE_NAME: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and - only').default('helssa-windows'),
@@ -108,7 +116,7 @@ const schema = z
     /** Silence after which a speculative final is sent (its STT call overlaps the rest of SEGMENT_SILENCE_MS); 0: off. */
     SEGMENT_SPECULATIVE_MS: int(200, 0, 5000),
     /** Partial audio sent to STT per audio received, at most (finals are never held back). */
-    STT_PARTIAL_BUDGET: z.coerce.number().min(0).max(100).default(0.5),
+    STT_PARTIAL_BUDGET: z.coerce.number().min(0).max(100).default(0.4),
     /** Audio before the last stable word that a partial window keeps as context. */
     PARTIAL_CONTEXT_MS: int(2000, 0, 30000),
 

@@ -13,6 +13,8 @@ export function createMetrics() {
     windows: new Counter({ name: 'helssa_windows_total', help: 'Windows the segmenter cut for STT (those the speech check skips included)', labelNames: ['kind'], registers: [registry] }),
     sttAudioSeconds: new Counter({ name: 'helssa_stt_audio_seconds_total', help: 'Seconds of audio the recognizer answered (what it bills), by window kind (partial, final, speculative, upload)', labelNames: ['kind'], registers: [registry] }),
     windowsSkipped: new Counter({ name: 'helssa_windows_skipped_total', help: 'Windows not sent to STT: the speech check found too little speech in them (a cough, a door)', labelNames: ['kind'], registers: [registry] }),
+    conditioningGain: new Histogram({ name: 'helssa_conditioning_gain_db', help: 'Gain the loudness normalization gave each window sent to STT, dB (0: none: loud enough, or too little speech)', buckets: [0, 3, 6, 10, 15, 20, 25, 30], registers: [registry] }),
+    humNotched: new Counter({ name: 'helssa_hum_notched_total', help: 'Windows sent to STT with mains hum detected and notched out, by frequency', labelNames: ['hz'], registers: [registry] }),
     hallucinationsDropped: new Counter({ name: 'helssa_hallucinations_dropped_total', help: 'Words taken out of STT answers as invented, by reason (segment, outside_speech, loop, phrase)', labelNames: ['reason'], registers: [registry] }),
     sttFailures: new Counter({ name: 'helssa_stt_failures_total', help: 'STT calls failed after the client retries', labelNames: ['kind'], registers: [registry] }),
     sttSeconds: new Histogram({ name: 'helssa_stt_request_seconds', help: 'Duration of STT calls', labelNames: ['kind'], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30], registers: [registry] }),

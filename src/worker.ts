@@ -28,6 +28,7 @@ const { config, log, c, recognizer } = started;
 const transcriber = new WindowTranscriber(recognizer, {
   concurrency: config.WORKER_CONCURRENCY, sampleRate: PIPELINE_SAMPLE_RATE, thresholds: c.thresholds, recheckMs: c.recognizer.recheckMs,
   ...(await speechGuard(c.inventedWords)),
+  conditioning: c.conditioning,
   onRefusal: (refusal) => (refusal ? log.error({ reason: refusal.message }, 'the recognizer refuses requests: jobs wait') : log.info('the recognizer takes requests again')),
 });
 const queue = new RedisWindowQueue({

@@ -158,6 +158,7 @@ export class TrackPipeline {
   private partialShownUtterance = 0;
   private lastReceivedAt = 0;
   private lastSpeechAt = 0;
+  private readonly speculativeOn: boolean;
   /** What makes this connection's windows' `stream` keys unique in the process. */
   private readonly streamPrefix = `track${++pipelines}`;
   private lastProgressMs = 0;
@@ -178,6 +179,7 @@ export class TrackPipeline {
     });
     this.realTime = new RealTimeGuard(options.realTime);
     this.budget = new PartialBudget(options.partialBudget);
+    this.speculativeOn = this.windows.segmenter.options.speculativeSilenceMs > 0;
   }
 
   /** Milliseconds of audio received on this connection. */
@@ -365,8 +367,9 @@ export class TrackPipeline {
   /**
    * The utterance's unconfirmed tail, from `partialContextMs` before its last stable word, with the
    * stable words as the prompt; sent only when the partial budget has credit for it. `atPause`: sent
-   * with the speculative final, for how the utterance ends (the speculative answer is checked against
-   * it): its last `PAUSE_CHECK_MS` are enough, whatever the tail's length (then not shown as captions).
+   * once the speculative final has answered, for how the utterance ends (the speculative answer is
+   * checked against it): its last `PAUSE_CHECK_MS` are enough, whatever the tail's length (then not
+   * shown as captions).
    */
   private sendPartial(full: AudioWindow, atPause = false): void {
     const { transcriber, listener, metrics, language, prompts, offsetMs, partialContextMs } = this.options;
@@ -379,11 +382,11 @@ export class TrackPipeline {
     const endingOnly = from > tailFrom;
     const window = from === full.startMs ? full : { ...tailOf(full, from), stream: this.streamAt(from) };
     // The partial at a pause is worth most: it goes like the speculative final (the credit may go into
-    // debt by its few seconds); those during speech leave credit for it.
+    // debt by its few seconds); those during speech leave credit for it when there is speculation.
     if (atPause) {
       if (!this.budget.allowsSpeculation) return;
       this.budget.charge(windowMs(window));
-    } else if (!this.budget.take(windowMs(window), Math.min(windowMs(window), PAUSE_CHECK_MS))) {
+    } else if (!this.budget.take(windowMs(window), this.speculativeOn ? Math.min(windowMs(window), PAUSE_CHECK_MS) : 0)) {
       return;
     }
     this.partialInFlight = true;
@@ -423,13 +426,19 @@ export class TrackPipeline {
     this.discardSpeculation();
     // In debt there is no speculation: the final then goes when the endpointing confirms it.
     if (!this.budget.allowsSpeculation) return;
+    const sentAt = performance.now();
+    const { silenceMs, speculativeSilenceMs } = this.windows.segmenter.options;
+    const confirmedAtMs = this.windows.positionMs + silenceMs - speculativeSilenceMs;
     const speculation: Speculation = { window, result: transcriber.speculative(window, language, prompts.builder.build(this.previousText)) };
     this.speculation = speculation;
     void speculation.result.then((result) => {
-      if (result && !('refused' in result) && !result.skipped) speculation.answer = result;
-      this.commitIfAgreed();
+      if (!result || 'refused' in result || result.skipped || speculation.fate) return;
+      speculation.answer = result;
+      // Its ending is checked by a second call only where that can help: the answer ends a sentence,
+      // and the endpointing is further off than this call took (a slow recognizer's check would come
+      // after the confirmation, paid for nothing).
+      if (SENTENCE_END.test(result.words.at(-1)?.word ?? '') && confirmedAtMs - this.windows.positionMs > performance.now() - sentAt) this.sendPartial(window, true);
     });
-    this.sendPartial(window, true);
   }
 
   /**

@@ -1,0 +1,205 @@
+/**
+ * Conditions a window's audio for the recognizer (pure; the recording keeps the original): what a
+ * phone a metre from a quiet patient, a fan and the mains leave in a clinic's audio, taken out before
+ * Whisper hears it. In order:
+ *  1. high-pass: DC and rumble below `highPassHz` (two cascaded Butterworth sections, 24 dB/octave);
+ *  2. hum notch: when the window shows mains hum (50 or 60 Hz standing out of its neighbourhood, measured
+ *     with Goertzel filters), a narrow notch at it and each harmonic up to `humHarmonics`;
+ *  3. loudness: the gain that brings the RMS of the speech stretches to `targetDbfs` (never more than
+ *     `maxGainDb`, and none at all without `minSpeechMs` of speech above a microphone's floor: noise is
+ *     never amplified), then a
+ *     peak limiter (smooth gain reduction above `peakDbfs`, so nothing clips).
+ * Each step can be switched off. The filters run at the window's sample rate on float samples.
+ */
+
+export interface ConditionerOptions {
+  sampleRate: number;
+  /** 0: no high-pass. Default 80. */
+  highPassHz: number;
+  /** Detect mains hum and notch it out. Default true. */
+  humNotch: boolean;
+  /** Harmonics notched (the fundamental included). Default 10. */
+  humHarmonics: number;
+  /** Hum must stand this far above the spectrum beside it to be notched, dB. Default 12. */
+  humProminenceDb: number;
+  /** Loudness normalization on. Default true. */
+  normalize: boolean;
+  /** RMS of the speech after normalization, dBFS. Default −20. */
+  targetDbfs: number;
+  /** Largest gain applied, dB. Default 30. */
+  maxGainDb: number;
+  /** Speech needed before any gain is applied, ms. Default 200. */
+  minSpeechMs: number;
+  /** Speech quieter than this is a microphone's floor, not a voice: not amplified, dBFS. Default −65. */
+  minSpeechDbfs: number;
+  /** Peaks are limited to this, dBFS. Default −1. */
+  peakDbfs: number;
+}
+
+export const DEFAULT_CONDITIONER_OPTIONS: Omit<ConditionerOptions, 'sampleRate'> = {
+  highPassHz: 80,
+  humNotch: true,
+  humHarmonics: 10,
+  humProminenceDb: 12,
+  normalize: true,
+  targetDbfs: -20,
+  maxGainDb: 30,
+  minSpeechMs: 200,
+  minSpeechDbfs: -65,
+  peakDbfs: -1,
+};
+
+/** What conditioning did to one window (for metrics and tests). */
+export interface Conditioning {
+  /** The mains frequency notched out, if any. */
+  humHz?: 50 | 60;
+  /** Gain applied, dB (0 when normalization is off or found too little speech). */
+  gainDb: number;
+  /** RMS of the speech stretches before conditioning, dBFS (undefined without speech). */
+  speechDbfs?: number;
+}
+
+/** A biquad section (RBJ cookbook), run in place over `x`. */
+class Biquad {
+  private readonly b0: number;
+  private readonly b1: number;
+  private readonly b2: number;
+  private readonly a1: number;
+  private readonly a2: number;
+
+  constructor(b0: number, b1: number, b2: number, a1: number, a2: number) {
+    this.b0 = b0;
+    this.b1 = b1;
+    this.b2 = b2;
+    this.a1 = a1;
+    this.a2 = a2;
+  }
+
+  static highPass(hz: number, rate: number, q: number): Biquad {
+    const w0 = (2 * Math.PI * hz) / rate;
+    const alpha = Math.sin(w0) / (2 * q);
+    const cos = Math.cos(w0);
+    const a0 = 1 + alpha;
+    return new Biquad((1 + cos) / 2 / a0, -(1 + cos) / a0, (1 + cos) / 2 / a0, (-2 * cos) / a0, (1 - alpha) / a0);
+  }
+
+  static notch(hz: number, rate: number, q: number): Biquad {
+    const w0 = (2 * Math.PI * hz) / rate;
+    const alpha = Math.sin(w0) / (2 * q);
+    const cos = Math.cos(w0);
+    const a0 = 1 + alpha;
+    return new Biquad(1 / a0, (-2 * cos) / a0, 1 / a0, (-2 * cos) / a0, (1 - alpha) / a0);
+  }
+
+  /**
+   * Filters `x` in place. The filter first runs over the window's opening `warmUp` samples played
+   * backwards (output discarded), so it starts settled: a narrow notch takes ~0.2 s to ring up, and a
+   * window that opens on hum would otherwise carry it through its first syllables.
+   */
+  run(x: Float32Array, warmUp = 0): void {
+    const { b0, b1, b2, a1, a2 } = this;
+    let x1 = 0;
+    let x2 = 0;
+    let y1 = 0;
+    let y2 = 0;
+    const settle = Math.min(warmUp, x.length);
+    for (let k = settle - 1; k >= -x.length; k--) {
+      const i = k >= 0 ? k : -k - 1;
+      const input = x[i];
+      const y = b0 * input + b1 * x1 + b2 * x2 - a1 * y1 - a2 * y2;
+      x2 = x1;
+      x1 = input;
+      y2 = y1;
+      y1 = y;
+      if (k < 0) x[i] = y;
+    }
+  }
+}
+
+/** Power at `hz` over `x` (Goertzel), per sample. */
+export function tonePower(x: Float32Array, hz: number, rate: number): number {
+  const coefficient = 2 * Math.cos((2 * Math.PI * hz) / rate);
+  let s1 = 0;
+  let s2 = 0;
+  for (let i = 0; i < x.length; i++) {
+    const s = x[i] + coefficient * s1 - s2;
+    s2 = s1;
+    s1 = s;
+  }
+  return (s1 * s1 + s2 * s2 - coefficient * s1 * s2) / (x.length * x.length);
+}
+
+/**
+ * The mains frequency whose fundamental and first harmonics stand `prominenceDb` above the spectrum
+ * beside them (±15 Hz), or undefined. Needs at least half a second: shorter windows are left alone.
+ */
+export function detectHum(x: Float32Array, rate: number, prominenceDb: number): 50 | 60 | undefined {
+  if (x.length < rate / 2) return undefined;
+  let best: { hz: 50 | 60; prominence: number } | undefined;
+  for (const hz of [50, 60] as const) {
+    let hum = 0;
+    let beside = 0;
+    for (let harmonic = 1; harmonic <= 3; harmonic++) {
+      const f = hz * harmonic;
+      hum += tonePower(x, f, rate);
+      beside += (tonePower(x, f - 15, rate) + tonePower(x, f + 15, rate)) / 2;
+    }
+    const prominence = 10 * Math.log10((hum + 1e-12) / (beside + 1e-12));
+    if (prominence >= prominenceDb && (!best || prominence > best.prominence)) best = { hz, prominence };
+  }
+  return best?.hz;
+}
+
+const dbfs = (rms: number) => 20 * Math.log10(rms / 32768 + 1e-12);
+
+/**
+ * The window's audio conditioned for STT (a new array; `audio` is not changed), with what was done.
+ * `speech`: the window's speech stretches, ms from its start (what the loudness is measured over).
+ */
+export function conditionWindow(audio: Int16Array, speech: readonly (readonly [number, number])[], options: ConditionerOptions): { audio: Int16Array; conditioning: Conditioning } {
+  const rate = options.sampleRate;
+  const x = Float32Array.from(audio);
+  if (options.highPassHz > 0) {
+    // Butterworth, 4th order: two sections with the Q of its poles.
+    Biquad.highPass(options.highPassHz, rate, 0.5412).run(x, rate / 10);
+    Biquad.highPass(options.highPassHz, rate, 1.3066).run(x, rate / 10);
+  }
+  const conditioning: Conditioning = { gainDb: 0 };
+  if (options.humNotch) {
+    const humHz = detectHum(x, rate, options.humProminenceDb);
+    if (humHz) {
+      conditioning.humHz = humHz;
+      for (let harmonic = 1; harmonic <= options.humHarmonics && humHz * harmonic < rate / 2 - 100; harmonic++) Biquad.notch(humHz * harmonic, rate, 30).run(x, rate / 2);
+    }
+  }
+  let sum = 0;
+  let count = 0;
+  for (const [a, b] of speech) {
+    const from = Math.max(0, Math.floor((a * rate) / 1000));
+    const to = Math.min(x.length, Math.ceil((b * rate) / 1000));
+    for (let i = from; i < to; i++) sum += x[i] * x[i];
+    count += Math.max(0, to - from);
+  }
+  if (count > 0) conditioning.speechDbfs = dbfs(Math.sqrt(sum / count));
+  if (options.normalize && conditioning.speechDbfs !== undefined && conditioning.speechDbfs >= options.minSpeechDbfs && (count * 1000) / rate >= options.minSpeechMs) {
+    conditioning.gainDb = Math.max(0, Math.min(options.maxGainDb, options.targetDbfs - conditioning.speechDbfs));
+  }
+  const gain = 10 ** (conditioning.gainDb / 20);
+  const limit = 32768 * 10 ** (options.peakDbfs / 20);
+  const out = new Int16Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = limitPeak(x[i] * gain, limit);
+  return { audio: out, conditioning };
+}
+
+/**
+ * A soft limiter: samples below half the limit pass unchanged; above it they bend smoothly toward the
+ * limit (never reaching past it), so a loud syllable after normalization is rounded, not clipped.
+ */
+function limitPeak(sample: number, limit: number): number {
+  const knee = limit / 2;
+  const magnitude = Math.abs(sample);
+  if (magnitude <= knee) return Math.round(sample);
+  const over = (magnitude - knee) / (limit - knee);
+  const bent = knee + (limit - knee) * Math.tanh(over);
+  return Math.round(Math.sign(sample) * bent);
+}
