@@ -27,7 +27,7 @@ import { Archiver } from './archive/archiver.ts';
 import { AudioSealer, localKeyEncryptionKey } from './archive/data-keys.ts';
 import { LocalObjectStore, S3ObjectStore } from './archive/object-store.ts';
 import { PIPELINE_SAMPLE_RATE } from './audio/opus-decoder.ts';
-import { WebRtcVad, type VoiceActivityDetector } from './audio/vad.ts';
+import { FilteredVad, WebRtcVad, type VoiceActivityDetector } from './audio/vad.ts';
 import { gatewayComponents, type GatewayComponents } from './components.ts';
 import type { Config } from './config.ts';
 import { GatewayError } from './errors.ts';
@@ -71,7 +71,11 @@ export interface GatewayAdapters {
 export async function createGateway(config: Config, log: Logger, adapters: GatewayAdapters = {}): Promise<Gateway> {
   const c = gatewayComponents(config);
   const metrics = createMetrics();
-  const newVad = adapters.vad ?? (() => new WebRtcVad(PIPELINE_SAMPLE_RATE, c.vadAggressiveness));
+  const conditioning = c.conditioning;
+  // The VAD hears the track high-passed and notched where those steps are on (it cuts the same windows
+  // as on clean audio under hum); the windows keep the audio as received.
+  const hearing = conditioning && (conditioning.highPassHz > 0 || conditioning.humNotch) ? { ...conditioning, sampleRate: PIPELINE_SAMPLE_RATE } : undefined;
+  const newVad = adapters.vad ?? (() => (hearing ? new FilteredVad(new WebRtcVad(PIPELINE_SAMPLE_RATE, c.vadAggressiveness), hearing) : new WebRtcVad(PIPELINE_SAMPLE_RATE, c.vadAggressiveness)));
   // Told of the recognizer's refusals, which can begin before the registry exists.
   const sessions: { registry?: SessionRegistry } = {};
   const recognizer = adapters.transcriber ?? (await Recognizer.connect(c.recognizer, log));
@@ -95,7 +99,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     onSkipped: (kind) => metrics.windowsSkipped.inc({ kind }),
     onSent: (kind, seconds) => metrics.sttAudioSeconds.inc({ kind }, seconds),
     onDropped: (reason, words) => metrics.hallucinationsDropped.inc({ reason }, words),
-    conditioning: c.conditioning,
+    conditioning,
     onConditioned: (conditioning) => {
       metrics.conditioningGain.observe(conditioning.gainDb);
       if (conditioning.humHz) metrics.humNotched.inc({ hz: String(conditioning.humHz) });

@@ -66,6 +66,11 @@ class Biquad {
   private readonly b2: number;
   private readonly a1: number;
   private readonly a2: number;
+  /** State between `step` calls (a stream's filter). */
+  private x1 = 0;
+  private x2 = 0;
+  private y1 = 0;
+  private y2 = 0;
 
   constructor(b0: number, b1: number, b2: number, a1: number, a2: number) {
     this.b0 = b0;
@@ -91,8 +96,27 @@ class Biquad {
     return new Biquad(1 / a0, (-2 * cos) / a0, 1 / a0, (-2 * cos) / a0, (1 - alpha) / a0);
   }
 
+  /** Filters the next samples of a stream in place, continuing from the previous call's state. */
+  step(x: Float32Array): void {
+    const { b0, b1, b2, a1, a2 } = this;
+    let { x1, x2, y1, y2 } = this;
+    for (let i = 0; i < x.length; i++) {
+      const input = x[i];
+      const y = b0 * input + b1 * x1 + b2 * x2 - a1 * y1 - a2 * y2;
+      x2 = x1;
+      x1 = input;
+      y2 = y1;
+      y1 = y;
+      x[i] = y;
+    }
+    this.x1 = x1;
+    this.x2 = x2;
+    this.y1 = y1;
+    this.y2 = y2;
+  }
+
   /**
-   * Filters `x` in place. The filter first runs over the window's opening `warmUp` samples played
+   * Filters `x` in place (a whole window: no state kept). The filter first runs over the window's opening `warmUp` samples played
    * backwards (output discarded), so it starts settled: a narrow notch takes ~0.2 s to ring up, and a
    * window that opens on hum would otherwise carry it through its first syllables.
    */
@@ -131,10 +155,14 @@ export function tonePower(x: Float32Array, hz: number, rate: number): number {
 
 /**
  * The mains frequency whose fundamental and first harmonics stand `prominenceDb` above the spectrum
- * beside them (±15 Hz), or undefined. Needs at least half a second: shorter windows are left alone.
+ * beside them (±15 Hz), and no more than 40 dB under the window's level, or undefined. Needs at least half a second: shorter windows are left alone.
  */
 export function detectHum(x: Float32Array, rate: number, prominenceDb: number): 50 | 60 | undefined {
   if (x.length < rate / 2) return undefined;
+  let total = 0;
+  for (let i = 0; i < x.length; i++) total += x[i] * x[i];
+  // Hum 40 dB under the window's level is no matter (and a spectrum with nothing there is only rounding).
+  const floor = (total / x.length) * 1e-4;
   let best: { hz: 50 | 60; prominence: number } | undefined;
   for (const hz of [50, 60] as const) {
     let hum = 0;
@@ -145,7 +173,7 @@ export function detectHum(x: Float32Array, rate: number, prominenceDb: number): 
       beside += (tonePower(x, f - 15, rate) + tonePower(x, f + 15, rate)) / 2;
     }
     const prominence = 10 * Math.log10((hum + 1e-12) / (beside + 1e-12));
-    if (prominence >= prominenceDb && (!best || prominence > best.prominence)) best = { hz, prominence };
+    if (hum >= floor && prominence >= prominenceDb && (!best || prominence > best.prominence)) best = { hz, prominence };
   }
   return best?.hz;
 }
@@ -202,4 +230,83 @@ function limitPeak(sample: number, limit: number): number {
   const over = (magnitude - knee) / (limit - knee);
   const bent = knee + (limit - knee) * Math.tanh(over);
   return Math.round(Math.sign(sample) * bent);
+}
+
+/** Hum is looked for in one second of every this many (it is steady; the check costs more than the notches). */
+const HUM_CHECK_EVERY = 4;
+
+/**
+ * A track's audio as the VAD should hear it, frame by frame: high-passed, and notched once mains hum is
+ * found (checked on one second in four, so hum that starts mid-visit is caught within a few
+ * seconds). Under hum the WebRTC VAD calls everything speech, or opens windows on the hum's swells; through
+ * this it cuts what it cuts on clean audio (`npm run bench:conditioning`). The returned frame is
+ * reused by the next call; with frames that divide a second (20 ms ones do) the output does not depend
+ * on where the frames are cut.
+ */
+export class TrackFilter {
+  private readonly options: ConditionerOptions;
+  private readonly highPass: Biquad[];
+  private notches: Biquad[] = [];
+  private humHz: 50 | 60 | undefined;
+  private readonly second: Float32Array;
+  private filled = 0;
+  /** Seconds of audio seen (hum is checked on one second in `HUM_CHECK_EVERY`). */
+  private seconds = 0;
+  private buffer = new Float32Array(0);
+  private out = new Int16Array(0);
+
+  constructor(options: ConditionerOptions) {
+    this.options = options;
+    const rate = options.sampleRate;
+    this.highPass = options.highPassHz > 0 ? [Biquad.highPass(options.highPassHz, rate, 0.5412), Biquad.highPass(options.highPassHz, rate, 1.3066)] : [];
+    this.second = new Float32Array(options.humNotch ? rate : 0);
+  }
+
+  /** The mains frequency being notched out, if any. */
+  get hum(): 50 | 60 | undefined {
+    return this.humHz;
+  }
+
+  filter(frame: Int16Array): Int16Array {
+    if (this.buffer.length !== frame.length) {
+      this.buffer = new Float32Array(frame.length);
+      this.out = new Int16Array(frame.length);
+    }
+    const x = this.buffer;
+    for (let i = 0; i < frame.length; i++) x[i] = frame[i];
+    for (const section of this.highPass) section.step(x);
+    const secondFilled = this.second.length > 0 && this.collect(x);
+    for (const notch of this.notches) notch.step(x);
+    // Notches found now apply from the next frame: the output never depends on where frames are cut.
+    if (secondFilled) this.checkForHum();
+    for (let i = 0; i < x.length; i++) this.out[i] = Math.max(-32768, Math.min(32767, Math.round(x[i])));
+    return this.out;
+  }
+
+  /** Adds high-passed samples to the second being gathered; true when one filled (what is left over starts the next). */
+  private collect(x: Float32Array): boolean {
+    let filledOne = false;
+    for (let from = 0; from < x.length; ) {
+      const take = Math.min(x.length - from, this.second.length - this.filled);
+      this.second.set(x.subarray(from, from + take), this.filled);
+      this.filled += take;
+      from += take;
+      if (this.filled === this.second.length) {
+        this.filled = 0;
+        filledOne = true;
+      }
+    }
+    return filledOne;
+  }
+
+  private checkForHum(): void {
+    if (this.seconds++ % HUM_CHECK_EVERY !== 0) return;
+    const rate = this.options.sampleRate;
+    const found = detectHum(this.second, rate, this.options.humProminenceDb);
+    // A second without hum (the fan switched off) keeps the notches: one more check decides nothing.
+    if (!found || found === this.humHz) return;
+    this.humHz = found;
+    this.notches = [];
+    for (let harmonic = 1; harmonic <= this.options.humHarmonics && found * harmonic < rate / 2 - 100; harmonic++) this.notches.push(Biquad.notch(found * harmonic, rate, 30));
+  }
 }

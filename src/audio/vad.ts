@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { TrackFilter, type ConditionerOptions } from './conditioner.ts';
 
 /** A voice-activity detector over fixed 10/20/30 ms frames of 16 kHz PCM16. Swappable. */
 export interface VoiceActivityDetector {
@@ -20,5 +21,20 @@ export class WebRtcVad implements VoiceActivityDetector {
 
   isSpeech(frame: Int16Array): boolean {
     return this.vad.process(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
+  }
+}
+
+/** A VAD that hears each frame through a track filter (high-pass, hum notch); the audio kept is not changed. */
+export class FilteredVad implements VoiceActivityDetector {
+  private readonly inner: VoiceActivityDetector;
+  private readonly filter: TrackFilter;
+
+  constructor(inner: VoiceActivityDetector, options: ConditionerOptions) {
+    this.inner = inner;
+    this.filter = new TrackFilter(options);
+  }
+
+  isSpeech(frame: Int16Array): boolean {
+    return this.inner.isSpeech(this.filter.filter(frame));
   }
 }

@@ -8,12 +8,14 @@
  *    at the target (within the limiter's bend) unless the gain cap stops it;
  *  - a DC offset is gone after the high-pass; mains hum at 50 or 60 Hz (with harmonics) over noise is
  *    detected at its frequency and brought down by ≥ 20 dB, and none is reported without it.
+ *  - the track filter (what the VAD hears), streaming: the same output whatever the frame size; hum
+ *    that starts mid-track is found within a few seconds and notched from then on; none without it.
  * And the bad inputs of the issue, one by one: clipping, a DC offset, a silent track, a tone.
  */
 import fc from 'fast-check';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { conditionWindow, DEFAULT_CONDITIONER_OPTIONS, detectHum, tonePower, type ConditionerOptions } from '../../src/audio/conditioner.ts';
+import { conditionWindow, DEFAULT_CONDITIONER_OPTIONS, detectHum, tonePower, TrackFilter, type ConditionerOptions } from '../../src/audio/conditioner.ts';
 
 const RUNS = { numRuns: 150, seed: 20261130 };
 const RATE = 16000;
@@ -132,6 +134,39 @@ test('a DC offset is removed; mains hum is detected at its frequency and brought
     }),
     { ...RUNS, numRuns: 40 },
   );
+});
+
+test('track filter: frame size does not change the output; hum starting mid-track is found and notched', () => {
+  fc.assert(
+    fc.property(fc.constantFrom(50, 60), fc.integer({ min: 0, max: 3 }), fc.constantFrom(160, 320, 400), fc.integer(), (hz, humFromS, frame, seed) => {
+      let state = seed >>> 0;
+      const rand = () => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+      const seconds = 10;
+      const audio = Int16Array.from({ length: RATE * seconds }, (_, i) => {
+        const hum = i >= humFromS * RATE ? [1, 0.5, 0.33].reduce((s, a, h) => s + a * Math.sin((2 * Math.PI * hz * (h + 1) * i) / RATE), 0) : 0;
+        return Math.round(300 * rand() + 3000 * hum);
+      });
+      const run = (size: number) => {
+        const filter = new TrackFilter(options());
+        const out = new Int16Array(audio.length);
+        for (let i = 0; i + size <= audio.length; i += size) out.set(filter.filter(audio.subarray(i, i + size)), i);
+        return { out, hum: filter.hum };
+      };
+      const a = run(frame);
+      const b = run(frame === 320 ? 160 : 320);
+      assert.is(a.hum, hz);
+      const differs = a.out.subarray(0, RATE * 9).findIndex((v, i) => v !== b.out[i]);
+      assert.is(differs, -1, `frame size changes sample ${differs}`);
+      // Found at the first check after it starts (one second in four), then notched.
+      const last = Float32Array.from(a.out.subarray(RATE * (seconds - 1)));
+      const input = Float32Array.from(audio.subarray(RATE * (seconds - 1)));
+      for (let h = 1; h <= 3; h++) assert.ok(10 * Math.log10(tonePower(input, hz * h, RATE) / (tonePower(last, hz * h, RATE) + 1e-9)) >= 20, `harmonic ${h}`);
+    }),
+    { ...RUNS, numRuns: 20 },
+  );
+  const clean = new TrackFilter(options());
+  for (let i = 0; i < RATE * 6; i += 320) clean.filter(Int16Array.from({ length: 320 }, (_, k) => Math.round(2000 * Math.sin((2 * Math.PI * 440 * (i + k)) / RATE))));
+  assert.is(clean.hum, undefined);
 });
 
 test('bad input: clipping, a DC offset, a silent track, a tone: no crash, no noise amplified, nothing over the limit', () => {
