@@ -1,16 +1,17 @@
 /**
  * Audio conditioning before STT (`npm run bench:conditioning`), over the corpus's doctor and patient
- * tracks in en/fa/ar: the clean ones, the quiet ones (speech at −45 dBFS) and the hum-laden ones (mains
- * hum with harmonics and a sub-bass rumble, 10 and 5 dB SNR).
+ * tracks in en/fa/ar: the clean ones, the quiet ones (speech at −45 dBFS), the hum-laden ones (mains
+ * hum with harmonics and a sub-bass rumble, 10 and 5 dB SNR) and the fan ones (broadband pink hiss,
+ * 10 and 5 dB SNR).
  *
- *  1. CPU: each step alone and all together over the windows the live VAD cuts, in ms of CPU per second
+ *  1. CPU: each step alone and all together (and RNNoise, off by default) over the windows the live VAD cuts, in ms of CPU per second
  *     of audio, and as % of a core per real-time track (a track sends about its own length to STT: the
  *     cost factor of `npm run bench`), against a baseline measured in the same run: copying the same
  *     windows' samples in and out (what any stage costs at least).
  *  2. Segmental SNR (20 ms frames, each clipped to [−10, 35] dB) of the audio sent to STT against the
  *     clean track, in the speech, with conditioning off and on (on: against the clean track through the
  *     same high-pass, so the filter's own phase shift is not counted as noise; the notch's dent in the
- *     voice is).
+ *     voice is); for the fan variants also with RNNoise before the steps.
  *  3. Windows the VAD opens on noise alone (no word of the reference in them), with the VAD hearing the
  *     track as received and through the track filter (high-passed, notched once hum is found: what the
  *     gateway does), against the clean track's; and the track filter's CPU per real-time track (it runs
@@ -21,6 +22,7 @@ import { ensureCorpus, loadReference, type ReferenceWord } from '../scripts/make
 import { conditionWindow, DEFAULT_CONDITIONER_OPTIONS, type ConditionerOptions } from '../src/audio/conditioner.ts';
 import { FilteredVad, WebRtcVad, type VoiceActivityDetector } from '../src/audio/vad.ts';
 import { decodeWav } from '../src/audio/wav.ts';
+import { Rnnoise } from '../src/audio/noise-suppressor.ts';
 import type { AudioWindow } from '../src/segmenter/segmenter.ts';
 import { VoiceWindows } from '../src/segmenter/voice-windows.ts';
 
@@ -28,7 +30,7 @@ const RATE = 16000;
 const corpusDir = await ensureCorpus();
 const LANGUAGES = ['en', 'fa', 'ar'];
 const TRACKS = ['doctor', 'patient'] as const;
-const VARIANTS = ['', '-quiet', '-hum10', '-hum5'];
+const VARIANTS = ['', '-quiet', '-hum10', '-hum5', '-fan10', '-fan5'];
 const ALL: ConditionerOptions = { ...DEFAULT_CONDITIONER_OPTIONS, sampleRate: RATE };
 const NONE: ConditionerOptions = { ...ALL, highPassHz: 0, humNotch: false, normalize: false };
 const STEPS: Record<string, ConditionerOptions> = {
@@ -120,6 +122,13 @@ for (let round = 0; round < 3; round++) {
     }));
   }
 }
+const rnnoise = await Rnnoise.load();
+// RNNoise once, over a third of the windows (it is slow), scaled to a round's worth.
+const sample = cut.filter((_, i) => i % 3 === 0);
+const sampleSeconds = sample.reduce((s, c) => s + c.windows.reduce((a, w) => a + w.audio.length, 0), 0) / RATE;
+totals.set('RNNoise (off by default)', (cpuMs(() => {
+  for (const { windows } of sample) for (const w of windows) rnnoise.suppress(w.audio);
+}) * 3 * audioSeconds) / sampleSeconds);
 const baseline = totals.get('baseline (copy in and out)')! / 3;
 console.log(`cpu        ${audioSeconds.toFixed(0)} s of windows, ms of CPU per s of audio (% of a core per real-time track at 1× sent; × the baseline):`);
 for (const [name, total] of totals) {
@@ -131,26 +140,27 @@ for (const [name, total] of totals) {
 console.log('segsnr     segmental SNR against the clean track, in the speech (dB): off → on');
 for (const variant of VARIANTS.filter(Boolean)) {
   const rows = cut.filter((c) => c.track.name.endsWith(variant));
-  const snr = (options: ConditionerOptions) => {
+  const snr = (options: ConditionerOptions, denoise = false) => {
     let sum = 0;
     for (const { track, windows } of rows) {
       const sent = new Int16Array(track.samples.length);
       for (const w of windows) {
         const at = (w.startMs * RATE) / 1000;
-        sent.set(conditionWindow(w.audio, relative(w), options).audio.subarray(0, sent.length - at), at);
+        sent.set(conditionWindow(denoise ? rnnoise.suppress(w.audio) : w.audio, relative(w), options).audio.subarray(0, sent.length - at), at);
       }
       const reference = options.highPassHz > 0 ? conditionWindow(track.clean, [], { ...NONE, highPassHz: options.highPassHz }).audio : track.clean;
       sum += segmentalSnr(reference, sent, track.words);
     }
     return sum / rows.length;
   };
-  console.log(`           ${variant.slice(1).padEnd(6)} ${snr(NONE).toFixed(1)} → ${snr(ALL).toFixed(1)}`);
+  const denoised = variant.includes('fan') ? ` (with RNNoise first: ${snr(ALL, true).toFixed(1)})` : '';
+  console.log(`           ${variant.slice(1).padEnd(6)} ${snr(NONE).toFixed(1)} → ${snr(ALL).toFixed(1)}${denoised}`);
 }
 
 // 3. Windows opened on noise alone.
 console.log('vad        windows opened on noise alone (no reference word in them), of all windows: VAD on the track as received / high-passed and notched');
 for (const variant of VARIANTS) {
-  const rows = cut.filter((c) => (variant ? c.track.name.endsWith(variant) : !/-(quiet|hum\d+)$/.test(c.track.name)));
+  const rows = cut.filter((c) => (variant ? c.track.name.endsWith(variant) : !/-(quiet|hum\d+|fan\d+)$/.test(c.track.name)));
   const count = (windowsFor: (t: Track) => AudioWindow[]) => {
     let noise = 0;
     let all = 0;

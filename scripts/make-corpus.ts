@@ -14,6 +14,8 @@
  *   <track>-hum10/-hum5 .wav, .ogg  doctor/patient under a clinic's low-frequency noise: 50 Hz mains hum
  *                             with its harmonics and a ventilation's sub-bass rumble, at 10 and 5 dB SNR
  *                             (speech RMS over the noise's)
+ *   <track>-fan10/-fan5 .wav, .ogg  doctor/patient under a desk fan's broadband hiss (pink noise), at 10
+ *                             and 5 dB SNR: what only noise suppression (RNNoise) takes out
  *   reference.json            the words of every track with their times, and the noise bursts
  * Each word gets its own small variation of speed and pitch (seeded), so the same word said twice does
  * not sound identical: the test recognizer must tell them apart by listening, as a real one would.
@@ -200,6 +202,24 @@ function roomNoise(n: number, rand: () => number): Float64Array {
   return out;
 }
 
+/** A desk fan's steady broadband hiss at 22.05 kHz: pink noise (Paul Kellet's filter over white noise). */
+function fanNoise(n: number, rand: () => number): Float64Array {
+  const out = new Float64Array(n);
+  let [b0, b1, b2, b3, b4, b5, b6] = [0, 0, 0, 0, 0, 0, 0];
+  for (let i = 0; i < n; i++) {
+    const white = rand() * 2 - 1;
+    b0 = 0.99886 * b0 + white * 0.0555179;
+    b1 = 0.99332 * b1 + white * 0.0750759;
+    b2 = 0.969 * b2 + white * 0.153852;
+    b3 = 0.8665 * b3 + white * 0.3104856;
+    b4 = 0.55 * b4 + white * 0.5329522;
+    b5 = -0.7616 * b5 - white * 0.016898;
+    out[i] = b0 + b1 + b2 + b3 + b4 + b5 + b6 + white * 0.5362;
+    b6 = white * 0.115926;
+  }
+  return out;
+}
+
 async function synthesize(consultation: Consultation, dir: string, seed: number): Promise<void> {
   const rand = random(seed);
   const voices = { doctor: `${consultation.voice}+m3`, patient: `${consultation.voice}+f2` };
@@ -287,9 +307,13 @@ async function synthesize(consultation: Consultation, dir: string, seed: number)
     await writeTrack(dir, `${track}-quiet`, Int16Array.from(pcm, (v) => clamp(v * (32768 * 10 ** (-45 / 20) / speechRms) + (floor() - 0.5) * 20)), false);
     const room = roomNoise(total, random(seed ^ 0x4077));
     const roomRms = rmsOver(room, [[0, total]]);
+    const fan = fanNoise(total, random(seed ^ 0xfa17));
+    const fanRms = rmsOver(fan, [[0, total]]);
     for (const snrDb of [10, 5]) {
       const scale = speechRms / 10 ** (snrDb / 20) / roomRms;
       await writeTrack(dir, `${track}-hum${snrDb}`, Int16Array.from(pcm, (v, i) => clamp(v + room[i] * scale)), false);
+      const fanScale = speechRms / 10 ** (snrDb / 20) / fanRms;
+      await writeTrack(dir, `${track}-fan${snrDb}`, Int16Array.from(pcm, (v, i) => clamp(v + fan[i] * fanScale)), false);
     }
   }
   await writeFile(join(dir, 'reference.json'), JSON.stringify(reference, null, 1));

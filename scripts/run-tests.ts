@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
+import { ensureCorpus } from './make-corpus.ts';
 
 async function findTests(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { withFileTypes: true, recursive: true });
@@ -18,7 +19,7 @@ const filters = process.argv.slice(2);
 const fileTimeoutMs = Number(process.env.TEST_FILE_TIMEOUT_S ?? 600) * 1000;
 const jobs = Math.max(1, Number(process.env.TEST_JOBS ?? 2));
 /** The files that run longest (several minutes of real-time streaming or a browser) start first. */
-const LONGEST = ['e2e/browser', 'live-pipeline', 'producer-resume', 'recognizers', 'rtp-webrtc', 'connections'];
+const LONGEST = ['e2e/browser', 'live-pipeline', 'audio-conditioning', 'producer-resume', 'recognizers', 'rtp-webrtc', 'invented-words', 'persistence'];
 const rank = (file: string) => {
   const longest = LONGEST.findIndex((name) => file.includes(name));
   return longest >= 0 ? longest : LONGEST.length + Number(!file.includes('/integration/'));
@@ -59,6 +60,8 @@ async function runFile(file: string): Promise<void> {
   process.stdout.write(`\n▶ ${relative('.', file)}\n${output.text}  (${((Date.now() - fileStarted) / 1000).toFixed(1)} s)\n`);
 }
 
+// Made once here: two files running at once must not both find it stale and rewrite it under each other.
+await ensureCorpus();
 const queue = [...files];
 await Promise.all(
   Array.from({ length: Math.min(jobs, files.length) }, async () => {

@@ -44,6 +44,7 @@ import type { Transcriber } from './stt/transcriber.ts';
 import { DirectoryWindowAudio, InProcessWindowQueue, type WindowQueue } from './stt/window-queue.ts';
 import { WindowTranscriber } from './stt/window-transcriber.ts';
 import { speechGuard } from './stt/speech-guard.ts';
+import { RnnoiseWorker } from './audio/noise-suppressor.ts';
 import { ClinicalPrompts, CLINICAL_PROMPTS_DIR } from './stt/clinical-vocabulary.ts';
 import type { WindowSpeechDetector } from './audio/silero-vad.ts';
 
@@ -80,6 +81,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   const sessions: { registry?: SessionRegistry } = {};
   const recognizer = adapters.transcriber ?? (await Recognizer.connect(c.recognizer, log));
   const inventedWords = await speechGuard(c.inventedWords, adapters.speechDetector);
+  const noiseSuppressor = c.noiseSuppression === 'rnnoise' ? await RnnoiseWorker.start() : undefined;
   const windowTranscriber = new WindowTranscriber(recognizer, {
     concurrency: c.stt.concurrency,
     recheckMs: c.recognizer.recheckMs,
@@ -100,6 +102,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     onSent: (kind, seconds) => metrics.sttAudioSeconds.inc({ kind }, seconds),
     onDropped: (reason, words) => metrics.hallucinationsDropped.inc({ reason }, words),
     conditioning,
+    noiseSuppressor,
     onConditioned: (conditioning) => {
       metrics.conditioningGain.observe(conditioning.gainDb);
       if (conditioning.humHz) metrics.humNotched.inc({ hz: String(conditioning.humHz) });
@@ -176,6 +179,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     windowTranscriber.close();
     await windowQueue.close();
     await inventedWords.speechCheck?.detector.close?.();
+    await noiseSuppressor?.close();
     await webhook?.close();
     await archiver?.close();
     await database.close();

@@ -12,6 +12,7 @@ import { sttComponents } from './components.ts';
 import { Recognizer } from './stt/recognizer.ts';
 import { WindowTranscriber } from './stt/window-transcriber.ts';
 import { speechGuard } from './stt/speech-guard.ts';
+import { RnnoiseWorker } from './audio/noise-suppressor.ts';
 
 let started;
 try {
@@ -29,6 +30,7 @@ const transcriber = new WindowTranscriber(recognizer, {
   concurrency: config.WORKER_CONCURRENCY, sampleRate: PIPELINE_SAMPLE_RATE, thresholds: c.thresholds, recheckMs: c.recognizer.recheckMs,
   ...(await speechGuard(c.inventedWords)),
   conditioning: c.conditioning,
+  ...(c.noiseSuppression === 'rnnoise' ? { noiseSuppressor: await RnnoiseWorker.start() } : {}),
   onRefusal: (refusal) => (refusal ? log.error({ reason: refusal.message }, 'the recognizer refuses requests: jobs wait') : log.info('the recognizer takes requests again')),
 });
 const queue = new RedisWindowQueue({

@@ -15,8 +15,8 @@
  */
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { Worker } from 'node:worker_threads';
 import type { InferenceSession as Session, Tensor as TensorType } from 'onnxruntime-node';
+import { WorkerThread } from './worker-thread.ts';
 
 const require = createRequire(import.meta.url);
 const ort = require('onnxruntime-node') as typeof import('onnxruntime-node');
@@ -119,66 +119,33 @@ export class SileroVad implements WindowSpeechDetector {
   }
 }
 
-interface Pending {
-  resolve(probabilities: Float32Array | undefined): void;
-  reject(error: Error): void;
+/** A request to the Silero worker: a window's samples from `offset` on, for `stream` (see `SileroVad.continue`). */
+interface SileroRequest {
+  stream: string | undefined;
+  offset: number;
+  audio: Int16Array;
 }
 
 /** Silero VAD in a worker thread (`silero-vad-worker.ts`); a worker that dies is replaced at the next window. */
 export class SileroWorker implements WindowSpeechDetector {
   readonly chunkMs = (CHUNK / 16000) * 1000;
-  private worker: Worker | undefined;
-  private ready: Promise<void> | undefined;
-  private readonly pending = new Map<number, Pending>();
-  private nextId = 0;
-  private closed = false;
+  private readonly thread = new WorkerThread<SileroRequest, Float32Array | undefined>(new URL('./silero-vad-worker.ts', import.meta.url), 'Silero VAD');
   /** Per stream key, how many of its samples the worker has checked (as far as this side knows). */
   private readonly seen = new Map<string, number>();
 
   /** Starts the worker and loads the model; rejects if it cannot be loaded. */
   static async start(): Promise<SileroWorker> {
     const detector = new SileroWorker();
-    await detector.spawn();
+    await detector.thread.start();
     return detector;
   }
 
-  private spawn(): Promise<void> {
-    const worker = new Worker(new URL('./silero-vad-worker.ts', import.meta.url));
-    this.worker = worker;
-    // Idle, it does not keep the process alive; a window in flight does.
-    worker.unref();
-    this.ready = new Promise<void>((resolve, reject) => {
-      worker.once('message', (message: { ready?: true; error?: string }) => (message.ready ? resolve() : reject(new Error(message.error))));
-      worker.once('error', reject);
-    });
-    worker.on('message', (message: { id?: number; probabilities?: Float32Array; missing?: true; error?: string }) => {
-      if (message.id === undefined) return;
-      const request = this.pending.get(message.id);
-      if (!request) return;
-      this.pending.delete(message.id);
-      if (this.pending.size === 0) worker.unref();
-      if (message.probabilities || message.missing) request.resolve(message.probabilities);
-      else request.reject(new Error(`Silero VAD: ${message.error}`));
-    });
-    const fail = (error: Error) => {
-      if (this.worker === worker) this.worker = undefined;
-      for (const request of this.pending.values()) request.reject(error);
-      this.pending.clear();
-    };
-    worker.on('error', fail);
-    worker.on('exit', (code) => fail(new Error(`the Silero VAD worker exited (${code})`)));
-    return this.ready;
-  }
-
   async probabilities(audio: Int16Array, stream?: string): Promise<Float32Array> {
-    if (this.closed) throw new Error('Silero VAD: closed');
-    if (!this.worker) await this.spawn();
-    await this.ready;
     // Only the samples the worker has not seen go over (with the model's context before them).
     const seen = stream === undefined ? 0 : Math.min(this.seen.get(stream) ?? 0, audio.length);
     const offset = Math.max(0, seen - CONTEXT);
     let result = offset > 0 ? await this.post(stream, offset, audio.slice(offset)) : undefined;
-    // The whole window is always answered.
+    // The whole window is always answered (a replaced worker lacks the stream's earlier samples).
     result ??= (await this.post(stream, 0, audio.slice()))!;
     if (stream !== undefined) {
       this.seen.delete(stream);
@@ -188,21 +155,11 @@ export class SileroWorker implements WindowSpeechDetector {
     return result;
   }
 
-  /** One request to the worker; undefined when it lacks the stream's earlier samples (it was replaced). */
   private post(stream: string | undefined, offset: number, audio: Int16Array): Promise<Float32Array | undefined> {
-    const worker = this.worker!;
-    const id = ++this.nextId;
-    return new Promise<Float32Array | undefined>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      worker.ref();
-      worker.postMessage({ id, stream, offset, audio }, [audio.buffer as ArrayBuffer]);
-    });
+    return this.thread.request({ stream, offset, audio }, [audio.buffer as ArrayBuffer]);
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
-    const worker = this.worker;
-    this.worker = undefined;
-    await worker?.terminate();
+  close(): Promise<void> {
+    return this.thread.close();
   }
 }

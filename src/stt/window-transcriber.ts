@@ -25,6 +25,7 @@ import type { WindowProcessor } from './window-queue.ts';
 import { speechStretches, stretchesMs } from '../audio/speech-stretches.ts';
 import type { WindowSpeechDetector } from '../audio/silero-vad.ts';
 import { conditionWindow, type ConditionerOptions, type Conditioning } from '../audio/conditioner.ts';
+import type { NoiseSuppressor } from '../audio/noise-suppressor.ts';
 import { filterHallucinations, type DropReason, type HallucinationFilterOptions } from './hallucination-filter.ts';
 import { recognizedWords, type HallucinationThresholds } from './recognized-words.ts';
 import { RecognizerRefused, type Transcriber } from './transcriber.ts';
@@ -61,6 +62,8 @@ export interface WindowTranscriberOptions {
   onDropped?(reason: DropReason, words: number): void;
   /** Conditions the audio of each window sent (not what the speech check hears); undefined: sent as received. */
   conditioning?: Omit<ConditionerOptions, 'sampleRate'>;
+  /** Takes broadband noise out of each window sent, before the conditioning; a failure sends it as it is. */
+  noiseSuppressor?: NoiseSuppressor;
   /** What conditioning did to a window sent. */
   onConditioned?(conditioning: Conditioning): void;
 }
@@ -393,22 +396,25 @@ export class WindowTranscriber {
   }
 
   /** Sends the window, unless the recognizer began refusing while it waited in the queue; filters what comes back. */
-  /** The window's audio as the recognizer is sent it: conditioned, its loudness taken over its speech. */
-  private conditioned(window: WindowAudio, found: SpeechFound | undefined): Int16Array {
-    const options = this.options.conditioning;
-    if (!options) return window.audio;
+  /** The window's audio as the recognizer is sent it: denoised, conditioned, its loudness taken over its speech. */
+  private async conditioned(window: WindowAudio, found: SpeechFound | undefined): Promise<Int16Array> {
+    const { conditioning: options, noiseSuppressor } = this.options;
+    // A suppressor that fails never costs the window: it goes as received.
+    const denoised = noiseSuppressor ? await noiseSuppressor.suppress(window.audio).catch(() => window.audio) : window.audio;
+    if (!options) return denoised;
     const speech = (found?.speech ?? window.speech ?? []).map(([a, b]): [number, number] => [a - window.startMs, b - window.startMs]);
-    const { audio, conditioning } = conditionWindow(window.audio, speech, { ...options, sampleRate: this.options.sampleRate });
+    const { audio, conditioning } = conditionWindow(denoised, speech, { ...options, sampleRate: this.options.sampleRate });
     this.options.onConditioned?.(conditioning);
     return audio;
   }
 
   private async attempt(window: WindowAudio, found: SpeechFound | undefined, kind: WindowKindSent, language?: string, prompt?: string): Promise<TranscribedWindow | typeof NOT_SENT> {
     if (this.refusal) return NOT_SENT;
+    const audio = await this.conditioned(window, found);
     const started = performance.now();
     let transcription;
     try {
-      transcription = await this.transcriber.transcribe({ audio: this.conditioned(window, found), sampleRate: this.options.sampleRate, language, prompt });
+      transcription = await this.transcriber.transcribe({ audio, sampleRate: this.options.sampleRate, language, prompt });
     } catch (error) {
       // Here, before the queue starts its next window: that one must not be sent.
       if (error instanceof RecognizerRefused) this.refuse(error);

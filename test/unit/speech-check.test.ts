@@ -53,7 +53,7 @@ silero('windows of one stream, checked as they grow, get exactly what the whole 
       assert.is(got.length, Math.floor((seconds * 16000) / 512));
     }
     // The worker dies and is replaced: it no longer holds the stream, and is given the whole window.
-    (vad as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+    (vad as unknown as { thread: { worker: { terminate(): Promise<number> } } }).thread.worker.terminate();
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(Array.from(await vad.probabilities(whole, 'track1@1000')), Array.from(expected));
     // Another stream with other audio is not confused with it.
