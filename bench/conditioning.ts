@@ -1,8 +1,8 @@
 /**
  * Audio conditioning before STT (`npm run bench:conditioning`), over the corpus's doctor and patient
  * tracks in en/fa/ar: the clean ones, the quiet ones (speech at −45 dBFS), the hum-laden ones (mains
- * hum with harmonics and a sub-bass rumble, 10 and 5 dB SNR) and the fan ones (broadband pink hiss,
- * 10 and 5 dB SNR).
+ * hum with harmonics and a sub-bass rumble), the fan ones (broadband pink hiss) and the babble ones
+ * (six reversed talkers), each at 10 and 5 dB SNR.
  *
  *  1. CPU: each step alone and all together (and RNNoise, off by default) over the windows the live VAD cuts, in ms of CPU per second
  *     of audio, and as % of a core per real-time track (a track sends about its own length to STT: the
@@ -11,7 +11,7 @@
  *  2. Segmental SNR (20 ms frames, each clipped to [−10, 35] dB) of the audio sent to STT against the
  *     clean track, in the speech, with conditioning off and on (on: against the clean track through the
  *     same high-pass, so the filter's own phase shift is not counted as noise; the notch's dent in the
- *     voice is); for the fan variants also with RNNoise before the steps.
+ *     voice is); for the fan and babble variants also with RNNoise before the steps.
  *  3. Windows the VAD opens on noise alone (no word of the reference in them), with the VAD hearing the
  *     track as received and through the track filter (high-passed, notched once hum is found: what the
  *     gateway does), against the clean track's; and the track filter's CPU per real-time track (it runs
@@ -30,7 +30,7 @@ const RATE = 16000;
 const corpusDir = await ensureCorpus();
 const LANGUAGES = ['en', 'fa', 'ar'];
 const TRACKS = ['doctor', 'patient'] as const;
-const VARIANTS = ['', '-quiet', '-hum10', '-hum5', '-fan10', '-fan5'];
+const VARIANTS = ['', '-quiet', '-hum10', '-hum5', '-fan10', '-fan5', '-babble10', '-babble5'];
 const ALL: ConditionerOptions = { ...DEFAULT_CONDITIONER_OPTIONS, sampleRate: RATE };
 const NONE: ConditionerOptions = { ...ALL, highPassHz: 0, humNotch: false, normalize: false };
 const STEPS: Record<string, ConditionerOptions> = {
@@ -153,14 +153,14 @@ for (const variant of VARIANTS.filter(Boolean)) {
     }
     return sum / rows.length;
   };
-  const denoised = variant.includes('fan') ? ` (with RNNoise first: ${snr(ALL, true).toFixed(1)})` : '';
+  const denoised = /fan|babble/.test(variant) ? ` (with RNNoise first: ${snr(ALL, true).toFixed(1)})` : '';
   console.log(`           ${variant.slice(1).padEnd(6)} ${snr(NONE).toFixed(1)} → ${snr(ALL).toFixed(1)}${denoised}`);
 }
 
 // 3. Windows opened on noise alone.
 console.log('vad        windows opened on noise alone (no reference word in them), of all windows: VAD on the track as received / high-passed and notched');
 for (const variant of VARIANTS) {
-  const rows = cut.filter((c) => (variant ? c.track.name.endsWith(variant) : !/-(quiet|hum\d+|fan\d+)$/.test(c.track.name)));
+  const rows = cut.filter((c) => (variant ? c.track.name.endsWith(variant) : !/-(quiet|hum\d+|fan\d+|babble\d+)$/.test(c.track.name)));
   const count = (windowsFor: (t: Track) => AudioWindow[]) => {
     let noise = 0;
     let all = 0;

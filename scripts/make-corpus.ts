@@ -16,6 +16,8 @@
  *                             (speech RMS over the noise's)
  *   <track>-fan10/-fan5 .wav, .ogg  doctor/patient under a desk fan's broadband hiss (pink noise), at 10
  *                             and 5 dB SNR: what only noise suppression (RNNoise) takes out
+ *   <track>-babble10/-babble5 .wav, .ogg  doctor/patient under a waiting room's babble (six talkers, words
+ *                             reversed), at 10 and 5 dB SNR: noise no conditioning step removes
  *   reference.json            the words of every track with their times, and the noise bursts
  * Each word gets its own small variation of speed and pitch (seeded), so the same word said twice does
  * not sound identical: the test recognizer must tell them apart by listening, as a real one would.
@@ -202,6 +204,24 @@ function roomNoise(n: number, rand: () => number): Float64Array {
   return out;
 }
 
+/**
+ * A waiting room's babble at 22.05 kHz: six talkers at once, each saying the consultation's words in a
+ * seeded shuffle, back to back, played backwards (speech-like, but no word a recognizer could take for
+ * the speaker's).
+ */
+function babbleNoise(n: number, words: Int16Array[], rand: () => number): Float64Array {
+  const out = new Float64Array(n);
+  for (let talker = 0; talker < 6; talker++) {
+    let at = Math.floor(rand() * ESPEAK_RATE);
+    while (at < n) {
+      const word = words[Math.floor(rand() * words.length)];
+      for (let i = 0; i < word.length && at + i < n; i++) out[at + i] += word[word.length - 1 - i];
+      at += word.length + Math.floor(rand() * ESPEAK_RATE * 0.08);
+    }
+  }
+  return out;
+}
+
 /** A desk fan's steady broadband hiss at 22.05 kHz: pink noise (Paul Kellet's filter over white noise). */
 function fanNoise(n: number, rand: () => number): Float64Array {
   const out = new Float64Array(n);
@@ -304,17 +324,17 @@ async function synthesize(consultation: Consultation, dir: string, seed: number)
     if (track === 'mix') continue;
     const speechRms = rmsOver(pcm, reference.tracks[track].map((w) => [toSamples(w.startMs), toSamples(w.endMs)]));
     const floor = random(seed ^ 0xf100);
-    await writeTrack(dir, `${track}-quiet`, Int16Array.from(pcm, (v) => clamp(v * (32768 * 10 ** (-45 / 20) / speechRms) + (floor() - 0.5) * 20)), false);
-    const room = roomNoise(total, random(seed ^ 0x4077));
-    const roomRms = rmsOver(room, [[0, total]]);
-    const fan = fanNoise(total, random(seed ^ 0xfa17));
-    const fanRms = rmsOver(fan, [[0, total]]);
-    for (const snrDb of [10, 5]) {
-      const scale = speechRms / 10 ** (snrDb / 20) / roomRms;
-      await writeTrack(dir, `${track}-hum${snrDb}`, Int16Array.from(pcm, (v, i) => clamp(v + room[i] * scale)), false);
-      const fanScale = speechRms / 10 ** (snrDb / 20) / fanRms;
-      await writeTrack(dir, `${track}-fan${snrDb}`, Int16Array.from(pcm, (v, i) => clamp(v + fan[i] * fanScale)), false);
+    const variants: [string, Int16Array][] = [[`${track}-quiet`, Int16Array.from(pcm, (v) => clamp(v * (32768 * 10 ** (-45 / 20) / speechRms) + (floor() - 0.5) * 20))]];
+    const noises = { hum: roomNoise(total, random(seed ^ 0x4077)), fan: fanNoise(total, random(seed ^ 0xfa17)), babble: babbleNoise(total, audio, random(seed ^ 0xbab1)) };
+    for (const [name, noiseSamples] of Object.entries(noises)) {
+      const noiseRms = rmsOver(noiseSamples, [[0, total]]);
+      for (const snrDb of [10, 5]) {
+        const scale = speechRms / 10 ** (snrDb / 20) / noiseRms;
+        variants.push([`${track}-${name}${snrDb}`, Int16Array.from(pcm, (v, i) => clamp(v + noiseSamples[i] * scale))]);
+      }
     }
+    // sox and ffmpeg are processes of their own: two at a time.
+    await mapLimited(variants, 2, ([name, samples]) => writeTrack(dir, name, samples, false));
   }
   await writeFile(join(dir, 'reference.json'), JSON.stringify(reference, null, 1));
 }

@@ -116,27 +116,15 @@ class Biquad {
   }
 
   /**
-   * Filters `x` in place (a whole window: no state kept). The filter first runs over the window's opening `warmUp` samples played
-   * backwards (output discarded), so it starts settled: a narrow notch takes ~0.2 s to ring up, and a
-   * window that opens on hum would otherwise carry it through its first syllables.
+   * Filters `x` in place, a whole window, from a fresh state. The filter first runs over the window's
+   * opening `warmUp` samples played backwards (output discarded), so it starts settled: a narrow notch
+   * takes ~0.2 s to ring up, and a window that opens on hum would otherwise carry it through its first
+   * syllables.
    */
   run(x: Float32Array, warmUp = 0): void {
-    const { b0, b1, b2, a1, a2 } = this;
-    let x1 = 0;
-    let x2 = 0;
-    let y1 = 0;
-    let y2 = 0;
-    const settle = Math.min(warmUp, x.length);
-    for (let k = settle - 1; k >= -x.length; k--) {
-      const i = k >= 0 ? k : -k - 1;
-      const input = x[i];
-      const y = b0 * input + b1 * x1 + b2 * x2 - a1 * y1 - a2 * y2;
-      x2 = x1;
-      x1 = input;
-      y2 = y1;
-      y1 = y;
-      if (k < 0) x[i] = y;
-    }
+    this.x1 = this.x2 = this.y1 = this.y2 = 0;
+    this.step(x.slice(0, Math.min(warmUp, x.length)).reverse());
+    this.step(x);
   }
 }
 

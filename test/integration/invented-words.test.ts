@@ -11,7 +11,7 @@ import { loadReference } from '../../scripts/make-corpus.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
 import { chunksFor, ingestUrl, streamChunks } from '../support/producer.ts';
 import type { SttServerOptions } from '../support/stt-server.ts';
-import { uploadFile } from '../support/upload.ts';
+import { completedTranscript, uploadedTranscript } from '../support/transcripts.ts';
 import { CaptionCollector } from '../support/viewer.ts';
 import { wordErrorRate, type WerResult } from '../support/wer.ts';
 
@@ -20,17 +20,6 @@ const TRACKS = ['doctor', 'patient'] as const;
 const HALLUCINATING: Partial<SttServerOptions> = { confidentHallucinations: true, noisyCorpus: true };
 /** The gateway as deployed: speech check and filter on. */
 const GUARDED = { STT_SPEECH_CHECK: 'silero' };
-
-async function storedTranscript(h: Harness, sessionId: string): Promise<string> {
-  const headers = { authorization: `Bearer ${await h.token('service')}` };
-  for (const deadline = Date.now() + 120000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
-    const status = await (await fetch(`${h.baseUrl}/v1/sessions/${sessionId}`, { headers })).json();
-    if (status.state !== 'completed') continue;
-    const text = await (await fetch(`${h.baseUrl}/v1/sessions/${sessionId}/transcript?format=text`, { headers })).text();
-    return text.split('\n').filter(Boolean).map((line) => line.replace(/^\[[^\]]*\] [^:]*: /, '')).join(' ');
-  }
-  throw new Error(`session ${sessionId} did not complete`);
-}
 
 /** Both noisy tracks live; the finals viewers saw and the transcript stored once the session ends. */
 async function live(h: Harness, sessionId: string, language: string): Promise<{ finals: string; stored: string }> {
@@ -46,14 +35,12 @@ async function live(h: Harness, sessionId: string, language: string): Promise<{ 
   await viewer.tracksEnded([...TRACKS], 120000);
   viewer.close();
   await fetch(`${h.baseUrl}/v1/sessions/${sessionId}/end`, { method: 'POST', headers: { authorization: `Bearer ${await h.token('service')}` } });
-  return { finals: viewer.transcript(), stored: await storedTranscript(h, sessionId) };
+  return { finals: viewer.transcript(), stored: await completedTranscript(h, sessionId) };
 }
 
 /** One noisy track uploaded (one person's recording: its bursts while the other speaks stand alone). */
-async function uploaded(h: Harness, language: string, track: string): Promise<string> {
-  const response = await uploadFile(h.baseUrl, await h.token('service'), `${h.corpusDir}/${language}/${track}-noisy.wav`, { language });
-  assert.is(response.status, 202, JSON.stringify(response.json));
-  return storedTranscript(h, response.json.id);
+function uploaded(h: Harness, language: string, track: string): Promise<string> {
+  return uploadedTranscript(h, `${h.corpusDir}/${language}/${track}-noisy.wav`, language);
 }
 
 interface Outcome {

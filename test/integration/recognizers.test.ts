@@ -13,7 +13,7 @@ import { loadReference } from '../../scripts/make-corpus.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
 import { chunksFor, ingestUrl, streamChunks } from '../support/producer.ts';
 import type { SttServerOptions } from '../support/stt-server.ts';
-import { uploadFile } from '../support/upload.ts';
+import { uploadedTranscript } from '../support/transcripts.ts';
 import { CaptionCollector } from '../support/viewer.ts';
 import { doubledWords, wordErrorRate } from '../support/wer.ts';
 
@@ -76,18 +76,8 @@ async function live(h: Harness, sessionId: string, language: string): Promise<st
   return viewer.transcript();
 }
 
-async function uploaded(h: Harness, language: string): Promise<string> {
-  const service = await h.token('service');
-  const response = await uploadFile(h.baseUrl, service, `${h.corpusDir}/${language}/mix.wav`, { language });
-  assert.is(response.status, 202, JSON.stringify(response.json));
-  const headers = { authorization: `Bearer ${service}` };
-  for (const deadline = Date.now() + 120000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
-    const status = await (await fetch(`${h.baseUrl}/v1/sessions/${response.json.id}`, { headers })).json();
-    if (status.state !== 'completed') continue;
-    const text = await (await fetch(`${h.baseUrl}/v1/sessions/${response.json.id}/transcript?format=text`, { headers })).text();
-    return text.split('\n').filter(Boolean).map((line) => line.replace(/^\[[^\]]*\] [^:]*: /, '')).join(' ');
-  }
-  throw new Error(`upload ${response.json.id} did not complete`);
+function uploaded(h: Harness, language: string): Promise<string> {
+  return uploadedTranscript(h, `${h.corpusDir}/${language}/mix.wav`, language);
 }
 
 function check(label: string, reference: string, hypothesis: string): number {
