@@ -13,9 +13,9 @@
  *     same high-pass, so the filter's own phase shift is not counted as noise; the notch's dent in the
  *     voice is); for the fan and babble variants also with RNNoise before the steps.
  *  3. Windows the VAD opens on noise alone (no word of the reference in them), with the VAD hearing the
- *     track as received and through the track filter (high-passed, notched once hum is found: what the
- *     gateway does), against the clean track's; and the track filter's CPU per real-time track (it runs
- *     on all the audio, not only on windows).
+ *     track as received and through the track filter (notched once hum is found: what the gateway does),
+ *     against the clean track's; and the track filter's CPU per real-time track (it runs on all the
+ *     audio, not only on windows).
  */
 import { readFile } from 'node:fs/promises';
 import { ensureCorpus, loadReference, type ReferenceWord } from '../scripts/make-corpus.ts';
@@ -158,7 +158,7 @@ for (const variant of VARIANTS.filter(Boolean)) {
 }
 
 // 3. Windows opened on noise alone.
-console.log('vad        windows opened on noise alone (no reference word in them), of all windows: VAD on the track as received / high-passed and notched');
+console.log('vad        windows opened on noise alone (no reference word in them), of all windows: VAD on the track as received / through the track filter (hum notch)');
 for (const variant of VARIANTS) {
   const rows = cut.filter((c) => (variant ? c.track.name.endsWith(variant) : !/-(quiet|hum\d+|fan\d+|babble\d+)$/.test(c.track.name)));
   const count = (windowsFor: (t: Track) => AudioWindow[]) => {

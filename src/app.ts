@@ -73,9 +73,9 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   const c = gatewayComponents(config);
   const metrics = createMetrics();
   const conditioning = c.conditioning;
-  // The VAD hears the track high-passed and notched where those steps are on (it cuts the same windows
-  // as on clean audio under hum); the windows keep the audio as received.
-  const hearing = conditioning && (conditioning.highPassHz > 0 || conditioning.humNotch) ? { ...conditioning, sampleRate: PIPELINE_SAMPLE_RATE } : undefined;
+  // The VAD hears the track with mains hum notched out (it cuts the same windows as on clean audio under
+  // hum); the windows keep the audio as received.
+  const hearing = conditioning?.humNotch ? { ...conditioning, sampleRate: PIPELINE_SAMPLE_RATE } : undefined;
   const newVad = adapters.vad ?? (() => (hearing ? new FilteredVad(new WebRtcVad(PIPELINE_SAMPLE_RATE, c.vadAggressiveness), hearing) : new WebRtcVad(PIPELINE_SAMPLE_RATE, c.vadAggressiveness)));
   // Told of the recognizer's refusals, which can begin before the registry exists.
   const sessions: { registry?: SessionRegistry } = {};

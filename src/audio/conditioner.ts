@@ -222,34 +222,34 @@ function limitPeak(sample: number, limit: number): number {
   return Math.round(Math.sign(sample) * bent);
 }
 
-/** Hum is looked for in half a second of every this many halves (it is steady; the check costs more than the notches). */
+/** Hum is looked for in the first half second of every this many (it is steady; the check costs more than the notches). */
 const HUM_CHECK_EVERY = 8;
 
 /**
- * A track's audio as the VAD should hear it, frame by frame: high-passed, and notched once mains hum is
- * found (checked on half a second in four seconds, so hum that starts mid-visit is caught within a
- * few seconds). Under hum the WebRTC VAD calls everything speech, or opens windows on the hum's swells; through
- * this it cuts what it cuts on clean audio (`npm run bench:conditioning`). The returned frame is
- * reused by the next call; with frames that divide half a second (20 ms ones do) the output does not depend
- * on where the frames are cut.
+ * A track's audio as the VAD should hear it, frame by frame: notched once mains hum is found (looked
+ * for in half a second of every four, so hum that starts mid-visit is caught within a few seconds).
+ * Under hum the WebRTC VAD calls everything speech, or opens windows on the hum's swells; through this
+ * it cuts what it cuts on clean audio (`npm run bench:conditioning`; a high-pass in front of it changed
+ * nothing there: the WebRTC VAD filters low frequencies itself). Without hum the frame passes as it is,
+ * at the cost of gathering the half seconds checked. The returned frame may be reused by the next call;
+ * with frames that divide half a second (20 ms ones do) the output does not depend on where frames are cut.
  */
 export class TrackFilter {
   private readonly options: ConditionerOptions;
-  private readonly highPass: Biquad[];
   private notches: Biquad[] = [];
   private humHz: 50 | 60 | undefined;
+  /** The half second being gathered for the next check. */
   private readonly half: Float32Array;
-  private filled = 0;
-  /** Half seconds of audio seen (hum is checked on one in `HUM_CHECK_EVERY`). */
-  private halves = 0;
+  /** Samples into the current check cycle (its first half second is gathered). */
+  private cycleAt = 0;
+  private readonly cycle: number;
   private buffer = new Float32Array(0);
   private out = new Int16Array(0);
 
   constructor(options: ConditionerOptions) {
     this.options = options;
-    const rate = options.sampleRate;
-    this.highPass = options.highPassHz > 0 ? [Biquad.highPass(options.highPassHz, rate, 0.5412), Biquad.highPass(options.highPassHz, rate, 1.3066)] : [];
-    this.half = new Float32Array(options.humNotch ? rate / 2 : 0);
+    this.half = new Float32Array(options.humNotch ? options.sampleRate / 2 : 0);
+    this.cycle = this.half.length * HUM_CHECK_EVERY;
   }
 
   /** The mains frequency being notched out, if any. */
@@ -258,39 +258,43 @@ export class TrackFilter {
   }
 
   filter(frame: Int16Array): Int16Array {
-    if (this.buffer.length !== frame.length) {
-      this.buffer = new Float32Array(frame.length);
-      this.out = new Int16Array(frame.length);
+    const halfGathered = this.half.length > 0 && this.gather(frame);
+    let heard = frame;
+    if (this.notches.length > 0) {
+      if (this.buffer.length !== frame.length) {
+        this.buffer = new Float32Array(frame.length);
+        this.out = new Int16Array(frame.length);
+      }
+      const x = this.buffer;
+      for (let i = 0; i < frame.length; i++) x[i] = frame[i];
+      for (const notch of this.notches) notch.step(x);
+      for (let i = 0; i < x.length; i++) this.out[i] = Math.max(-32768, Math.min(32767, Math.round(x[i])));
+      heard = this.out;
     }
-    const x = this.buffer;
-    for (let i = 0; i < frame.length; i++) x[i] = frame[i];
-    for (const section of this.highPass) section.step(x);
-    const halfFilled = this.half.length > 0 && this.collect(x);
-    for (const notch of this.notches) notch.step(x);
     // Notches found now apply from the next frame: the output never depends on where frames are cut.
-    if (halfFilled) this.checkForHum();
-    for (let i = 0; i < x.length; i++) this.out[i] = Math.max(-32768, Math.min(32767, Math.round(x[i])));
-    return this.out;
+    if (halfGathered) this.checkForHum();
+    return heard;
   }
 
-  /** Adds high-passed samples to the half second being gathered; true when one filled (what is left over starts the next). */
-  private collect(x: Float32Array): boolean {
-    let filledOne = false;
-    for (let from = 0; from < x.length; ) {
-      const take = Math.min(x.length - from, this.half.length - this.filled);
-      this.half.set(x.subarray(from, from + take), this.filled);
-      this.filled += take;
-      from += take;
-      if (this.filled === this.half.length) {
-        this.filled = 0;
-        filledOne = true;
-      }
+  /** Copies what falls in the cycle's first half second; true when this frame completed it. */
+  private gather(frame: Int16Array): boolean {
+    const half = this.half.length;
+    if (this.cycleAt >= half && this.cycleAt + frame.length < this.cycle) {
+      this.cycleAt += frame.length;
+      return false;
     }
-    return filledOne;
+    let completed = false;
+    for (let i = 0; i < frame.length; i++) {
+      if (this.cycleAt < half) {
+        this.half[this.cycleAt] = frame[i];
+        completed ||= this.cycleAt === half - 1;
+      }
+      this.cycleAt = (this.cycleAt + 1) % this.cycle;
+    }
+    return completed;
   }
 
   private checkForHum(): void {
-    if (this.halves++ % HUM_CHECK_EVERY !== 0) return;
     const rate = this.options.sampleRate;
     const found = detectHum(this.half, rate, this.options.humProminenceDb);
     // A check without hum (the fan switched off) keeps the notches: one more check decides nothing.

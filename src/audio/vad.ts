@@ -24,7 +24,7 @@ export class WebRtcVad implements VoiceActivityDetector {
   }
 }
 
-/** A VAD that hears each frame through a track filter (high-pass, hum notch); the audio kept is not changed. */
+/** A VAD that hears each frame through a track filter (hum notch); the audio kept is not changed. */
 export class FilteredVad implements VoiceActivityDetector {
   private readonly inner: VoiceActivityDetector;
   private readonly filter: TrackFilter;
