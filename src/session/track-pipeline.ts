@@ -150,8 +150,8 @@ export class TrackPipeline {
   private previousText = '';
   private finalChain: Promise<void> = Promise.resolve();
   private partialInFlight = false;
-  /** The words the partial at the open utterance's latest pause heard (its first, maybe cut, left out). */
-  private endingHeard: { utteranceId: number; words: string[] } | undefined;
+  /** The words the partial at the latest pause heard (its first, maybe cut, left out), and the speculative window it checks. */
+  private endingHeard: { windowId: number; words: string[] } | undefined;
   /** The utterance an earlier partial's speech check found speech in: its later partials are not checked again. */
   private speechConfirmedUtterance = 0;
   /** The last utterance a partial was published for (the first of each is timed). */
@@ -405,7 +405,7 @@ export class TrackPipeline {
       if (atPause) {
         // Its first word may be cut by the window's start: only the words after it are the ending heard.
         const heard = normalizeText(joinWords(result.words));
-        this.endingHeard = { utteranceId: full.utteranceId, words: window.startMs > full.startMs ? heard.slice(1) : heard };
+        this.endingHeard = { windowId: full.id, words: window.startMs > full.startMs ? heard.slice(1) : heard };
         this.commitIfAgreed();
       }
       if (endingOnly) return;
@@ -451,7 +451,8 @@ export class TrackPipeline {
     const speculation = this.speculation;
     const answer = speculation?.answer;
     const ending = this.endingHeard;
-    if (!speculation || speculation.fate || !answer || ending?.utteranceId !== speculation.window.utteranceId) return;
+    // The ending heard at this pause, not at an earlier one of the utterance that speech went on from.
+    if (!speculation || speculation.fate || !answer || ending?.windowId !== speculation.window.id) return;
     if (!SENTENCE_END.test(answer.words.at(-1)?.word ?? '') || ending.words.length < MIN_ENDING_WORDS) return;
     const said = normalizeText(joinWords(answer.words));
     if (said.length < ending.words.length || said.slice(said.length - ending.words.length).join(' ') !== ending.words.join(' ')) return;
