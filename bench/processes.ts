@@ -17,8 +17,10 @@ export async function cpuSeconds(child: ChildProcess): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
 
-export function startProcess(args: string[], env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+/** `BENCH_NODE_ARGS` (e.g. `--cpu-prof --trace-gc`) go to the gateways' Node, to look inside what a bench measures. */
+export function startProcess(args: string[], env: Record<string, string>, stdout: 'pipe' | 'inherit' = 'pipe'): ChildProcess {
+  const nodeArgs = args[0] === 'src/main.ts' ? (process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []) : [];
+  return spawn(process.execPath, [...nodeArgs, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', stdout, 'inherit'] });
 }
 
 export async function startSttServer(env: Record<string, string> = {}): Promise<{ child: ChildProcess; url: string }> {
@@ -40,7 +42,7 @@ export async function startGateway(sttUrl: string, env: Record<string, string>):
     // Streams run many times faster than real time, many tracks under one token.
     INGEST_MAX_SPEED: '10000', RATE_LIMIT_PER_MINUTE: '1000000', MAX_LIVE_TRACKS_PER_TOKEN: '10000', MAX_TRACKS_PER_SESSION: '1000', AT_REST_KEY: BENCH_AT_REST_KEY,
     DATA_DIR: join(dataDir, String(port)), ...env,
-  });
+  }, 'inherit');
   const baseUrl = `http://127.0.0.1:${port}`;
   // PGlite's first start (initdb) takes ~10 s, longer on a loaded machine.
   for (let i = 0; i < 1200; i++) {
@@ -71,6 +73,11 @@ export async function quantiles(baseUrl: string, metric: string): Promise<Record
 /** A counter's value from /metrics. */
 export async function counter(baseUrl: string, metric: string): Promise<number> {
   return Number(new RegExp(`^${metric} ([\\d.eE+-]+)$`, 'm').exec(await metricsText(baseUrl))?.[1] ?? 0);
+}
+
+/** A gauge's value from /metrics (scraping also resets what prom-client resets per scrape, e.g. the event-loop delay). */
+export async function gauge(baseUrl: string, metric: string): Promise<number> {
+  return Number(new RegExp(`^${metric} ([\\d.eE+-]+|NaN)$`, 'm').exec(await metricsText(baseUrl))?.[1] ?? NaN);
 }
 
 async function metricsText(baseUrl: string): Promise<string> {

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests, the demo and the corpus script need (chromium: the browser tests).
+# Installs the Debian packages the tests, the demo and the corpus script need (chromium: the browser tests;
+# prometheus: its promtool checks and unit-tests the alert rules; nginx: the load balancer of the fleet test).
 # Idempotent: does nothing when every tool is already on PATH.
 set -euo pipefail
 declare -A tool_package=(
-  [ffmpeg]=ffmpeg [ffprobe]=ffmpeg [espeak-ng]=espeak-ng [sox]=sox [age]=age [chromium]=chromium
+  [ffmpeg]=ffmpeg [ffprobe]=ffmpeg [espeak-ng]=espeak-ng [sox]=sox [age]=age [chromium]=chromium [promtool]=prometheus [nginx]=nginx
 )
 missing=()
 for tool in "${!tool_package[@]}"; do

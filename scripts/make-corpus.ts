@@ -18,7 +18,10 @@
  *                             and 5 dB SNR: what only noise suppression (RNNoise) takes out
  *   <track>-babble10/-babble5 .wav, .ogg  doctor/patient under a waiting room's babble (six talkers, words
  *                             reversed), at 10 and 5 dB SNR: noise no conditioning step removes
- *   reference.json            the words of every track with their times, and the noise bursts
+ *   reference.json            the words of every track with their times (the mix's with who said them),
+ *                             the speaker turns of the mix, and the noise bursts
+ * and corpus/en-family/: mix.wav (.ogg, .webm, -48k.wav) and reference.json of a three-person visit (a
+ * relative speaks too, once over the patient's last words): single-track only.
  * Each word gets its own small variation of speed and pitch (seeded), so the same word said twice does
  * not sound identical: the test recognizer must tell them apart by listening, as a real one would.
  * Does nothing when corpus/ already matches this script's inputs.
@@ -31,17 +34,28 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { decodeWav, encodeWav } from '../src/audio/wav.ts';
-import { CONSULTATIONS, type Consultation } from './corpus/consultations.ts';
+import { CONSULTATIONS, FAMILY_VISIT, type Consultation, type CorpusSpeaker } from './corpus/consultations.ts';
 
 const run = promisify(execFile);
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const CORPUS_DIR = process.env.CORPUS_DIR ?? join(root, 'corpus');
 const ESPEAK_RATE = 22050;
 const OUTPUT_RATE = 16000;
-const CORPUS_VERSION = 4;
+const CORPUS_VERSION = 5;
+/** The three-person visit's directory under the corpus. */
+export const FAMILY_VISIT_DIR = 'en-family';
 
 export interface ReferenceWord {
   word: string;
+  startMs: number;
+  endMs: number;
+  /** Who said it (every track's words carry it; the mix holds several speakers). */
+  speaker: CorpusSpeaker;
+}
+
+/** A turn of one speaker on the mix: from its first word's start to its last word's end. */
+export interface SpeakerTurn {
+  speaker: CorpusSpeaker;
   startMs: number;
   endMs: number;
 }
@@ -58,6 +72,8 @@ export interface CorpusReference {
   language: string;
   durationMs: number;
   tracks: Record<CorpusTrack, ReferenceWord[]>;
+  /** The speaker turns of the mix, in order (they overlap where two people speak at once). */
+  turns: SpeakerTurn[];
   /** The bursts of each `<track>-noisy.wav` (the words are the track's own). */
   noise: Record<CorpusTrack, NoiseBurst[]>;
 }
@@ -240,9 +256,16 @@ function fanNoise(n: number, rand: () => number): Float64Array {
   return out;
 }
 
-async function synthesize(consultation: Consultation, dir: string, seed: number): Promise<void> {
+/** Each speaker's espeak-ng variant and pitch range (the lowest; each word adds up to 16). */
+const VOICES: Record<CorpusSpeaker, { variant: string; pitch: number }> = {
+  doctor: { variant: 'm3', pitch: 35 },
+  patient: { variant: 'f2', pitch: 55 },
+  relative: { variant: 'f4', pitch: 45 },
+};
+
+/** `mixOnly`: the single-track version alone (no per-speaker tracks, no noisy variants). */
+async function synthesize(consultation: Consultation, dir: string, seed: number, mixOnly = false): Promise<void> {
   const rand = random(seed);
-  const voices = { doctor: `${consultation.voice}+m3`, patient: `${consultation.voice}+f2` };
   const plan = consultation.turns.flatMap((turn, turnIndex) =>
     turn.text
       .split(/\s+/)
@@ -253,33 +276,39 @@ async function synthesize(consultation: Consultation, dir: string, seed: number)
         word,
         firstOfTurn: wordIndex === 0 && turnIndex > 0,
         speed: 150 + Math.round(rand() * 30),
-        pitch: (turn.speaker === 'doctor' ? 35 : 55) + Math.round(rand() * 16),
+        pitch: VOICES[turn.speaker].pitch + Math.round(rand() * 16),
         gapMs: 70 + Math.round(rand() * 130),
         turnGapMs: 700 + Math.round(rand() * 500),
+        overlapMs: turn.overlapMs ?? 0,
       })),
   );
-  const audio = await mapLimited(plan, 4, (p) => speakWord(voices[p.speaker], p.word, p.speed, p.pitch));
+  const audio = await mapLimited(plan, 4, (p) => speakWord(`${consultation.voice}+${VOICES[p.speaker].variant}`, p.word, p.speed, p.pitch));
 
   const toSamples = (ms: number) => Math.round((ms / 1000) * ESPEAK_RATE);
   const leadMs = 600;
   const tailMs = 1200;
   let cursor = toSamples(leadMs);
   const placed = plan.map((p, i) => {
-    if (p.firstOfTurn) cursor += toSamples(p.turnGapMs);
+    if (p.firstOfTurn) cursor = p.overlapMs > 0 ? cursor - toSamples(p.overlapMs) : cursor + toSamples(p.turnGapMs);
     else if (i > 0) cursor += toSamples(p.gapMs);
     const start = cursor;
     cursor += audio[i].length;
     return { ...p, start, samples: audio[i] };
   });
-  const total = cursor + toSamples(tailMs);
+  const total = Math.max(...placed.map((p) => p.start + p.samples.length)) + toSamples(tailMs);
   const toMs = (samples: number) => Math.round((samples / ESPEAK_RATE) * 100000) / 100;
 
   const reference: CorpusReference = {
     language: consultation.language,
     durationMs: toMs(total),
     tracks: { doctor: [], patient: [], mix: [] },
+    turns: [],
     noise: { doctor: [], patient: [], mix: [] },
   };
+  for (const [turn, { speaker }] of consultation.turns.entries()) {
+    const words = placed.filter((p) => p.turn === turn);
+    if (words.length > 0) reference.turns.push({ speaker, startMs: toMs(words[0].start), endMs: toMs(words.at(-1)!.start + words.at(-1)!.samples.length) });
+  }
   // Noise bursts, each track getting both kinds: before the first word of a turn on its speaker's track
   // (ending 120 ms before the word, so the window that opens on it runs into the speech: turns 1, 4, 5,
   // 8, …), and in the middle of a turn on the other person's track (a window with nothing but the burst).
@@ -287,14 +316,14 @@ async function synthesize(consultation: Consultation, dir: string, seed: number)
   const noiseRand = random(seed ^ 0xc0ff);
   const turnsOf = consultation.turns.map((_, turn) => placed.filter((p) => p.turn === turn));
   turnsOf.forEach((words, turn) => {
-    if (turn === 0 || words.length === 0) return;
+    if (mixOnly || turn === 0 || words.length === 0) return;
     const kind = NOISE_KINDS[turn % NOISE_KINDS.length];
     const speaker = words[0].speaker;
     if (turn % 4 === 0 || turn % 4 === 1) {
       const previousEnd = turnsOf[turn - 1].at(-1)!;
       const room = (words[0].start - (previousEnd.start + previousEnd.samples.length)) / ESPEAK_RATE * 1000 - 250;
       const samples = noiseBurst(kind, Math.max(300, Math.min(NOISE_MS[kind], room)), noiseRand);
-      bursts.push({ track: speaker, start: words[0].start - toSamples(120) - samples.length, samples, kind });
+      bursts.push({ track: speaker === 'doctor' ? 'doctor' : 'patient', start: words[0].start - toSamples(120) - samples.length, samples, kind });
     } else {
       const first = words[0].start;
       const last = words.at(-1)!.start + words.at(-1)!.samples.length;
@@ -304,15 +333,16 @@ async function synthesize(consultation: Consultation, dir: string, seed: number)
     }
   });
   const noise = random(seed ^ 0x5eed);
-  for (const track of ['doctor', 'patient', 'mix'] as const) {
+  for (const track of mixOnly ? (['mix'] as const) : (['doctor', 'patient', 'mix'] as const)) {
     const pcm = new Int16Array(total);
     for (let i = 0; i < total; i++) pcm[i] = Math.round((noise() - 0.5) * 40);
-    for (const word of placed) {
+    for (const word of [...placed].sort((a, b) => a.start - b.start)) {
       if (track !== 'mix' && word.speaker !== track) continue;
-      for (let i = 0; i < word.samples.length; i++) pcm[word.start + i] += word.samples[i];
-      reference.tracks[track].push({ word: word.word, startMs: toMs(word.start), endMs: toMs(word.start + word.samples.length) });
+      for (let i = 0; i < word.samples.length; i++) pcm[word.start + i] = clamp(pcm[word.start + i] + word.samples[i]);
+      reference.tracks[track].push({ word: word.word, startMs: toMs(word.start), endMs: toMs(word.start + word.samples.length), speaker: word.speaker });
     }
     await writeTrack(dir, track, pcm, true);
+    if (mixOnly) continue;
     const noisy = pcm.slice();
     for (const burst of bursts) {
       if (track !== 'mix' && burst.track !== track) continue;
@@ -355,7 +385,7 @@ async function writeTrack(dir: string, name: string, pcm: Int16Array, all: boole
 async function inputsDigest(): Promise<string> {
   const { stdout } = await run('espeak-ng', ['--version']);
   const generator = await readFile(fileURLToPath(import.meta.url), 'utf8');
-  return createHash('sha256').update(JSON.stringify({ CONSULTATIONS, CORPUS_VERSION, generator, espeak: stdout.trim() })).digest('hex');
+  return createHash('sha256').update(JSON.stringify({ CONSULTATIONS, FAMILY_VISIT, CORPUS_VERSION, generator, espeak: stdout.trim() })).digest('hex');
 }
 
 export async function ensureCorpus(): Promise<string> {
@@ -369,13 +399,16 @@ export async function ensureCorpus(): Promise<string> {
     await mkdir(dir, { recursive: true });
     await synthesize(consultation, dir, 1000 + index);
   }
-  await writeFile(manifest, JSON.stringify({ digest, languages: CONSULTATIONS.map((c) => c.language) }));
+  await mkdir(join(CORPUS_DIR, FAMILY_VISIT_DIR), { recursive: true });
+  await synthesize(FAMILY_VISIT, join(CORPUS_DIR, FAMILY_VISIT_DIR), 2000, true);
+  await writeFile(manifest, JSON.stringify({ digest, languages: CONSULTATIONS.map((c) => c.language), mixOnly: [FAMILY_VISIT_DIR] }));
   process.stderr.write(`corpus: wrote ${CORPUS_DIR} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   return CORPUS_DIR;
 }
 
-export async function loadReference(language: string): Promise<CorpusReference> {
-  return JSON.parse(await readFile(join(CORPUS_DIR, language, 'reference.json'), 'utf8'));
+/** The reference of a language's consultation, or of another visit by its directory (`en-family`). */
+export async function loadReference(visit: string): Promise<CorpusReference> {
+  return JSON.parse(await readFile(join(CORPUS_DIR, visit, 'reference.json'), 'utf8'));
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

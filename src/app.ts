@@ -4,25 +4,40 @@
  * and the session registry, and mounts each endpoint on one Fastify instance. Every endpoint and every
  * component closes through `app.close()`, after the live tracks are drained.
  */
-import { createHash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
 import rateLimit from '@fastify/rate-limit';
 import fastifyStatic from '@fastify/static';
 import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { Authenticator } from './api/auth.ts';
 import { registerCaptions } from './api/captions.ts';
-import { requireRole, sendError, tokenOf } from './api/http.ts';
+import { requireRole, sendError } from './api/http.ts';
 import { ID_MAX_LENGTH } from './api/schemas.ts';
 import { ConnectionLimits } from './api/limits.ts';
 import { RtpIngest } from './api/rtp-ingest.ts';
 import { registerSessionRoutes } from './api/sessions.ts';
 import { registerUploadRoutes } from './api/uploads.ts';
+import { registerSpeakerRoutes } from './api/speakers.ts';
+import { limitRoutes, rateKey, requestLimits } from './api/rate-limits.ts';
+import { Redis } from 'ioredis';
+import { registerAnalyticsRoutes } from './api/analytics.ts';
+import { AnalyticsQueries } from './store/analytics.ts';
+import { knownDoctor } from './session/speaker-enrollment.ts';
+import { DataLifecycle } from './session/data-lifecycle.ts';
+import { AlertWebhook, sampleMetrics } from './api/alert-webhook.ts';
+
+/** The advisory lock the retention sweep holds while it runs (one gateway of a fleet at a time). */
+const RETENTION_LOCK = 727_002;
 import { WebhookNotifier } from './api/webhook.ts';
 import { registerWebSocketIngest } from './api/websocket-ingest.ts';
 import { WhipIngest } from './api/whip-ingest.ts';
+import { ArchiveThread } from './archive/archive-thread.ts';
 import { Archiver } from './archive/archiver.ts';
 import { AudioSealer, localKeyEncryptionKey } from './archive/data-keys.ts';
 import { LocalObjectStore, S3ObjectStore } from './archive/object-store.ts';
@@ -33,19 +48,24 @@ import type { Config } from './config.ts';
 import { GatewayError } from './errors.ts';
 import type { Logger } from './log.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
+import { InProcessCaptionBus, type CaptionBus } from './session/caption-bus.ts';
+import { RedisCaptionBus } from './session/redis-caption-bus.ts';
 import { SessionRegistry } from './session/registry.ts';
 import { TrackPipeline } from './session/track-pipeline.ts';
 import { UploadService } from './session/uploads.ts';
 import { openDatabase } from './store/database.ts';
 import { SessionStore } from './store/session-store.ts';
 import { RedisWindowQueue } from './stt/redis-window-queue.ts';
-import { Recognizer } from './stt/recognizer.ts';
+import type { Recognizer } from './stt/recognizer.ts';
+import { connectRecognizer } from './stt/recognizer-pool.ts';
 import type { Transcriber } from './stt/transcriber.ts';
 import { DirectoryWindowAudio, InProcessWindowQueue, type WindowQueue } from './stt/window-queue.ts';
 import { WindowTranscriber } from './stt/window-transcriber.ts';
 import { speechGuard } from './stt/speech-guard.ts';
+import { ConditionerThread } from './audio/conditioner-thread.ts';
 import { RnnoiseWorker } from './audio/noise-suppressor.ts';
 import { ClinicalPrompts, CLINICAL_PROMPTS_DIR } from './stt/clinical-vocabulary.ts';
+import { isClinicalTerm } from './stt/clinical-prompt.ts';
 import type { WindowSpeechDetector } from './audio/silero-vad.ts';
 
 export interface Gateway {
@@ -55,6 +75,8 @@ export interface Gateway {
   registry: SessionRegistry;
   store: SessionStore;
   metrics: Metrics;
+  /** Deletion and retention of stored visits (its sweep runs on RETENTION_SWEEP_MS once listening). */
+  lifecycle: DataLifecycle;
   /** Listens on the configured host/port; resolves with the bound port. */
   listen(): Promise<number>;
   close(): Promise<void>;
@@ -79,9 +101,14 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   const newVad = adapters.vad ?? (() => (hearing ? new FilteredVad(new WebRtcVad(PIPELINE_SAMPLE_RATE, c.vadAggressiveness), hearing) : new WebRtcVad(PIPELINE_SAMPLE_RATE, c.vadAggressiveness)));
   // Told of the recognizer's refusals, which can begin before the registry exists.
   const sessions: { registry?: SessionRegistry } = {};
-  const recognizer = adapters.transcriber ?? (await Recognizer.connect(c.recognizer, log));
+  const connected = adapters.transcriber ? undefined : await connectRecognizer(c, log, {
+    onOutcome: (endpoint, outcome) => metrics.sttEndpointRequests.inc({ endpoint, outcome }),
+    onState: (endpoint, state) => metrics.sttEndpointOpen.set({ endpoint }, state === 'open' ? 1 : state === 'half-open' ? 0.5 : 0),
+  });
+  const recognizer = adapters.transcriber ?? connected!;
   const inventedWords = await speechGuard(c.inventedWords, adapters.speechDetector);
   const noiseSuppressor = c.noiseSuppression === 'rnnoise' ? await RnnoiseWorker.start() : undefined;
+  const conditioner = conditioning ? await ConditionerThread.start({ ...conditioning, sampleRate: PIPELINE_SAMPLE_RATE }) : undefined;
   const windowTranscriber = new WindowTranscriber(recognizer, {
     concurrency: c.stt.concurrency,
     recheckMs: c.recognizer.recheckMs,
@@ -99,9 +126,12 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     thresholds: c.thresholds,
     ...inventedWords,
     onSkipped: (kind) => metrics.windowsSkipped.inc({ kind }),
-    onSent: (kind, seconds) => metrics.sttAudioSeconds.inc({ kind }, seconds),
+    onSent: (kind, seconds) => {
+      metrics.sttAudioSeconds.inc({ kind }, seconds);
+      metrics.sttCalls.inc({ kind });
+    },
     onDropped: (reason, words) => metrics.hallucinationsDropped.inc({ reason }, words),
-    conditioning,
+    conditioner,
     noiseSuppressor,
     onConditioned: (conditioning) => {
       metrics.conditioningGain.observe(conditioning.gainDb);
@@ -122,10 +152,30 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   const limits = new ConnectionLimits();
   const database = await openDatabase(c.database);
   log.info({ driver: database.driver }, 'database ready');
-  const store = new SessionStore(database.db);
+  const instanceId = c.fleet.instanceId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const store = new SessionStore(database.db, instanceId);
+  await store.renewLease(c.fleet.leaseMs);
+  let draining = false;
+  // Renewed at a third of the lease: two renewals may fail (a database restart) before others take over.
+  const leaseTimer = setInterval(() => void store.renewLease(c.fleet.leaseMs, draining).catch((error) => log.warn({ err: error }, 'could not renew this gateway\'s lease')), c.fleet.leaseMs / 3).unref();
+  const redisBus = c.queue.redisUrl ? new RedisCaptionBus(c.queue.redisUrl, instanceId, log) : undefined;
+  const bus: CaptionBus = redisBus ?? new InProcessCaptionBus().connect(instanceId);
+  log.info({ instanceId, bus: redisBus ? 'redis' : 'in-process' }, 'gateway instance');
   const webhook = c.webhook ? new WebhookNotifier(c.webhook, store, log) : undefined;
   const archiver = createArchiver(c, store, log);
+  const clinicalTerms = (language: string | undefined, vocabulary: readonly string[]) => {
+    const { lexicon } = clinicalPrompts.forTrack(language ?? c.stt.language, vocabulary);
+    return (word: string) => isClinicalTerm(lexicon, word);
+  };
+  // A diarizing recognizer (diarized_json) is told the doctor's enrolled voice with each diarized window.
+  const diarizingRecognizer = () => 'capabilities' in recognizer && (recognizer as Recognizer).capabilities.responseFormat === 'diarized_json';
+  const knownSpeakers = (participant: string) => (diarizingRecognizer() ? knownDoctor(store, sealer, participant) : Promise.resolve([]));
   const registry = new SessionRegistry({
+    bus,
+    clinicalTerms,
+    knownSpeakers,
+    sttModel: c.recognizer.model,
+    sttPricePerMinute: c.sttPrices[c.recognizer.model],
     factory: (request) =>
       new TrackPipeline({
         ...request,
@@ -154,9 +204,13 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   const redisQueue = c.queue.redisUrl ? new RedisWindowQueue({ url: c.queue.redisUrl, name: c.queue.name, lockMs: c.queue.lockMs, log, sealer, ...policy }) : undefined;
   const windowQueue: WindowQueue = redisQueue ?? new InProcessWindowQueue(new DirectoryWindowAudio(c.uploads.queueDir, sealer), policy);
   const uploads = new UploadService({
-    registry, store, queue: windowQueue, archiver, log, sealer, vad: newVad, prompts: (language, vocabulary) => clinicalPrompts.forTrack(language ?? c.stt.language, vocabulary), languages: c.stt.languages,
+    registry, store, queue: windowQueue, archiver, log, sealer, vad: newVad, clinicalTerms, metrics, prompts: (language, vocabulary) => clinicalPrompts.forTrack(language ?? c.stt.language, vocabulary), languages: c.stt.languages,
     workDir: c.uploads.workDir, maxBytes: c.uploads.maxBytes, maxDurationMs: c.uploads.maxDurationMs, bodyIdleTimeoutMs: c.uploads.bodyIdleTimeoutMs, segmenter: c.uploads.segmenter,
   });
+  metrics.probes.uploadWindowsPending = () => uploads.pendingWindows();
+  metrics.probes.archivePendingUploads = () => archiver?.pendingUploads ?? 0;
+  const alerts = c.alertWebhook ? new AlertWebhook(c.alertWebhook, () => sampleMetrics(metrics), log) : undefined;
+  const lifecycle = new DataLifecycle({ store, registry, archiver, log, retention: c.retention, exclusive: (work) => database.exclusive(RETENTION_LOCK, work) });
   if (c.uploads.workers > 0) windowQueue.startWorker(windowTranscriber.processUploadJob, c.uploads.workers);
   log.info({ queue: windowQueue.description, workers: c.uploads.workers }, 'upload queue ready');
   const authenticator = new Authenticator(c.auth);
@@ -177,11 +231,19 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   app.addHook('onClose', async () => {
     // First: what waits for a refusing recognizer stops waiting, so the upload jobs in hand can end.
     windowTranscriber.close();
+    connected?.close?.();
     await windowQueue.close();
     await inventedWords.speechCheck?.detector.close?.();
     await noiseSuppressor?.close();
+    await conditioner?.close();
     await webhook?.close();
+    await lifecycle.close();
+    await alerts?.close();
     await archiver?.close();
+    rateRedis?.disconnect();
+    await bus.close();
+    clearInterval(leaseTimer);
+    await store.endLease().catch((error) => log.warn({ err: error }, 'could not end this gateway\'s lease; it runs out by itself'));
     await database.close();
   });
   // An answer given before the body was read (401, 403, 413, …): the connection closes after it rather
@@ -213,19 +275,30 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     },
   });
   // Requests per minute for each token (or address, without one); session creation has its own limit.
+  // Counted in Redis when there is one (every gateway of a fleet shares the counts); a Redis that is
+  // down does not stop requests (skipOnError): the caps on open connections still hold.
+  const rateRedis = c.queue.redisUrl ? new Redis(c.queue.redisUrl, { connectTimeout: 2000, maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false }) : undefined;
+  rateRedis?.on('error', (error) => log.debug({ err: error }, 'rate-limit store unreachable'));
   await app.register(rateLimit, {
-    max: c.http.rateLimitPerMinute,
+    max: c.http.rateLimits.perMinute,
     timeWindow: 60000,
-    keyGenerator: (request: FastifyRequest) => {
-      const token = tokenOf(request);
-      return token ? `token:${createHash('sha256').update(token).digest('hex').slice(0, 32)}` : `ip:${request.ip}`;
-    },
+    keyGenerator: rateKey,
+    ...(rateRedis ? { redis: rateRedis, nameSpace: 'helssa-rate:', skipOnError: true } : {}),
     errorResponseBuilder: (_request, context) => ({ statusCode: 429, code: 'rate_limited', message: `too many requests: at most ${context.max} a minute; retry after ${context.after}` }),
   });
+  limitRoutes(app, requestLimits(app, c.http.rateLimits));
   await app.register(websocket, { options: { maxPayload: c.http.maxFrameBytes } });
 
   // Liveness probes cannot carry tokens, so health says only that the process answers.
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  // Readiness, for load balancers: no new work while draining or while the database or Redis is
+  // unreachable (what is degraded is named, nothing more).
+  app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {
+    const checks = { draining, database: await withTimeout(store.ping()), redis: redisBus ? await withTimeout(redisBus.ping()) : true };
+    const ready = !checks.draining && checks.database && checks.redis;
+    // Which STT endpoints are in use and which are skipped (with STT_BASE_URLS); not a readiness condition.
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'unavailable', instance: instanceId, ...checks, ...(connected?.status ? { sttEndpoints: connected.status } : {}) });
+  });
   // The API description holds no data; tools fetch it without a token.
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/metrics', { schema: { hide: true }, preValidation: requireRole(authenticator, ['service'], { unscoped: true }) }, async (_request, reply) => {
@@ -235,11 +308,15 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   // The producer and captions pages and the browser SDK they use: static files that hold no data.
   await app.register(fastifyStatic, { root: fileURLToPath(new URL('../public', import.meta.url)), prefix: '/', schemaHide: true });
   await app.register(fastifyStatic, { root: fileURLToPath(new URL('../client-sdk/dist', import.meta.url)), prefix: '/sdk/', decorateReply: false, schemaHide: true });
+  // The dashboard's charting library, served by the gateway itself (no CDN: clinics' networks are closed).
+  await app.register(fastifyStatic, { root: dirname(createRequire(import.meta.url).resolve('chart.js')), prefix: '/vendor/chart/', decorateReply: false, schemaHide: true, allowedPath: (path) => path === '/chart.umd.min.js' });
   const caps = { limits, maxConnectionsPerIp: c.caps.connectionsPerIp };
-  await app.register(registerSessionRoutes, { registry, store, authenticator, endWaitMs: c.http.endWaitMs, createPerMinute: c.http.sessionCreatePerMinute });
+  await app.register(registerSessionRoutes, { registry, store, lifecycle, authenticator, endWaitMs: c.http.endWaitMs });
   await app.register(registerWebSocketIngest, { registry, authenticator, log, heartbeatMs: c.http.heartbeatMs, maxTracksPerToken: c.caps.liveTracksPerToken, resumeWindowMs: c.resumeWindowMs, ...caps });
-  await app.register(registerCaptions, { registry, authenticator, heartbeatMs: c.http.heartbeatMs, maxViewersPerToken: c.caps.viewersPerToken, maxBufferedBytes: c.http.viewerMaxBufferedBytes, ...caps });
+  await app.register(registerCaptions, { registry, store, authenticator, heartbeatMs: c.http.heartbeatMs, maxViewersPerToken: c.caps.viewersPerToken, maxBufferedBytes: c.http.viewerMaxBufferedBytes, ...caps });
   await app.register(registerUploadRoutes, { uploads, store, authenticator });
+  await app.register(registerAnalyticsRoutes, { analytics: new AnalyticsQueries(database.db, c.sttPrices), authenticator });
+  await app.register(registerSpeakerRoutes, { store, authenticator, enrollment: { workDir: c.uploads.workDir, vad: newVad, bodyIdleTimeoutMs: c.uploads.bodyIdleTimeoutMs, sealer } });
   const whip = new WhipIngest({ ...c.webrtc, limits, maxTracksPerToken: c.caps.liveTracksPerToken }, log);
   await app.register(whip.plugin, { registry, authenticator });
   const rtp = new RtpIngest({ ...c.rtp, limits, maxTracksPerToken: c.caps.liveTracksPerToken }, log);
@@ -252,6 +329,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     registry,
     store,
     metrics,
+    lifecycle,
     async listen() {
       const recovered = await archiver?.recover();
       if (recovered) log.warn({ recovered }, 'recordings left by a previous process queued for upload');
@@ -260,6 +338,8 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
       await app.listen(c.listen);
       void registry.resumeEnding().catch((error) => log.error({ err: error }, 'could not resume ending sessions'));
       void webhook?.resumePending().catch((error) => log.error({ err: error }, 'could not resume webhooks'));
+      lifecycle.start();
+      alerts?.start();
       return (app.server.address() as { port: number }).port;
     },
     close() {
@@ -269,6 +349,8 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   };
 
   async function shutdown(): Promise<void> {
+    draining = true;
+    await store.renewLease(c.fleet.leaseMs, true).catch(() => undefined);
     // Producers are asked to reconnect, and what they sent is transcribed and stored first (bounded).
     const drained = await Promise.race([
       registry.drain().then(() => true),
@@ -276,6 +358,17 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     ]);
     if (!drained) log.warn({ afterMs: c.shutdownDrainMs }, 'shutdown drain timed out; windows still at STT are dropped');
     await app.close();
+  }
+}
+
+/** Whether a check answers within a second. */
+async function withTimeout(check: Promise<unknown>): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => (timer = setTimeout(resolve, 1000, false)));
+  try {
+    return await Promise.race([check.then(() => true, () => false), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -303,5 +396,5 @@ function createArchiver(c: GatewayComponents, store: SessionStore, log: Logger):
   const { store: where, ...archive } = c.archive;
   const objects = where.kind === 's3' ? new S3ObjectStore(where) : new LocalObjectStore(where.dir);
   log.info({ store: objects.description, recipients: archive.recipients.length }, 'archiving recordings, encrypted');
-  return new Archiver({ ...archive, objects, store, log });
+  return new Archiver({ ...archive, objects, store, log, spools: new ArchiveThread() });
 }

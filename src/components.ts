@@ -12,6 +12,10 @@ import type { RealTimeLimits } from './audio/real-time-guard.ts';
 import { ConfigError, type Config, type WorkerConfig } from './config.ts';
 import { Segmenter, type SegmenterOptions } from './segmenter/segmenter.ts';
 import type { RecognizerSettings } from './stt/recognizer.ts';
+import type { BreakerOptions } from './stt/recognizer-pool.ts';
+import type { RetentionPolicy } from './session/data-lifecycle.ts';
+import type { RateLimitSettings } from './api/rate-limits.ts';
+import type { AlertWebhookOptions } from './api/alert-webhook.ts';
 import type { HallucinationThresholds } from './stt/recognized-words.ts';
 import type { InventedWordsSettings } from './stt/speech-guard.ts';
 import type { PartialBudgetOptions } from './stt/stt-cost.ts';
@@ -25,7 +29,10 @@ const PARTIAL_MAX_CREDIT_MS = 8000;
 
 /** What the gateway and the upload worker share: the recognizer and the upload job queue. */
 export interface SttComponents {
+  /** The recognizer (with STT_BASE_URLS: the first endpoint's settings). */
   recognizer: RecognizerSettings;
+  /** STT_BASE_URLS: every endpoint, tried in order, each behind a circuit breaker. */
+  recognizerPool: { endpoints: RecognizerSettings[]; breaker: BreakerOptions } | undefined;
   thresholds: HallucinationThresholds;
   /** What keeps invented words out: the speech check before a window is sent, and the filter after. */
   inventedWords: InventedWordsSettings;
@@ -38,7 +45,7 @@ export interface SttComponents {
   atRestKey: string | undefined;
 }
 
-type SttConfig = Pick<WorkerConfig, 'STT_API' | 'STT_BASE_URL' | 'OPENAI_API_KEY' | 'AZURE_OPENAI_ENDPOINT' | 'AZURE_OPENAI_DEPLOYMENT' | 'AZURE_OPENAI_API_VERSION' | 'AZURE_OPENAI_API_KEY' | 'AZURE_OPENAI_AD_TOKEN_FILE'
+type SttConfig = Pick<WorkerConfig, 'STT_API' | 'STT_BASE_URL' | 'STT_BASE_URLS' | 'STT_API_KEYS' | 'STT_MODELS' | 'STT_BREAKER_THRESHOLD' | 'STT_BREAKER_RESET_MS' | 'OPENAI_API_KEY' | 'AZURE_OPENAI_ENDPOINT' | 'AZURE_OPENAI_DEPLOYMENT' | 'AZURE_OPENAI_API_VERSION' | 'AZURE_OPENAI_API_KEY' | 'AZURE_OPENAI_AD_TOKEN_FILE'
   | 'STT_MODEL' | 'STT_TIMEOUT_MS' | 'STT_MAX_RETRIES' | 'STT_RESPONSE_FORMAT' | 'STT_WORD_TIMESTAMPS' | 'STT_ACCEPTS_PROMPT' | 'STT_MAX_FILE_MB' | 'STT_REFUSED_RECHECK_MS' | 'STT_LANGUAGE' | 'STT_PROMPT'
   | 'STT_NO_SPEECH_PROB' | 'STT_LOGPROB_THRESHOLD' | 'STT_COMPRESSION_RATIO' | 'STT_SPEECH_CHECK' | 'STT_SPEECH_MIN_MS' | 'STT_HALLUCINATION_FILTER' | 'STT_HALLUCINATION_PHRASES_DIR' | 'AUDIO_HIGH_PASS_HZ' | 'AUDIO_HUM_NOTCH' | 'AUDIO_NORMALIZE' | 'AUDIO_TARGET_DBFS' | 'AUDIO_MAX_GAIN_DB' | 'AUDIO_NOISE_SUPPRESSION' | 'QUEUE_NAME' | 'QUEUE_LOCK_MS' | 'QUEUE_ATTEMPTS' | 'QUEUE_BACKOFF_MS'> & { REDIS_URL?: string; AT_REST_KEY?: string };
 
@@ -70,9 +77,31 @@ function recognizerSettings(config: SttConfig): RecognizerSettings {
   };
 }
 
-export function sttComponents(config: SttConfig): SttComponents {
+/** STT_BASE_URLS: one OpenAI-compatible recognizer per URL, each with its key and model. */
+function recognizerPool(config: SttConfig, first: RecognizerSettings): SttComponents['recognizerPool'] {
+  const urls = config.STT_BASE_URLS;
+  if (urls.length === 0) return undefined;
+  const problems: string[] = [];
+  if (config.STT_API !== 'openai') problems.push('STT_BASE_URLS: OpenAI-compatible endpoints only (unset STT_API=azure)');
+  const each = (name: string, values: string[], fallback: string | undefined) => {
+    if (values.length > 1 && values.length !== urls.length) problems.push(`${name}: one value, or one per STT_BASE_URLS entry (${urls.length})`);
+    return urls.map((_, i) => values[values.length > 1 ? i : 0] ?? fallback);
+  };
+  const keys = each('STT_API_KEYS', config.STT_API_KEYS, config.OPENAI_API_KEY);
+  const models = each('STT_MODELS', config.STT_MODELS, config.STT_MODEL);
+  if (keys.some((key) => !key)) problems.push('STT_API_KEYS: required (or OPENAI_API_KEY for every endpoint)');
+  if (problems.length > 0) throw new ConfigError(`invalid configuration:\n${problems.map((p) => `  ${p}`).join('\n')}`);
   return {
-    recognizer: recognizerSettings(config),
+    endpoints: urls.map((url, i) => ({ ...first, client: { api: 'openai', baseURL: url, apiKey: keys[i]!, timeoutMs: config.STT_TIMEOUT_MS, maxRetries: config.STT_MAX_RETRIES }, model: models[i]! })),
+    breaker: { errorThresholdPercentage: config.STT_BREAKER_THRESHOLD, volumeThreshold: 3, rollingCountTimeout: 10000, resetTimeout: config.STT_BREAKER_RESET_MS },
+  };
+}
+
+export function sttComponents(config: SttConfig): SttComponents {
+  const recognizer = recognizerSettings(config.STT_BASE_URLS.length > 0 ? { ...config, STT_BASE_URL: config.STT_BASE_URLS[0], OPENAI_API_KEY: config.STT_API_KEYS[0] ?? config.OPENAI_API_KEY, STT_MODEL: config.STT_MODELS[0] ?? config.STT_MODEL } : config);
+  return {
+    recognizer,
+    recognizerPool: recognizerPool(config, recognizer),
     thresholds: { noSpeechProb: config.STT_NO_SPEECH_PROB, logprob: config.STT_LOGPROB_THRESHOLD, compressionRatio: config.STT_COMPRESSION_RATIO },
     inventedWords: { speechCheck: config.STT_SPEECH_CHECK, minSpeechMs: config.STT_SPEECH_MIN_MS, filter: config.STT_HALLUCINATION_FILTER, phrasesDir: config.STT_HALLUCINATION_PHRASES_DIR },
     conditioning:
@@ -107,7 +136,13 @@ export interface GatewayComponents extends SttComponents {
     workers: number;
   };
   auth: AuthOptions;
-  http: { idleTimeoutMs: number; requestTimeoutMs: number; maxFrameBytes: number; heartbeatMs: number; rateLimitPerMinute: number; sessionCreatePerMinute: number; endWaitMs: number; viewerMaxBufferedBytes: number };
+  /** The gateway's own alerts, POSTed to a webhook (deployments without Prometheus). */
+  alertWebhook: AlertWebhookOptions | undefined;
+  /** STT price per audio minute by model (the analytics' cost estimate). */
+  sttPrices: Record<string, number>;
+  /** Retention per kind (days; 0: kept forever) and how often it is swept. */
+  retention: RetentionPolicy;
+  http: { idleTimeoutMs: number; requestTimeoutMs: number; maxFrameBytes: number; heartbeatMs: number; rateLimits: RateLimitSettings; endWaitMs: number; viewerMaxBufferedBytes: number };
   caps: { tracksPerSession: number; liveTracksPerToken: number; viewersPerToken: number; connectionsPerIp: number };
   /** How long a track whose producer dropped waits for it to resume before it ends. */
   resumeWindowMs: number;
@@ -121,10 +156,13 @@ export interface GatewayComponents extends SttComponents {
         recipients: string[];
         spoolDir: string;
         prefix: string;
+        streamEveryMs: number;
         store: { kind: 's3'; endpoint?: string; bucket: string; region: string; accessKeyId?: string; secretAccessKey?: string; forcePathStyle: boolean } | { kind: 'local'; dir: string };
       }
     | undefined;
   shutdownDrainMs: number;
+  /** `instanceId` undefined: made at start (host, process id, random). */
+  fleet: { instanceId: string | undefined; leaseMs: number };
 }
 
 /** Throws ConfigError when fields that are each valid do not fit together. */
@@ -179,9 +217,17 @@ export function gatewayComponents(config: Config): GatewayComponents {
       workers: config.UPLOAD_WORKERS,
     },
     auth: { secret: config.JWT_SECRET, jwksUrl: config.JWT_JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, maxTtlS: config.JWT_MAX_TTL_S, clockSkewS: config.JWT_CLOCK_SKEW_S },
+    sttPrices: config.STT_PRICE_PER_MINUTE,
+    alertWebhook: config.ALERT_WEBHOOK_URL
+      ? { url: config.ALERT_WEBHOOK_URL, secret: (config.ALERT_WEBHOOK_SECRET ?? config.WEBHOOK_SECRET)!, evaluationMs: config.ALERT_EVALUATION_MS, forScale: config.ALERT_FOR_SCALE, timeoutMs: config.WEBHOOK_TIMEOUT_MS }
+      : undefined,
+    retention: { recordingsDays: config.RETENTION_RECORDINGS_DAYS, transcriptsDays: config.RETENTION_TRANSCRIPTS_DAYS, sweepMs: config.RETENTION_SWEEP_MS },
     http: {
       idleTimeoutMs: config.HTTP_IDLE_TIMEOUT_MS, requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS, maxFrameBytes: config.INGEST_MAX_FRAME_BYTES, heartbeatMs: config.WS_HEARTBEAT_MS,
-      rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE, sessionCreatePerMinute: config.SESSION_CREATE_PER_MINUTE, endWaitMs: config.END_WAIT_MS, viewerMaxBufferedBytes: config.VIEWER_MAX_BUFFER_BYTES,
+      rateLimits: {
+        perMinute: config.RATE_LIMIT_PER_MINUTE, perIpPerMinute: config.RATE_LIMIT_PER_IP_PER_MINUTE, sessionCreatePerMinute: config.SESSION_CREATE_PER_MINUTE,
+        uploadsPerMinute: config.UPLOADS_PER_MINUTE, ingestConnectionsPerMinute: config.INGEST_CONNECTIONS_PER_MINUTE,
+      }, endWaitMs: config.END_WAIT_MS, viewerMaxBufferedBytes: config.VIEWER_MAX_BUFFER_BYTES,
     },
     caps: { tracksPerSession: config.MAX_TRACKS_PER_SESSION, liveTracksPerToken: config.MAX_LIVE_TRACKS_PER_TOKEN, viewersPerToken: config.MAX_VIEWERS_PER_TOKEN, connectionsPerIp: config.MAX_CONNECTIONS_PER_IP },
     resumeWindowMs: config.PRODUCER_RESUME_MS,
@@ -208,10 +254,12 @@ export function gatewayComponents(config: Config): GatewayComponents {
           recipients: config.ARCHIVE_RECIPIENTS,
           spoolDir: config.SPOOL_DIR ?? join(dataDir, 'spool'),
           prefix: config.ARCHIVE_PREFIX,
+          streamEveryMs: config.ARCHIVE_STREAM_MS,
           store: config.ARCHIVE_STORE === 's3'
             ? { kind: 's3', endpoint: config.S3_ENDPOINT, bucket: config.S3_BUCKET!, region: config.S3_REGION, accessKeyId: config.S3_ACCESS_KEY_ID, secretAccessKey: config.S3_SECRET_ACCESS_KEY, forcePathStyle: config.S3_FORCE_PATH_STYLE }
             : { kind: 'local', dir: config.ARCHIVE_DIR ?? join(dataDir, 'archive') },
         },
     shutdownDrainMs: config.SHUTDOWN_DRAIN_MS,
+    fleet: { instanceId: config.INSTANCE_ID, leaseMs: config.FLEET_LEASE_MS },
   };
 }

@@ -24,8 +24,23 @@ const shared = {
   AZURE_OPENAI_API_KEY: optionalString,
   AZURE_OPENAI_AD_TOKEN_FILE: optionalString,
   STT_MODEL: z.string().min(1).default('whisper-1'),
+  /**
+   * Several OpenAI-compatible endpoints, comma-separated, tried in this order with a circuit breaker each
+   * (replaces STT_BASE_URL); STT_API_KEYS and STT_MODELS give each its key and model (one value: all).
+   */
+  STT_BASE_URLS: z
+    .string()
+    .optional()
+    .transform((v) => (v ?? '').split(',').map((url) => url.trim()).filter(Boolean))
+    .refine((urls) => urls.every((url) => URL.canParse(url) && /^https?:/.test(url)), 'comma-separated http(s) URLs'),
+  STT_API_KEYS: z.string().optional().transform((v) => (v ?? '').split(',').map((key) => key.trim()).filter(Boolean)),
+  STT_MODELS: z.string().optional().transform((v) => (v ?? '').split(',').map((model) => model.trim()).filter(Boolean)),
+  /** An endpoint whose failures pass this share (percent) of its requests in 10 s (at least 3) is skipped … */
+  STT_BREAKER_THRESHOLD: int(50, 1, 100),
+  /** … for this long, then tried again with one request. */
+  STT_BREAKER_RESET_MS: int(15000, 100, 3600000),
   /** `auto`: found by a probe at start; or what the recognizer is known to give. */
-  STT_RESPONSE_FORMAT: z.enum(['auto', 'verbose_json', 'json', 'text']).default('auto'),
+  STT_RESPONSE_FORMAT: z.enum(['auto', 'verbose_json', 'diarized_json', 'json', 'text']).default('auto'),
   STT_ACCEPTS_PROMPT: z.stringbool().default(true),
   STT_MAX_FILE_MB: z.coerce.number().positive().max(2048).default(25),
   STT_REFUSED_RECHECK_MS: int(60000, 100, 3600000),
@@ -37,6 +52,20 @@ const shared = {
     .transform((v) => (v ?? '').split(',').map((code) => code.trim()).filter(Boolean))
     .refine((codes) => codes.every((code) => /^[a-z]{2,3}$/.test(code)), 'comma-separated ISO 639-1 codes, e.g. en,fa,ar'),
   STT_PROMPT: optionalString,
+  /** STT price per audio minute by model, for the analytics' cost estimate: {"whisper-1": 0.006, …}. */
+  STT_PRICE_PER_MINUTE: z
+    .string()
+    .default('{"whisper-1":0.006,"gpt-4o-transcribe":0.006,"gpt-4o-mini-transcribe":0.003,"gpt-4o-transcribe-diarize":0.006}')
+    .transform((text, ctx) => {
+      try {
+        const prices = JSON.parse(text) as unknown;
+        if (typeof prices === 'object' && prices !== null && !Array.isArray(prices) && Object.values(prices).every((p) => typeof p === 'number' && p >= 0)) return prices as Record<string, number>;
+      } catch {
+        // reported below
+      }
+      ctx.addIssue({ code: 'custom', message: 'a JSON object of model → price per audio minute (numbers ≥ 0)' });
+      return z.NEVER;
+    }),
   STT_CONCURRENCY: int(4, 1, 256),
   STT_TIMEOUT_MS: int(30000, 100, 600000),
   STT_MAX_RETRIES: int(3, 0, 10),
@@ -99,6 +128,9 @@ const schema = z
     UPLOAD_BODY_IDLE_TIMEOUT_MS: int(30000, 100, 600000),
     RATE_LIMIT_PER_MINUTE: int(600, 1, 1000000),
     SESSION_CREATE_PER_MINUTE: int(60, 1, 1000000),
+    RATE_LIMIT_PER_IP_PER_MINUTE: int(1200, 1, 10000000),
+    UPLOADS_PER_MINUTE: int(30, 1, 1000000),
+    INGEST_CONNECTIONS_PER_MINUTE: int(120, 1, 1000000),
     MAX_TRACKS_PER_SESSION: int(8, 1, 1000),
     MAX_LIVE_TRACKS_PER_TOKEN: int(8, 1, 100000),
     MAX_VIEWERS_PER_TOKEN: int(16, 1, 100000),
@@ -107,6 +139,9 @@ const schema = z
     INGEST_BURST_MS: int(60000, 0, 3600000),
     STT_BACKLOG_MEMORY_S: int(120, 0, 36000),
     END_WAIT_MS: int(10000, 0, 600000),
+    RETENTION_RECORDINGS_DAYS: int(0, 0, 36500),
+    RETENTION_TRANSCRIPTS_DAYS: int(0, 0, 36500),
+    RETENTION_SWEEP_MS: int(3600000, 1000, 7 * 24 * 3600000),
     PRODUCER_RESUME_MS: int(10000, 0, 300000),
 
     VAD_AGGRESSIVENESS: int(2, 0, 3),
@@ -153,10 +188,18 @@ const schema = z
     WS_HEARTBEAT_MS: int(15000, 100, 600000),
     VIEWER_MAX_BUFFER_BYTES: int(16 * 1024 * 1024, 64 * 1024, 1024 ** 3),
     SHUTDOWN_DRAIN_MS: int(15000, 0, 600000),
+    /** This gateway's name in a fleet (tracks it holds, caption bus); default: host, process id and a random suffix. */
+    INSTANCE_ID: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . and - only').optional(),
+    /** A gateway that has not renewed its lease for this long is dead: its live tracks are ended or taken over. */
+    FLEET_LEASE_MS: int(10000, 1000, 600000),
 
     DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
     DATA_DIR: z.string().min(1).default('.data'),
 
+    ALERT_WEBHOOK_URL: z.url().optional(),
+    ALERT_WEBHOOK_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+    ALERT_EVALUATION_MS: int(60000, 50, 3600000),
+    ALERT_FOR_SCALE: z.coerce.number().min(0).max(100).default(1),
     WEBHOOK_URL: z.url().optional(),
     WEBHOOK_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
     WEBHOOK_MAX_ATTEMPTS: int(8, 1, 50),
@@ -174,6 +217,8 @@ const schema = z
     ARCHIVE_DIR: z.string().min(1).optional(),
     SPOOL_DIR: z.string().min(1).optional(),
     ARCHIVE_PREFIX: z.string().default(''),
+    /** Live tracks' one-second slices go to the object store this often (a lost machine costs at most this plus a second); 0: at the end only. */
+    ARCHIVE_STREAM_MS: int(5000, 0, 3600000),
     S3_ENDPOINT: z.url().optional(),
     S3_BUCKET: z.string().min(1).optional(),
     S3_REGION: z.string().min(1).default('us-east-1'),
@@ -187,6 +232,7 @@ const schema = z
   })
   .refine((c) => c.ARCHIVE_STORE !== 's3' || c.S3_BUCKET, { message: 'ARCHIVE_STORE=s3 needs S3_BUCKET', path: ['S3_BUCKET'] })
   .refine((c) => !c.WEBHOOK_URL || c.WEBHOOK_SECRET, { message: 'WEBHOOK_URL needs WEBHOOK_SECRET to sign deliveries', path: ['WEBHOOK_SECRET'] })
+  .refine((c) => !c.ALERT_WEBHOOK_URL || c.ALERT_WEBHOOK_SECRET || c.WEBHOOK_SECRET, { message: 'ALERT_WEBHOOK_URL needs ALERT_WEBHOOK_SECRET (or WEBHOOK_SECRET) to sign alerts', path: ['ALERT_WEBHOOK_SECRET'] })
   .refine((c) => (c.WEBRTC_PORT_MIN === undefined) === (c.WEBRTC_PORT_MAX === undefined) && (c.WEBRTC_PORT_MIN ?? 0) < (c.WEBRTC_PORT_MAX ?? 1), {
     message: 'set both WEBRTC_PORT_MIN and WEBRTC_PORT_MAX, min below max',
     path: ['WEBRTC_PORT_MIN'],

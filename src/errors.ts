@@ -69,7 +69,8 @@ export class IngestError extends GatewayError {
   }
 }
 
-export type UploadRejectionCode = 'empty_file' | 'file_too_large' | 'unrecognized_format' | 'no_audio_stream' | 'undecodable' | 'truncated' | 'duration_exceeded' | 'body_timeout' | 'processing_failed';
+export type UploadRejectionCode = 'empty_file' | 'file_too_large' | 'unrecognized_format' | 'no_audio_stream' | 'undecodable' | 'truncated' | 'duration_exceeded' | 'body_timeout' | 'processing_failed'
+  | 'clip_too_short' | 'clip_too_long' | 'not_enough_speech';
 
 const UPLOAD_STATUS: Record<UploadRejectionCode, number> = {
   empty_file: 400,
@@ -81,6 +82,9 @@ const UPLOAD_STATUS: Record<UploadRejectionCode, number> = {
   duration_exceeded: 422,
   body_timeout: 408,
   processing_failed: 500,
+  clip_too_short: 422,
+  clip_too_long: 422,
+  not_enough_speech: 422,
 };
 
 /** An uploaded recording refused before anything was kept. */
@@ -89,5 +93,12 @@ export class UploadRejected extends GatewayError {
 
   constructor(code: UploadRejectionCode, message: string) {
     super(code, UPLOAD_STATUS[code], CloseCode.badParameters, message);
+  }
+}
+
+/** A session still live or being ended cannot be deleted: it is ended first. */
+export class SessionStillActive extends GatewayError {
+  constructor(message: string) {
+    super('session_active', 409, CloseCode.badParameters, message);
   }
 }

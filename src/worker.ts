@@ -9,17 +9,18 @@ import { createLogger } from './log.ts';
 import { RedisWindowQueue } from './stt/redis-window-queue.ts';
 import { PIPELINE_SAMPLE_RATE } from './audio/opus-decoder.ts';
 import { sttComponents } from './components.ts';
-import { Recognizer } from './stt/recognizer.ts';
+import { connectRecognizer } from './stt/recognizer-pool.ts';
 import { WindowTranscriber } from './stt/window-transcriber.ts';
 import { speechGuard } from './stt/speech-guard.ts';
 import { RnnoiseWorker } from './audio/noise-suppressor.ts';
+import { InlineConditioner } from './audio/conditioner-thread.ts';
 
 let started;
 try {
   const config = loadWorkerConfig();
   const log = createLogger(config.LOG_LEVEL).child({ component: 'worker' });
   const c = sttComponents(config);
-  started = { config, log, c, recognizer: await Recognizer.connect(c.recognizer, log) };
+  started = { config, log, c, recognizer: await connectRecognizer(c, log) };
 } catch (error) {
   if (!(error instanceof ConfigError)) throw error;
   process.stderr.write(`helssa-live worker: ${error.message}\n`);
@@ -29,7 +30,8 @@ const { config, log, c, recognizer } = started;
 const transcriber = new WindowTranscriber(recognizer, {
   concurrency: config.WORKER_CONCURRENCY, sampleRate: PIPELINE_SAMPLE_RATE, thresholds: c.thresholds, recheckMs: c.recognizer.recheckMs,
   ...(await speechGuard(c.inventedWords)),
-  conditioning: c.conditioning,
+  // The worker's jobs wait on nothing else that this thread carries: conditioned where they run.
+  ...(c.conditioning ? { conditioner: new InlineConditioner({ ...c.conditioning, sampleRate: PIPELINE_SAMPLE_RATE }) } : {}),
   ...(c.noiseSuppression === 'rnnoise' ? { noiseSuppressor: await RnnoiseWorker.start() } : {}),
   onRefusal: (refusal) => (refusal ? log.error({ reason: refusal.message }, 'the recognizer refuses requests: jobs wait') : log.info('the recognizer takes requests again')),
 });
@@ -44,6 +46,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     log.info({ signal }, 'worker stopping after the jobs in hand (jobs waiting for a refusing recognizer are left to the queue)');
     transcriber.close();
+    recognizer.close?.();
     void queue.close().then(() => process.exit(0));
   });
 }

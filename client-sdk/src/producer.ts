@@ -16,6 +16,12 @@ export interface StreamOptions {
   role: 'doctor' | 'patient';
   participant?: string;
   language?: string;
+  /**
+   * The device hears several people (a phone on the desk between doctor and patient): the gateway tells
+   * them apart, at most `speakers` (default 2), and labels each final with its speaker and role.
+   */
+  diarize?: boolean;
+  speakers?: number;
   /** `auto` (default): WHIP, then the WebSocket if WebRTC fails. */
   transport?: 'auto' | Transport;
   /** STUN/TURN servers for WebRTC (the gateway's own list is in its WHIP answer's Link headers). */
@@ -156,6 +162,8 @@ function trackQuery(token: string, options: StreamOptions): URLSearchParams {
   const query = new URLSearchParams({ role: options.role, access_token: token });
   if (options.participant) query.set('participant', options.participant);
   if (options.language) query.set('language', options.language);
+  if (options.diarize) query.set('diarize', 'true');
+  if (options.speakers) query.set('speakers', String(options.speakers));
   return query;
 }
 

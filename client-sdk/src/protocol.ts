@@ -8,6 +8,18 @@
 export type SpeakerRole = 'doctor' | 'patient';
 export const SPEAKER_ROLES: readonly SpeakerRole[] = ['doctor', 'patient'];
 
+/**
+ * Why a final has its role: `track` (the track's own role: one person per track), or for a track that
+ * hears several people (diarized) `voice` (the doctor's enrolled or learned voice print), `content` (who
+ * asks the questions, who names clinical terms) or `order` (the first speaker is the doctor).
+ */
+export type RoleSource = 'track' | 'voice' | 'content' | 'order';
+export const ROLE_SOURCES: readonly RoleSource[] = ['track', 'voice', 'content', 'order'];
+
+/** What kind of visit a session is (quality and analytics are reported per kind). */
+export type EncounterType = 'consultation' | 'follow_up' | 'emergency' | 'telehealth' | 'procedure' | 'other';
+export const ENCOUNTER_TYPES: readonly EncounterType[] = ['consultation', 'follow_up', 'emergency', 'telehealth', 'procedure', 'other'];
+
 /** What a token's `role` claim lets it do: stream (producer), watch (viewer), or everything (service). */
 export type TokenRole = 'producer' | 'viewer' | 'service';
 export const TOKEN_ROLES: readonly TokenRole[] = ['producer', 'viewer', 'service'];
@@ -54,6 +66,8 @@ export const CloseCode = {
   badParameters: 4400,
   /** A caption viewer too slow to read what it is sent (its backlog passed the limit); reconnect with `?after=`. */
   viewerTooSlow: 4408,
+  /** The session was deleted (`DELETE /v1/sessions/{id}`): there is nothing more to watch. */
+  sessionDeleted: 4410,
   /** The same track is already being streamed by another producer. */
   trackBusy: 4409,
   /** A cap was reached (tracks per session or token, viewers per token, connections per address); the reason says when to retry. */
@@ -86,6 +100,11 @@ export interface TrackInfo {
   receivedMs: number;
   /** Why the track's connection failed (ICE/DTLS, a vanished sender), when it did; cleared on reconnection. */
   failure?: string;
+  /**
+   * For a track that hears several people (one phone on the desk): the most speakers its diarizer tells
+   * apart. Its finals then carry each speaker's label and role; absent: everything said is the track's role.
+   */
+  maxSpeakers?: number;
 }
 
 /**
@@ -111,9 +130,14 @@ export type IngestEvent =
       resumeWindowMs: number;
     }
   | {
-      /** The gateway has the track's audio up to `receivedMs` (track time); sent every few hundred ms of audio. */
+      /** The gateway has the track's audio up to `receivedMs` (track time); sent every 200 ms of audio, and at least every 200 ms while audio arrives. */
       type: 'ack';
       receivedMs: number;
+      /**
+       * The track's finals are stored up to here (track time): audio before it never needs sending again.
+       * A producer keeps what follows, so that another gateway can transcribe it if this one dies.
+       */
+      durableMs: number;
     };
 
 /** Response header of a WHIP POST: pass its value as `?resume=` to continue the track from a new WHIP session. */
@@ -124,7 +148,9 @@ export interface PartialEvent {
   type: 'partial';
   sessionId: string;
   trackId: string;
+  /** On a diarized track, the speaker heard last, and their role so far: both may change until the final. */
   role: SpeakerRole;
+  speaker: string;
   utteranceId: string;
   stable: string;
   unstable: string;
@@ -139,6 +165,8 @@ export interface FinalEvent {
   segmentId: string;
   trackId: string;
   role: SpeakerRole;
+  roleSource: RoleSource;
+  /** The participant of a one-person track; `S1`, `S2`, … for the speakers a diarized track found. */
   speaker: string;
   utteranceId: string;
   text: string;
@@ -200,11 +228,21 @@ export interface TranscriptSegment {
   seq: number;
   trackId: string;
   role: SpeakerRole;
+  roleSource: RoleSource;
   speaker: string;
   startMs: number;
   endMs: number;
   text: string;
   words: Word[];
+  /** The recognizer's text, where a person corrected this segment (its words' times are then estimates). */
+  originalText?: string;
+}
+
+/** Who corrected a transcript version, when, and which version they corrected. */
+export interface TranscriptCorrection {
+  by: string;
+  at: string;
+  basedOn: number;
 }
 
 /** REST: `GET /v1/sessions/{id}/transcript?format=json`, the merged transcript of an ended session. */
@@ -218,6 +256,8 @@ export interface TranscriptDocument {
   speakers: { speaker: string; role: SpeakerRole; trackIds: string[] }[];
   segments: TranscriptSegment[];
   text: string;
+  /** Set on a version a person corrected (`PUT …/transcript`); absent on the merged one. */
+  correction?: TranscriptCorrection;
 }
 
 export type UploadWarningCode = 'low_sample_rate' | 'quiet_audio';
@@ -227,6 +267,7 @@ export interface SessionStatus {
   id: string;
   state: 'active' | 'ending' | 'completed';
   encounterRef: string | null;
+  encounterType: EncounterType | null;
   language: string | null;
   /** The visit's own terms, prompted and corrected toward. */
   vocabulary: string[];
@@ -274,8 +315,57 @@ export interface SessionStatus {
     recordings: {
       trackId: string; epoch: number; kind: 'full' | 'slices'; state: 'spooled' | 'uploaded'; objectKey: string; sizeBytes: number | null;
       plaintextSha256: string | null; durationMs: number | null; recipientFingerprints: string[];
+      /** Why a recording is not whole (its gateway stopped: it ends with the last slice streamed), or its last upload error. */
+      note: string | null;
     }[];
   };
+}
+
+/** REST: `POST /v1/speakers`, `GET /v1/speakers/{participant}`: what the gateway keeps of a voice. */
+export interface SpeakerProfile {
+  participant: string;
+  /** `enrolled` from a clip; `learned` from the participant's own doctor tracks. */
+  source: 'enrolled' | 'learned';
+  /** Speech the profile was made of, ms. */
+  speechMs: number;
+  updatedAt: string;
+}
+
+/** How `GET /v1/analytics` groups its figures. */
+export type AnalyticsGrouping = 'day' | 'language' | 'role' | 'model' | 'encounterType';
+export const ANALYTICS_GROUPINGS: readonly AnalyticsGrouping[] = ['day', 'language', 'role', 'model', 'encounterType'];
+
+/** One group's figures (sessions created in the period). By role, only what speech says: the rest is null. */
+export interface AnalyticsFigures {
+  key: string;
+  sessions: number;
+  /** Audio transcribed: live tracks received, and uploaded recordings (by role: that role's speech). */
+  minutes: { live: number; upload: number };
+  speakers: number;
+  stt: { calls: number; audioSeconds: number; estimatedCost: number | null } | null;
+  /** End of speech → final, live finals. */
+  latencyMs: { p50: number | null; p95: number | null; p99: number | null };
+  windows: { total: number; done: number; failed: number; successRate: number | null } | null;
+  hallucinationsDropped: number | null;
+  quality: {
+    wordsPerMinute: number | null;
+    confidence: { mean: number | null; high: number; medium: number; low: number };
+    /** Audio seconds of uploads per second they took to transcribe. */
+    uploadRealTimeFactor: number | null;
+  };
+}
+
+/** REST: `GET /v1/analytics`. */
+export interface AnalyticsReport {
+  from: string;
+  to: string;
+  groupBy: AnalyticsGrouping;
+  groups: AnalyticsFigures[];
+  totals: AnalyticsFigures;
+  /** Uploads refused before anything was kept, by code. */
+  uploadsRejected: Record<string, number>;
+  /** The most frequent error codes of the period (upload rejections, failed windows). */
+  topErrors: { code: string; count: number }[];
 }
 
 /** REST: every error body. */

@@ -1,9 +1,11 @@
 /**
- * The producer side of the ingest WebSocket, surviving network drops: every 20 ms frame is kept until the
- * gateway acknowledges it; when the connection drops, or stops acknowledging (a network that vanished
- * without closing), a new connection resumes the track with its resume token and sends again from the
- * first frame not acknowledged. The gateway skips what it already has, so the track's audio comes out
- * whole and once. Runs on any WHATWG-style WebSocket (browsers, Node's, the `ws` package).
+ * The producer side of the ingest WebSocket, surviving network drops and a gateway's death: every 20 ms
+ * frame is kept until the gateway says the track's finals are stored past it (`durableMs`); when the
+ * connection drops, or stops acknowledging (a network that vanished without closing), a new connection
+ * resumes the track with its resume token and sends again from the first frame kept. The same gateway
+ * skips what it already has; another one (the first died, the load balancer sent the producer elsewhere)
+ * transcribes from there. Either way the track's audio comes out whole and once. Runs on any
+ * WHATWG-style WebSocket (browsers, Node's, the `ws` package).
  */
 import { CloseCode, type IngestEvent, type IngestFormat } from './protocol.ts';
 
@@ -44,8 +46,9 @@ export interface ResumableIngestOptions {
   /** A WebSocket constructor: `WebSocket` in browsers, `ws`'s in Node. */
   WebSocket: new (url: string) => WebSocket;
   /**
-   * Audio kept while the gateway cannot be reached; older frames are dropped past it. Default 60 s, the
-   * gateway's default INGEST_BURST_MS: a fresh connection may send at most that much faster than real time.
+   * Audio kept while the gateway cannot be reached; older frames are dropped past it (except, while a
+   * connection opens, the frames it announced it starts with). Default 60 s, the gateway's default
+   * INGEST_BURST_MS: a fresh connection may send at most that much faster than real time.
    */
   maxBufferMs?: number;
   /** Sent frames without an acknowledgement for this long mean the connection is dead. Default 2500 ms. */
@@ -67,14 +70,18 @@ interface Frame {
 
 /** Close codes after which resuming cannot help: the stream itself or its parameters were refused. */
 const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([CloseCode.normal, CloseCode.invalidPayload, CloseCode.policyViolation, CloseCode.messageTooBig, CloseCode.badParameters, CloseCode.replaced]);
+/** A connection that ended without a close frame (the network died). */
+const ABNORMAL_CLOSURE = 1006;
 /** What this producer sends when it gives up on a stalled connection: not an end, the track waits for the resume. */
 const STALLED = 4002;
 /** A connection not open by then is given up (a network that swallows the handshake). */
 const CONNECT_TIMEOUT_MS = 10000;
+/** How often the connection is checked for answers. */
+const CHECK_EVERY_MS = 250;
 
 export class ResumableIngest {
   private readonly options: ResumableIngestOptions;
-  /** Frames not yet acknowledged, oldest first; `frames[0].index` is the first the gateway may lack. */
+  /** Frames past the track's stored finals, oldest first; `frames[0].index` is the first a new connection sends. */
   private frames: Frame[] = [];
   private nextIndex = 0;
   /** Producer time at the end of the last frame pushed, ms. */
@@ -83,11 +90,13 @@ export class ResumableIngest {
   private sendIndex = 0;
   private socket: WebSocket | undefined;
   private resumeToken: string | undefined;
-  /** Track time of frame 0, learned from the first `ready`. */
+  /** Track time of the producer's time 0 (its first frame's start), learned from the first `ready`. */
   private baseMs: number | undefined;
   private attempts = 0;
   /** When the gateway was last heard from on the current connection (opened, ready, ack). */
   private lastHeardAt = 0;
+  /** When the stall check last ran: a check that runs late means this page or process was busy. */
+  private lastCheckAt = Date.now();
   /** The current connection has had its `ready`: audio may be sent on it. */
   private live = false;
   private stalledTimer: ReturnType<typeof setInterval> | undefined;
@@ -108,10 +117,10 @@ export class ResumableIngest {
     this.ended = new Promise((resolve) => (this.finish = resolve));
     this.options.onState?.('connecting');
     this.connect();
-    this.stalledTimer = setInterval(() => this.checkStalled(), 250);
+    this.stalledTimer = setInterval(() => this.checkStalled(), CHECK_EVERY_MS);
   }
 
-  /** Audio buffered and not acknowledged, ms. */
+  /** Audio kept (past the track's stored finals), ms. */
   get bufferedMs(): number {
     return this.frames.length ? this.pushedMs - this.frames[0].atMs : 0;
   }
@@ -124,8 +133,11 @@ export class ResumableIngest {
     const maxBufferMs = this.options.maxBufferMs ?? 60000;
     if (this.bufferedMs > maxBufferMs) {
       // The gateway has been away longer than the buffer: the oldest audio goes (the gateway fills it with silence).
+      // A connection still opening has announced its first frame (startMs): that frame and the later ones stay
+      // until it is live or given up, or its stream would not start where the gateway was told it does.
+      const keepFrom = this.socket && !this.live ? this.sendIndex : Infinity;
       let drop = 0;
-      while (this.pushedMs - this.frames[drop].atMs > maxBufferMs) drop++;
+      while (drop < this.frames.length && this.pushedMs - this.frames[drop].atMs > maxBufferMs && this.frames[drop].index < keepFrom) drop++;
       this.frames.splice(0, drop);
       this.sendIndex = Math.max(this.sendIndex, this.frames[0].index);
     }
@@ -138,16 +150,26 @@ export class ResumableIngest {
    */
   end(): Promise<void> {
     if (!this.finished && !this.ending && !this.closing) {
-      this.ending = () => {
-        const socket = this.socket!;
-        this.ending = undefined;
-        this.closing = true;
-        socket.addEventListener('close', () => this.stop('stopped'));
-        socket.close(CloseCode.normal, 'producer stopped');
-      };
+      this.ending = () => this.closeNormally();
       this.flush();
     }
     return this.ended;
+  }
+
+  /** Everything is sent on the current connection: the normal close, which the gateway answers once it has all of it. */
+  private closeNormally(): void {
+    const socket = this.socket!;
+    this.ending = undefined;
+    this.closing = true;
+    socket.addEventListener('close', (event: CloseEvent) => {
+      // Answered (with 1000, or with whatever the gateway closed it with meanwhile): the stream has ended.
+      if (event.code !== ABNORMAL_CLOSURE) return this.stop('stopped');
+      // Not answered (the network died meanwhile): the gateway may lack the last frames. Resume, send them, end again.
+      this.closing = false;
+      this.ending = () => this.closeNormally();
+      this.dropped(event.code, event.reason, true);
+    });
+    socket.close(CloseCode.normal, 'producer stopped');
   }
 
   private connect(): void {
@@ -184,7 +206,9 @@ export class ResumableIngest {
   private receive(event: IngestEvent): void {
     this.lastHeardAt = Date.now();
     if (event.type === 'ready') {
-      this.baseMs ??= event.receivedMs;
+      // The first connection's stream starts with the oldest frame still kept (older ones were let go before
+      // the gateway was ever reached): that frame is at the track time `ready` gives.
+      this.baseMs ??= event.receivedMs - (this.frames.find((f) => f.index >= this.sendIndex)?.atMs ?? this.pushedMs);
       this.resumeToken = event.resumeToken;
       this.attempts = 0;
       if (this.reconnectStartedAt !== undefined) this.resumeTimes.push(Date.now() - this.reconnectStartedAt);
@@ -199,13 +223,15 @@ export class ResumableIngest {
       return;
     }
     this.options.onAck?.(event.receivedMs);
-    const ackedMs = event.receivedMs - this.baseMs!;
+    // Kept from where the track's finals are stored, not from where the gateway has the audio: if that
+    // gateway dies, another transcribes from there (this one skips what it has when resumed).
+    const durableMs = (event.durableMs ?? event.receivedMs) - this.baseMs!;
     let drop = 0;
-    while (drop < this.frames.length && this.frames[drop].endMs <= ackedMs) drop++;
+    while (drop < this.frames.length && this.frames[drop].endMs <= durableMs) drop++;
     if (drop > 0) this.frames.splice(0, drop);
   }
 
-  /** The index the next connection starts from: the first frame the gateway has not acknowledged. */
+  /** The index the next connection starts from: the first frame kept. */
   private firstUnsentIndex(): number {
     return this.frames[0]?.index ?? this.nextIndex;
   }
@@ -221,13 +247,21 @@ export class ResumableIngest {
   }
 
   private checkStalled(): void {
+    const now = Date.now();
+    // Checked late, this page or process was busy: the gateway's answers may be waiting unread, not missing,
+    // so the time it was busy does not count as silence.
+    const busyMs = now - this.lastCheckAt - CHECK_EVERY_MS;
+    this.lastCheckAt = now;
+    if (busyMs > CHECK_EVERY_MS) this.lastHeardAt += busyMs;
     const socket = this.socket;
     if (!socket || this.closing) return;
     const connecting = socket.readyState === 0;
     // Waiting for the gateway: for the connection, its `ready`, or an acknowledgement of audio sent.
     const waiting = connecting || !this.live || this.sendIndex !== this.firstUnsentIndex();
     const ackTimeoutMs = this.options.ackTimeoutMs ?? 2500;
-    if (!waiting || Date.now() - this.lastHeardAt < (connecting ? Math.max(CONNECT_TIMEOUT_MS, ackTimeoutMs) : ackTimeoutMs)) return;
+    // Until `ready` the gateway is opening the track (loading the session, its spool): part of connecting.
+    const opening = connecting || !this.live;
+    if (!waiting || now - this.lastHeardAt < (opening ? Math.max(CONNECT_TIMEOUT_MS, ackTimeoutMs) : ackTimeoutMs)) return;
     // Nothing heard for a while: the network vanished without closing.
     socket.close(STALLED, 'no answer; resuming on a new connection');
     this.dropped(STALLED, 'connection stalled', !connecting);

@@ -1,10 +1,14 @@
 /** Scripts of the synthetic consultations the corpus is spoken from: doctor and patient turns. */
+export type CorpusSpeaker = 'doctor' | 'patient' | 'relative';
+
 export interface Consultation {
   language: 'en' | 'fa' | 'ar';
   /** espeak-ng voice of the language; variants give the doctor and the patient different voices. */
   voice: string;
-  turns: { speaker: 'doctor' | 'patient'; text: string }[];
+  turns: { speaker: CorpusSpeaker; text: string; /** Starts this long before the previous turn ends (two voices at once). */ overlapMs?: number }[];
 }
+
+/** The visits of the language consultations, one per language. */
 
 export const CONSULTATIONS: Consultation[] = [
   {
@@ -62,3 +66,23 @@ export const CONSULTATIONS: Consultation[] = [
     ],
   },
 ];
+
+/**
+ * A visit with three voices on one microphone: the patient's daughter speaks too (the patient's side of
+ * the room: role patient), once over the end of the patient's turn. Only its single-track version is
+ * written (`corpus/en-family/mix*`): where diarization meets more voices than expected, and two at once.
+ */
+export const FAMILY_VISIT: Consultation = {
+  language: 'en',
+  voice: 'en-us',
+  turns: [
+    { speaker: 'doctor', text: 'Hello, please have a seat. How can I help you today?' },
+    { speaker: 'patient', text: 'I have been coughing for two weeks and I feel tired all the time.' },
+    { speaker: 'relative', text: 'My mother also had a fever last night, almost thirty nine degrees.', overlapMs: 400 },
+    { speaker: 'doctor', text: 'Is the cough dry, or do you bring up any sputum?' },
+    { speaker: 'patient', text: 'Mostly dry, but in the morning there is some yellow phlegm.' },
+    { speaker: 'relative', text: 'And she smokes about ten cigarettes a day.' },
+    { speaker: 'doctor', text: 'I will listen to your lungs and order a chest x-ray and a blood count.' },
+    { speaker: 'patient', text: 'Thank you doctor.' },
+  ],
+};

@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { WebSocket } from 'ws';
 import { CloseCode, type CaptionEvent } from '../../client-sdk/src/protocol.ts';
 import type { SessionRegistry } from '../session/registry.ts';
+import type { SessionStore } from '../store/session-store.ts';
 import type { Viewer } from '../session/caption-feed.ts';
 import type { Authenticator } from './auth.ts';
 import { holdWhileOpen, keepAlive, requireRole } from './http.ts';
@@ -28,11 +29,16 @@ export function socketViewer(socket: Pick<WebSocket, 'readyState' | 'OPEN' | 'bu
       if (event.type === 'partial' && socket.bufferedAmount > maxBufferedBytes / 16) return;
       socket.send(JSON.stringify(event));
     },
+    close(code: number, reason: string) {
+      socket.close(code, reason);
+    },
   };
 }
 
 export interface CaptionRouteOptions {
   registry: SessionRegistry;
+  /** Who watched which session, and when, goes to the audit trail like a REST read. */
+  store: Pick<SessionStore, 'audit'>;
   authenticator: Authenticator;
   heartbeatMs: number;
   limits: ConnectionLimits;
@@ -42,7 +48,7 @@ export interface CaptionRouteOptions {
   maxBufferedBytes: number;
 }
 
-export async function registerCaptions(app: FastifyInstance, { registry, authenticator, heartbeatMs, limits, maxViewersPerToken, maxConnectionsPerIp, maxBufferedBytes }: CaptionRouteOptions): Promise<void> {
+export async function registerCaptions(app: FastifyInstance, { registry, store, authenticator, heartbeatMs, limits, maxViewersPerToken, maxConnectionsPerIp, maxBufferedBytes }: CaptionRouteOptions): Promise<void> {
   app.get(
     '/v1/sessions/:sessionId/captions',
     {
@@ -71,6 +77,8 @@ export async function registerCaptions(app: FastifyInstance, { registry, authent
           if (closed) return;
           session.addViewer(viewer, after ?? 0);
           socket.on('close', () => session.removeViewer(viewer));
+          const { subject, role } = request.principal!;
+          void store.audit({ actor: subject, actorRole: role, action: 'captions.watch', sessionId, detail: { after: after ?? 0 }, ip: request.ip }).catch((error) => request.log.warn({ err: error, sessionId }, 'could not audit a caption viewer'));
         },
         (error: Error) => {
           request.log.error({ err: error, sessionId }, 'could not load session for a viewer');

@@ -15,7 +15,7 @@ import { once } from 'node:events';
 import type { FastifyInstance } from 'fastify';
 import type { Authenticator } from './auth.ts';
 import { requireRole, sendError } from './http.ts';
-import { jsonSchema, trackParams, trackQuery } from './schemas.ts';
+import { jsonSchema, maxSpeakersOf, trackParams, trackQuery } from './schemas.ts';
 import { z } from 'zod';
 import type { ConnectionLimits } from './limits.ts';
 import type { Logger } from '../log.ts';
@@ -63,6 +63,7 @@ export class RtpIngest {
     app.post('/v1/sessions/:sessionId/tracks/:trackId/rtp', {
       schema: {
         summary: 'Open a UDP port for Opus RTP from an existing SFU or PBX',
+        description: 'Counts against INGEST_CONNECTIONS_PER_MINUTE (per token) and RATE_LIMIT_PER_IP_PER_MINUTE: past them 429 rate_limited with Retry-After.',
         security: [{ bearer: [] }],
         params: jsonSchema(trackParams),
         querystring: jsonSchema(
@@ -78,8 +79,8 @@ export class RtpIngest {
       preValidation: requireRole(authenticator, ['producer', 'service']),
     }, async (request, reply) => {
       const { sessionId, trackId } = request.params as { sessionId: string; trackId: string };
-      const { role, participant, language, payloadType, ssrc: declaredSsrc, source } = request.query as {
-        role: 'doctor' | 'patient'; participant?: string; language?: string; payloadType: number; ssrc?: number; source?: string;
+      const { role, participant, language, payloadType, ssrc: declaredSsrc, source, diarize, speakers } = request.query as {
+        role: 'doctor' | 'patient'; participant?: string; language?: string; payloadType: number; ssrc?: number; source?: string; diarize?: boolean; speakers?: number;
       };
       const sender = normalizeAddress(source ?? request.ip);
       const key = `${sessionId}/${trackId}`;
@@ -95,7 +96,7 @@ export class RtpIngest {
       let track: RtpTrack;
       try {
         track = await RtpTrack.open({
-          registry, log: this.log, sessionId, trackId, role, participant: participant ?? role, language, transport: 'rtp',
+          registry, log: this.log, sessionId, trackId, role, participant: participant ?? role, language, transport: 'rtp', maxSpeakers: maxSpeakersOf({ diarize, speakers }),
           idleTimeoutMs: this.options.idleTimeoutMs, resumable: false,
           onClosed: () => {
             release();

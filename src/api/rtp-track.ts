@@ -26,6 +26,8 @@ export interface RtpTrackOptions {
   role: SpeakerRole;
   participant: string;
   language?: string;
+  /** The track hears several people: diarized into at most this many speakers. */
+  maxSpeakers?: number;
   /** 'webrtc' or 'rtp', for logs and the track's format label. */
   transport: string;
   idleTimeoutMs: number;
@@ -64,6 +66,7 @@ export class RtpTrack {
       format: 'opus',
       sampleRate: 48000,
       language: options.language,
+      maxSpeakers: options.maxSpeakers,
       resumeToken: options.resumeToken,
       realTime: true,
       attach: (pipeline, resumeToken) => {

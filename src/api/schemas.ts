@@ -4,7 +4,7 @@
  * (OpenAPI) with are generated from them (`z.toJSONSchema`), not written again by hand.
  */
 import { z } from 'zod';
-import { INGEST_FORMATS, SPEAKER_ROLES, type IngestFormat, UPLOAD_FORMATS, type ApiError, type SessionStatus, type SpeakerRole, type TranscriptDocument, type UploadFormat } from '../../client-sdk/src/protocol.ts';
+import { ENCOUNTER_TYPES, INGEST_FORMATS, ROLE_SOURCES, SPEAKER_ROLES, type IngestFormat, UPLOAD_FORMATS, type ApiError, type SessionStatus, type SpeakerRole, type TranscriptDocument, type UploadFormat } from '../../client-sdk/src/protocol.ts';
 
 /**
  * Session and track ids: letters, digits, `.`, `_`, `-`, at most 128, never dots alone (`.` and `..`
@@ -15,6 +15,7 @@ export const id = z.string().regex(/^(?!\.+$)[A-Za-z0-9._-]{1,128}$/, 'ids are 1
 /** Free text from callers (names, references, file names): no control characters (NUL breaks PostgreSQL). */
 export const text = (max: number) => z.string().min(1).max(max).regex(/^[^\u0000-\u001f\u007f]*$/, 'no control characters');
 export const speakerRole = z.enum(SPEAKER_ROLES as [SpeakerRole, ...SpeakerRole[]]);
+export const encounterType = z.enum(ENCOUNTER_TYPES).describe(`what kind of visit: ${ENCOUNTER_TYPES.join(', ')} (quality and analytics are reported per kind)`);
 export const language = z.string().regex(/^[a-z]{2,3}$/, 'an ISO 639-1 code such as en, fa, ar');
 
 /** A zod schema as the JSON Schema (draft-07) Fastify's validator and serializer take. */
@@ -35,12 +36,14 @@ const track = z.object({
   state: z.enum(['live', 'reconnecting', 'ended']),
   receivedMs: z.number(),
   failure: z.string().optional().describe("why the track's connection failed (ICE/DTLS, a vanished sender, a rejected stream), if it did"),
+  maxSpeakers: z.int().optional().describe('set for a diarized track (one microphone hearing several people): the most speakers told apart'),
 });
 
 export const sessionStatus = z.object({
   id: z.string(),
   state: z.enum(['active', 'ending', 'completed']),
   encounterRef: z.string().nullable(),
+  encounterType: z.enum(ENCOUNTER_TYPES).nullable(),
   language: z.string().nullable(),
   vocabulary: z.array(z.string()),
   createdAt: z.string(),
@@ -83,7 +86,7 @@ export const sessionStatus = z.object({
       recordings: z.array(
         z.object({
           trackId: z.string(), epoch: z.int(), kind: z.enum(['full', 'slices']), state: z.enum(['spooled', 'uploaded']), objectKey: z.string(), sizeBytes: z.int().nullable(),
-          plaintextSha256: z.string().nullable(), durationMs: z.int().nullable(), recipientFingerprints: z.array(z.string()),
+          plaintextSha256: z.string().nullable(), durationMs: z.int().nullable(), recipientFingerprints: z.array(z.string()), note: z.string().nullable(),
         }),
       ),
     })
@@ -98,18 +101,42 @@ export const transcriptDocument = z.object({
   completedAt: z.string(),
   durationMs: z.number(),
   speakers: z.array(z.object({ speaker: z.string(), role: speakerRole, trackIds: z.array(z.string()) })),
-  segments: z.array(z.object({ id: z.string(), seq: z.int(), trackId: z.string(), role: speakerRole, speaker: z.string(), startMs: z.number(), endMs: z.number(), text: z.string(), words: z.array(word) })),
+  segments: z.array(z.object({ id: z.string(), seq: z.int(), trackId: z.string(), role: speakerRole, roleSource: z.enum(ROLE_SOURCES).describe('why the segment has its role: track, or on a diarized track voice, content or order'), speaker: z.string(), startMs: z.number(), endMs: z.number(), text: z.string(), words: z.array(word), originalText: z.string().optional().describe("the recognizer's text of a segment a person corrected") })),
   text: z.string(),
+  correction: z.object({ by: z.string(), at: z.string(), basedOn: z.int() }).optional().describe('set on a version a person corrected: who, when, and the version corrected'),
 }) satisfies z.ZodType<TranscriptDocument>;
+
+/** `PUT /v1/sessions/{id}/transcript`: new text for some segments, made into the next version. */
+export const transcriptCorrection = z.object({
+  basedOn: z.int().min(1).describe('the version corrected; refused with 409 when a newer one exists (someone else corrected it meanwhile)'),
+  segments: z.array(z.object({ id: z.string().min(1), text: text(10000) })).min(1).max(10000),
+}).strict();
 
 export const sessionParams = z.object({ sessionId: id });
 export const trackParams = z.object({ sessionId: id, trackId: id });
+
+/** The most speakers a diarized track or upload may ask for. */
+export const MAX_SPEAKERS = 6;
+const DEFAULT_DIARIZED_SPEAKERS = 2;
+
+/** Whether a track or upload hears several people (one phone on the desk), as query parameters. */
+export const speakersQuery = {
+  diarize: z.boolean().optional().describe('the microphone hears several people (doctor and patient on one device): each final is labelled with its speaker and role'),
+  speakers: z.int().min(1).max(MAX_SPEAKERS).optional().describe(`the most speakers to tell apart (2 when diarize is set without it); 1: everything is the track's role`),
+};
+
+/** The most speakers a track's diarizer tells apart; undefined when it is not diarized. */
+export function maxSpeakersOf(query: { diarize?: boolean; speakers?: number }): number | undefined {
+  const speakers = query.speakers ?? (query.diarize ? DEFAULT_DIARIZED_SPEAKERS : 1);
+  return speakers >= 2 ? speakers : undefined;
+}
 
 /** What a producer says of the track it opens (WHIP, RTP), as query parameters. */
 export const trackQuery = z.object({
   role: speakerRole,
   participant: text(200).optional(),
   language: language.optional(),
+  ...speakersQuery,
   access_token: z.string().optional(),
 });
 

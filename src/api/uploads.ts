@@ -11,17 +11,19 @@ import type { SessionStore } from '../store/session-store.ts';
 import { Authenticator } from './auth.ts';
 import { z } from 'zod';
 import { requireRole, sendError } from './http.ts';
-import { id, jsonSchema, language, sessionParams, speakerRole, text } from './schemas.ts';
+import { encounterType, id, jsonSchema, language, maxSpeakersOf, sessionParams, speakerRole, speakersQuery, text } from './schemas.ts';
 
 const uploadQuery = z
   .object({
     id: id.optional().describe('session id; a UUID when omitted'),
     encounterRef: text(200).optional(),
+    encounterType: encounterType.optional(),
     language: language.optional(),
     role: speakerRole.default('doctor').describe('who speaks in the recording'),
     participant: text(200).default('recording'),
     fileName: text(500).optional().describe('kept for reference only; the type comes from the bytes'),
     priority: z.enum(['high', 'normal']).default('normal'),
+    ...speakersQuery,
     access_token: z.string().optional(),
   })
   .strict();
@@ -49,7 +51,7 @@ export async function registerUploadRoutes(app: FastifyInstance, { uploads, stor
           'The transcript is then fetched like a live session\'s, once `upload.state` is `completed`.',
         security: [{ bearer: [] }],
         querystring: jsonSchema(uploadQuery),
-        response: { 202: statusSchema, 400: errorSchema, 401: errorSchema, 403: errorSchema, 408: errorSchema, 409: errorSchema, 413: errorSchema, 415: errorSchema, 422: errorSchema, 500: errorSchema },
+        response: { 202: statusSchema, 400: errorSchema, 401: errorSchema, 403: errorSchema, 408: errorSchema, 409: errorSchema, 413: errorSchema, 415: errorSchema, 422: errorSchema, 429: errorSchema, 500: errorSchema },
       },
       preValidation: requireRole(authenticator, ['service']),
     }, async (request, reply) => {
@@ -57,7 +59,7 @@ export async function registerUploadRoutes(app: FastifyInstance, { uploads, stor
       Authenticator.authorizeScope(request.principal!, query.id);
       // Rejections (UploadRejected, SessionExistsError) are answered by the error handler; one given before
       // the body was read closes the connection under what the client still sends.
-      const { session, analysis } = await uploads.accept(request.raw as Readable, query);
+      const { session, analysis } = await uploads.accept(request.raw as Readable, { ...query, maxSpeakers: maxSpeakersOf(query) });
       await store.audit({ actor: request.principal!.subject, actorRole: request.principal!.role, action: 'upload.create', sessionId: session.id, detail: { format: analysis.format, durationMs: analysis.durationMs }, ip: request.ip });
       return reply.code(202).header('location', `/v1/sessions/${session.id}`).send(await session.status());
     });

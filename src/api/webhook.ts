@@ -26,6 +26,19 @@ export function signWebhook(secret: string, timestamp: string, body: string): st
   return `sha256=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`;
 }
 
+/** One signed POST of a JSON body; throws unless the receiver answers 2xx. */
+export async function postSigned(url: string, secret: string, body: string, signal: AbortSignal): Promise<void> {
+  const timestamp = String(Math.floor(Date.now() / 1000));
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-helssa-timestamp': timestamp, 'x-helssa-signature': signWebhook(secret, timestamp, body) },
+    body,
+    signal,
+  });
+  await response.body?.cancel();
+  if (!response.ok) throw new Error(`receiver answered HTTP ${response.status}`);
+}
+
 /** For receivers (and tests): checks the signature and that the timestamp is recent. */
 export function verifyWebhook(secret: string, timestamp: string, body: string, signature: string, toleranceSeconds = 300): boolean {
   const expected = Buffer.from(signWebhook(secret, timestamp, body));
@@ -83,15 +96,7 @@ export class WebhookNotifier {
       await pRetry(
         async () => {
           attempts++;
-          const timestamp = String(Math.floor(Date.now() / 1000));
-          const response = await fetch(this.options.url, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json', 'x-helssa-timestamp': timestamp, 'x-helssa-signature': signWebhook(this.options.secret, timestamp, body) },
-            body,
-            signal: AbortSignal.any([this.stopping.signal, AbortSignal.timeout(this.options.timeoutMs)]),
-          });
-          await response.body?.cancel();
-          if (!response.ok) throw new Error(`receiver answered HTTP ${response.status}`);
+          await postSigned(this.options.url, this.options.secret, body, AbortSignal.any([this.stopping.signal, AbortSignal.timeout(this.options.timeoutMs)]));
         },
         {
           retries: this.options.maxAttempts - 1,

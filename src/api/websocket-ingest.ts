@@ -14,7 +14,7 @@ import { z } from 'zod';
 import { CloseCode, INGEST_FORMATS, PCM_SAMPLE_RATES, SPEAKER_ROLES, type IngestEvent, type IngestFormat, type SpeakerRole } from '../../client-sdk/src/protocol.ts';
 import type { Authenticator } from './auth.ts';
 import { closeReason, closeWith, holdWhileOpen, keepAlive, requireRole } from './http.ts';
-import { jsonSchema, language as languageCode, resumeToken, text, trackParams } from './schemas.ts';
+import { jsonSchema, language as languageCode, MAX_SPEAKERS, maxSpeakersOf, resumeToken, text, trackParams } from './schemas.ts';
 import type { ConnectionLimits } from './limits.ts';
 import type { Logger } from '../log.ts';
 import type { SessionRegistry } from '../session/registry.ts';
@@ -40,6 +40,8 @@ const querySchema = z
     language: languageCode.optional(),
     startMs: z.coerce.number().int().min(0, 'startMs must be a non-negative integer').max(MAX_TRACK_MS, `startMs must be at most ${MAX_TRACK_MS} (24 h)`).optional(),
     resume: resumeToken.optional(),
+    diarize: z.enum(['true', 'false', '1', '0'], { error: 'diarize must be true or false' }).transform((v) => v === 'true' || v === '1').optional(),
+    speakers: z.coerce.number().int().min(1).max(MAX_SPEAKERS, `speakers must be 1 to ${MAX_SPEAKERS}`).optional(),
   })
   .refine((q) => q.format !== 'pcm16' || PCM_SAMPLE_RATES.includes(q.sampleRate ?? 0), {
     message: `pcm16 needs sampleRate ${PCM_SAMPLE_RATES.join(' or ')}`,
@@ -73,6 +75,7 @@ export async function registerWebSocketIngest(app: FastifyInstance, { registry, 
         return;
       }
       const { format, sampleRate, role, participant, language, startMs, resume } = query.data;
+      const maxSpeakers = maxSpeakersOf(query.data);
       const caps = [
         { key: `producer:${request.principal!.tokenId}`, max: maxTracksPerToken, what: 'live tracks for this token' },
         { key: `ip:${request.ip}`, max: maxConnectionsPerIp, what: 'connections from this address' },
@@ -90,12 +93,17 @@ export async function registerWebSocketIngest(app: FastifyInstance, { registry, 
       // Set when a resumed connection took the track over: nothing from this one reaches the pipeline.
       let detached = false;
       let ackedMs = 0;
+      let ackedAt = 0;
       const send = (event: IngestEvent) => socket.send(JSON.stringify(event));
       const write = (message: Buffer) => {
         pipeline!.guarded(() => source!.write(message));
-        if (pipeline!.trackMs - ackedMs >= ACK_EVERY_MS && !detached) {
+        if (detached) return;
+        // Also while a resumed producer resends what the track already has (skipped, the track time stands
+        // still): an answer every ACK_EVERY_MS tells it the connection is alive.
+        if (pipeline!.trackMs - ackedMs >= ACK_EVERY_MS || performance.now() - ackedAt >= ACK_EVERY_MS) {
           ackedMs = Math.floor(pipeline!.trackMs);
-          send({ type: 'ack', receivedMs: ackedMs });
+          ackedAt = performance.now();
+          send({ type: 'ack', receivedMs: ackedMs, durableMs: Math.min(ackedMs, Math.floor(pipeline!.durableMs)) });
         }
       };
       const connection: ProducerRequest = {
@@ -107,11 +115,13 @@ export async function registerWebSocketIngest(app: FastifyInstance, { registry, 
         language,
         startMs,
         resumeToken: resume,
+        maxSpeakers,
         attach: (created, resumeToken) => {
           pipeline = created;
           // A demuxer may still emit what it held after a takeover: it must not reach the resumed track.
           source = createPacketSource(format, sampleRate ?? 48000, { unit: (unit) => detached || created.push(unit), error: (error) => detached || created.fail(error) });
           ackedMs = Math.floor(created.trackMs);
+          ackedAt = performance.now();
           send({ type: 'ready', trackId, receivedMs: ackedMs, resumeToken, resumeWindowMs });
           for (const message of early.splice(0)) write(message);
         },

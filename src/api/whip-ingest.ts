@@ -16,7 +16,7 @@ import type { FastifyInstance } from 'fastify';
 import { RTCPeerConnection, RTCRtpCodecParameters, type RTCIceServer } from 'werift';
 import type { Authenticator } from './auth.ts';
 import { requireRole, sendError } from './http.ts';
-import { jsonSchema, trackParams, whipQuery } from './schemas.ts';
+import { jsonSchema, maxSpeakersOf, trackParams, whipQuery } from './schemas.ts';
 import { z } from 'zod';
 import type { ConnectionLimits } from './limits.ts';
 import type { Logger } from '../log.ts';
@@ -75,6 +75,7 @@ export class WhipIngest {
       scope.post('/v1/sessions/:sessionId/tracks/:trackId/whip', {
         schema: {
           summary: 'WHIP: start streaming a track over WebRTC (body: SDP offer)',
+          description: 'Counts against INGEST_CONNECTIONS_PER_MINUTE (per token) and RATE_LIMIT_PER_IP_PER_MINUTE: past them 429 rate_limited with Retry-After.',
           security: [{ bearer: [] }],
           params: jsonSchema(trackParams),
           querystring: jsonSchema(whipQuery),
@@ -82,7 +83,7 @@ export class WhipIngest {
         preValidation: requireRole(authenticator, ['producer', 'service']),
       }, async (request, reply) => {
         const { sessionId, trackId } = request.params as { sessionId: string; trackId: string };
-        const { role, participant, language, resume } = request.query as { role: 'doctor' | 'patient'; participant?: string; language?: string; resume?: string };
+        const { role, participant, language, resume, diarize, speakers } = request.query as { role: 'doctor' | 'patient'; participant?: string; language?: string; resume?: string; diarize?: boolean; speakers?: number };
         if (!request.headers['content-type']?.startsWith('application/sdp') || typeof request.body !== 'string') {
           return sendError(reply, 415, 'sdp_expected', 'send the SDP offer with Content-Type: application/sdp');
         }
@@ -94,7 +95,7 @@ export class WhipIngest {
         let peer: Peer | undefined;
         try {
           const track = await RtpTrack.open({
-            registry, log: this.log, sessionId, trackId, role, participant: participant ?? role, language, transport: 'webrtc',
+            registry, log: this.log, sessionId, trackId, role, participant: participant ?? role, language, transport: 'webrtc', maxSpeakers: maxSpeakersOf({ diarize, speakers }),
             idleTimeoutMs: this.options.idleTimeoutMs, resumeToken: resume, resumable: true,
             onClosed: () => {
               release();

@@ -1,13 +1,14 @@
 /**
- * Archives every track connection: opens its encrypted spool (TrackArchive) when the track starts, seals
- * it when the track ends, and uploads it to the object store — retrying for as long as storage is down,
- * while audio keeps being spooled. At start it recovers spools a killed process left: a sealed one is
+ * Archives every track connection: opens its encrypted spool (TrackArchive) when the track starts,
+ * streams its one-second slices to the object store while it is live (every `streamEveryMs`), seals it
+ * when the track ends, and uploads it — retrying for as long as storage is down, while audio keeps being
+ * spooled. At start it recovers spools a killed process left: a sealed one is
  * uploaded as usual; an unsealed one uploads its one-second slices and a manifest. A spool is deleted
  * only after its upload succeeded.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { Encrypter } from 'age-encryption';
@@ -16,7 +17,7 @@ import type { Logger } from '../log.ts';
 import type { SessionStore } from '../store/session-store.ts';
 import type { ObjectStore } from './object-store.ts';
 import { insideRoot, pathSegment } from './safe-path.ts';
-import { TrackArchive, type CompletedArchive } from './track-archive.ts';
+import { IN_PROCESS_SPOOLS, type CompletedArchive, type TrackSpool, type TrackSpools } from './track-archive.ts';
 
 export interface ArchiverOptions {
   spoolDir: string;
@@ -26,9 +27,17 @@ export interface ArchiverOptions {
   prefix: string;
   store: SessionStore;
   log: Logger;
+  /** Where track spools are written while they stream (default: in this thread). */
+  spools?: TrackSpools;
   /** First pause after a failed upload; doubles up to `maxRetryMs`. */
   retryMs?: number;
   maxRetryMs?: number;
+  /**
+   * Every this often, the one-second slices written since are uploaded as they are (each an age file),
+   * with a manifest, so a machine that never comes back costs at most this plus a second of recording.
+   * 0: only at the end of each track (and by the same machine's recovery after a crash).
+   */
+  streamEveryMs?: number;
 }
 
 interface TrackKey {
@@ -42,6 +51,16 @@ interface UploadJob extends TrackKey {
   kind: 'full' | 'slices';
 }
 
+/**
+ * The slices of a spool a killed process left, in order: an empty one (created, not yet written when the
+ * process died, or a machine that lost power before the page cache reached the disk) is left out.
+ */
+async function writtenSlices(dir: string): Promise<string[]> {
+  const names = (await readdir(dir).catch(() => [] as string[])).filter((name) => name.endsWith('.ogg.age')).sort();
+  const sizes = await Promise.all(names.map((name) => stat(join(dir, name)).then((s) => s.size, () => 0)));
+  return names.filter((_, i) => sizes[i] > 0);
+}
+
 export function recipientFingerprint(recipient: string): string {
   return createHash('sha256').update(recipient).digest('hex').slice(0, 16);
 }
@@ -53,19 +72,52 @@ export class Archiver {
   private readonly lastErrors = new Map<string, string>();
   /** Spools of tracks streaming in this process: never taken for a crash's leftovers. */
   private readonly open = new Set<string>();
+  /** Sessions deleted while this process runs: an upload of theirs still queued or in flight is dropped. */
+  private readonly erased = new Set<string>();
   private wake: (() => void) | undefined;
   private closed = false;
   private readonly stopping = new AbortController();
   private readonly worker: Promise<void>;
+  /** Slices of each open spool already streamed to the object store, in order. */
+  private readonly streamed = new Map<string, string[]>();
+  private streaming: Promise<void> | undefined;
+  private readonly streamTimer: NodeJS.Timeout | undefined;
 
   constructor(options: ArchiverOptions) {
-    this.options = { retryMs: 1000, maxRetryMs: 30000, ...options };
+    this.options = { retryMs: 1000, maxRetryMs: 30000, spools: IN_PROCESS_SPOOLS, streamEveryMs: 0, ...options };
     this.log = options.log.child({ component: 'archive' });
     this.worker = this.uploadLoop();
+    if (this.options.streamEveryMs > 0) this.streamTimer = setInterval(() => void this.streamSlices(), this.options.streamEveryMs).unref();
   }
 
   get description(): string {
     return this.options.objects.description;
+  }
+
+  /**
+   * Deletes every recording of a session (a privacy officer's erasure): its objects, under the session's
+   * prefix, its queued uploads and its spools. An upload in flight is deleted as soon as it lands.
+   * Throws while object storage is unreachable (nothing is then reported deleted); returns the objects deleted.
+   */
+  async deleteSession(sessionId: string): Promise<number> {
+    this.erased.add(sessionId);
+    const inFlight = this.queue[0];
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      if (this.queue[i].sessionId === sessionId && this.queue[i] !== inFlight) this.queue.splice(i, 1);
+    }
+    const deleted = await this.options.objects.deletePrefix(`${this.options.prefix}sessions/${pathSegment(sessionId)}/`);
+    if (inFlight?.sessionId !== sessionId) await rm(insideRoot(this.options.spoolDir, pathSegment(sessionId)), { recursive: true, force: true });
+    return deleted;
+  }
+
+  /** Deletes one recording's objects (retention: the recording goes, the transcript stays). */
+  async deleteRecording(key: TrackKey): Promise<number> {
+    return this.options.objects.deletePrefix(this.recordingPrefix(key));
+  }
+
+  /** Recordings waiting to be uploaded, all sessions. */
+  get pendingUploads(): number {
+    return this.queue.length;
   }
 
   /** Uploads waiting (storage down or slow) per session: the archive is behind. */
@@ -74,10 +126,10 @@ export class Archiver {
     return { pendingUploads: pending, lastError: pending ? (this.lastErrors.get(sessionId) ?? null) : null };
   }
 
-  async openTrack(key: TrackKey, inputSampleRate: number): Promise<TrackArchive> {
+  async openTrack(key: TrackKey, inputSampleRate: number): Promise<TrackSpool> {
     const dir = this.spoolFor(key);
     this.open.add(dir);
-    const archive = await TrackArchive.open({ dir, recipients: this.options.recipients, inputSampleRate, serial: (Date.now() ^ (key.epoch << 20)) >>> 0 });
+    const archive = await this.options.spools.open({ dir, recipients: this.options.recipients, inputSampleRate, serial: (Date.now() ^ (key.epoch << 20)) >>> 0 });
     await this.options.store.saveRecording({
       ...key,
       kind: 'full',
@@ -89,8 +141,11 @@ export class Archiver {
   }
 
   /** Seals the spool and queues the upload (which the caller does not wait for). */
-  async completeTrack(key: TrackKey, archive: TrackArchive): Promise<CompletedArchive> {
-    const completed = await archive.close().finally(() => this.open.delete(this.spoolFor(key)));
+  async completeTrack(key: TrackKey, archive: TrackSpool): Promise<CompletedArchive> {
+    const dir = this.spoolFor(key);
+    // A round of streaming in flight ends first: it must not write its figures over the sealed file's.
+    await this.streaming;
+    const completed = await archive.close().finally(() => (this.open.delete(dir), this.streamed.delete(dir)));
     await this.options.store.updateRecording(key, { sizeBytes: completed.sizeBytes, plaintextSha256: completed.plaintextSha256, durationMs: completed.durationMs });
     this.enqueue({ ...key, dir: completed.dir, kind: 'full' });
     return completed;
@@ -132,6 +187,22 @@ export class Archiver {
     return completed;
   }
 
+  /**
+   * The track's connection was held by a gateway that stopped (another took the track over, or ended it
+   * for the dead one): its recording is what that gateway streamed, if it is not uploaded whole already.
+   */
+  async abandoned(key: TrackKey): Promise<void> {
+    const row = (await this.options.store.recordingsOf(key.sessionId)).find((r) => r.trackId === key.trackId && r.epoch === key.epoch);
+    if (!row || row.state !== 'spooled' || this.open.has(this.spoolFor(key))) return;
+    const streamedMs = row.durationMs ?? 0;
+    await this.options.store.updateRecording(key, {
+      kind: 'slices',
+      state: 'uploaded',
+      objectKey: `${this.objectKey(key, 'recovered')}/manifest.json`,
+      lastError: streamedMs > 0 ? `the gateway holding this connection stopped; its recording ends with the last slice streamed (${streamedMs / 1000} s)` : 'the gateway holding this connection stopped before any of its recording was streamed',
+    });
+  }
+
   /** At start, before accepting producers: queues every spool a previous process left behind. */
   async recover(): Promise<number> {
     let recovered = 0;
@@ -146,7 +217,7 @@ export class Archiver {
         continue;
       }
       if (kind === 'slices') {
-        const slices = (await readdir(join(dir, 'slices')).catch(() => [])).length;
+        const slices = (await writtenSlices(join(dir, 'slices'))).length;
         this.log.warn({ ...key, slices }, 'recovering the spool of a track cut off by a crash');
         await this.options.store.updateRecording(key, { kind: 'slices', objectKey: `${this.objectKey(key, 'recovered')}/manifest.json`, durationMs: slices * 1000 });
       }
@@ -156,11 +227,15 @@ export class Archiver {
     return recovered;
   }
 
+  /** Stops uploading (spools left are recovered at the next start); the tracks are closed before this. */
   async close(): Promise<void> {
+    clearInterval(this.streamTimer);
+    await this.streaming;
     this.closed = true;
     this.stopping.abort();
     this.wake?.();
     await this.worker;
+    await this.options.spools.close?.();
   }
 
   private enqueue(job: UploadJob): void {
@@ -186,6 +261,11 @@ export class Archiver {
     return { sessionId: decodeURIComponent(parts[0]), trackId: decodeURIComponent(parts[1]), epoch: Number(parts[2]) };
   }
 
+  /** Every object of one recording (`<epoch>.ogg.age`, or `<epoch>.recovered/…`). */
+  private recordingPrefix(key: TrackKey): string {
+    return `${this.options.prefix}sessions/${pathSegment(key.sessionId)}/tracks/${pathSegment(key.trackId)}/${key.epoch}.`;
+  }
+
   private objectKey(key: TrackKey, suffix = 'ogg.age'): string {
     return `${this.options.prefix}sessions/${pathSegment(key.sessionId)}/tracks/${pathSegment(key.trackId)}/${key.epoch}.${suffix}`;
   }
@@ -199,27 +279,65 @@ export class Archiver {
 
   private async upload(job: UploadJob): Promise<void> {
     const { objects, store } = this.options;
+    if (this.erased.has(job.sessionId)) {
+      await this.removeSpool(job.dir);
+      return;
+    }
+    let uploaded: { kind: 'full'; objectKey: string } | undefined;
     if (job.kind === 'full') {
       const completed = JSON.parse(await readFile(join(job.dir, 'complete.json'), 'utf8')) as CompletedArchive;
-      await objects.putFile(this.objectKey(job, basename(completed.file).replace(/^full\./, '')), completed.file, {
+      uploaded = { kind: 'full', objectKey: this.objectKey(job, basename(completed.file).replace(/^full\./, '')) };
+      await objects.putFile(uploaded.objectKey, completed.file, {
         'plaintext-sha256': completed.plaintextSha256,
         'duration-ms': String(completed.durationMs),
         'recipients': this.options.recipients.map(recipientFingerprint).join(','),
       });
+      // The whole file supersedes the slices streamed while the track was live.
+      if (this.options.streamEveryMs > 0) await objects.deletePrefix(`${this.objectKey(job, 'recovered')}/`);
     } else {
-      const names = (await readdir(join(job.dir, 'slices'))).sort();
+      const names = await writtenSlices(join(job.dir, 'slices'));
       const base = this.objectKey(job, 'recovered');
       for (const name of names) await objects.putFile(`${base}/${name}`, join(job.dir, 'slices', name), {});
-      const manifest = {
-        note: 'Recovered after the gateway stopped mid-track. Decrypt each slice with age, in order, and concatenate: the result is the Ogg Opus stream up to the last second received (scripts/decrypt-recording.ts does this).',
-        slices: names.map((n) => `${base}/${n}`),
-        recipients: this.options.recipients.map(recipientFingerprint),
-      };
-      await objects.putBytes(`${base}/manifest.json`, new TextEncoder().encode(JSON.stringify(manifest, null, 1)), 'application/json');
+      await this.putManifest(base, names);
     }
-    await store.updateRecording(job, { state: 'uploaded', uploadedAt: new Date(), lastError: null });
+    // Erased while it was being uploaded: what just arrived goes too.
+    if (this.erased.has(job.sessionId)) await objects.deletePrefix(this.recordingPrefix(job));
+    // Whole: it is the recording, even where another gateway took it for lost meanwhile (a partition).
+    else await store.updateRecording(job, { state: 'uploaded', uploadedAt: new Date(), lastError: null, ...uploaded });
     await this.removeSpool(job.dir);
     this.log.info({ sessionId: job.sessionId, trackId: job.trackId, epoch: job.epoch, kind: job.kind }, 'recording uploaded');
+  }
+
+  private async putManifest(base: string, names: string[]): Promise<void> {
+    const manifest = {
+      note: 'The recording of a track connection cut off (its gateway stopped). Decrypt each slice with age, in order, and concatenate: the result is the Ogg Opus stream up to the last second stored (scripts/decrypt-recording.ts does this).',
+      slices: names.map((n) => `${base}/${n}`),
+      recipients: this.options.recipients.map(recipientFingerprint),
+    };
+    await this.options.objects.putBytes(`${base}/manifest.json`, new TextEncoder().encode(JSON.stringify(manifest, null, 1)), 'application/json');
+  }
+
+  /** One round of streaming: every open spool's slices written since the last round, then its manifest. */
+  private streamSlices(): Promise<void> {
+    this.streaming ??= (async () => {
+      for (const dir of this.open) {
+        const key = this.keyOf(dir);
+        const names = await writtenSlices(join(dir, 'slices'));
+        const shipped = this.streamed.get(dir) ?? [];
+        if (names.length <= shipped.length) continue;
+        const base = this.objectKey(key, 'recovered');
+        for (const name of names.slice(shipped.length)) {
+          await this.options.objects.putFile(`${base}/${name}`, join(dir, 'slices', name), {});
+          shipped.push(name);
+        }
+        this.streamed.set(dir, shipped);
+        await this.putManifest(base, shipped);
+        await this.options.store.updateRecording(key, { durationMs: shipped.length * 1000 });
+      }
+    })()
+      .catch((error) => this.log.warn({ err: error }, 'streaming recording slices failed; retried at the next round (the spool keeps them)'))
+      .finally(() => (this.streaming = undefined));
+    return this.streaming;
   }
 
   private async uploadLoop(): Promise<void> {

@@ -3,16 +3,18 @@
  * with streaming multipart uploads, or a local directory (the embedded default).
  */
 import { createReadStream } from 'node:fs';
-import { copyFile, mkdir, rename, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { copyFile, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { insideRoot } from './safe-path.ts';
-import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 
 export interface ObjectStore {
   readonly description: string;
   putFile(key: string, path: string, metadata: Record<string, string>): Promise<void>;
   putBytes(key: string, bytes: Uint8Array, contentType: string): Promise<void>;
+  /** Deletes every object whose key starts with `prefix`; resolves with how many there were. */
+  deletePrefix(prefix: string): Promise<number>;
 }
 
 export interface S3Options {
@@ -57,6 +59,19 @@ export class S3ObjectStore implements ObjectStore {
     await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: bytes, ContentType: contentType }));
   }
 
+  async deletePrefix(prefix: string): Promise<number> {
+    let deleted = 0;
+    // A page of keys at a time (at most 1000, what one DeleteObjects takes), until none is left.
+    for (;;) {
+      const listed = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, MaxKeys: 1000 }));
+      const keys = (listed.Contents ?? []).map((o) => ({ Key: o.Key! }));
+      if (keys.length === 0) return deleted;
+      const result = await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: keys, Quiet: true } }));
+      if (result.Errors?.length) throw new Error(`could not delete ${result.Errors.length} objects under ${prefix}: ${result.Errors[0].Message ?? result.Errors[0].Code}`);
+      deleted += keys.length;
+    }
+  }
+
   /** For tests and the recovery script. */
   async getBytes(key: string): Promise<Uint8Array> {
     const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
@@ -90,5 +105,21 @@ export class LocalObjectStore implements ObjectStore {
     await mkdir(dirname(target), { recursive: true });
     await writeFile(`${target}.partial`, bytes);
     await rename(`${target}.partial`, target);
+  }
+
+  async deletePrefix(prefix: string): Promise<number> {
+    // The keys under a prefix: a directory's files (with their metadata files), or a name's beginning.
+    const base = insideRoot(this.root, prefix.endsWith('/') ? prefix.slice(0, -1) : prefix);
+    const dir = prefix.endsWith('/') ? base : dirname(base);
+    const start = prefix.endsWith('/') ? '' : base.slice(dir.length + 1);
+    const entries = await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => []);
+    const matching = entries.filter((e) => e.isFile() && !e.name.endsWith('.meta.json') && join(e.parentPath, e.name).slice(dir.length + 1).startsWith(start));
+    for (const entry of matching) {
+      const file = join(entry.parentPath, entry.name);
+      await rm(file, { force: true });
+      await rm(`${file}.meta.json`, { force: true });
+    }
+    if (prefix.endsWith('/')) await rm(dir, { recursive: true, force: true });
+    return matching.length;
   }
 }

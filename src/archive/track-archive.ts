@@ -6,12 +6,13 @@
  *  - `full.ogg.age`: the whole Ogg Opus stream as one age file, encrypted as it streams. age seals
  *    64 KiB chunks, so up to 64 KiB of the newest audio only exists in memory until the track ends.
  *  - `slices/NNNNNN.ogg.age`: the same bytes cut every second of audio into separate age files, each
- *    fsynced when written. They are the crash guarantee: after a SIGKILL at most the last second is
- *    missing, and decrypting the slices in order and concatenating them gives the Ogg stream so far.
+ *    created and filled in one step, then fsynced. They are the crash guarantee: after a SIGKILL at
+ *    most the last second is missing, and decrypting the slices in order and concatenating them gives the Ogg stream so far.
  * On a clean end `complete.json` records size, plaintext SHA-256 and duration, and the full file is what
  * gets uploaded; the slices are deleted with the spool once the upload has succeeded.
  */
 import { createHash } from 'node:crypto';
+import { closeSync, fsync, openSync, writeSync } from 'node:fs';
 import { mkdir, open, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import opus from '@discordjs/opus';
@@ -38,20 +39,56 @@ export interface TrackArchiveOptions {
   serial: number;
 }
 
-/** A 20 ms fullband CELT frame that decodes to digital silence (TOC 0xf8, then an all-silence frame). */
-export const OPUS_SILENCE_FRAME = Buffer.from([0xf8, 0xff, 0xfe]);
+/** A track connection's recording as it streams: what the pipeline writes to and the archiver seals. */
+export interface TrackSpool {
+  /** A received Opus packet, archived as is. */
+  packet(packet: Buffer): void;
+  /** 16 kHz PCM (PCM ingest), encoded to Opus for the archive. */
+  pcm(samples: Int16Array): void;
+  /** A gap in the track, as Opus silence. */
+  silence(ms: number): void;
+  /** Ends the stream and seals the spool. */
+  close(): Promise<CompletedArchive>;
+}
 
-async function writeDurably(path: string, bytes: Uint8Array): Promise<void> {
-  const file = await open(path, 'wx');
-  try {
-    await file.write(bytes);
-    await file.sync();
-  } finally {
-    await file.close();
+/** Where spools are written: in this thread (TrackArchive.open), or in a worker thread (ArchiveThread). */
+export interface TrackSpools {
+  open(options: TrackArchiveOptions): Promise<TrackSpool>;
+  close?(): Promise<void>;
+}
+
+/** 16 kHz PCM → 20 ms Opus packets, for the archive of a PCM track. */
+export class PcmToOpus {
+  private readonly encoder = new opus.OpusEncoder(16000, 1);
+  private readonly framer = new Framer(PCM_FRAME_SAMPLES);
+
+  encode(samples: Int16Array, packet: (packet: Buffer) => void): void {
+    for (const frame of this.framer.push(samples)) packet(this.encoder.encode(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)));
   }
 }
 
-export class TrackArchive {
+export const IN_PROCESS_SPOOLS: TrackSpools = { open: (options) => TrackArchive.open(options) };
+
+/** A 20 ms fullband CELT frame that decodes to digital silence (TOC 0xf8, then an all-silence frame). */
+export const OPUS_SILENCE_FRAME = Buffer.from([0xf8, 0xff, 0xfe]);
+
+/**
+ * Creates and fills a slice in one step (a few kilobytes to the page cache: a process killed afterwards
+ * leaves it whole, killed before leaves none), then flushes it to disk without blocking. Synchronous on
+ * purpose: it runs in the archive's worker thread, beside the event loop that carries the audio, and a
+ * slice written asynchronously stays in flight longer (a kill then loses it too).
+ */
+async function writeDurably(path: string, bytes: Uint8Array): Promise<void> {
+  const fd = openSync(path, 'wx');
+  try {
+    writeSync(fd, bytes);
+    await new Promise<void>((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve())));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export class TrackArchive implements TrackSpool {
   private readonly options: TrackArchiveOptions;
   private readonly encrypter = new Encrypter();
   private readonly writer: OggOpusWriter;
@@ -61,8 +98,7 @@ export class TrackArchive {
   private slices: Promise<void> = Promise.resolve();
   private sliceCount = 0;
   private samplesInSlices = 0;
-  private pcmEncoder: InstanceType<typeof opus.OpusEncoder> | undefined;
-  private readonly pcmFramer = new Framer(PCM_FRAME_SAMPLES);
+  private pcmEncoder: PcmToOpus | undefined;
   private failure: Error | undefined;
   private sealed = false;
 
@@ -98,10 +134,8 @@ export class TrackArchive {
 
   /** 16 kHz PCM (PCM ingest): encoded to Opus once, for the archive only. */
   pcm(samples: Int16Array): void {
-    this.pcmEncoder ??= new opus.OpusEncoder(16000, 1);
-    for (const frame of this.pcmFramer.push(samples)) {
-      this.packet(this.pcmEncoder.encode(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)));
-    }
+    this.pcmEncoder ??= new PcmToOpus();
+    this.pcmEncoder.encode(samples, (packet) => this.packet(packet));
   }
 
   /** Ends the stream and seals both files. */

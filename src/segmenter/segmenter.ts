@@ -22,7 +22,9 @@
  *    the final window says which speculative window `confirms` it: the final adds only non-speech audio,
  *    so the speculative transcript stands for it. `commitSpeculation` closes the utterance at once at the
  *    speculative window's end (its transcript matched the last partial): speech after it starts a new
- *    utterance, so nothing published is ever taken back.
+ *    utterance, so nothing published is ever taken back. That utterance's pre-roll may reach back into
+ *    the committed window's silent tail (never its speech), with a seam at its end (`keepFromMs`): a
+ *    word the VAD heard late, begun before the commit, is heard whole by the new window.
  */
 
 export interface SegmenterOptions {
@@ -130,6 +132,8 @@ export class Segmenter {
   private lastPartialFrame = 0;
   /** No new window may start before this frame (end of the previous final), overlap aside. */
   private lastWindowEnd = 0;
+  /** A new utterance's window starts at this frame at the earliest: `lastWindowEnd`, or before it after an early commit. */
+  private reopenFrom = 0;
   private windowIds = 0;
   private utteranceIds = 0;
   private utteranceId = 0;
@@ -174,7 +178,10 @@ export class Segmenter {
    */
   commitSpeculation(id: number): AudioWindow[] {
     if (!this.inSpeech || this.speculation?.id !== id) return [];
-    return this.closeUtterance(this.speculation.end, 'silence');
+    const end = this.speculation.end;
+    // Only non-speech lies between the last speech frame and the end (speech would have cancelled it).
+    const reopenFrom = Math.max(this.lastSpeechFrame + 1, end - this.toFrames(this.options.preRollMs), this.lastWindowEnd);
+    return this.closeUtterance(end, 'silence', reopenFrom);
   }
 
   /** End of input: closes an open utterance as a final window. Safe to call at any point, and again. */
@@ -189,8 +196,8 @@ export class Segmenter {
     if (this.speechRun >= this.toFrames(this.options.minSpeechMs)) {
       const speechStart = index - this.speechRun + 1;
       this.inSpeech = true;
-      this.windowStart = Math.max(speechStart - this.toFrames(this.options.preRollMs), this.lastWindowEnd, this.firstBufferedFrame);
-      this.keepFrom = undefined;
+      this.windowStart = Math.max(speechStart - this.toFrames(this.options.preRollMs), this.reopenFrom, this.firstBufferedFrame);
+      this.keepFrom = this.windowStart < this.lastWindowEnd ? this.lastWindowEnd : undefined;
       this.lastSpeechFrame = index;
       this.lastPartialFrame = index;
       this.silenceRun = 0;
@@ -198,8 +205,7 @@ export class Segmenter {
       this.utteranceId = ++this.utteranceIds;
       return [];
     }
-    const keepFrom = Math.max(index + 1 - this.toFrames(this.options.preRollMs + this.options.minSpeechMs), this.lastWindowEnd);
-    this.dropBefore(keepFrom);
+    this.dropBefore(Math.max(index + 1 - this.toFrames(this.options.preRollMs + this.options.minSpeechMs), this.reopenFrom));
     return [];
   }
 
@@ -236,11 +242,12 @@ export class Segmenter {
 
   /**
    * Ends the utterance at `end`. A max-length cut that fell in the pause after the last speech (with no
-   * overlap, or a pause longer than the overlap) moved `windowStart` past that speech: the window before
-   * the cut holds all of it, so nothing is left to send and no window is made.
+   * overlap, or a pause longer than the overlap) moved `windowStart` past that speech, or the utterance
+   * ends at the seam: the window before the cut holds all of it, so nothing is left to send and no window
+   * is made.
    */
-  private closeUtterance(end: number, reason: WindowCloseReason): AudioWindow[] {
-    const windows = end > this.windowStart ? [this.makeWindow('final', this.windowStart, end, reason)] : [];
+  private closeUtterance(end: number, reason: WindowCloseReason, reopenFrom = end): AudioWindow[] {
+    const windows = end > (this.keepFrom ?? this.windowStart) ? [this.makeWindow('final', this.windowStart, end, reason)] : [];
     // No speech came after the speculative window (it would have cancelled it): its transcript stands.
     if (this.speculation && windows[0]) windows[0].confirms = this.speculation.id;
     this.speculation = undefined;
@@ -248,8 +255,9 @@ export class Segmenter {
     this.speechRun = 0;
     this.silenceRun = 0;
     // Never before the end of a max-length cut window: the next utterance must not re-send its audio.
+    this.reopenFrom = Math.max(this.lastWindowEnd, reopenFrom);
     this.lastWindowEnd = Math.max(this.lastWindowEnd, end);
-    this.dropBefore(Math.max(this.lastWindowEnd, this.nextFrame - this.toFrames(this.options.preRollMs + this.options.minSpeechMs)));
+    this.dropBefore(Math.max(this.reopenFrom, this.nextFrame - this.toFrames(this.options.preRollMs + this.options.minSpeechMs)));
     return windows;
   }
 
@@ -278,6 +286,7 @@ export class Segmenter {
     this.windowStart = cut - overlap;
     this.keepFrom = overlap > 0 ? seam : undefined;
     this.lastWindowEnd = cut;
+    this.reopenFrom = cut;
     this.lastPartialFrame = index;
     this.speculation = undefined;
     this.utteranceId = ++this.utteranceIds;

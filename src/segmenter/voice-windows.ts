@@ -11,6 +11,8 @@ export interface WindowSink {
   window(window: AudioWindow): void;
   /** A frame the VAD called speech (live tracks time their latency from the last one). */
   speech?(): void;
+  /** Every frame with the VAD's decision (a diarizer hears the voices of its speech frames). */
+  frame?(frame: Int16Array, isSpeech: boolean): void;
 }
 
 export class VoiceWindows {
@@ -54,6 +56,7 @@ export class VoiceWindows {
   private pushFrame(frame: Int16Array): void {
     const isSpeech = this.vad.isSpeech(frame);
     if (isSpeech) this.sink.speech?.();
+    this.sink.frame?.(frame, isSpeech);
     for (const window of this.segmenter.push({ samples: frame, isSpeech })) this.sink.window(window);
   }
 }

@@ -8,6 +8,7 @@ import type { FinalEvent, IngestFormat, SpeakerRole } from '../../client-sdk/src
 import { SessionExistsError } from '../errors.ts';
 import { checkLanguage } from './languages.ts';
 import { Session, type SessionDependencies } from './session.ts';
+import { endInterruptedTracks } from './track-table.ts';
 import type { SessionStatus } from '../../client-sdk/src/protocol.ts';
 import { sessionStatus } from './session-status.ts';
 
@@ -44,8 +45,20 @@ export class SessionRegistry {
   /** A completed session nobody watches leaves memory; the store holds all of it. */
   evict(session: Session): void {
     void this.sessions.get(session.id)?.then((held) => {
-      if (held === session) this.sessions.delete(session.id);
+      if (held !== session) return;
+      this.sessions.delete(session.id);
+      session.dispose();
     });
+  }
+
+  /** A deleted session leaves memory; its viewers are told (4410) and disconnected. */
+  async forget(id: string, code: number, reason: string): Promise<void> {
+    const held = this.sessions.get(id);
+    if (!held) return;
+    this.sessions.delete(id);
+    const session = await held.catch(() => undefined);
+    session?.closeViewers(code, reason);
+    session?.dispose();
   }
 
   async getOrCreate(id: string): Promise<Session> {
@@ -54,7 +67,7 @@ export class SessionRegistry {
     return (await (this.sessions.get(id) ?? this.cache(id, true)))!;
   }
 
-  async create(values: { id: string; encounterRef?: string; language?: string; vocabulary?: string[] }): Promise<Session> {
+  async create(values: { id: string; encounterRef?: string; encounterType?: string; language?: string; vocabulary?: string[] }): Promise<Session> {
     checkLanguage(values.language, this.deps.languages);
     if (!(await this.deps.store.createSession(values))) throw new SessionExistsError(`session ${values.id} exists already`);
     return (await this.cache(values.id, false))!;
@@ -93,11 +106,13 @@ export class SessionRegistry {
     if (create) await store.createSession({ id: sessionId });
     const row = await store.getSession(sessionId);
     if (!row) return undefined;
-    const trackRows = await store.listTracks(sessionId);
+    let trackRows = await store.listTracks(sessionId);
     if (trackRows.some((t) => t.state === 'live' && t.format !== 'upload')) {
-      this.deps.log.warn({ sessionId }, 'session was interrupted: ending the tracks a previous process had live');
-      await store.endInterruptedTracks(sessionId);
-      await store.failPendingJobs(sessionId, 'gateway stopped before the window was transcribed');
+      const interrupted = await endInterruptedTracks(this.deps, sessionId);
+      if (interrupted.length > 0) {
+        this.deps.log.warn({ sessionId, tracks: interrupted }, 'session was interrupted: ending the tracks a stopped gateway had live');
+        trackRows = await store.listTracks(sessionId);
+      }
     }
     const finals: FinalEvent[] = await store.listSegments(sessionId);
     // A track resumes after everything stored for it: its recorded position or its last final.
@@ -111,6 +126,8 @@ export class SessionRegistry {
       receivedMs: Math.max(t.receivedMs, ...finals.filter((f) => f.trackId === t.trackId).map((f) => Math.ceil(f.endMs))),
     }));
     const epochs = new Map(trackRows.map((t) => [t.trackId, t.epoch]));
-    return new Session(row, finals, tracks, epochs, this.deps);
+    // Live tracks another living gateway holds: shown live until that gateway says otherwise.
+    const heldElsewhere = tracks.flatMap((t, i) => (trackRows[i].state === 'live' && t.format !== 'upload' ? [{ ...t, state: 'live' as const, epoch: trackRows[i].epoch }] : []));
+    return new Session(row, finals, tracks, epochs, this.deps, heldElsewhere);
   }
 }

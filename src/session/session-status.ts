@@ -3,7 +3,7 @@
  * upload), joined with the live view of a session loaded in this process. A completed session that is
  * not loaded is described from the store alone, so reading it never brings it back into memory.
  */
-import type { SessionStatus, SttState, TrackInfo, UploadFormat, UploadWarningCode } from '../../client-sdk/src/protocol.ts';
+import type { EncounterType, SessionStatus, SttState, TrackInfo, UploadFormat, UploadWarningCode } from '../../client-sdk/src/protocol.ts';
 import type { Archiver } from '../archive/archiver.ts';
 import type { SessionState, SessionStore } from '../store/session-store.ts';
 
@@ -35,6 +35,7 @@ export async function sessionStatus(store: SessionStore, archiver: Archiver | un
     id,
     state: view.state,
     encounterRef: row.encounterRef,
+    encounterType: (row.encounterType as EncounterType | null) ?? null,
     language: row.language,
     vocabulary: row.vocabulary,
     createdAt: row.createdAt.toISOString(),
@@ -64,7 +65,7 @@ export async function sessionStatus(store: SessionStore, archiver: Archiver | un
       lastError: backlog.lastError,
       recordings: recordings.map((r) => ({
         trackId: r.trackId, epoch: r.epoch, kind: r.kind, state: r.state, objectKey: r.objectKey, sizeBytes: r.sizeBytes,
-        plaintextSha256: r.plaintextSha256, durationMs: r.durationMs, recipientFingerprints: r.recipientFingerprints,
+        plaintextSha256: r.plaintextSha256, durationMs: r.durationMs, recipientFingerprints: r.recipientFingerprints, note: r.lastError,
       })),
     },
   };

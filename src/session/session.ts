@@ -4,7 +4,7 @@
  * number so a viewer that reconnects can ask for what it missed. Ending a session waits for the last
  * windows, merges every track by time into one transcript, stores it, and then reports completion.
  */
-import type { CaptionEvent, FinalEvent, SessionEvent, TrackInfo, UploadProgressEvent, Word } from '../../client-sdk/src/protocol.ts';
+import type { CaptionEvent, FinalEvent, SessionEvent, SpeakerRole, TrackInfo, UploadProgressEvent } from '../../client-sdk/src/protocol.ts';
 import { CloseCode } from '../../client-sdk/src/protocol.ts';
 import { SessionEndedError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -12,9 +12,12 @@ import type { Metrics } from '../metrics.ts';
 import type { SessionRow, SessionState, SessionStore } from '../store/session-store.ts';
 import { buildTranscript } from '../transcript/transcript-document.ts';
 import type { Archiver } from '../archive/archiver.ts';
+import type { BusMessage, CaptionBus } from './caption-bus.ts';
 import { CaptionFeed, type Viewer } from './caption-feed.ts';
 import { OrderedWrites, SttHealth, type TrackEventContext } from './track-events.ts';
-import { TrackTable, type ProducerRequest, type UploadTrack } from './track-table.ts';
+import { endInterruptedTracks, TrackTable, type ProducerRequest, type UploadTrack } from './track-table.ts';
+import type { SpokenPart } from './track-speakers.ts';
+import type { KnownSpeaker } from '../stt/transcriber.ts';
 import type { SessionStatus } from '../../client-sdk/src/protocol.ts';
 import { sessionStatus } from './session-status.ts';
 import type { PipelineFactory, TrackPipeline } from './track-pipeline.ts';
@@ -22,6 +25,8 @@ import type { PipelineFactory, TrackPipeline } from './track-pipeline.ts';
 export interface SessionDependencies {
   factory: PipelineFactory;
   store: SessionStore;
+  /** What the gateways of a fleet tell each other (an in-process bus for a gateway on its own). */
+  bus: CaptionBus;
   /** Absent only when archiving was disabled with the insecure development flag. */
   archiver: Archiver | undefined;
   log: Logger;
@@ -38,11 +43,28 @@ export interface SessionDependencies {
   sttRefusal(): string | undefined;
   /** The languages the recognizer transcribes (STT_LANGUAGES); undefined: any. */
   languages?: readonly string[];
+  /** The clinical terms of a language and the session's vocabulary (a diarized track's content roles). */
+  clinicalTerms(language: string | undefined, vocabulary: readonly string[]): (word: string) => boolean;
+  /** What a diarizing recognizer is told of a participant's voice (their enrolled clip), if it diarizes. */
+  knownSpeakers(participant: string): Promise<KnownSpeaker[]>;
+  /** The recognizer's model, recorded with each session's STT usage (analytics). */
+  sttModel: string;
+  /** Its price per audio minute (STT_PRICE_PER_MINUTE), if known: the cost metric. */
+  sttPricePerMinute: number | undefined;
 }
+
+/** A track as the store (and the gateway holding it) says, with the epoch that says how recent it is. */
+export type RemoteTrack = TrackInfo & { epoch: number };
+
+/** How often an ending session looks whether the other gateways have closed their tracks of it. */
+const FLEET_END_POLL_MS = 200;
+/** Longest wait for another living gateway to close its tracks before the transcript is merged without its last words. */
+const FLEET_END_WAIT_MS = 60000;
 
 export class Session {
   readonly id: string;
   readonly encounterRef: string | null;
+  readonly encounterType: string | null;
   readonly language: string | null;
   /** The visit's own terms (prompted, and corrected toward in finals). */
   readonly vocabulary: readonly string[];
@@ -54,23 +76,34 @@ export class Session {
   private readonly log: Logger;
   private lastUploadProgress: UploadProgressEvent | undefined;
   private ending: Promise<void> | undefined;
+  private endingLocally: Promise<void> | undefined;
+  private readonly completionWaiters: (() => void)[] = [];
+  /** Tracks of the session as the store and their holders say (every gateway's), by track, with their epoch. */
+  private remoteTracks = new Map<string, RemoteTrack>();
+  /** Each other gateway's last statement of its own tracks' states. */
+  private readonly statedBy = new Map<string, TrackInfo[]>();
+  /** Store reads of the tracks, in order: an older one finishing late is not used. */
+  private trackReads = 0;
 
-  constructor(row: SessionRow, finals: FinalEvent[], tracks: TrackInfo[], epochs: Map<string, number>, deps: SessionDependencies) {
+  /** `heldElsewhere`: tracks that other living gateways held live when the session was loaded. */
+  constructor(row: SessionRow, finals: FinalEvent[], tracks: TrackInfo[], epochs: Map<string, number>, deps: SessionDependencies, heldElsewhere: RemoteTrack[] = []) {
     this.id = row.id;
     this.encounterRef = row.encounterRef;
+    this.encounterType = row.encounterType;
     this.language = row.language;
     this.vocabulary = row.vocabulary;
     this.state = row.state;
     this.deps = deps;
     this.log = deps.log.child({ sessionId: row.id });
-    this.feed = new CaptionFeed(row.id, finals, deps.store, this.log, deps.metrics);
+    this.remoteTracks = new Map(heldElsewhere.map((t) => [t.trackId, t]));
+    this.feed = new CaptionFeed(row.id, finals, deps.store, deps.bus, this.log, deps.metrics, (message) => this.receive(message));
     this.events = {
       feed: this.feed, store: deps.store, writes: new OrderedWrites(this.log), stt: new SttHealth(), metrics: deps.metrics, log: this.log,
       epochOf: (trackId) => this.tracks.epochOf(trackId),
-      stateChanged: () => this.broadcast(this.describe()),
+      stateChanged: () => this.announce(),
     };
     this.tracks = new TrackTable(
-      { ...deps, sessionId: row.id, language: row.language ?? undefined, vocabulary: row.vocabulary, log: this.log, events: this.events, changed: () => this.broadcast(this.describe()) },
+      { ...deps, sessionId: row.id, language: row.language ?? undefined, vocabulary: row.vocabulary, log: this.log, events: this.events, changed: () => this.announce(), tookOver: (trackId, epoch) => this.feed.release(trackId, epoch) },
       tracks,
       epochs,
     );
@@ -89,7 +122,7 @@ export class Session {
 
   /** The recognizer started or stopped refusing requests: viewers see the new state. */
   sttStateChanged(): void {
-    this.broadcast(this.describe());
+    this.announce();
   }
 
   describe(): SessionEvent {
@@ -98,15 +131,71 @@ export class Session {
       sessionId: this.id,
       state: this.state === 'completed' ? 'ended' : this.state,
       ...this.sttState(),
-      tracks: this.tracks.describe(),
+      tracks: this.allTracks(),
       lastSeq: this.feed.lastSeq,
     };
+  }
+
+  /** Every gateway's tracks: those live here as this gateway has them, the others as the store and their holders say. */
+  private allTracks(): TrackInfo[] {
+    const tracks = new Map(this.tracks.describe().map((t) => [t.trackId, t]));
+    for (const { epoch, ...track } of this.remoteTracks.values()) {
+      // What this gateway holds is as it has it, unless another has taken the track over since (a later epoch).
+      if (!this.tracks.heldHere(track.trackId) || epoch > this.tracks.epochOf(track.trackId)) tracks.set(track.trackId, track);
+    }
+    return [...tracks.values()];
+  }
+
+  /**
+   * The tracks as the store has them (a holder's writes win over any other's), each told in the words of
+   * the gateway holding it when it said something (a track `reconnecting` is `live` in the store).
+   */
+  private async refreshRemoteTracks(): Promise<void> {
+    const read = ++this.trackReads;
+    const rows = await this.deps.store.listTracks(this.id);
+    if (read !== this.trackReads) return;
+    this.remoteTracks = new Map(
+      rows.map((row) => {
+        const stated = row.owner ? this.statedBy.get(row.owner)?.find((t) => t.trackId === row.trackId) : undefined;
+        const stored: TrackInfo = { trackId: row.trackId, role: row.role as SpeakerRole, participant: row.participant, format: row.format as TrackInfo['format'], state: row.state, receivedMs: row.receivedMs, ...(row.maxSpeakers ? { maxSpeakers: row.maxSpeakers } : {}) };
+        return [row.trackId, { ...(stated ?? stored), epoch: row.epoch }];
+      }),
+    );
+  }
+
+  /** What another gateway holding the session said: its tracks' states, that the session ended, or a request to end it. */
+  private receive(message: BusMessage): void {
+    if (message.kind === 'end') {
+      void this.endLocally().catch((error) => this.log.error({ err: error }, 'could not end this gateway\'s part of the session'));
+      return;
+    }
+    if (message.kind === 'release') {
+      this.tracks.release(message.trackId, message.epoch);
+      return;
+    }
+    const event = message.event;
+    if (event.type !== 'session') return;
+    this.statedBy.set(message.origin, event.tracks);
+    void this.refreshRemoteTracks()
+      .catch((error) => this.log.warn({ err: error }, "could not read the session's tracks; shown as the other gateways said"))
+      .then(() => {
+        if (event.state === 'ended' && this.state !== 'completed') {
+          // Another gateway merged the transcript.
+          this.state = 'completed';
+          for (const resolve of this.completionWaiters.splice(0)) resolve();
+        }
+        this.feed.sendLocally(this.describe());
+        if (this.state === 'completed' && this.feed.viewerCount === 0) this.deps.onIdle(this);
+      });
   }
 
   /** Starts (or resumes) a track for a producer connection; the returned pipeline takes its audio units. */
   openTrack(request: ProducerRequest): Promise<TrackPipeline> {
     if (this.state !== 'active') return Promise.reject(new SessionEndedError(`session ${this.id} has ${this.state === 'ending' ? 'been ended' : 'completed'}`));
-    return this.tracks.openTrack(request);
+    return this.tracks.openTrack(request).then((pipeline) => {
+      this.announce();
+      return pipeline;
+    });
   }
 
   /** The track of an uploaded recording, transcribing from now on; `upload` publishes its finals. */
@@ -114,9 +203,21 @@ export class Session {
     return this.tracks.addUploadTrack(info, upload);
   }
 
-  /** A final of an uploaded recording's track, published like a live one (stored, then sent). */
-  publishUploadFinal(trackId: string, utteranceId: string, words: Word[]): Promise<void> {
-    return this.feed.publish(this.tracks.info(trackId)!, utteranceId, words);
+  /** A final of an uploaded recording's track (one speaker's part), published like a live one (stored, then sent). */
+  publishUploadFinal(trackId: string, utteranceId: string, part: SpokenPart): Promise<void> {
+    return this.feed.publish(trackId, utteranceId, part);
+  }
+
+  /** Resolves once the session has completed (its transcript stored). */
+  completion(): Promise<void> {
+    if (this.state === 'completed') return Promise.resolve();
+    return new Promise((resolve) => this.completionWaiters.push(resolve));
+  }
+
+  /** An upload window the recognizer answered: counted with the session's STT usage. */
+  uploadWindowAnswered(audioMs: number, dropped: number): void {
+    this.events.stt.usage.record('final', audioMs);
+    this.events.stt.usage.dropped += dropped;
   }
 
   /** Progress of an uploaded recording; a viewer connecting later receives the latest. */
@@ -161,20 +262,68 @@ export class Session {
     this.ending ??= (async () => {
       this.state = 'ending';
       await this.deps.store.setSessionState(this.id, 'ending');
-      this.broadcast(this.describe());
+      await this.endLocally();
+      this.feed.requestEnd();
+      await this.othersClosed();
+      await this.feed.catchUp();
+      // The store has every gateway's finals; this one's memory may lack those of a gateway that died.
+      const finals = await this.deps.store.listSegments(this.id);
+      const version = await this.deps.store.completeSession(this.id, (v) => buildTranscript(this, finals, v, new Date()));
+      this.state = 'completed';
+      for (const resolve of this.completionWaiters.splice(0)) resolve();
+      if (version !== undefined) {
+        this.deps.metrics.sessionsCompleted.inc({ encounter_type: this.encounterType ?? 'unspecified' });
+        this.log.info({ version, segments: finals.length }, 'session completed');
+        this.announce();
+        this.deps.onCompleted(this, version);
+      }
+      if (this.feed.viewerCount === 0) this.deps.onIdle(this);
+    })();
+    return this.ending;
+  }
+
+  /**
+   * This gateway's part of ending the session (asked here, or by another gateway): its producers are
+   * closed, their last finals stored and sent, and what it sent the recognizer counted.
+   */
+  private endLocally(): Promise<void> {
+    this.endingLocally ??= (async () => {
+      if (this.state === 'active') this.state = 'ending';
+      this.announce();
       this.tracks.disconnectAll(CloseCode.normal, 'session ended');
       await Promise.all(this.tracks.ids().map((id) => this.closeTrack(id)));
       await this.events.writes.settled();
       await this.feed.settled();
-      const version = await this.deps.store.saveTranscript(this.id, (v) => buildTranscript(this, this.finals, v, new Date()));
-      await this.deps.store.setSessionState(this.id, 'completed');
-      this.state = 'completed';
-      this.log.info({ version, segments: this.finals.length }, 'session completed');
-      this.broadcast(this.describe());
-      this.deps.onCompleted(this, version);
-      if (this.feed.viewerCount === 0) this.deps.onIdle(this);
+      const { sentMs } = this.events.stt.usage.figures;
+      const audioMs = sentMs.partial + sentMs.final + sentMs.speculative;
+      if (this.deps.sttPricePerMinute !== undefined) this.deps.metrics.sttEstimatedCost.inc({ model: this.deps.sttModel }, (audioMs / 60000) * this.deps.sttPricePerMinute);
+      await this.deps.store.recordSttUsage(this.id, { model: this.deps.sttModel, audioMs, calls: this.events.stt.usage.calls, dropped: this.events.stt.usage.dropped });
     })();
-    return this.ending;
+    return this.endingLocally;
+  }
+
+  /**
+   * Waits until no other living gateway holds a track of the session live (each was asked to close
+   * them; asked again each second, as the bus may lose a message). Tracks of gateways that died are
+   * ended here; a living gateway that does not answer within FLEET_END_WAIT_MS is passed over.
+   */
+  private async othersClosed(): Promise<void> {
+    const deadline = performance.now() + FLEET_END_WAIT_MS;
+    let askedAt = performance.now();
+    for (;;) {
+      await endInterruptedTracks(this.deps, this.id);
+      const heldElsewhere = (await this.deps.store.listTracks(this.id)).filter((t) => t.state === 'live' && t.format !== 'upload' && t.owner !== this.deps.store.instanceId);
+      if (heldElsewhere.length === 0) return;
+      if (performance.now() > deadline) {
+        this.log.error({ tracks: heldElsewhere.map((t) => `${t.trackId}@${t.owner}`) }, 'other gateways did not close their tracks in time; the transcript is merged without their last words');
+        return;
+      }
+      if (performance.now() - askedAt >= 1000) {
+        this.feed.requestEnd();
+        askedAt = performance.now();
+      }
+      await new Promise((resolve) => setTimeout(resolve, FLEET_END_POLL_MS));
+    }
   }
 
   /** Status for the REST API: the live state plus what only the database knows. */
@@ -195,6 +344,16 @@ export class Session {
     this.feed.addViewer(viewer, afterSeq, this.lastUploadProgress ? [this.describe(), this.lastUploadProgress] : [this.describe()]);
   }
 
+  /** The session was deleted: its viewers are disconnected (4410). */
+  closeViewers(code: number, reason: string): void {
+    this.feed.closeViewers(code, reason);
+  }
+
+  /** The session leaves this gateway's memory: it stops listening to the others. */
+  dispose(): void {
+    this.feed.close();
+  }
+
   removeViewer(viewer: Viewer): void {
     this.feed.removeViewer(viewer);
     if (this.feed.viewerCount === 0 && this.state === 'completed') this.deps.onIdle(this);
@@ -202,6 +361,16 @@ export class Session {
 
   private broadcast(event: CaptionEvent): void {
     this.feed.broadcast(event);
+  }
+
+  /**
+   * The session's state to this gateway's viewers (every gateway's tracks) and to the other gateways
+   * (only this one's tracks: an echo of what they said would bring back states they have left).
+   */
+  private announce(): void {
+    const merged = this.describe();
+    this.feed.sendLocally(merged);
+    this.feed.publishToOthers({ ...merged, tracks: this.tracks.describe() });
   }
 
 }

@@ -14,6 +14,7 @@ import type { SessionStore } from '../store/session-store.ts';
 import { joinWords } from '../transcript/words.ts';
 import type { CaptionFeed } from './caption-feed.ts';
 import type { TrackListener } from './track-pipeline.ts';
+import type { TrackSpeakers } from './track-speakers.ts';
 
 /** Store writes kept in order (queued before finished) without holding up the audio path. */
 export class OrderedWrites {
@@ -58,28 +59,30 @@ export interface TrackEventContext {
   stateChanged(): void;
 }
 
-export function trackListener(ctx: TrackEventContext, info: TrackInfo, onFailed: (error: IngestError) => void): TrackListener {
+export function trackListener(ctx: TrackEventContext, info: TrackInfo, onFailed: (error: IngestError) => void, speakers: TrackSpeakers): TrackListener {
   const { feed, store, writes, stt, metrics, log } = ctx;
   const sessionId = feed.sessionId;
   const misconfigured = (error: Error) => ({ type: 'error' as const, sessionId, code: 'stt_misconfigured' as const, message: `speech-to-text refuses the gateway's requests; windows are kept until its configuration is fixed: ${error.message}`, trackId: info.trackId });
   return {
-    partial: (utteranceId, stable, unstable, startMs) => {
-      feed.broadcast({ type: 'partial', sessionId, trackId: info.trackId, role: info.role, utteranceId, stable: joinWords(stable), unstable: joinWords(unstable), startMs });
+    partial: (utteranceId, stable, unstable, startMs, turns) => {
+      feed.broadcast({ type: 'partial', sessionId, trackId: info.trackId, ...speakers.partial(info, turns), utteranceId, stable: joinWords(stable), unstable: joinWords(unstable), startMs });
     },
     queued: (utteranceId, window) => {
       stt.changeBacklog(1, window.endMs - window.startMs);
       writes.add(() => store.jobQueued(sessionId, info.trackId, utteranceId, window));
     },
-    final: async (utteranceId, words: Word[], window, timing) => {
+    final: async (utteranceId, words: Word[], window, timing, turns) => {
       stt.changeBacklog(-1, window.startMs - window.endMs);
       writes.add(() => store.jobFinished(sessionId, utteranceId, 'done', timing.sttMs));
       if (words.length === 0) {
         // Still tell viewers the utterance is over, so a partial caption does not linger. No final is
         // published: no latency to count (a window without speech has no end of speech).
-        feed.broadcast({ type: 'partial', sessionId, trackId: info.trackId, role: info.role, utteranceId, stable: '', unstable: '', startMs: window.startMs });
+        feed.broadcast({ type: 'partial', sessionId, trackId: info.trackId, role: info.role, speaker: info.participant, utteranceId, stable: '', unstable: '', startMs: window.startMs });
         return;
       }
-      await feed.publish(info, utteranceId, words);
+      // One final per speaker where a diarized track's speaker changes within the utterance.
+      const latencyMs = Math.max(0, performance.now() - timing.speechEndAt - timing.sttMs);
+      for (const part of speakers.parts(info, words, turns)) await feed.publish(info.trackId, utteranceId, part, latencyMs);
       const now = performance.now();
       metrics.finalLatency.observe(Math.max(0, now - timing.speechEndAt - timing.sttMs) / 1000);
       metrics.finalProcessing.observe(Math.max(0, now - timing.closedAt - timing.sttMs) / 1000);
@@ -97,8 +100,8 @@ export function trackListener(ctx: TrackEventContext, info: TrackInfo, onFailed:
       );
       if (!wasDegraded) ctx.stateChanged();
     },
-    progress: (trackMs) => {
-      writes.add(() => store.saveTrack(sessionId, { ...info, receivedMs: trackMs, epoch: ctx.epochOf(info.trackId) }));
+    progress: (durableMs) => {
+      writes.add(() => store.saveTrack(sessionId, { ...info, receivedMs: durableMs, epoch: ctx.epochOf(info.trackId) }));
     },
     sttRecovered: () => {
       if (!stt.degraded) return;

@@ -21,12 +21,13 @@ import { IngestError } from '../errors.ts';
 import type { AudioWindow, SegmenterOptions } from '../segmenter/segmenter.ts';
 import { VoiceWindows } from '../segmenter/voice-windows.ts';
 import type { OneAttempt, TranscribedWindow, WindowTranscriber } from '../stt/window-transcriber.ts';
-import type { RecognizerRefused } from '../stt/transcriber.ts';
+import type { KnownSpeaker, RecognizerRefused } from '../stt/transcriber.ts';
 import { PartialBudget, type PartialBudgetOptions, type SttAudioKind, type SttUsage } from '../stt/stt-cost.ts';
 import { joinWords, normalizeText } from '../transcript/words.ts';
 import { correctTerms } from '../stt/clinical-prompt.ts';
 import type { TrackPrompts } from '../stt/clinical-vocabulary.ts';
 import { TrackCaptions } from '../transcript/track-captions.ts';
+import { adoptLabels, type LiveDiarizer, type SpeakerTurn, type VoicePrinter } from '../diarizer/diarizer.ts';
 import type { Metrics } from '../metrics.ts';
 
 /** After this many undecodable packets in a row the stream is not Opus: the connection is closed. */
@@ -37,16 +38,17 @@ const PROGRESS_EVERY_MS = 5000;
 const SILENT_FRAME = new Int16Array(PIPELINE_SAMPLE_RATE / 50);
 
 export interface TrackListener {
-  partial(utteranceId: string, stable: readonly Word[], unstable: Word[], startMs: number): void;
+  /** `turns`: on a diarized track, who spoke when in the partial's window (track time). */
+  partial(utteranceId: string, stable: readonly Word[], unstable: Word[], startMs: number, turns?: readonly SpeakerTurn[]): void;
   /** A final window goes to STT. */
   queued(utteranceId: string, window: { startMs: number; endMs: number }): void;
-  /** Publishes a final; the next final of the track waits until this resolves. */
-  final(utteranceId: string, words: Word[], window: { startMs: number; endMs: number }, timing: FinalTiming): Promise<void>;
+  /** Publishes a final (`turns`: on a diarized track, who spoke when in its window); the next final of the track waits until this resolves. */
+  final(utteranceId: string, words: Word[], window: { startMs: number; endMs: number }, timing: FinalTiming, turns?: readonly SpeakerTurn[]): Promise<void>;
   sttFailed(error: Error, utteranceId: string): void;
   /** A partial met the recognizer's refusal (it is not retried: the finals wait, and say so if they must). */
   refused(error: RecognizerRefused): void;
-  /** Every few seconds of audio: how far the track has got (ms of track time), to persist. */
-  progress(trackMs: number): void;
+  /** Every few seconds of audio: how far the track's stored finals reach (`durableMs`), to persist: a gateway taking the track over starts there. */
+  progress(durableMs: number): void;
   sttRecovered(): void;
   /** The stream cannot be read in its declared format. */
   failed(error: IngestError): void;
@@ -91,6 +93,12 @@ export interface TrackPipelineOptions {
   partialContextMs: number;
   /** The session's count of audio received and sent to STT. */
   usage: SttUsage;
+  /** A track that hears several people: told every frame, asked who spoke in each window. */
+  diarizer?: LiveDiarizer;
+  /** A doctor's own track: their voice print is learned from its speech frames. */
+  voice?: VoicePrinter;
+  /** Voices a diarizing recognizer is told with each final window of a diarized track (the doctor's clip). */
+  knownSpeakers?: readonly KnownSpeaker[];
 }
 
 export interface PipelineRequest {
@@ -102,6 +110,9 @@ export interface PipelineRequest {
   archive: ArchiveSink | undefined;
   usage: SttUsage;
   vocabulary: readonly string[];
+  diarizer: LiveDiarizer | undefined;
+  voice: VoicePrinter | undefined;
+  knownSpeakers: readonly KnownSpeaker[] | undefined;
 }
 
 /** A speculative final in flight: its window, its answer, and what became of it. */
@@ -149,6 +160,10 @@ export class TrackPipeline {
   /** The last words of the track's published finals (filtered and corrected): the next final's prompt continues them. */
   private previousText = '';
   private finalChain: Promise<void> = Promise.resolve();
+  /** Finals sent and not yet published. */
+  private finalsPending = 0;
+  /** Local time up to which every final is stored, at a boundary no word crosses (see `durableMs`). */
+  private storedUntilMs = 0;
   private partialInFlight = false;
   /** The words the partial at the latest pause heard (its first, maybe cut, left out), and the speculative window it checks. */
   private endingHeard: { windowId: number; words: string[] } | undefined;
@@ -176,7 +191,9 @@ export class TrackPipeline {
     this.windows = new VoiceWindows(options.vad, { ...options.segmenter, sampleRate: PIPELINE_SAMPLE_RATE }, {
       window: (window) => this.dispatch(window),
       speech: () => void (this.lastSpeechAt = this.lastReceivedAt),
+      frame: options.diarizer ? (frame, isSpeech) => options.diarizer!.frame(frame, isSpeech) : options.voice ? (frame, isSpeech) => options.voice!.frame(frame, isSpeech) : undefined,
     });
+    options.diarizer?.continueAt(options.offsetMs);
     this.realTime = new RealTimeGuard(options.realTime);
     this.budget = new PartialBudget(options.partialBudget);
     this.speculativeOn = this.windows.segmenter.options.speculativeSilenceMs > 0;
@@ -190,6 +207,18 @@ export class TrackPipeline {
   /** Track time up to which the track's audio is in, to the sample (what a producer may forget). */
   get trackMs(): number {
     return this.options.offsetMs + this.windows.receivedMs;
+  }
+
+  /**
+   * Track time up to which the track's finals are stored: audio before it never needs sending again,
+   * even to another gateway if this one dies. It moves at the end of a stored utterance (or of a
+   * max-length window cut in a pause), and through silence while nothing is pending; a producer keeps
+   * its audio from here so that another gateway can transcribe the rest.
+   */
+  get durableMs(): number {
+    const { preRollMs, minSpeechMs } = this.windows.segmenter.options;
+    const idle = !this.windows.segmenter.speaking && this.finalsPending === 0;
+    return this.options.offsetMs + (idle ? Math.max(this.storedUntilMs, this.windows.positionMs - preRollMs - minSpeechMs) : this.storedUntilMs);
   }
 
   get hasFailed(): boolean {
@@ -330,7 +359,7 @@ export class TrackPipeline {
     this.windows.push(pcm);
     if (this.receivedMs - this.lastProgressMs >= PROGRESS_EVERY_MS) {
       this.lastProgressMs = this.receivedMs;
-      this.options.listener.progress(this.options.offsetMs + this.receivedMs);
+      this.options.listener.progress(this.durableMs);
     }
   }
 
@@ -361,7 +390,10 @@ export class TrackPipeline {
 
   /** Counts what the recognizer answered for a window (the session's cost factor). */
   private record(kind: SttAudioKind, window: Pick<AudioWindow, 'startMs' | 'endMs'>, result: TranscribedWindow | undefined): void {
-    if (result && !result.skipped) this.options.usage.record(kind, windowMs(window));
+    if (result && !result.skipped) {
+      this.options.usage.record(kind, windowMs(window));
+      this.options.usage.dropped += result.dropped ?? 0;
+    }
   }
 
   /**
@@ -390,6 +422,7 @@ export class TrackPipeline {
       return;
     }
     this.partialInFlight = true;
+    const turns = endingOnly ? undefined : this.options.diarizer?.window(full.startMs + offsetMs, full.endMs + offsetMs, false);
     const tailPrompt = prompts.builder.build(joinWords(stable));
     void transcriber.partial(window, language, tailPrompt, this.speechConfirmedUtterance === window.utteranceId).then((result) => {
       this.partialInFlight = false;
@@ -411,7 +444,7 @@ export class TrackPipeline {
       if (endingOnly) return;
       const captions = this.captions.partial(window, result.words, result.timed);
       if (!captions) return;
-      listener.partial(this.utteranceId(window), this.shift(captions.stable), this.shift(captions.unstable), full.startMs + offsetMs);
+      listener.partial(this.utteranceId(window), this.shift(captions.stable), this.shift(captions.unstable), full.startMs + offsetMs, turns);
       if (this.partialShownUtterance !== full.utteranceId && captions.stable.length + captions.unstable.length > 0) {
         this.partialShownUtterance = full.utteranceId;
         const speechStartMs = full.speech[0]?.[0] ?? full.startMs;
@@ -429,7 +462,7 @@ export class TrackPipeline {
     const sentAt = performance.now();
     const { silenceMs, speculativeSilenceMs } = this.windows.segmenter.options;
     const confirmedAtMs = this.windows.positionMs + silenceMs - speculativeSilenceMs;
-    const speculation: Speculation = { window, result: transcriber.speculative(window, language, prompts.builder.build(this.previousText)) };
+    const speculation: Speculation = { window, result: transcriber.speculative(this.withKnownSpeakers(window), language, prompts.builder.build(this.previousText)) };
     this.speculation = speculation;
     void speculation.result.then((result) => {
       if (!result || 'refused' in result || result.skipped || speculation.fate) return;
@@ -475,6 +508,9 @@ export class TrackPipeline {
     const utteranceId = this.utteranceId(window);
     const span = { startMs: window.startMs + offsetMs, endMs: window.endMs + offsetMs };
     listener.queued(utteranceId, span);
+    // Who spoke when, decided as the window closes (in window order: the speakers' models learn from it);
+    // a diarizing recognizer's segments, when it gives them, take their place (labelled as these speakers).
+    const localTurns = this.options.diarizer?.window(span.startMs, span.endMs, true);
     const callbacks = {
       onFailure: (error: Error) => {
         metrics.sttFailures.inc({ kind: 'final' });
@@ -499,26 +535,54 @@ export class TrackPipeline {
     this.speculation = undefined;
     // Handled in the chain below; this only stops Node from calling it unhandled while it waits its turn.
     transcribed.catch(() => undefined);
+    this.finalsPending++;
+    // A boundary no word crosses: the utterance ended in silence, or was cut in a pause (no overlap).
+    const cleanEnd = window.closedBy !== 'max-length' || window.keepUntilMs === undefined;
     // Transcribed concurrently, published in window order: the seam merger needs the previous final.
     this.finalChain = this.finalChain.then(async () => {
-      let result;
       try {
-        result = await transcribed;
-      } catch (error) {
-        listener.abandoned(utteranceId, span, error as Error);
-        return;
+        await this.publishFinal(window, transcribed, utteranceId, span, localTurns, speechEndAt, closedAt);
+        if (cleanEnd) this.storedUntilMs = Math.max(this.storedUntilMs, window.endMs);
+      } finally {
+        this.finalsPending--;
       }
-      if (!result.skipped) metrics.sttSeconds.observe({ kind: 'final' }, result.sttMs / 1000);
-      // Corrected after the merge: the seams compare what the recognizer said, and stable partial words
-      // (which a final keeps) may hold the misheard term too.
-      const words = correctTerms(this.captions.final(window, result.words, result.timed), this.options.prompts.lexicon);
-      if (words.length > 0) this.previousText = [...this.previousText.split(' '), ...words.map((w) => w.word)].filter(Boolean).slice(-PREVIOUS_WORDS).join(' ');
-      await listener.final(utteranceId, this.shift(words), span, { speechEndAt, closedAt, sttMs: result.sttMs });
     });
   }
 
+  private async publishFinal(
+    window: AudioWindow,
+    transcribed: Promise<TranscribedWindow>,
+    utteranceId: string,
+    span: { startMs: number; endMs: number },
+    localTurns: ReturnType<NonNullable<TrackPipelineOptions['diarizer']>['window']> | undefined,
+    speechEndAt: number,
+    closedAt: number,
+  ): Promise<void> {
+    const { listener, metrics, offsetMs } = this.options;
+    let result;
+    try {
+      result = await transcribed;
+    } catch (error) {
+      listener.abandoned(utteranceId, span, error as Error);
+      return;
+    }
+    if (!result.skipped) metrics.sttSeconds.observe({ kind: 'final' }, result.sttMs / 1000);
+    // Corrected after the merge: the seams compare what the recognizer said, and stable partial words
+    // (which a final keeps) may hold the misheard term too.
+    const words = correctTerms(this.captions.final(window, result.words, result.timed), this.options.prompts.lexicon);
+    if (words.length > 0) this.previousText = [...this.previousText.split(' '), ...words.map((w) => w.word)].filter(Boolean).slice(-PREVIOUS_WORDS).join(' ');
+    const turns = localTurns && result.speakers ? adoptLabels(result.speakers.map((t) => ({ ...t, startMs: t.startMs + offsetMs, endMs: t.endMs + offsetMs })), localTurns) : localTurns;
+    await listener.final(utteranceId, this.shift(words), span, { speechEndAt, closedAt, sttMs: result.sttMs }, turns);
+  }
+
+  /** A final or speculative window of a diarized track goes with the voices a diarizing recognizer should name. */
+  private withKnownSpeakers(window: AudioWindow): AudioWindow & { knownSpeakers?: readonly KnownSpeaker[] } {
+    const known = this.options.diarizer ? this.options.knownSpeakers : undefined;
+    return known && known.length > 0 ? { ...window, knownSpeakers: known } : window;
+  }
+
   private async transcribeFinal(window: AudioWindow, callbacks: { onFailure(error: Error): void; onRecovered(): void }, refused?: RecognizerRefused): Promise<TranscribedWindow> {
-    const result = await this.options.transcriber.final(window, callbacks, this.options.language, this.options.prompts.builder.build(this.previousText), refused);
+    const result = await this.options.transcriber.final(this.withKnownSpeakers(window), callbacks, this.options.language, this.options.prompts.builder.build(this.previousText), refused);
     this.record('final', window, result);
     return result;
   }

@@ -12,14 +12,23 @@ import type { IngestFormat, SpeakerRole, TrackInfo } from '../../client-sdk/src/
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { CloseCode } from '../../client-sdk/src/protocol.ts';
 import type { Archiver } from '../archive/archiver.ts';
-import type { TrackArchive } from '../archive/track-archive.ts';
+import type { TrackSpool } from '../archive/track-archive.ts';
 import { CapReached, TrackBusyError, type IngestError } from '../errors.ts';
 import { checkLanguage } from './languages.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { SessionStore } from '../store/session-store.ts';
+import type { KnownSpeaker } from '../stt/transcriber.ts';
 import { trackListener, type TrackEventContext } from './track-events.ts';
-import type { PipelineFactory, TrackPipeline } from './track-pipeline.ts';
+import { LiveDiarizer, VoicePrinter } from '../diarizer/diarizer.ts';
+import { mergePrints, type VoicePrint } from '../diarizer/voice-print.ts';
+
+/** Speech a doctor's track must have (frames: 10 s) for its voice print to be learned. */
+const MIN_LEARNED_FRAMES = 500;
+import { DEFAULT_SEGMENTER_OPTIONS } from '../segmenter/segmenter.ts';
+import { RoleBook } from '../diarizer/roles.ts';
+import { TrackSpeakers, type DiarizedTrack } from './track-speakers.ts';
+import type { PipelineFactory, TrackListener, TrackPipeline } from './track-pipeline.ts';
 
 export interface ProducerRequest {
   trackId: string;
@@ -32,6 +41,8 @@ export interface ProducerRequest {
   startMs?: number;
   /** The `resume` token of the track's previous connection: this connection continues it. */
   resumeToken?: string;
+  /** The track hears several people (one phone on the desk): diarized into at most this many speakers. */
+  maxSpeakers?: number;
   /**
    * A live source that cannot resend (WebRTC): resumed without `startMs`, the time it was away (until its
    * new connection's first audio) is filled with silence, so the track stays aligned with the others.
@@ -60,6 +71,10 @@ export interface UploadTrack {
 
 interface TrackState {
   info: TrackInfo;
+  /** This gateway has held the track at its current epoch (not only read it from the store). */
+  heldHere: boolean;
+  /** Another gateway took the track over: this one publishes nothing more of it. */
+  released: boolean;
   pipeline: TrackPipeline | undefined;
   /** Track time where the current connection started. */
   offsetMs: number;
@@ -78,11 +93,15 @@ interface TrackState {
    * stays `live` for viewers until those finals are out.
    */
   connected: boolean;
-  archive: TrackArchive | undefined;
+  archive: TrackSpool | undefined;
   /** Settles once openTrack has finished (successfully or not) for this connection. */
   ready: Promise<void>;
   /** The track of an uploaded recording: its windows come from the job queue, not a pipeline. */
   upload: UploadTrack | undefined;
+  /** A diarized track's speakers: kept across its connections (a reconnection keeps who is who). */
+  diarized: DiarizedTrack | undefined;
+  /** A doctor's own track: their voice, learned for the diarized tracks they stream later. */
+  voice: VoicePrinter | undefined;
   done: Promise<void>;
 }
 
@@ -101,11 +120,16 @@ export interface TrackTableOptions {
   log: Logger;
   /** Live tracks the session may have at once. */
   maxLiveTracks: number;
+  clinicalTerms(language: string | undefined, vocabulary: readonly string[]): (word: string) => boolean;
+  /** What a diarizing recognizer is told of a participant's voice (their enrolled clip), if it diarizes. */
+  knownSpeakers(participant: string): Promise<KnownSpeaker[]>;
   /** How long a track whose producer dropped waits for it to resume; 0 ends it at once. */
   resumeWindowMs: number;
   events: TrackEventContext;
   /** A track started, ended or failed: viewers get the session's state again. */
   changed(): void;
+  /** This gateway took the track over from another that held it at `epoch`. */
+  tookOver(trackId: string, epoch: number): void;
 }
 
 export class TrackTable {
@@ -127,6 +151,11 @@ export class TrackTable {
 
   info(trackId: string): TrackInfo | undefined {
     return this.tracks.get(trackId)?.info;
+  }
+
+  /** Whether this gateway holds (or held, until it ended) the track's current epoch, rather than only knowing it from the store. */
+  heldHere(trackId: string): boolean {
+    return this.tracks.get(trackId)?.heldHere ?? false;
   }
 
   epochOf(trackId: string): number {
@@ -152,21 +181,38 @@ export class TrackTable {
     checkLanguage(request.language ?? this.options.language, this.options.languages);
     const live = [...this.tracks.values()].filter((t) => t.info.state !== 'ended').length;
     if (live >= this.options.maxLiveTracks) throw new CapReached(`session ${this.options.sessionId} has ${live} live tracks, the most allowed; retry after one ends`);
-    const storedMs = existing ? existing.offsetMs + (existing.pipeline?.receivedMs ?? 0) : 0;
+    let storedMs = existing ? existing.offsetMs + (existing.pipeline?.receivedMs ?? 0) : 0;
     // Never earlier than what is stored: new words must not be timed before finals already published.
     const offsetMs = Math.max(storedMs, request.startMs ?? 0);
-    const info: TrackInfo = { trackId: request.trackId, role: request.role, participant: request.participant, format: request.format, state: 'live', receivedMs: offsetMs };
+    const maxSpeakers = request.maxSpeakers ?? existing?.info.maxSpeakers;
+    const info: TrackInfo = { trackId: request.trackId, role: request.role, participant: request.participant, format: request.format, state: 'live', receivedMs: offsetMs, ...(maxSpeakers ? { maxSpeakers } : {}) };
     const epoch = (existing?.epoch ?? 0) + 1;
     let settle!: () => void;
     const track: TrackState = {
-      ...idleTrack(info, epoch, undefined), offsetMs, connection: request, connected: true,
+      ...idleTrack(info, epoch, undefined), heldHere: true, offsetMs, connection: request, connected: true, diarized: existing?.diarized,
+      voice: existing?.voice ?? (!maxSpeakers && request.role === 'doctor' ? new VoicePrinter() : undefined),
       ready: new Promise<void>((resolve) => (settle = resolve)),
       done: existing?.done ?? Promise.resolve(),
     };
     this.tracks.set(request.trackId, track);
     try {
-      await this.options.store.saveTrack(this.options.sessionId, { ...info, epoch });
-      track.archive = await this.options.archiver?.openTrack({ sessionId: this.options.sessionId, trackId: request.trackId, epoch }, request.format === 'pcm16' ? request.sampleRate : 48000);
+      // Another gateway of a fleet may have held the track since this one loaded it: the store knows.
+      const row = await this.options.store.getTrack(this.options.sessionId, request.trackId);
+      if (row?.state === 'live' && row.owner !== this.options.store.instanceId) {
+        // Taken over from another gateway (it died, or the producer lost its way to it): what that one was
+        // still transcribing is the producer's to resend, and its recording is what it streamed.
+        await endInterruptedTracks(this.options, this.options.sessionId);
+        await this.options.archiver?.abandoned({ sessionId: this.options.sessionId, trackId: request.trackId, epoch: row.epoch });
+        this.options.tookOver(request.trackId, row.epoch);
+      }
+      if (row) {
+        track.epoch = Math.max(track.epoch, row.epoch + 1);
+        storedMs = Math.max(storedMs, row.receivedMs);
+        track.offsetMs = info.receivedMs = Math.max(storedMs, request.startMs ?? 0);
+      }
+      await this.options.store.saveTrack(this.options.sessionId, { ...info, epoch: track.epoch }, true);
+      if (maxSpeakers && !track.diarized) track.diarized = await this.diarize(request, maxSpeakers);
+      track.archive = await this.options.archiver?.openTrack({ sessionId: this.options.sessionId, trackId: request.trackId, epoch: track.epoch }, request.format === 'pcm16' ? request.sampleRate : 48000);
     } catch (error) {
       if (existing) this.tracks.set(request.trackId, existing);
       else this.tracks.delete(request.trackId);
@@ -177,9 +223,12 @@ export class TrackTable {
     track.pipeline = this.options.factory({
       trackId: request.trackId,
       language: request.language ?? this.options.language,
-      offsetMs,
-      epoch,
-      listener: trackListener(this.options.events, info, request.onFailed),
+      offsetMs: track.offsetMs,
+      epoch: track.epoch,
+      listener: unlessReleased(track, trackListener(this.options.events, info, request.onFailed, track.diarized?.labels ?? new TrackSpeakers())),
+      diarizer: track.diarized?.diarizer,
+      voice: track.voice,
+      knownSpeakers: track.diarized?.labels.knownSpeakers,
       archive: track.archive,
       usage: this.options.events.stt.usage,
       vocabulary: this.options.vocabulary,
@@ -189,9 +238,27 @@ export class TrackTable {
     request.attach(track.pipeline, track.resumeToken);
     settle();
     this.options.metrics.activeTracks.inc();
-    this.options.log.info({ trackId: request.trackId, role: request.role, format: request.format, offsetMs, epoch }, 'track live');
+    this.options.log.info({ trackId: request.trackId, role: request.role, format: request.format, offsetMs: track.offsetMs, epoch: track.epoch }, 'track live');
     this.options.changed();
     return track.pipeline;
+  }
+
+  /** A diarized track's speakers: its diarizer, and roles with the doctor's voice print if the participant has one. */
+  private async diarize(request: ProducerRequest, maxSpeakers: number): Promise<DiarizedTrack> {
+    const diarizer = new LiveDiarizer({ maxSpeakers, frameMs: DEFAULT_SEGMENTER_OPTIONS.frameMs });
+    const profile = await this.options.store.speakerProfile(request.participant);
+    const language = request.language ?? this.options.language;
+    const roles = new RoleBook({ doctorPrint: profile?.print, language, isClinicalTerm: this.options.clinicalTerms(language, this.options.vocabulary) });
+    const known = await this.options.knownSpeakers(request.participant);
+    return { diarizer, labels: new TrackSpeakers(roles, () => diarizer.prints(), known) };
+  }
+
+  /** A doctor's own track taught their voice: added to what earlier tracks taught (never over an enrolled print). */
+  private async learnVoice(participant: string, print: VoicePrint): Promise<void> {
+    const { store } = this.options;
+    const known = await store.speakerProfile(participant);
+    if (known?.source === 'enrolled') return;
+    await store.saveSpeakerProfile(participant, 'learned', known ? mergePrints(known.print, print) : print);
   }
 
   /** The track of an uploaded recording, transcribing from now on; `upload` publishes its finals. */
@@ -199,6 +266,20 @@ export class TrackTable {
     this.tracks.set(info.trackId, idleTrack(info, 1, upload));
     await this.options.store.saveTrack(this.options.sessionId, { ...info, epoch: 1 });
     this.options.changed();
+  }
+
+  /**
+   * Another gateway took the track over from this one's `epoch` (the producer reached it and not this one:
+   * a partition, not a death): the connection here is closed and the pipeline ends without publishing
+   * anything more — the producer resends that audio to the other gateway from the track's stored finals.
+   */
+  release(trackId: string, epoch: number): void {
+    const track = this.tracks.get(trackId);
+    if (!track || track.epoch !== epoch || track.info.state === 'ended' || !track.heldHere) return;
+    track.released = true;
+    this.options.log.warn({ trackId, epoch }, 'another gateway took the track over; this connection is closed and its last words are left to it');
+    track.connection?.disconnect(CloseCode.replaced, 'the track continues on another gateway');
+    void this.closeTrack(trackId);
   }
 
   /** A track's transport failed (ICE/DTLS, a vanished sender): its state says why. */
@@ -303,6 +384,9 @@ export class TrackTable {
         await this.options.store.saveTrack(this.options.sessionId, { ...track.info, epoch: track.epoch }).catch((error) => this.options.log.error({ err: error, trackId }, 'could not store track end'));
       }
       this.options.log.info({ trackId, receivedMs: track.offsetMs }, 'track ended');
+      if (track.voice && track.voice.frames >= MIN_LEARNED_FRAMES) {
+        await this.learnVoice(track.info.participant, track.voice.print()).catch((error) => this.options.log.warn({ err: error, trackId }, "could not store the doctor's learned voice print"));
+      }
       this.options.changed();
     });
     return track.done;
@@ -317,10 +401,33 @@ export class TrackTable {
   }
 }
 
+/**
+ * Ends the session's live tracks that no living gateway holds (their holder stopped): their pending
+ * windows fail (their audio died with it; an SDK producer resends it) and their recordings become what
+ * was streamed. Returns the tracks ended, with the epoch that was cut off.
+ */
+export async function endInterruptedTracks({ store, archiver }: { store: SessionStore; archiver: Archiver | undefined }, sessionId: string): Promise<{ trackId: string; epoch: number }[]> {
+  const ended = await store.endInterruptedTracks(sessionId);
+  if (ended.length === 0) return ended;
+  await store.failPendingJobs(sessionId, ended.map((t) => t.trackId), 'gateway stopped before the window was transcribed');
+  for (const track of ended) await archiver?.abandoned({ sessionId, ...track });
+  return ended;
+}
+
+/** A track's listener that publishes nothing once another gateway has taken the track over. */
+function unlessReleased(track: TrackState, listener: TrackListener): TrackListener {
+  return {
+    ...listener,
+    partial: (...args) => void (track.released || listener.partial(...args)),
+    final: (...args) => (track.released ? Promise.resolve() : listener.final(...args)),
+    progress: (...args) => void (track.released || listener.progress(...args)),
+  };
+}
+
 function idleTrack(info: TrackInfo, epoch: number, upload: UploadTrack | undefined): TrackState {
   return {
-    info, pipeline: undefined, offsetMs: info.receivedMs, epoch, connection: undefined, resumeToken: randomBytes(18).toString('base64url'), resumeTimer: undefined,
-    closing: false, connected: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve(), upload,
+    info, heldHere: upload !== undefined, released: false, pipeline: undefined, offsetMs: info.receivedMs, epoch, connection: undefined, resumeToken: randomBytes(18).toString('base64url'), resumeTimer: undefined,
+    closing: false, connected: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve(), upload, diarized: undefined, voice: undefined,
   };
 }
 

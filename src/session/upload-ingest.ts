@@ -15,6 +15,9 @@ import { PIPELINE_SAMPLE_RATE } from '../audio/opus-decoder.ts';
 import type { VoiceActivityDetector } from '../audio/vad.ts';
 import type { SegmenterOptions } from '../segmenter/segmenter.ts';
 import { VoiceWindows } from '../segmenter/voice-windows.ts';
+import { DEFAULT_SEGMENTER_OPTIONS } from '../segmenter/segmenter.ts';
+import { RecordingDiarizer, type SpeakerTurn } from '../diarizer/diarizer.ts';
+import type { VoicePrint } from '../diarizer/voice-print.ts';
 import type { UploadWindow } from '../store/schema.ts';
 import { containerTruncated, PROBE_FORMAT_NAMES, SNIFF_BYTES, sniffUploadFormat } from '../demux/upload-format.ts';
 
@@ -91,6 +94,8 @@ export interface UploadAnalysis {
   meanDbfs: number;
   warnings: UploadWarning[];
   windows: UploadWindow[];
+  /** A diarized recording's speakers: turns over the whole file and each speaker's voice print. */
+  speakers: { turns: SpeakerTurn[]; prints: VoicePrint[] } | null;
 }
 
 export interface InspectOptions {
@@ -99,6 +104,8 @@ export interface InspectOptions {
   vad: VoiceActivityDetector;
   /** Receives each window's audio as the segmenter closes it (the caller stages it on disk). */
   window(window: UploadWindow, audio: Int16Array): Promise<void>;
+  /** The recording hears several people: diarized over the whole file into at most this many speakers. */
+  maxSpeakers?: number;
 }
 
 /**
@@ -139,6 +146,7 @@ async function inspect(file: SealedFileReader, path: string, options: InspectOpt
 
   const windows: UploadWindow[] = [];
   let staging: Promise<void> = Promise.resolve();
+  const diarizer = options.maxSpeakers ? new RecordingDiarizer({ maxSpeakers: options.maxSpeakers, frameMs: DEFAULT_SEGMENTER_OPTIONS.frameMs }) : undefined;
   const voice = new VoiceWindows(options.vad, { ...options.segmenter, sampleRate: PIPELINE_SAMPLE_RATE, partialIntervalMs: 0, overlapOnlyInSpeech: true }, {
     window: (w) => {
       if (w.kind !== 'final') return;
@@ -146,6 +154,7 @@ async function inspect(file: SealedFileReader, path: string, options: InspectOpt
       windows.push(window);
       staging = staging.then(() => options.window(window, w.audio));
     },
+    frame: diarizer ? (frame, isSpeech) => diarizer.frame(frame, isSpeech) : undefined,
   });
   let energy = 0;
   const maxSamples = Math.ceil((options.maxDurationMs * PIPELINE_SAMPLE_RATE) / 1000) + 1;
@@ -169,7 +178,7 @@ async function inspect(file: SealedFileReader, path: string, options: InspectOpt
     warnings.push({ code: 'low_sample_rate', message: `the audio is sampled at ${probed.audio.sampleRate} Hz (under 16 kHz): expect lower accuracy` });
   }
   if (meanDbfs < QUIET_DBFS) warnings.push({ code: 'quiet_audio', message: `the mean level is ${meanDbfs === -Infinity ? 'silence' : `${meanDbfs.toFixed(1)} dBFS`} (under ${QUIET_DBFS} dBFS): very quiet audio` });
-  return { format, durationMs, sampleRate: probed.audio.sampleRate, meanDbfs: Math.max(meanDbfs, -200), warnings, windows };
+  return { format, durationMs, sampleRate: probed.audio.sampleRate, meanDbfs: Math.max(meanDbfs, -200), warnings, windows, speakers: diarizer?.turns() ?? null };
 }
 
 function firstLine(text: string): string {

@@ -8,7 +8,9 @@
  */
 import { correctTerms } from '../stt/clinical-prompt.ts';
 import type { TrackPrompts } from '../stt/clinical-vocabulary.ts';
-import type { UploadProgressEvent, Word } from '../../client-sdk/src/protocol.ts';
+import type { TrackInfo, UploadProgressEvent, Word } from '../../client-sdk/src/protocol.ts';
+import { adoptLabels, type SpeakerTurn } from '../diarizer/diarizer.ts';
+import type { SpokenPart, TrackSpeakers } from './track-speakers.ts';
 import type { Logger } from '../log.ts';
 import type { UploadWindow } from '../store/schema.ts';
 import type { SessionStore } from '../store/session-store.ts';
@@ -23,9 +25,11 @@ export type UploadJobStore = Pick<SessionStore, 'jobQueued' | 'jobSettled' | 'se
 /** What an upload's transcription needs of its session: where its finals and progress go. */
 export interface UploadOutput {
   readonly id: string;
-  /** Stores and sends a final of the upload's track. */
-  publishUploadFinal(trackId: string, utteranceId: string, words: Word[]): Promise<void>;
+  /** Stores and sends a final of the upload's track (one speaker's part). */
+  publishUploadFinal(trackId: string, utteranceId: string, part: SpokenPart): Promise<void>;
   uploadProgress(event: UploadProgressEvent): void;
+  /** A window the recognizer answered (its audio, and the words dropped as invented): the session's STT usage. */
+  uploadWindowAnswered(audioMs: number, dropped: number): void;
   /** A window was dead-lettered. */
   windowFailed(trackId: string, message: string): void;
   /** Every window is in: the session ends and its transcript is stored. */
@@ -46,6 +50,12 @@ export interface UploadTranscriptionOptions {
   dataKey: string;
   /** The session has ended: nothing more comes for this upload. */
   onFinished(): void;
+  /** Who said what: the upload's participant, or the speakers its diarization found over the whole file. */
+  speakers: TrackSpeakers;
+  /** The speaker turns of a diarized upload (track time). */
+  turns?: readonly SpeakerTurn[];
+  /** The track's role and participant (a part's role and speaker when not diarized). */
+  track: Pick<TrackInfo, 'role' | 'participant'>;
 }
 
 export class UploadTranscription implements UploadTrack {
@@ -62,6 +72,11 @@ export class UploadTranscription implements UploadTrack {
 
   constructor(options: UploadTranscriptionOptions) {
     this.options = options;
+  }
+
+  /** Windows neither published nor dead-lettered. */
+  get pendingWindows(): number {
+    return Math.max(0, this.options.windows.length - this.next - this.dead.size);
   }
 
   get sessionId(): string {
@@ -110,6 +125,7 @@ export class UploadTranscription implements UploadTrack {
     if (!window || this.results.has(job.index) || job.index < this.next) return;
     this.results.set(job.index, result);
     this.dead.delete(job.index);
+    if (result.sttMs > 0) this.options.session.uploadWindowAnswered(window.endMs - window.startMs, result.dropped ?? 0);
     await this.options.store.jobSettled(this.sessionId, this.utteranceId(window), 'done', attempts, result.sttMs, null);
     await this.advance();
   }
@@ -158,7 +174,9 @@ export class UploadTranscription implements UploadTrack {
         if (!result && !(this.ending && this.dead.has(this.next))) break;
         if (result) {
           const words = correctTerms(this.captions.final(window, result.words, result.timed ?? true), this.options.prompts.lexicon);
-          await session.publishUploadFinal(trackId, this.utteranceId(window), words);
+          // A diarizing recognizer's segments, when it gave them, labelled as the whole file's speakers.
+          const turns = this.options.turns && result.speakers ? adoptLabels(result.speakers, this.options.turns) : this.options.turns;
+          for (const part of this.options.speakers.parts(this.options.track, words, turns)) await session.publishUploadFinal(trackId, this.utteranceId(window), part);
           this.results.delete(this.next);
           await queue.release(this.job(window)).catch((error) => this.options.log.warn({ err: error }, 'could not release a finished window job'));
         }

@@ -17,6 +17,7 @@ import type { VoiceActivityDetector } from '../audio/vad.ts';
 import { inspectUpload, receiveUpload, type UploadAnalysis } from './upload-ingest.ts';
 import { SessionExistsError, UploadRejected } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
 import type { SegmenterOptions } from '../segmenter/segmenter.ts';
 import type { UploadWindow } from '../store/schema.ts';
 import type { SessionStore } from '../store/session-store.ts';
@@ -25,15 +26,20 @@ import { checkLanguage } from './languages.ts';
 import type { SessionRegistry } from './registry.ts';
 import type { Session } from './session.ts';
 import { UploadTranscription } from './upload-transcription.ts';
+import { TrackSpeakers } from './track-speakers.ts';
+import { RoleBook } from '../diarizer/roles.ts';
 
 export interface UploadRequest {
   id?: string;
   encounterRef?: string;
+  encounterType?: string;
   language?: string;
   role: SpeakerRole;
   participant: string;
   fileName?: string;
   priority: UploadPriority;
+  /** The recording hears several people: diarized into at most this many speakers. */
+  maxSpeakers?: number;
 }
 
 export interface UploadServiceOptions {
@@ -56,6 +62,8 @@ export interface UploadServiceOptions {
   prompts(language: string | undefined, vocabulary: readonly string[]): TrackPrompts;
   /** The languages the recognizer transcribes; undefined: any. */
   languages?: readonly string[];
+  clinicalTerms(language: string | undefined, vocabulary: readonly string[]): (word: string) => boolean;
+  metrics: Metrics;
 }
 
 /** Window audio is queued this many windows at a time, so a long recording is never all in memory. */
@@ -70,7 +78,10 @@ export class UploadService {
     this.options = options;
     options.queue.listen({
       completed: (job, result, attempts) => void this.active.get(job.sessionId)?.completed(job, result, attempts).catch((error) => this.failedToRecord(job.sessionId, error)),
-      dead: (job, error, attempts) => void this.active.get(job.sessionId)?.deadLettered(job, error, attempts).catch((error) => this.failedToRecord(job.sessionId, error)),
+      dead: (job, error, attempts) => {
+        options.metrics.windowsDeadLettered.inc();
+        void this.active.get(job.sessionId)?.deadLettered(job, error, attempts).catch((error) => this.failedToRecord(job.sessionId, error));
+      },
     });
   }
 
@@ -84,9 +95,11 @@ export class UploadService {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const dataKey = (await store.dataKey(sessionId, () => this.options.sealer.newDataKey()))!;
     let accepted = false;
+    let sizeBytes: number | null = null;
     try {
       const key = await this.options.sealer.key(dataKey);
       const received = await receiveUpload(body, join(dir, 'original'), key, this.options.maxBytes, this.options.bodyIdleTimeoutMs);
+      sizeBytes = received.sizeBytes;
       const file = await SealedFileReader.open(received.path, key, 'original');
       const staged = new DirectoryWindowAudio(join(dir, 'windows'), this.options.sealer);
       const analysis = await inspectUpload(file, {
@@ -94,18 +107,25 @@ export class UploadService {
         segmenter: this.options.segmenter,
         vad: this.options.vad(),
         window: (window, audio) => staged.put({ id: String(window.index), dataKey }, audio),
+        maxSpeakers: request.maxSpeakers,
       }).catch((error: unknown) => {
         if (error instanceof UploadRejected) throw error;
         log.error({ err: error, sessionId }, 'processing an upload failed');
         throw new UploadRejected('processing_failed', 'the gateway failed while processing the recording; nothing was kept, and other sessions are unaffected');
       });
-      const session = await registry.create({ id: sessionId, encounterRef: request.encounterRef, language: request.language });
+      const session = await registry.create({ id: sessionId, encounterRef: request.encounterRef, encounterType: request.encounterType, language: request.language });
       await store.saveUpload({
         sessionId, trackId: TRACK_ID, fileName: request.fileName ?? null, format: analysis.format, sizeBytes: received.sizeBytes, durationMs: analysis.durationMs,
         sampleRate: analysis.sampleRate, meanDbfs: analysis.meanDbfs, warnings: analysis.warnings, priority: request.priority, windows: analysis.windows, state: 'transcribing',
+        speakers: analysis.speakers,
       });
-      const track: TrackInfo = { trackId: TRACK_ID, role: request.role, participant: request.participant, format: 'upload', state: 'live', receivedMs: analysis.durationMs };
-      const transcription = await this.attach(session, track, analysis.windows, dataKey);
+      const track: TrackInfo = {
+        trackId: TRACK_ID, role: request.role, participant: request.participant, format: 'upload', state: 'live', receivedMs: analysis.durationMs,
+        ...(request.maxSpeakers ? { maxSpeakers: request.maxSpeakers } : {}),
+      };
+      const transcription = await this.attach(session, track, analysis.windows, dataKey, analysis.speakers);
+      const startedAt = performance.now();
+      void session.completion().then(() => this.options.metrics.uploadRealTimeFactor.observe(analysis.durationMs / Math.max(1, performance.now() - startedAt)), () => undefined);
       accepted = true;
       await archiver?.archiveFile({ sessionId, trackId: TRACK_ID, epoch: 1 }, file.stream(), analysis.format, analysis.durationMs);
       await transcription.registerWindows();
@@ -113,8 +133,16 @@ export class UploadService {
         const batch = await Promise.all(analysis.windows.slice(i, i + QUEUE_BATCH).map(async (w) => ({ job: transcription.job(w), audio: (await staged.get({ id: String(w.index), dataKey }))! })));
         await queue.add(batch, request.priority);
       }
+      this.options.metrics.uploadAudioSeconds.inc(analysis.durationMs / 1000);
       log.info({ sessionId, format: analysis.format, durationMs: analysis.durationMs, windows: analysis.windows.length, warnings: analysis.warnings.map((w) => w.code) }, 'upload accepted');
       return { session, analysis };
+    } catch (error) {
+      // Counted for the operators (nothing else of a refused upload is kept).
+      if (error instanceof UploadRejected) {
+        this.options.metrics.uploadsRejected.inc({ code: error.code });
+        await store.recordUploadRejection(error.code, sizeBytes).catch((e) => log.warn({ err: e }, 'could not count a rejected upload'));
+      }
+      throw error;
     } finally {
       await rm(dir, { recursive: true, force: true });
       if (!accepted) await this.destroyKey(sessionId, dataKey);
@@ -140,11 +168,18 @@ export class UploadService {
         log.error({ sessionId: row.sessionId }, "an upload's data key is gone: its queued windows cannot be read");
         continue;
       }
-      const transcription = await this.attach(session, { ...track, state: 'live' }, row.windows, dataKey);
+      const transcription = await this.attach(session, { ...track, state: 'live' }, row.windows, dataKey, row.speakers);
       await transcription.resume(session.finals.filter((f) => f.trackId === row.trackId).flatMap((f) => f.words));
       log.info({ sessionId: row.sessionId, windows: row.windows.length }, 'resumed the transcription of an upload');
     }
     return rows.length;
+  }
+
+  /** Upload windows not yet transcribed, over the uploads this gateway transcribes. */
+  pendingWindows(): number {
+    let pending = 0;
+    for (const transcription of this.active.values()) pending += transcription.pendingWindows;
+    return pending;
   }
 
   /** Queues an upload's dead-lettered windows again; undefined when the session has no upload here. */
@@ -153,9 +188,18 @@ export class UploadService {
   }
 
   /** Gives the session its upload track, transcribed by a new UploadTranscription until the session ends. */
-  private async attach(session: Session, track: TrackInfo, windows: UploadWindow[], dataKey: string): Promise<UploadTranscription> {
+  private async attach(session: Session, track: TrackInfo, windows: UploadWindow[], dataKey: string, speakers: UploadAnalysis['speakers']): Promise<UploadTranscription> {
     const { queue, store, log } = this.options;
+    const language = session.language ?? undefined;
+    let labels = new TrackSpeakers();
+    if (speakers) {
+      // The same participant's voice print, as on a live track: a recording of the doctor's own visits.
+      const profile = await store.speakerProfile(track.participant);
+      const roles = new RoleBook({ doctorPrint: profile?.print, language, isClinicalTerm: this.options.clinicalTerms(language, session.vocabulary) });
+      labels = new TrackSpeakers(roles, () => speakers.prints);
+    }
     const transcription = new UploadTranscription({
+      speakers: labels, turns: speakers?.turns, track,
       session, trackId: track.trackId, windows, language: session.language ?? undefined, prompts: this.options.prompts(session.language ?? undefined, session.vocabulary), queue, store, log, dataKey,
       onFinished: () => {
         this.active.delete(session.id);

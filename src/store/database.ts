@@ -19,6 +19,11 @@ export type Database = PgDatabase<PgQueryResultHKT, typeof schema>;
 export interface OpenedDatabase {
   db: Database;
   driver: 'postgres' | 'pglite';
+  /**
+   * Runs `work` unless another process holds advisory lock `lock` (it then returns false at once): one
+   * gateway of a fleet at a time does a scheduled job. PGlite is one process's alone: `work` just runs.
+   */
+  exclusive(lock: number, work: () => Promise<void>): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -38,11 +43,26 @@ export async function openDatabase(options: { url?: string; dataDir: string }): 
     } finally {
       lock.release();
     }
-    return { db: db as unknown as Database, driver: 'postgres', close: () => client.end({ timeout: 5 }) };
+    const exclusive = async (id: number, work: () => Promise<void>) => {
+      const held = await client.reserve();
+      try {
+        const [{ locked }] = await held`select pg_try_advisory_lock(${id}) as locked`;
+        if (!locked) return false;
+        try {
+          await work();
+        } finally {
+          await held`select pg_advisory_unlock(${id})`;
+        }
+        return true;
+      } finally {
+        held.release();
+      }
+    };
+    return { db: db as unknown as Database, driver: 'postgres', exclusive, close: () => client.end({ timeout: 5 }) };
   }
   await mkdir(options.dataDir, { recursive: true });
   const client = new PGlite(options.dataDir);
   const db = drizzlePglite(client, { schema });
   await migratePglite(db, { migrationsFolder: MIGRATIONS });
-  return { db: db as unknown as Database, driver: 'pglite', close: () => client.close() };
+  return { db: db as unknown as Database, driver: 'pglite', exclusive: async (_lock, work) => (await work(), true), close: () => client.close() };
 }

@@ -4,6 +4,8 @@
  */
 import { bigint, bigserial, index, integer, jsonb, pgTable, primaryKey, real, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
 import type { Word } from '../../client-sdk/src/protocol.ts';
+import type { SpeakerTurn } from '../diarizer/diarizer.ts';
+import type { VoicePrint } from '../diarizer/voice-print.ts';
 
 /** A visit: one session of live audio, ending in one authoritative transcript. */
 export const sessions = pgTable('sessions', {
@@ -20,7 +22,17 @@ export const sessions = pgTable('sessions', {
   webhookState: text('webhook_state', { enum: ['none', 'pending', 'delivered', 'failed'] }).notNull().default('none'),
   webhookAttempts: integer('webhook_attempts').notNull().default(0),
   webhookLastError: text('webhook_last_error'),
-}, (t) => [index('sessions_state_idx').on(t.state)]);
+  /** What kind of visit (validated at creation): quality is reported per kind. */
+  encounterType: text('encounter_type'),
+  /** The recognizer's model, and the audio it was sent and answered for the live tracks (ms) and in how many calls: written at completion. */
+  sttModel: text('stt_model'),
+  sttAudioMs: bigint('stt_audio_ms', { mode: 'number' }).notNull().default(0),
+  sttCalls: integer('stt_calls').notNull().default(0),
+  /** Words the recognizer answered that were dropped as invented (silence, stock phrases, loops). */
+  hallucinationsDropped: integer('hallucinations_dropped').notNull().default(0),
+  /** The last final's seq: every gateway of a fleet numbers the session's finals from this one counter. */
+  lastSeq: integer('last_seq').notNull().default(0),
+}, (t) => [index('sessions_state_idx').on(t.state), index('sessions_created_idx').on(t.createdAt)]);
 
 /** One participant's device streaming into a session. */
 export const tracks = pgTable('tracks', {
@@ -34,9 +46,25 @@ export const tracks = pgTable('tracks', {
   receivedMs: bigint('received_ms', { mode: 'number' }).notNull().default(0),
   /** Connections so far; utterance ids include it so they stay unique across reconnections. */
   epoch: integer('epoch').notNull().default(0),
+  /** Set for a track that hears several people: the most speakers its diarizer tells apart. */
+  maxSpeakers: integer('max_speakers'),
+  /** The gateway instance holding the track live (`instances.id`); a live track whose holder's lease ran out was interrupted. */
+  owner: text('owner'),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   endedAt: timestamp('ended_at', { withTimezone: true }),
 }, (t) => [primaryKey({ columns: [t.sessionId, t.trackId] })]);
+
+/**
+ * The gateway processes of a fleet, each renewing its lease (the database's clock, never the instance's):
+ * an instance whose lease ran out is dead, and what it held live may be taken over.
+ */
+export const instances = pgTable('instances', {
+  id: text('id').primaryKey(),
+  startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
+  leaseUntil: timestamp('lease_until', { withTimezone: true }).notNull(),
+  /** Draining (SIGTERM): it takes no new work, and its producers are told to reconnect elsewhere. */
+  draining: integer('draining').notNull().default(0),
+});
 
 /** Every final window sent to STT: its fate, for status, progress and diagnosis. */
 export const sttJobs = pgTable('stt_jobs', {
@@ -61,15 +89,29 @@ export const segments = pgTable('segments', {
   seq: integer('seq').notNull(),
   trackId: text('track_id').notNull(),
   role: text('role', { enum: ['doctor', 'patient'] }).notNull(),
+  roleSource: text('role_source', { enum: ['track', 'voice', 'content', 'order'] }).notNull().default('track'),
   speaker: text('speaker').notNull(),
   utteranceId: text('utterance_id').notNull(),
   text: text('text').notNull(),
   words: jsonb('words').$type<Word[]>().notNull(),
   startMs: bigint('start_ms', { mode: 'number' }).notNull(),
   endMs: bigint('end_ms', { mode: 'number' }).notNull(),
+  /** Mean of its words' confidences, where the recognizer gives them. */
   confidence: real('confidence'),
+  /** End of speech → final published, minus the STT call (live finals only). */
+  latencyMs: integer('latency_ms'),
+  /** Its words, counted once (analytics read it for every segment of a period). */
+  wordCount: integer('word_count').notNull().default(0),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
 }, (t) => [uniqueIndex('segments_session_seq_idx').on(t.sessionId, t.seq)]);
+
+/** An upload refused before anything was kept: only its code, size and time (no session exists for it). */
+export const uploadRejections = pgTable('upload_rejections', {
+  id: bigserial('id', { mode: 'number' }).primaryKey(),
+  at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+  code: text('code').notNull(),
+  sizeBytes: bigint('size_bytes', { mode: 'number' }),
+}, (t) => [index('upload_rejections_at_idx').on(t.at)]);
 
 /** The merged transcript of a completed session; a new version when it is finalized again. */
 export const transcripts = pgTable('transcripts', {
@@ -125,8 +167,27 @@ export const uploads = pgTable('uploads', {
   /** Every window's span and seam (what the merger needs), in order. */
   windows: jsonb('windows').$type<UploadWindow[]>().notNull(),
   state: text('state', { enum: ['transcribing', 'needs_attention', 'completed'] }).notNull(),
+  /** A diarized upload's speakers over the whole file: their turns and voice prints (index i: speaker i + 1). */
+  speakers: jsonb('speakers').$type<{ turns: SpeakerTurn[]; prints: VoicePrint[] }>(),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
 }, (t) => [index('uploads_state_idx').on(t.state)]);
+
+/**
+ * What the gateway keeps of a participant's voice: a voice print (averages of a few numbers per frame,
+ * from which no audio can be made), enrolled from a clip or learned from their own doctor tracks.
+ */
+export const speakerProfiles = pgTable('speaker_profiles', {
+  participant: text('participant').primaryKey(),
+  source: text('source', { enum: ['enrolled', 'learned'] }).notNull(),
+  print: jsonb('print').$type<VoicePrint>().notNull(),
+  /**
+   * The enrolled clip's first seconds (16 kHz PCM, sealed under `reference_key`, a data key wrapped by
+   * AT_REST_KEY, base64): what a diarizing recognizer is told of the doctor's voice. Enrolled prints only.
+   */
+  reference: text('reference'),
+  referenceKey: text('reference_key'),
+  updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+});
 
 /**
  * A session's data key, wrapped by the key-encryption key (AT_REST_KEY): what its audio at rest (upload

@@ -1,8 +1,9 @@
 /** The queries the gateway makes, over either database driver. */
-import { and, asc, count, desc, eq, gt, ne, notInArray, sql } from 'drizzle-orm';
-import type { FinalEvent, TrackInfo } from '../../client-sdk/src/protocol.ts';
+import { and, asc, count, desc, eq, gt, inArray, lt, ne, notInArray, sql } from 'drizzle-orm';
+import type { FinalEvent, SpeakerProfile, TrackInfo } from '../../client-sdk/src/protocol.ts';
+import type { VoicePrint } from '../diarizer/voice-print.ts';
 import type { Database } from './database.ts';
-import { auditEvents, recordings, segments, sessionKeys, sessions, sttJobs, tracks, transcripts, uploads } from './schema.ts';
+import { auditEvents, instances, recordings, segments, sessionKeys, sessions, speakerProfiles, sttJobs, tracks, transcripts, uploadRejections, uploads } from './schema.ts';
 
 export type SessionRow = typeof sessions.$inferSelect;
 export type TrackRow = typeof tracks.$inferSelect;
@@ -15,6 +16,9 @@ export type WebhookState = SessionRow['webhookState'];
 /** A track as stored: the protocol's view of it plus its connection count. */
 export type TrackRecord = TrackInfo & { epoch: number };
 
+/** A final before the store numbers it (its `seq` and the `segmentId` made from it). */
+export type UnnumberedFinal = Omit<FinalEvent, 'seq' | 'segmentId'>;
+
 export interface AuditRecord {
   actor: string;
   actorRole: string;
@@ -26,9 +30,38 @@ export interface AuditRecord {
 
 export class SessionStore {
   private readonly db: Database;
+  /** This gateway instance's id: the owner written on the tracks it holds live. */
+  readonly instanceId: string | undefined;
 
-  constructor(db: Database) {
+  constructor(db: Database, instanceId?: string) {
     this.db = db;
+    this.instanceId = instanceId;
+  }
+
+  /** Renews (or starts) this instance's lease until `leaseMs` from now, by the database's clock. */
+  async renewLease(leaseMs: number, draining = false): Promise<void> {
+    if (!this.instanceId) return;
+    const until = sql`now() + ${`${Math.round(leaseMs)} milliseconds`}::interval`;
+    await this.db
+      .insert(instances)
+      .values({ id: this.instanceId, leaseUntil: until, draining: draining ? 1 : 0 })
+      .onConflictDoUpdate({ target: instances.id, set: { leaseUntil: until, draining: draining ? 1 : 0 } });
+  }
+
+  /** This instance stops: its lease ends now (what it held is another's to take over at once). */
+  async endLease(): Promise<void> {
+    if (this.instanceId) await this.db.delete(instances).where(eq(instances.id, this.instanceId));
+  }
+
+  /** The instances whose lease has not run out (by the database's clock). */
+  async liveInstances(): Promise<string[]> {
+    const rows = await this.db.select({ id: instances.id }).from(instances).where(sql`${instances.leaseUntil} > now()`);
+    return rows.map((r) => r.id);
+  }
+
+  /** Checks that the database answers (readiness). */
+  async ping(): Promise<void> {
+    await this.db.execute(sql`select 1`);
   }
 
   async getSession(id: string): Promise<SessionRow | undefined> {
@@ -37,9 +70,28 @@ export class SessionStore {
   }
 
   /** Inserts the session; false when it exists already. */
-  async createSession(values: { id: string; encounterRef?: string; language?: string; vocabulary?: string[] }): Promise<boolean> {
+  async createSession(values: { id: string; encounterRef?: string; encounterType?: string; language?: string; vocabulary?: string[] }): Promise<boolean> {
     const inserted = await this.db.insert(sessions).values(values).onConflictDoNothing().returning({ id: sessions.id });
     return inserted.length === 1;
+  }
+
+  /** What the recognizer was sent for a session's live tracks, written when it completes (analytics). */
+  async recordSttUsage(id: string, usage: { model: string; audioMs: number; calls: number; dropped: number }): Promise<void> {
+    // Added to: each gateway of a fleet that held tracks of the session counts its own.
+    await this.db
+      .update(sessions)
+      .set({
+        sttModel: usage.model,
+        sttAudioMs: sql`${sessions.sttAudioMs} + ${Math.round(usage.audioMs)}`,
+        sttCalls: sql`${sessions.sttCalls} + ${usage.calls}`,
+        hallucinationsDropped: sql`${sessions.hallucinationsDropped} + ${usage.dropped}`,
+      })
+      .where(eq(sessions.id, id));
+  }
+
+  /** An upload refused before anything was kept: its code, for the operators' figures. */
+  async recordUploadRejection(code: string, sizeBytes: number | null): Promise<void> {
+    await this.db.insert(uploadRejections).values({ code, sizeBytes });
   }
 
   async sessionsInState(state: SessionState): Promise<SessionRow[]> {
@@ -62,37 +114,138 @@ export class SessionStore {
     return this.db.select().from(sessions).where(eq(sessions.webhookState, state));
   }
 
+  async speakerProfile(participant: string): Promise<(SpeakerProfile & { print: VoicePrint }) | undefined> {
+    const [row] = await this.db.select().from(speakerProfiles).where(eq(speakerProfiles.participant, participant));
+    return row && { participant: row.participant, source: row.source, speechMs: row.print.frames * 20, updatedAt: row.updatedAt.toISOString(), print: row.print };
+  }
+
+  /** The sealed reference clip of an enrolled voice, if one is kept. */
+  async speakerReference(participant: string): Promise<{ reference: string; referenceKey: string } | undefined> {
+    const [row] = await this.db.select({ reference: speakerProfiles.reference, referenceKey: speakerProfiles.referenceKey }).from(speakerProfiles).where(eq(speakerProfiles.participant, participant));
+    return row?.reference && row.referenceKey ? { reference: row.reference, referenceKey: row.referenceKey } : undefined;
+  }
+
+  /**
+   * Stores a participant's voice print (with the sealed reference clip of an enrollment); a learned one
+   * never replaces an enrolled one.
+   */
+  async saveSpeakerProfile(participant: string, source: SpeakerProfile['source'], print: VoicePrint, sealed?: { reference: string; referenceKey: string }): Promise<void> {
+    const set = { source, print, updatedAt: new Date(), reference: sealed?.reference ?? null, referenceKey: sealed?.referenceKey ?? null };
+    const upsert = this.db.insert(speakerProfiles).values({ participant, ...set });
+    if (source === 'enrolled') await upsert.onConflictDoUpdate({ target: speakerProfiles.participant, set });
+    else await upsert.onConflictDoUpdate({ target: speakerProfiles.participant, set, setWhere: eq(speakerProfiles.source, 'learned') });
+  }
+
+  async deleteSpeakerProfile(participant: string): Promise<boolean> {
+    const rows = await this.db.delete(speakerProfiles).where(eq(speakerProfiles.participant, participant)).returning({ participant: speakerProfiles.participant });
+    return rows.length > 0;
+  }
+
+  /**
+   * Deletes a session and everything stored of it (tracks, jobs, segments, transcript versions, upload,
+   * recording rows, its data key); the audit trail stays (it holds who did what, never content).
+   */
+  async deleteSession(id: string): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      await tx.delete(sessionKeys).where(eq(sessionKeys.sessionId, id));
+      const rows = await tx.delete(sessions).where(eq(sessions.id, id)).returning({ id: sessions.id });
+      return rows.length > 0;
+    });
+  }
+
+  /** Completed sessions whose transcript is older than `before` (retention), oldest first. */
+  async sessionsCompletedBefore(before: Date, limit: number): Promise<string[]> {
+    const rows = await this.db.select({ id: sessions.id }).from(sessions).where(and(eq(sessions.state, 'completed'), lt(sessions.completedAt, before))).orderBy(asc(sessions.completedAt)).limit(limit);
+    return rows.map((r) => r.id);
+  }
+
+  /** Uploaded recordings older than `before` (retention), oldest first. */
+  async recordingsUploadedBefore(before: Date, limit: number): Promise<RecordingKey[]> {
+    return this.db
+      .select({ sessionId: recordings.sessionId, trackId: recordings.trackId, epoch: recordings.epoch })
+      .from(recordings)
+      .where(and(eq(recordings.state, 'uploaded'), lt(recordings.uploadedAt, before)))
+      .orderBy(asc(recordings.uploadedAt))
+      .limit(limit);
+  }
+
+  async deleteRecording(key: RecordingKey): Promise<void> {
+    await this.db.delete(recordings).where(this.recordingIs(key));
+  }
+
   async listTracks(sessionId: string): Promise<TrackRow[]> {
     return this.db.select().from(tracks).where(eq(tracks.sessionId, sessionId)).orderBy(asc(tracks.createdAt));
   }
 
-  async saveTrack(sessionId: string, { failure: _failure, ...track }: TrackRecord): Promise<void> {
+  /**
+   * Writes a track's state. `takeOver`: a producer connected here, so this instance holds the track now
+   * (whoever held it before); otherwise the write applies only while no other instance holds it, so an
+   * instance that lost the track to another cannot undo the other's state.
+   */
+  async saveTrack(sessionId: string, { failure: _failure, ...track }: TrackRecord, takeOver = false): Promise<void> {
     // A track waiting for its producer to resume is live in the store: a restart ends it like any live one.
-    const values = { sessionId, ...track, state: track.state === 'ended' ? ('ended' as const) : ('live' as const), endedAt: track.state === 'ended' ? new Date() : null };
+    const live = track.state !== 'ended';
+    const values = { sessionId, ...track, maxSpeakers: track.maxSpeakers ?? null, state: live ? ('live' as const) : ('ended' as const), endedAt: live ? null : new Date(), owner: live ? (this.instanceId ?? null) : null };
+    const mine = this.instanceId ? sql`(${tracks.owner} is null or ${tracks.owner} = ${this.instanceId})` : undefined;
     await this.db
       .insert(tracks)
       .values(values)
-      .onConflictDoUpdate({ target: [tracks.sessionId, tracks.trackId], set: { role: values.role, participant: values.participant, format: values.format, state: values.state, receivedMs: values.receivedMs, epoch: values.epoch, endedAt: values.endedAt } });
+      .onConflictDoUpdate({
+        target: [tracks.sessionId, tracks.trackId],
+        set: { role: values.role, participant: values.participant, format: values.format, state: values.state, receivedMs: values.receivedMs, epoch: values.epoch, endedAt: values.endedAt, owner: values.owner },
+        ...(takeOver || !mine ? {} : { setWhere: mine }),
+      });
   }
 
-  /** Tracks left live by a gateway that stopped without closing them. */
-  async endInterruptedTracks(sessionId: string): Promise<void> {
-    await this.db.update(tracks).set({ state: 'ended', endedAt: new Date() }).where(and(eq(tracks.sessionId, sessionId), eq(tracks.state, 'live'), ne(tracks.format, 'upload')));
+  async getTrack(sessionId: string, trackId: string): Promise<TrackRow | undefined> {
+    const [row] = await this.db.select().from(tracks).where(and(eq(tracks.sessionId, sessionId), eq(tracks.trackId, trackId)));
+    return row;
   }
 
-  async insertSegment(final: FinalEvent): Promise<void> {
-    await this.db.insert(segments).values({
-      id: final.segmentId,
-      sessionId: final.sessionId,
-      seq: final.seq,
-      trackId: final.trackId,
-      role: final.role,
-      speaker: final.speaker,
-      utteranceId: final.utteranceId,
-      text: final.text,
-      words: final.words,
-      startMs: final.startMs,
-      endMs: final.endMs,
+  /**
+   * Live tracks held by no living instance (their gateway stopped without closing them, or its lease ran
+   * out) are ended; returns those ended (with the epoch that was cut off). Tracks another living instance
+   * holds stay live.
+   */
+  async endInterruptedTracks(sessionId: string): Promise<{ trackId: string; epoch: number }[]> {
+    const held = await this.liveInstances();
+    const ended = await this.db
+      .update(tracks)
+      .set({ state: 'ended', endedAt: new Date(), owner: null })
+      .where(and(eq(tracks.sessionId, sessionId), eq(tracks.state, 'live'), ne(tracks.format, 'upload'), ...(held.length > 0 ? [sql`(${tracks.owner} is null or ${notInArray(tracks.owner, held)})`] : [])))
+      .returning({ trackId: tracks.trackId, epoch: tracks.epoch });
+    return ended;
+  }
+
+  /**
+   * Stores a final under its session's next seq and returns it numbered. The counter's row stays locked
+   * until the final is written, so seqs commit in order across every gateway: a stored seq means every
+   * lower one is stored too. `latencyMs`: end of speech → published, minus STT (live finals).
+   */
+  async appendSegment(unnumbered: UnnumberedFinal, latencyMs?: number): Promise<FinalEvent> {
+    const confidences = unnumbered.words.flatMap((w) => (w.confidence === undefined ? [] : [w.confidence]));
+    return this.db.transaction(async (tx) => {
+      const [counter] = await tx.update(sessions).set({ lastSeq: sql`${sessions.lastSeq} + 1` }).where(eq(sessions.id, unnumbered.sessionId)).returning({ seq: sessions.lastSeq });
+      if (!counter) throw new Error(`session ${unnumbered.sessionId} does not exist`);
+      const final: FinalEvent = { ...unnumbered, seq: counter.seq, segmentId: `${unnumbered.sessionId}.${counter.seq}` };
+      await tx.insert(segments).values({
+        latencyMs: latencyMs === undefined ? null : Math.round(latencyMs),
+        wordCount: final.words.length,
+        confidence: confidences.length > 0 ? confidences.reduce((a, b) => a + b, 0) / confidences.length : null,
+        id: final.segmentId,
+        sessionId: final.sessionId,
+        seq: final.seq,
+        trackId: final.trackId,
+        role: final.role,
+        roleSource: final.roleSource,
+        speaker: final.speaker,
+        utteranceId: final.utteranceId,
+        text: final.text,
+        words: final.words,
+        startMs: final.startMs,
+        endMs: final.endMs,
+      });
+      return final;
     });
   }
 
@@ -102,8 +255,9 @@ export class SessionStore {
     return Number(row?.seq ?? 0);
   }
 
-  async listSegments(sessionId: string): Promise<FinalEvent[]> {
-    const rows = await this.db.select().from(segments).where(eq(segments.sessionId, sessionId)).orderBy(asc(segments.seq));
+  /** The session's stored finals in seq order, those after `afterSeq` only when given. */
+  async listSegments(sessionId: string, afterSeq = 0): Promise<FinalEvent[]> {
+    const rows = await this.db.select().from(segments).where(and(eq(segments.sessionId, sessionId), gt(segments.seq, afterSeq))).orderBy(asc(segments.seq));
     return rows.map((r) => ({
       type: 'final',
       sessionId: r.sessionId,
@@ -111,6 +265,7 @@ export class SessionStore {
       segmentId: r.id,
       trackId: r.trackId,
       role: r.role,
+      roleSource: r.roleSource,
       speaker: r.speaker,
       utteranceId: r.utteranceId,
       text: r.text,
@@ -180,13 +335,13 @@ export class SessionStore {
   }
 
   /** Windows whose audio died with a previous gateway process before STT answered. */
-  async failPendingJobs(sessionId: string, reason: string): Promise<void> {
-    // An upload's windows wait in the job queue, not in the process: they are not lost with it.
-    const uploadTracks = this.db.select({ trackId: tracks.trackId }).from(tracks).where(and(eq(tracks.sessionId, sessionId), eq(tracks.format, 'upload')));
+  /** The pending window jobs of these live tracks fail (their audio died with the gateway that held them). */
+  async failPendingJobs(sessionId: string, trackIds: readonly string[], reason: string): Promise<void> {
+    if (trackIds.length === 0) return;
     await this.db
       .update(sttJobs)
       .set({ status: 'failed', lastError: reason, completedAt: new Date() })
-      .where(and(eq(sttJobs.sessionId, sessionId), eq(sttJobs.status, 'pending'), notInArray(sttJobs.trackId, uploadTracks)));
+      .where(and(eq(sttJobs.sessionId, sessionId), eq(sttJobs.status, 'pending'), inArray(sttJobs.trackId, [...trackIds])));
   }
 
   async jobCounts(sessionId: string): Promise<Record<'pending' | 'done' | 'failed', number>> {
@@ -196,6 +351,21 @@ export class SessionStore {
     return counts;
   }
 
+  /**
+   * Marks the session completed and stores its merged transcript as the next version, in one
+   * transaction and once: undefined when it was completed already (another gateway merged it).
+   */
+  async completeSession(sessionId: string, build: (version: number) => unknown): Promise<number | undefined> {
+    return this.db.transaction(async (tx) => {
+      const [row] = await tx.update(sessions).set({ state: 'completed', completedAt: new Date() }).where(and(eq(sessions.id, sessionId), ne(sessions.state, 'completed'))).returning({ id: sessions.id });
+      if (!row) return undefined;
+      const [latest] = await tx.select({ version: transcripts.version }).from(transcripts).where(eq(transcripts.sessionId, sessionId)).orderBy(desc(transcripts.version)).limit(1);
+      const version = (latest?.version ?? 0) + 1;
+      await tx.insert(transcripts).values({ sessionId, version, content: build(version) });
+      return version;
+    });
+  }
+
   /** Stores the next version of a session's transcript, built for that version number. */
   async saveTranscript(sessionId: string, build: (version: number) => unknown): Promise<number> {
     return this.db.transaction(async (tx) => {
@@ -203,6 +373,30 @@ export class SessionStore {
       const version = (latest?.version ?? 0) + 1;
       await tx.insert(transcripts).values({ sessionId, version, content: build(version) });
       return version;
+    });
+  }
+
+  /** One stored version of a session's transcript (every version stays readable). */
+  async transcriptVersion(sessionId: string, version: number): Promise<{ version: number; content: unknown } | undefined> {
+    const [row] = await this.db.select().from(transcripts).where(and(eq(transcripts.sessionId, sessionId), eq(transcripts.version, version)));
+    return row && { version: row.version, content: row.content };
+  }
+
+  /** The versions of a session's transcript, oldest first, with when each was stored. */
+  async transcriptVersions(sessionId: string): Promise<{ version: number; createdAt: Date; content: unknown }[]> {
+    return this.db.select({ version: transcripts.version, createdAt: transcripts.createdAt, content: transcripts.content }).from(transcripts).where(eq(transcripts.sessionId, sessionId)).orderBy(asc(transcripts.version));
+  }
+
+  /**
+   * Stores `build(version)` as the next version only while `basedOn` is still the latest (a correction of
+   * an outdated version is refused: undefined).
+   */
+  async saveTranscriptOver(sessionId: string, basedOn: number, build: (version: number) => unknown): Promise<number | undefined> {
+    return this.db.transaction(async (tx) => {
+      const [latest] = await tx.select({ version: transcripts.version }).from(transcripts).where(eq(transcripts.sessionId, sessionId)).orderBy(desc(transcripts.version)).limit(1).for('update');
+      if (latest?.version !== basedOn) return undefined;
+      await tx.insert(transcripts).values({ sessionId, version: basedOn + 1, content: build(basedOn + 1) });
+      return basedOn + 1;
     });
   }
 

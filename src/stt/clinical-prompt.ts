@@ -59,6 +59,12 @@ export class PromptBuilder {
   private readonly count: TokenCounter;
   private readonly maxTokens: number;
 
+  /** The last head counted (it changes only when terms are dropped), and its count. */
+  private countedHead = '';
+  private headTokens = 0;
+  /** Tokens of ` word` for the words of recent finals (they recur window after window); bounded. */
+  private readonly wordTokens = new Map<string, number>();
+
   constructor(parts: { lead?: string; defaults: readonly string[]; vocabulary: readonly string[] }, count: TokenCounter, maxTokens = WHISPER_PROMPT_TOKENS) {
     this.count = count;
     this.maxTokens = maxTokens;
@@ -77,7 +83,7 @@ export class PromptBuilder {
     const kept: Piece[] = [];
     let previousTokens = 0;
     for (let i = previousWords.length - 1; i >= 0; i--) {
-      const tokens = this.count(` ${previousWords[i]}`);
+      const tokens = this.countWord(previousWords[i]);
       if (previousTokens + tokens > PREVIOUS_TOKENS) break;
       previousTokens += tokens;
       kept.unshift({ text: previousWords[i], tokens, rank: RANK.previous });
@@ -87,15 +93,53 @@ export class PromptBuilder {
     // Token counts of pieces joined differ a little from the sum: the whole text is counted at the end.
     for (;;) {
       while (total > this.maxTokens && pieces.length > 0) total -= drop(pieces).tokens;
-      const text = render(pieces);
+      const { head, words } = render(pieces);
+      const text = [head, ...words].join(' ').trim();
       if (!text) return undefined;
-      const exact = this.count(text);
+      const exact = this.countRendered(head, words);
       if (exact <= this.maxTokens) return text;
       total = exact;
       total -= drop(pieces).tokens;
     }
   }
+
+  /**
+   * The exact count of `head` and `words` joined by spaces, without counting the whole text each window:
+   * GPT-2's pre-tokenizer cuts text before every space that precedes a non-space, and BPE merges stay
+   * within those pieces, so the count of "A B" (A not ending, B not starting with a space) is the count of
+   * "A" plus that of " B". The head is counted once; each word's ` word` is remembered.
+   */
+  private countRendered(head: string, words: readonly string[]): number {
+    let total = 0;
+    let from = 0;
+    if (head) {
+      if (head !== this.countedHead) {
+        this.countedHead = head;
+        this.headTokens = this.count(head);
+      }
+      total = this.headTokens;
+    } else if (words.length > 0) {
+      total = this.count(words[0]);
+      from = 1;
+    }
+    for (let i = from; i < words.length; i++) total += this.countWord(words[i]);
+    return total;
+  }
+
+  /** Tokens of ` word` (a word as it follows another). */
+  private countWord(word: string): number {
+    let tokens = this.wordTokens.get(word);
+    if (tokens === undefined) {
+      if (this.wordTokens.size >= MAX_REMEMBERED_WORDS) this.wordTokens.clear();
+      tokens = this.count(` ${word}`);
+      this.wordTokens.set(word, tokens);
+    }
+    return tokens;
+  }
 }
+
+/** Words whose token counts a track's prompt builder keeps (a consultation's vocabulary is far smaller). */
+const MAX_REMEMBERED_WORDS = 4096;
 
 /**
  * Removes the piece that goes first: the lowest rank; within it the last term (lists are in order of
@@ -109,11 +153,12 @@ function drop(pieces: Piece[]): Piece {
   return pieces.splice(at, 1)[0];
 }
 
-function render(pieces: readonly Piece[]): string {
+/** The prompt's text in two parts: the opening sentence and terms (`head`), then the previous words. */
+function render(pieces: readonly Piece[]): { head: string; words: string[] } {
   const lead = pieces.filter((p) => p.rank === RANK.lead).map((p) => p.text);
   const terms = pieces.filter((p) => p.rank === RANK.defaultTerm || p.rank === RANK.sessionTerm).map((p) => p.text);
-  const previous = pieces.filter((p) => p.rank === RANK.previous).map((p) => p.text);
-  return [...lead, ...(terms.length ? [`${terms.join(', ')}.`] : []), ...previous].join(' ').trim();
+  const words = pieces.filter((p) => p.rank === RANK.previous).map((p) => p.text);
+  return { head: [...lead, ...(terms.length ? [`${terms.join(', ')}.`] : [])].join(' ').trim(), words };
 }
 
 const ARABIC_SCRIPT = /[\u0600-\u06FF\u0750-\u077F\uFB50-\uFDFF\uFE70-\uFEFF]/;
@@ -207,4 +252,9 @@ function reshape(word: string, term: string): string {
   const core = match[2];
   const capital = core.length > 0 && core[0] !== core[0].toLowerCase() && term[0] === term[0].toLowerCase();
   return `${match[1]}${capital ? term[0].toUpperCase() + term.slice(1) : term}${match[3]}`;
+}
+
+/** Whether a word is one of the lexicon's clinical terms (a first word of a multi-word term counts). */
+export function isClinicalTerm(lexicon: TermLexicon, word: string): boolean {
+  return lexicon.terms.has(normalizeWord(word));
 }

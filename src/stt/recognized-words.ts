@@ -53,8 +53,17 @@ export function spreadWords(text: string, start: number, end: number, speech: re
   });
 }
 
+/** Who spoke when in a window, as a diarizing recognizer labelled it (track time, ms). */
+export interface LabelledTurn {
+  label: string;
+  startMs: number;
+  endMs: number;
+}
+
 export interface RecognizedWords {
   words: Word[];
+  /** A diarizing recognizer's speaker segments (kept ones, in order); absent when it gave none. */
+  speakers?: LabelledTurn[];
   /** The recognizer gave word timestamps; otherwise the times are estimates (merge by text, not by time). */
   timed: boolean;
   /** Words left out because their segment scored as silence or as a loop. */
@@ -88,8 +97,10 @@ export function recognizedWords(
   }
   const toMs = (seconds: number) => Math.round(window.startMs + Math.min(Math.max(seconds, 0), durationS) * 1000);
   const wordCount = (text: string) => text.split(/\s+/).filter(Boolean).length;
+  const labelled = kept.filter((s) => s.speaker !== undefined && s.end <= durationS + 1);
   return {
     words: words.map((w) => ({ word: w.word.trim(), startMs: toMs(w.start), endMs: toMs(w.end) })).filter((w) => w.word.length > 0),
+    ...(labelled.length > 0 ? { speakers: labelled.map((s) => ({ label: s.speaker!, startMs: toMs(s.start), endMs: toMs(s.end) })) } : {}),
     timed,
     droppedBySegment: timed ? transcription.words!.length - words.length : rejected.reduce((sum, s) => sum + wordCount(s.text), 0),
   };

@@ -5,7 +5,8 @@
  * `words` and as sub-word tokens (" hyper", "tension"); vLLM sends `duration` as a string and no words;
  * text-only models send `{ text }`. What cannot be read as an answer (an HTML page, an empty body, another
  * API's JSON, whisper.cpp's `{"error": "..."}` with status 200) is a refusal, not an outage: retrying the
- * same request cannot change it.
+ * same request cannot change it. A diarizing model (`diarized_json`) gives segments with a `speaker` and no
+ * words.
  */
 import { z } from 'zod';
 export interface TranscribedWord {
@@ -22,6 +23,8 @@ export interface TranscribedSegment {
   avgLogprob?: number;
   noSpeechProb?: number;
   compressionRatio?: number;
+  /** A diarizing model's label: a known speaker's name, or `A`, `B`, … in order within this audio. */
+  speaker?: string;
 }
 
 export interface Transcription {
@@ -30,9 +33,11 @@ export interface Transcription {
   words?: TranscribedWord[];
   /** Present when it gave segment timestamps. */
   segments?: TranscribedSegment[];
+  /** Which of several endpoints (STT_BASE_URLS) answered. */
+  endpoint?: string;
 }
 
-export type ResponseFormat = 'verbose_json' | 'json' | 'text';
+export type ResponseFormat = 'verbose_json' | 'diarized_json' | 'json' | 'text';
 
 /** A recognizer will keep refusing this request (configuration, credentials, model, format): never an outage. */
 export class RecognizerRefused extends Error {
@@ -58,6 +63,7 @@ const segmentSchema = z
     avg_logprob: seconds.optional(),
     no_speech_prob: seconds.optional(),
     compression_ratio: seconds.optional(),
+    speaker: z.string().optional(),
     words: z.array(wordSchema).nullish(),
   })
   .loose();
@@ -134,6 +140,7 @@ export function readAnswer(body: unknown, format: ResponseFormat): Transcription
         avgLogprob: s.avg_logprob,
         noSpeechProb: s.no_speech_prob,
         compressionRatio: s.compression_ratio,
+        ...(s.speaker !== undefined ? { speaker: s.speaker } : {}),
       }),
     );
   }

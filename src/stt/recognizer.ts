@@ -80,7 +80,8 @@ export class Recognizer implements Transcriber {
     const configured: RecognizerCapabilities = {
       responseFormat: settings.responseFormat === 'auto' ? 'verbose_json' : settings.responseFormat,
       wordTimestamps: settings.wordTimestamps,
-      prompt: settings.acceptsPrompt,
+      // A diarizing model refuses prompts (HTTP 400): configured as one, it is sent none.
+      prompt: settings.acceptsPrompt && settings.responseFormat !== 'diarized_json',
       maxFileBytes: settings.maxFileBytes,
     };
     if (settings.responseFormat !== 'auto') return new Recognizer(client, settings, configured, log);

@@ -73,6 +73,7 @@ export class RedisWindowQueue implements WindowQueue {
     this.description = `redis (${new URL(options.url).host}, queue ${options.name})`;
     this.connection = this.connect();
     this.queue = new Queue<WindowJob, WindowJobResult>(options.name, { connection: this.connection });
+    this.queue.on('error', (error) => options.log.debug({ err: error }, 'queue: Redis unreachable'));
     this.audio = new RedisWindowAudio(this.connection, options.name, options.sealer);
   }
 
@@ -126,6 +127,7 @@ export class RedisWindowQueue implements WindowQueue {
 
   listen(listener: WindowQueueListener): void {
     this.events = new QueueEvents(this.options.name, { connection: this.connect() });
+    this.events.on('error', (error) => this.options.log.debug({ err: error }, 'queue events: Redis unreachable'));
     const withJob = (id: string, use: (job: Job<WindowJob, WindowJobResult>) => void) =>
       Job.fromId<WindowJob, WindowJobResult>(this.queue, id).then(
         (job) => job && use(job),
@@ -172,6 +174,8 @@ export class RedisWindowQueue implements WindowQueue {
   private connect(): Redis {
     // BullMQ's blocking commands must wait for Redis to come back rather than fail after a few retries.
     const connection = new Redis(this.options.url, { maxRetriesPerRequest: null });
+    // Redis restarting is reconnected to; said once per connection attempt at debug level, not thrown.
+    connection.on('error', (error) => this.options.log.debug({ err: error }, 'queue: Redis unreachable'));
     this.connections.push(connection);
     return connection;
   }

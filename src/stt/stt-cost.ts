@@ -68,6 +68,10 @@ export interface SttUsageFigures {
 export class SttUsage {
   private received = 0;
   private readonly sent: Record<SttAudioKind, number> = { partial: 0, final: 0, speculative: 0 };
+  /** Calls the recognizer answered (what a per-request price is counted on). */
+  calls = 0;
+  /** Words it answered that were dropped as invented. */
+  dropped = 0;
 
   receive(ms: number): void {
     this.received += ms;
@@ -76,6 +80,7 @@ export class SttUsage {
   /** Audio the recognizer was sent and answered. */
   record(kind: SttAudioKind, ms: number): void {
     this.sent[kind] += ms;
+    this.calls++;
   }
 
   get figures(): SttUsageFigures {

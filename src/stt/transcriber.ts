@@ -22,6 +22,14 @@ export interface TranscriptionRequest {
   prompt?: string;
   /** The file's name without its extension, as the recognizer's logs show it. Default `window`. */
   name?: string;
+  /** For a diarizing model: voices it should label by name (each clip 2–10 s, up to 4). */
+  knownSpeakers?: readonly KnownSpeaker[];
+}
+
+/** A voice a diarizing model labels by name: a short clip of it, 16 kHz PCM. */
+export interface KnownSpeaker {
+  name: string;
+  audio: Int16Array;
 }
 
 export interface Transcriber {
@@ -119,10 +127,17 @@ export class OpenAiTranscriber implements Transcriber {
   async transcribe(request: TranscriptionRequest): Promise<Transcription> {
     const { responseFormat, wordTimestamps, prompt, maxFileBytes } = this.options.capabilities;
     const audio = await audioFile(request.audio, request.sampleRate, maxFileBytes, request.name ?? 'window');
+    const diarizing = responseFormat === 'diarized_json';
+    const known = diarizing ? (request.knownSpeakers ?? []).slice(0, 4) : [];
     const body = {
       file: await toFile(audio.bytes, audio.name, { type: audio.type }),
       model: this.options.model,
       response_format: responseFormat,
+      // Required above 30 s of audio by gpt-4o-transcribe-diarize; the server then cuts at its own pauses.
+      ...(diarizing ? { chunking_strategy: 'auto' } : {}),
+      ...(known.length > 0
+        ? { known_speaker_names: known.map((k) => k.name), known_speaker_references: known.map((k) => `data:audio/wav;base64,${Buffer.from(encodeWav(k.audio, request.sampleRate)).toString('base64')}`) }
+        : {}),
       ...(responseFormat === 'verbose_json' && wordTimestamps ? { timestamp_granularities: ['word', 'segment'] as ('word' | 'segment')[] } : {}),
       ...(request.language ? { language: request.language } : {}),
       ...(prompt && request.prompt ? { prompt: request.prompt } : {}),
@@ -167,12 +182,14 @@ function probeAudio(): Int16Array {
 
 /**
  * Finds the richest response format the recognizer gives, and whether it takes a prompt, with as few
- * requests as possible (one when the first form is accepted): `verbose_json` with word timestamps, then
- * without them, then `json`, then `text`. A 401/403/404 ends the probe at once: no format changes that.
+ * requests as possible (one when the first form is accepted): `diarized_json` for a diarizing model, then
+ * `verbose_json` with word timestamps, then without them, then `json`, then `text`. A 401/403/404 ends the probe at once: no format changes that.
  */
 export async function probeRecognizer(client: OpenAI, options: ProbeOptions): Promise<ProbeResult> {
   const quick = client.withOptions({ maxRetries: 0 });
   const forms: Pick<RecognizerCapabilities, 'responseFormat' | 'wordTimestamps'>[] = [
+    // A diarizing model (gpt-4o-transcribe-diarize) is asked for its speakers first.
+    ...(/diariz/i.test(options.model) ? [{ responseFormat: 'diarized_json' as const, wordTimestamps: false }] : []),
     ...(options.wordTimestamps ? [{ responseFormat: 'verbose_json' as const, wordTimestamps: true }] : []),
     { responseFormat: 'verbose_json', wordTimestamps: false },
     { responseFormat: 'json', wordTimestamps: false },

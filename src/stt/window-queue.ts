@@ -9,6 +9,7 @@ import type { AudioSealer } from '../archive/data-keys.ts';
 import { join } from 'node:path';
 import PQueue from 'p-queue';
 import pRetry, { AbortError } from 'p-retry';
+import type { LabelledTurn } from './recognized-words.ts';
 import type { Word } from '../../client-sdk/src/protocol.ts';
 
 export interface WindowJob {
@@ -36,6 +37,10 @@ export interface WindowJobResult {
   /** The words' times are the recognizer's; absent or false: estimates. */
   timed?: boolean;
   sttMs: number;
+  /** A diarizing recognizer's speaker segments of the window (track time). */
+  speakers?: LabelledTurn[];
+  /** Words dropped as invented. */
+  dropped?: number;
 }
 
 /** Transcribes one window's audio (16 kHz PCM16); throws to fail the attempt. */

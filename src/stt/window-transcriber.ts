@@ -24,11 +24,12 @@ import type { AudioWindow } from '../segmenter/segmenter.ts';
 import type { WindowProcessor } from './window-queue.ts';
 import { speechStretches, stretchesMs } from '../audio/speech-stretches.ts';
 import type { WindowSpeechDetector } from '../audio/silero-vad.ts';
-import { conditionWindow, type ConditionerOptions, type Conditioning } from '../audio/conditioner.ts';
+import type { Conditioning } from '../audio/conditioner.ts';
+import type { WindowConditioner } from '../audio/conditioner-thread.ts';
 import type { NoiseSuppressor } from '../audio/noise-suppressor.ts';
 import { filterHallucinations, type DropReason, type HallucinationFilterOptions } from './hallucination-filter.ts';
-import { recognizedWords, type HallucinationThresholds } from './recognized-words.ts';
-import { RecognizerRefused, type Transcriber } from './transcriber.ts';
+import { recognizedWords, type HallucinationThresholds, type LabelledTurn } from './recognized-words.ts';
+import { RecognizerRefused, type KnownSpeaker, type Transcriber } from './transcriber.ts';
 
 export interface WindowTranscriberOptions {
   concurrency: number;
@@ -61,7 +62,7 @@ export interface WindowTranscriberOptions {
   /** Words taken out of an answer, by reason. */
   onDropped?(reason: DropReason, words: number): void;
   /** Conditions the audio of each window sent (not what the speech check hears); undefined: sent as received. */
-  conditioning?: Omit<ConditionerOptions, 'sampleRate'>;
+  conditioner?: WindowConditioner;
   /** Takes broadband noise out of each window sent, before the conditioning; a failure sends it as it is. */
   noiseSuppressor?: NoiseSuppressor;
   /** What conditioning did to a window sent. */
@@ -142,6 +143,10 @@ export interface TranscribedWindow {
   skipped?: boolean;
   /** Speech the check found in the window, ms (undefined: not checked). */
   speechMs?: number;
+  /** A diarizing recognizer's speaker segments of the window (track time). */
+  speakers?: LabelledTurn[];
+  /** Words the recognizer answered that were dropped as invented (silence, stock phrases, loops). */
+  dropped?: number;
 }
 
 /** The answer to a single attempt, the refusal it met, or nothing (it failed or was not sent). */
@@ -156,7 +161,8 @@ const NOT_SENT = Symbol('not sent');
 /** Live windows never wait behind an uploaded recording's windows. */
 const PRIORITY = { final: 1, partial: 0, upload: -1 };
 
-type WindowAudio = Pick<AudioWindow, 'audio' | 'startMs' | 'endMs'> & Partial<Pick<AudioWindow, 'speech' | 'stream'>>;
+/** A window's audio as sent; `knownSpeakers`: voices a diarizing recognizer should label by name. */
+type WindowAudio = Pick<AudioWindow, 'audio' | 'startMs' | 'endMs'> & Partial<Pick<AudioWindow, 'speech' | 'stream'>> & { knownSpeakers?: readonly KnownSpeaker[] };
 
 export class WindowTranscriber {
   private readonly queue: PQueue;
@@ -210,7 +216,7 @@ export class WindowTranscriber {
    * confirms it), ahead of partials; undefined when it fails or is not sent (the final then goes itself),
    * or the refusal it met (the final says so when it goes: its viewers learn why it waits).
    */
-  speculative(window: AudioWindow, language?: string, prompt?: string): Promise<OneAttempt> {
+  speculative(window: AudioWindow & Pick<WindowAudio, 'knownSpeakers'>, language?: string, prompt?: string): Promise<OneAttempt> {
     return this.once(window, 'speculative', PRIORITY.final, true, language, prompt);
   }
 
@@ -225,7 +231,7 @@ export class WindowTranscriber {
   }
 
   /** A single attempt (partials, speculative finals): nothing waits for a refusing recognizer, nothing is retried. */
-  private async once(window: AudioWindow, kind: WindowKindSent, priority: number, check: boolean, language?: string, prompt?: string): Promise<OneAttempt> {
+  private async once(window: AudioWindow & Pick<WindowAudio, 'knownSpeakers'>, kind: WindowKindSent, priority: number, check: boolean, language?: string, prompt?: string): Promise<OneAttempt> {
     if (this.refusal) return undefined;
     try {
       const found = check ? await this.checkSpeech(window, kind) : undefined;
@@ -266,8 +272,8 @@ export class WindowTranscriber {
    * window although it takes others. `refused`: a call for this window (its speculative final) met a
    * refusal already; it is reported as this window's failure.
    */
-  async final(window: AudioWindow, callbacks: FinalCallbacks, language?: string, prompt?: string, refused?: RecognizerRefused): Promise<TranscribedWindow> {
-    const span = { startMs: window.startMs, endMs: window.endMs, speech: window.speech };
+  async final(window: AudioWindow & Pick<WindowAudio, 'knownSpeakers'>, callbacks: FinalCallbacks, language?: string, prompt?: string, refused?: RecognizerRefused): Promise<TranscribedWindow> {
+    const span = { startMs: window.startMs, endMs: window.endMs, speech: window.speech, knownSpeakers: window.knownSpeakers };
     const found = await this.checkSpeech(window, 'final');
     if (found === null) return skipped();
     const samples = window.audio.length;
@@ -398,12 +404,12 @@ export class WindowTranscriber {
   /** Sends the window, unless the recognizer began refusing while it waited in the queue; filters what comes back. */
   /** The window's audio as the recognizer is sent it: denoised, conditioned, its loudness taken over its speech. */
   private async conditioned(window: WindowAudio, found: SpeechFound | undefined): Promise<Int16Array> {
-    const { conditioning: options, noiseSuppressor } = this.options;
+    const { conditioner, noiseSuppressor } = this.options;
     // A suppressor that fails never costs the window: it goes as received.
     const denoised = noiseSuppressor ? await noiseSuppressor.suppress(window.audio).catch(() => window.audio) : window.audio;
-    if (!options) return denoised;
+    if (!conditioner) return denoised;
     const speech = (found?.speech ?? window.speech ?? []).map(([a, b]): [number, number] => [a - window.startMs, b - window.startMs]);
-    const { audio, conditioning } = conditionWindow(denoised, speech, { ...options, sampleRate: this.options.sampleRate });
+    const { audio, conditioning } = await conditioner.condition(denoised, speech);
     this.options.onConditioned?.(conditioning);
     return audio;
   }
@@ -414,7 +420,7 @@ export class WindowTranscriber {
     const started = performance.now();
     let transcription;
     try {
-      transcription = await this.transcriber.transcribe({ audio, sampleRate: this.options.sampleRate, language, prompt });
+      transcription = await this.transcriber.transcribe({ audio, sampleRate: this.options.sampleRate, language, prompt, knownSpeakers: window.knownSpeakers });
     } catch (error) {
       // Here, before the queue starts its next window: that one must not be sent.
       if (error instanceof RecognizerRefused) this.refuse(error);
@@ -424,12 +430,16 @@ export class WindowTranscriber {
     this.options.onSent?.(kind, window.audio.length / this.options.sampleRate);
     const recognized = recognizedWords(transcription, window, this.options.thresholds);
     if (recognized.droppedBySegment > 0) this.options.onDropped?.('segment', recognized.droppedBySegment);
-    const { words, timed } = recognized;
-    const result = { words, timed, sttMs, ...(found ? { speechMs: found.speechMs } : {}) };
+    const { words, timed, speakers } = recognized;
+    const result = { words, timed, sttMs, ...(found ? { speechMs: found.speechMs } : {}), ...(speakers ? { speakers } : {}), dropped: recognized.droppedBySegment };
     if (!this.options.filter) return result;
     const evidence = found ? { speech: found.speech, checked: true, timed } : { speech: window.speech ?? [], checked: false, timed };
     const filtered = filterHallucinations(words, evidence, this.options.filter);
-    for (const [reason, count] of Object.entries(filtered.dropped)) this.options.onDropped?.(reason as DropReason, count);
-    return { ...result, words: filtered.words };
+    let dropped = recognized.droppedBySegment;
+    for (const [reason, count] of Object.entries(filtered.dropped)) {
+      this.options.onDropped?.(reason as DropReason, count);
+      dropped += count;
+    }
+    return { ...result, words: filtered.words, dropped };
   }
 }

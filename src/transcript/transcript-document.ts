@@ -15,7 +15,7 @@ export function buildTranscript(
   completedAt: Date,
 ): TranscriptDocument {
   const ordered = [...finals].sort((a, b) => a.startMs - b.startMs || a.seq - b.seq);
-  const segments = ordered.map((f) => ({ id: f.segmentId, seq: f.seq, trackId: f.trackId, role: f.role, speaker: f.speaker, startMs: f.startMs, endMs: f.endMs, text: f.text, words: f.words }));
+  const segments = ordered.map((f) => ({ id: f.segmentId, seq: f.seq, trackId: f.trackId, role: f.role, roleSource: f.roleSource, speaker: f.speaker, startMs: f.startMs, endMs: f.endMs, text: f.text, words: f.words }));
   const speakers = new Map<string, { speaker: string; role: SpeakerRole; trackIds: string[] }>();
   for (const s of segments) {
     const entry = speakers.get(s.speaker) ?? { speaker: s.speaker, role: s.role, trackIds: [] };

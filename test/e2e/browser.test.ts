@@ -2,8 +2,9 @@
  * End to end in a real browser: Debian's Chromium (headless, driven by playwright-core) with a fake
  * microphone playing corpus speech. The producer page streams through the client SDK, a second page shows
  * the captions, and the test reads the final captions off that page and scores them against the
- * reference. Once over WebRTC (WHIP), once with UDP blocked so the SDK falls back to the WebSocket
- * ingest. Screenshots of the captions page are kept in test-artifacts/. These run in real time.
+ * reference. Once over WebRTC (WHIP) with the page's "two people at this microphone" (the captions must
+ * show each speaker's lines with the right role), once with UDP blocked so the SDK falls back to the
+ * WebSocket ingest. Screenshots of the captions page are kept in test-artifacts/. These run in real time.
  */
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,7 +17,7 @@ import { startHarness, type Harness } from '../support/harness.ts';
 import { ffmpeg } from '../support/upload.ts';
 import { FlakyProxy } from '../support/flaky-proxy.ts';
 import { CaptionCollector } from '../support/viewer.ts';
-import { doubledWords, wordErrorRate } from '../support/wer.ts';
+import { doubledWords, roleAttributedWer, wordErrorRate } from '../support/wer.ts';
 
 const ARTIFACTS = join(import.meta.dirname, '../../test-artifacts');
 // Autoplay allowed: the producer page starts by itself, without the click that would let its AudioContext run.
@@ -24,7 +25,7 @@ const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disabl
 /** About half a minute of the consultation (both voices, as a room microphone hears it), cut in a pause. */
 const EXCERPT_MS = 30000;
 
-async function excerpt(h: Harness, language: string): Promise<{ wav: string; reference: string; durationMs: number }> {
+async function excerpt(h: Harness, language: string): Promise<{ wav: string; reference: string; roles: { word: string; role: string }[]; durationMs: number }> {
   const words = (await loadReference(language)).tracks.mix;
   // Cut in the middle of the first real pause (≥ 600 ms) after EXCERPT_MS: no word is cut in half.
   const index = words.findIndex((w, i) => w.endMs >= EXCERPT_MS && i + 1 < words.length && words[i + 1].startMs - w.endMs >= 600);
@@ -33,7 +34,8 @@ async function excerpt(h: Harness, language: string): Promise<{ wav: string; ref
   const wav = join(h.dataDir, `mic-${language}.wav`);
   // A second of quiet first and two after, as when a doctor presses Start, speaks, and then stops.
   await ffmpeg(['-t', String(durationMs / 1000), '-i', `${h.corpusDir}/${language}/mix-48k.wav`, '-af', 'adelay=1000:all=1,apad=pad_dur=2', wav]);
-  return { wav, reference: words.filter((w) => w.endMs <= last.endMs).map((w) => w.word).join(' '), durationMs: durationMs + 3000 };
+  const said = words.filter((w) => w.endMs <= last.endMs);
+  return { wav, reference: said.map((w) => w.word).join(' '), roles: said.map((w) => ({ word: w.word, role: w.speaker === 'doctor' ? 'doctor' : 'patient' })), durationMs: durationMs + 3000 };
 }
 
 async function launch(microphoneWav: string, extraFlags: string[] = []): Promise<{ browser: BrowserContext; profile: string }> {
@@ -47,7 +49,7 @@ async function launch(microphoneWav: string, extraFlags: string[] = []): Promise
   return { browser, profile };
 }
 
-async function streamThroughPages(h: Harness, options: { sessionId: string; language: string; blockUdp?: boolean; dropEveryMs?: number; failPeerAtMs?: number; expectTransport: 'webrtc' | 'websocket'; screenshot: string }) {
+async function streamThroughPages(h: Harness, options: { sessionId: string; language: string; speakers?: number; blockUdp?: boolean; dropEveryMs?: number; failPeerAtMs?: number; expectTransport: 'webrtc' | 'websocket'; screenshot: string }) {
   const mic = await excerpt(h, options.language);
   const { browser, profile } = await launch(mic.wav);
   try {
@@ -88,6 +90,7 @@ async function streamThroughPages(h: Harness, options: { sessionId: string; lang
       });
     }
     const query = new URLSearchParams({ session: options.sessionId, track: 'doctor', role: 'doctor', participant: 'Room microphone', language: options.language, token: await h.token('producer', options.sessionId), autostart: '1', connectTimeoutMs: '4000' });
+    if (options.speakers) query.set('speakers', String(options.speakers));
     // A phone's network: the page (and so its ingest WebSocket) goes through a proxy that cuts it.
     const proxy = options.dropEveryMs ? await FlakyProxy.start(Number(new URL(h.baseUrl).port)) : undefined;
     if (proxy) query.set('transport', 'websocket');
@@ -129,16 +132,24 @@ async function streamThroughPages(h: Harness, options: { sessionId: string; lang
     assert.is(doubledWords(mic.reference, shown), 0, 'no doubled words');
     assert.ok(wer.wer <= 0.03, `${options.expectTransport}: WER ${(wer.wer * 100).toFixed(2)}%\n  shown: ${shown}\n  reference: ${mic.reference}`);
     if (options.language !== 'en') assert.ok(await captions.$$eval('.caption.final', (lines) => lines.every((line) => getComputedStyle(line).direction === 'rtl')), 'right to left');
+    if (options.speakers) {
+      // Each line is one speaker's, labelled, in the role the gateway gave it.
+      const lines = await captions.$$eval('.caption.final', (found) => found.map((line) => ({ speaker: line.querySelector('.speaker')!.textContent!, role: line.classList.contains('doctor') ? 'doctor' : 'patient', text: line.querySelector('.text')!.textContent! })));
+      assert.equal([...new Set(lines.map((l) => l.speaker))].sort(), ['S1 · doctor', 'S2 · patient']);
+      const roleWer = roleAttributedWer(mic.roles, lines.flatMap((l) => l.text.split(/\s+/).filter(Boolean).map((word) => ({ word, role: l.role }))));
+      console.log(`    role-attributed WER on the page: ${(roleWer.wer * 100).toFixed(2)}%`);
+      assert.ok(roleWer.wer <= 0.03, `role-attributed WER ${(roleWer.wer * 100).toFixed(2)}%`);
+    }
   } finally {
     await browser.close();
     await rm(profile, { recursive: true, force: true });
   }
 }
 
-test('the producer page streams over WebRTC (WHIP); the captions page shows the consultation', async () => {
+test('the producer page streams over WebRTC (WHIP), two people at one microphone; the captions page shows who said what', async () => {
   const h = await startHarness();
   try {
-    await streamThroughPages(h, { sessionId: 'browser-webrtc', language: 'en', expectTransport: 'webrtc', screenshot: 'captions-webrtc.png' });
+    await streamThroughPages(h, { sessionId: 'browser-webrtc', language: 'en', speakers: 2, expectTransport: 'webrtc', screenshot: 'captions-webrtc.png' });
     assert.is(h.gateway.transports().peers, 0);
   } finally {
     await h.close();

@@ -228,6 +228,19 @@ test('prompt builder: within the limit, the previous words last and in order, se
   );
 });
 
+test('prompt token counts: "A B" counts as "A" plus " B" (what lets the builder count each window by parts)', () => {
+  const piece = fc.array(fc.constantFrom(...POOL, 'the', "don't", "'s", 'pain,', '81', 'mg.', '(BP)', 'درد', 'ألم', '—', '…', 'x2'), { minLength: 1, maxLength: 8 }).map((w) => w.join(' '));
+  fc.assert(
+    fc.property(piece, piece, (a, b) => {
+      assert.is(countTokens(`${a} ${b}`), countTokens(a) + countTokens(` ${b}`));
+    }),
+    { ...RUNS, numRuns: 300 },
+  );
+  // The builder, window after window (its counts remembered), prompts within the limit.
+  const builder = new PromptBuilder({ lead: 'A consultation.', defaults: POOL, vocabulary: [] }, countTokens, 60);
+  for (const previous of ['the pain', 'the pain is worse مساء', 'HbA1c 7.2 mg/dL, the pain', '', 'الميتفورمين درد']) assert.ok(countTokens(builder.build(previous) ?? '') <= 60);
+});
+
 const letters = fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz');
 const termArb = fc.array(letters, { minLength: 5, maxLength: 12 }).map((l) => l.join(''));
 

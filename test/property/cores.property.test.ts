@@ -24,6 +24,7 @@ import * as assert from 'uvu/assert';
 import type { FinalEvent, Word } from '../../client-sdk/src/protocol.ts';
 import { insideRoot, pathSegment } from '../../src/archive/safe-path.ts';
 import { OggOpusWriter } from '../../src/archive/ogg-opus-writer.ts';
+import { Framer } from '../../src/audio/framer.ts';
 import { JitterBuffer } from '../../src/audio/jitter-buffer.ts';
 import { PacketSequencer } from '../../src/audio/packet-sequencer.ts';
 import { RealTimeGuard } from '../../src/audio/real-time-guard.ts';
@@ -331,7 +332,7 @@ test('WebVTT and SRT parse back to the transcript words, whatever the text', () 
       const finals = segments.map((s, i): FinalEvent => {
         t += s.gapMs;
         const words = s.words.map((w) => ({ word: w, startMs: (t += 50), endMs: (t += 250) }));
-        return { type: 'final', sessionId: 's', seq: i + 1, segmentId: `s.${i + 1}`, trackId: 't', role: 'doctor', speaker: 'Dr', utteranceId: `u${i}`, text: s.words.join(' '), words, startMs: words[0].startMs, endMs: words.at(-1)!.endMs };
+        return { type: 'final', sessionId: 's', seq: i + 1, segmentId: `s.${i + 1}`, trackId: 't', role: 'doctor', roleSource: 'track', speaker: 'Dr', utteranceId: `u${i}`, text: s.words.join(' '), words, startMs: words[0].startMs, endMs: words.at(-1)!.endMs };
       });
       const doc = buildTranscript({ id: 's', encounterRef: null, language: null }, finals, 1, new Date(0));
       const expected = finals.flatMap((f) => f.words.map((w) => w.word)).join(' ');
@@ -356,6 +357,30 @@ test('real-time guard: less media or more elapsed time is never refused where mo
         }
         assert.is(guard.allows(media, time), media <= burstMs + maxSpeed * time);
       }
+    }),
+    RUNS,
+  );
+});
+
+test('framer: any chunking gives the same frames, padded at the end, and a frame handed out never changes', () => {
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 0, max: 1000 }), { maxLength: 40 }), fc.constantFrom(160, 320, 480), (lengths, frameSamples) => {
+      const framer = new Framer(frameSamples);
+      let next = 1;
+      const frames: { frame: Int16Array; copy: Int16Array }[] = [];
+      for (const length of lengths) {
+        const chunk = Int16Array.from({ length }, () => next++ % 30000);
+        for (const frame of framer.push(chunk)) frames.push({ frame, copy: frame.slice() });
+        assert.ok(framer.pendingSamples < frameSamples);
+      }
+      for (const frame of framer.flush()) frames.push({ frame, copy: frame.slice() });
+      const total = next - 1;
+      assert.is(frames.length, Math.ceil(total / frameSamples));
+      frames.forEach(({ frame, copy }, f) => {
+        assert.is(frame.length, frameSamples);
+        assert.equal(frame, copy, 'unchanged since it was handed out');
+        for (let i = 0; i < frameSamples; i++) assert.is(frame[i], f * frameSamples + i < total ? (f * frameSamples + i + 1) % 30000 : 0);
+      });
     }),
     RUNS,
   );

@@ -5,7 +5,9 @@
  *    longer than `maxWindowMs`;
  *  - every frame of a speech run long enough to open an utterance lies in some final window;
  *  - consecutive finals overlap only through a max-length seam, by at most `overlapMs`, and their
- *    `keepUntilMs`/`keepFromMs` meet at one point inside both, so the seams tile the timeline;
+ *    `keepUntilMs`/`keepFromMs` meet at one point inside both, so the seams tile the timeline; or after
+ *    an early commit, where the next window re-hears at most `preRollMs` of the committed window's
+ *    non-speech tail, with its seam at the committed window's end;
  *  - a max-length cut with no overlap lies in a pause of at least `pauseCutMs` (or, offline, outside speech);
  *  - each window's `speech` lists exactly its speech frames, as ordered, disjoint stretches;
  *  - `flush()` at any point is safe, and a second `flush()` returns nothing;
@@ -60,7 +62,11 @@ const options = fc
 const commits = fc.array(fc.option(fc.integer({ min: 0, max: 40 }), { nil: undefined }), { maxLength: 60 });
 
 /** Runs of speech or non-speech frames, each with a loudness (quiet speech and loud noise both occur). */
-const script = fc.array(fc.record({ speech: fc.boolean(), frames: fc.integer({ min: 1, max: 400 }), level: fc.integer({ min: 0, max: 20000 }) }), { minLength: 1, maxLength: 40 });
+const script = fc.array(
+  // Short runs as often as long ones: pauses shorter than the silence limit are where speculation lives.
+  fc.record({ speech: fc.boolean(), frames: fc.oneof(fc.integer({ min: 1, max: 400 }), fc.integer({ min: 1, max: 30 })), level: fc.integer({ min: 0, max: 20000 }) }),
+  { minLength: 1, maxLength: 40 },
+);
 
 interface Run {
   windows: AudioWindow[];
@@ -97,90 +103,109 @@ function replay(o: SegmenterOptions, runs: { speech: boolean; frames: number; le
   return { windows, speechFlags, frameSamples };
 }
 
+/** Every invariant of the file header, over one replay. */
+function assertWellFormed(o: SegmenterOptions, runs: { speech: boolean; frames: number; level: number }[], stopSeed: number, commitAfter: (number | undefined)[]): void {
+  const total = runs.reduce((n, r) => n + r.frames, 0);
+  const stopAt = stopSeed % (total + 1);
+  const { windows, speechFlags, frameSamples } = replay(o, runs, stopAt, commitAfter);
+  const f = o.frameMs;
+  for (const w of windows) {
+    assert.ok(w.endMs > w.startMs, `window ${w.id} is empty or negative: ${w.startMs}–${w.endMs}`);
+    assert.ok(w.startMs >= 0 && w.endMs <= speechFlags.length * f, 'window inside the audio received');
+    assert.equal(w.audio.length, ((w.endMs - w.startMs) / f) * frameSamples);
+    for (let k = 0; k < (w.endMs - w.startMs) / f; k++) assert.equal(w.audio[k * frameSamples], (w.startMs / f + k) % 32768);
+    const listed = new Set<number>();
+    let previousEnd = -1;
+    for (const [from, to] of w.speech) {
+      assert.ok(from > previousEnd && to > from && from >= w.startMs && to <= w.endMs, `window ${w.id}: speech stretches ordered, disjoint, inside`);
+      previousEnd = to;
+      for (let t = from; t < to; t += f) listed.add(t / f);
+    }
+    for (let frame = w.startMs / f; frame < w.endMs / f; frame++) assert.is(listed.has(frame), speechFlags[frame], `window ${w.id}: frame ${frame} speech flag listed`);
+  }
+  const finals = windows.filter((w) => w.kind === 'final');
+  for (const w of finals) assert.ok(w.endMs - w.startMs <= o.maxWindowMs, 'final within maxWindowMs');
+  for (const w of windows.filter((x) => x.kind === 'speculative')) {
+    assert.ok(o.speculativeSilenceMs > 0 && w.endMs - w.startMs <= o.maxWindowMs, 'speculative windows only when on, within maxWindowMs');
+    assert.not.ok(speechFlags[w.endMs / f - 1] === undefined, 'inside the audio');
+  }
+  for (const final of finals.filter((w) => w.confirms !== undefined)) {
+    const speculative = windows.find((w) => w.id === final.confirms);
+    assert.ok(speculative && speculative.kind === 'speculative' && speculative.utteranceId === final.utteranceId && speculative.id < final.id, 'confirms a speculative window of its utterance');
+    assert.is(speculative!.startMs, final.startMs, 'from the same start');
+    assert.ok(speculative!.endMs <= final.endMs, 'the final adds to its end');
+    for (let t = speculative!.endMs; t < final.endMs; t += f) assert.not.ok(speechFlags[t / f], `speech at ${t} ms after the speculative window ${speculative!.id} its final ${final.id} confirms`);
+    for (let t = final.startMs; t < final.endMs; t += f) assert.not.ok(windows.some((w) => w.kind === 'final' && w !== final && w.startMs <= t && t < w.endMs && w.keepFromMs === undefined && final.keepFromMs === undefined), 'no other final covers its audio');
+  }
+  const last = finals.at(-1);
+  if (last?.keepUntilMs !== undefined) {
+    for (let t = last.keepUntilMs; t < last.endMs; t += f) assert.not.ok(speechFlags[t / f], `speech at ${t} ms past the last seam`);
+  }
+  for (let i = 1; i < finals.length; i++) {
+    const [prev, next] = [finals[i - 1], finals[i]];
+    // A window after a seam may end before the cut window did (the utterance ended within the
+    // overlap), but never at its seam: it would own no audio.
+    assert.ok(next.startMs >= prev.startMs && (next.keepFromMs === undefined ? next.endMs > prev.endMs : next.endMs > next.keepFromMs), 'finals in order');
+    if (next.keepFromMs !== undefined && prev.keepUntilMs === undefined) {
+      assert.ok(prev.confirms !== undefined && prev.closedBy === 'silence', `final ${next.id} overlaps final ${prev.id}, which no early commit closed`);
+      assert.is(next.keepFromMs, prev.endMs, 'the seam after an early commit is the committed window end');
+      assert.ok(next.startMs < prev.endMs && prev.endMs - next.startMs <= o.preRollMs, 'the next window reaches back by its pre-roll at most');
+      for (let t = next.startMs; t < prev.endMs; t += f) assert.not.ok(speechFlags[t / f], `speech at ${t} ms heard by both ${prev.id} and ${next.id}`);
+    } else if (next.keepFromMs !== undefined) {
+      assert.equal(next.keepFromMs, prev.keepUntilMs, 'a seam is shared by the two windows of a cut');
+      assert.ok(next.keepFromMs >= next.startMs && next.keepFromMs <= prev.endMs, 'the seam lies in the overlap');
+      assert.ok(prev.endMs - next.startMs <= o.overlapMs, 'overlap at most overlapMs');
+    } else {
+      assert.ok(next.startMs >= prev.endMs, `finals ${prev.id} and ${next.id} overlap without a seam`);
+      if (prev.closedBy === 'max-length' && next.startMs === prev.endMs && o.overlapMs > 0 && !o.overlapOnlyInSpeech) {
+        // Cut with no overlap in live mode: only in a pause, the cut inside its stretch of non-speech.
+        assert.ok(o.pauseCutMs > 0, 'no overlap without a pause rule');
+        const cut = prev.endMs / f;
+        let from = cut;
+        while (from > 0 && !speechFlags[from - 1]) from--;
+        let to = cut;
+        while (to < speechFlags.length && !speechFlags[to]) to++;
+        assert.ok(to - from >= Math.ceil(o.pauseCutMs / f) || to === speechFlags.length, `cut at ${prev.endMs} ms is in a pause of ${(to - from) * f} ms`);
+      }
+      // A cut whose second half held no speech sends no second window: nothing may lie past its seam.
+      if (prev.keepUntilMs !== undefined) {
+        for (let t = prev.keepUntilMs; t < prev.endMs; t += f) assert.not.ok(speechFlags[t / f], `speech at ${t} ms past a seam with no window after it`);
+      }
+    }
+  }
+  // Every frame of a speech run that can open an utterance (≥ minSpeech frames) is in a final window.
+  const minRun = o.minSpeechMs / f;
+  for (let start = 0; start < speechFlags.length; ) {
+    if (!speechFlags[start]) {
+      start++;
+      continue;
+    }
+    let end = start;
+    while (end < speechFlags.length && speechFlags[end]) end++;
+    if (end - start >= minRun) {
+      for (let frame = start; frame < end; frame++) {
+        const t = frame * f;
+        assert.ok(finals.some((w) => w.startMs <= t && t < w.endMs), `speech frame ${frame} is in no final window`);
+      }
+    }
+    start = end;
+  }
+}
+
 test('segmenter: windows are well formed, ordered, and cover every utterance speech frame', () => {
-  fc.assert(
-    fc.property(options, script, fc.nat(), commits, (o, runs, stopSeed, commitAfter) => {
-      const total = runs.reduce((n, r) => n + r.frames, 0);
-      const stopAt = stopSeed % (total + 1);
-      const { windows, speechFlags, frameSamples } = replay(o, runs, stopAt, commitAfter);
-      const f = o.frameMs;
-      for (const w of windows) {
-        assert.ok(w.endMs > w.startMs, `window ${w.id} is empty or negative: ${w.startMs}–${w.endMs}`);
-        assert.ok(w.startMs >= 0 && w.endMs <= speechFlags.length * f, 'window inside the audio received');
-        assert.equal(w.audio.length, ((w.endMs - w.startMs) / f) * frameSamples);
-        for (let k = 0; k < (w.endMs - w.startMs) / f; k++) assert.equal(w.audio[k * frameSamples], (w.startMs / f + k) % 32768);
-        const listed = new Set<number>();
-        let previousEnd = -1;
-        for (const [from, to] of w.speech) {
-          assert.ok(from > previousEnd && to > from && from >= w.startMs && to <= w.endMs, `window ${w.id}: speech stretches ordered, disjoint, inside`);
-          previousEnd = to;
-          for (let t = from; t < to; t += f) listed.add(t / f);
-        }
-        for (let frame = w.startMs / f; frame < w.endMs / f; frame++) assert.is(listed.has(frame), speechFlags[frame], `window ${w.id}: frame ${frame} speech flag listed`);
-      }
-      const finals = windows.filter((w) => w.kind === 'final');
-      for (const w of finals) assert.ok(w.endMs - w.startMs <= o.maxWindowMs, 'final within maxWindowMs');
-      for (const w of windows.filter((x) => x.kind === 'speculative')) {
-        assert.ok(o.speculativeSilenceMs > 0 && w.endMs - w.startMs <= o.maxWindowMs, 'speculative windows only when on, within maxWindowMs');
-        assert.not.ok(speechFlags[w.endMs / f - 1] === undefined, 'inside the audio');
-      }
-      for (const final of finals.filter((w) => w.confirms !== undefined)) {
-        const speculative = windows.find((w) => w.id === final.confirms);
-        assert.ok(speculative && speculative.kind === 'speculative' && speculative.utteranceId === final.utteranceId && speculative.id < final.id, 'confirms a speculative window of its utterance');
-        assert.is(speculative!.startMs, final.startMs, 'from the same start');
-        assert.ok(speculative!.endMs <= final.endMs, 'the final adds to its end');
-        for (let t = speculative!.endMs; t < final.endMs; t += f) assert.not.ok(speechFlags[t / f], `speech at ${t} ms after the speculative window ${speculative!.id} its final ${final.id} confirms`);
-        for (let t = final.startMs; t < final.endMs; t += f) assert.not.ok(windows.some((w) => w.kind === 'final' && w !== final && w.startMs <= t && t < w.endMs && w.keepFromMs === undefined && final.keepFromMs === undefined), 'no other final covers its audio');
-      }
-      const last = finals.at(-1);
-      if (last?.keepUntilMs !== undefined) {
-        for (let t = last.keepUntilMs; t < last.endMs; t += f) assert.not.ok(speechFlags[t / f], `speech at ${t} ms past the last seam`);
-      }
-      for (let i = 1; i < finals.length; i++) {
-        const [prev, next] = [finals[i - 1], finals[i]];
-        assert.ok(next.startMs >= prev.startMs && next.endMs > prev.endMs, 'finals in order');
-        if (next.keepFromMs !== undefined) {
-          assert.equal(next.keepFromMs, prev.keepUntilMs, 'a seam is shared by the two windows of a cut');
-          assert.ok(next.keepFromMs >= next.startMs && next.keepFromMs <= prev.endMs, 'the seam lies in the overlap');
-          assert.ok(prev.endMs - next.startMs <= o.overlapMs, 'overlap at most overlapMs');
-        } else {
-          assert.ok(next.startMs >= prev.endMs, `finals ${prev.id} and ${next.id} overlap without a seam`);
-          if (prev.closedBy === 'max-length' && next.startMs === prev.endMs && o.overlapMs > 0 && !o.overlapOnlyInSpeech) {
-            // Cut with no overlap in live mode: only in a pause, the cut inside its stretch of non-speech.
-            assert.ok(o.pauseCutMs > 0, 'no overlap without a pause rule');
-            const cut = prev.endMs / f;
-            let from = cut;
-            while (from > 0 && !speechFlags[from - 1]) from--;
-            let to = cut;
-            while (to < speechFlags.length && !speechFlags[to]) to++;
-            assert.ok(to - from >= Math.ceil(o.pauseCutMs / f) || to === speechFlags.length, `cut at ${prev.endMs} ms is in a pause of ${(to - from) * f} ms`);
-          }
-          // A cut whose second half held no speech sends no second window: nothing may lie past its seam.
-          if (prev.keepUntilMs !== undefined) {
-            for (let t = prev.keepUntilMs; t < prev.endMs; t += f) assert.not.ok(speechFlags[t / f], `speech at ${t} ms past a seam with no window after it`);
-          }
-        }
-      }
-      // Every frame of a speech run that can open an utterance (≥ minSpeech frames) is in a final window.
-      const minRun = o.minSpeechMs / f;
-      for (let start = 0; start < speechFlags.length; ) {
-        if (!speechFlags[start]) {
-          start++;
-          continue;
-        }
-        let end = start;
-        while (end < speechFlags.length && speechFlags[end]) end++;
-        if (end - start >= minRun) {
-          for (let frame = start; frame < end; frame++) {
-            const t = frame * f;
-            assert.ok(finals.some((w) => w.startMs <= t && t < w.endMs), `speech frame ${frame} is in no final window`);
-          }
-        }
-        start = end;
-      }
-    }),
-    { numRuns: 400, seed: 20261127 },
-  );
+  fc.assert(fc.property(options, script, fc.nat(), commits, assertWellFormed), { numRuns: 400, seed: 20261127 });
+});
+
+test('segmenter: speech resuming just after an early commit is heard whole, its pre-roll re-hearing only silence', () => {
+  // Utterances separated by pauses around the speculative silence, each speculation committed at once or
+  // within a few frames: the next utterance often starts within the pre-roll of the committed window's end.
+  const conversation = fc.array(
+    fc.tuple(fc.integer({ min: 1, max: 120 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 20000 })),
+    { minLength: 1, maxLength: 20 },
+  ).map((turns) => turns.flatMap(([speech, pause, level]) => [{ speech: true, frames: speech, level }, { speech: false, frames: pause, level: 0 }]));
+  const soon = fc.array(fc.option(fc.integer({ min: 0, max: 3 }), { nil: undefined, freq: 4 }), { maxLength: 30 });
+  const speculating = options.filter((o) => o.speculativeSilenceMs > 0 && o.preRollMs > 0);
+  fc.assert(fc.property(speculating, conversation, fc.constant(Number.MAX_SAFE_INTEGER), soon, assertWellFormed), { numRuns: 300, seed: 20261201 });
 });
 
 test('segmenter: the upload crash shape (max-length cut in a pause, file ends before the silence limit)', () => {

@@ -11,6 +11,8 @@ export class FlakyProxy {
   private readonly pairs = new Set<{ client: Socket; upstream: Socket; stalled: boolean }>();
   /** Calls of drop() that cut at least one connection. */
   drops = 0;
+  /** Where new connections go (`retarget` moves them: the network now leads elsewhere). */
+  private targetPort = 0;
 
   private constructor(server: Server) {
     this.server = server;
@@ -19,8 +21,9 @@ export class FlakyProxy {
   static async start(targetPort: number): Promise<FlakyProxy> {
     const server = createServer();
     const proxy = new FlakyProxy(server);
+    proxy.targetPort = targetPort;
     server.on('connection', (client) => {
-      const upstream = connect(targetPort, '127.0.0.1');
+      const upstream = connect(proxy.targetPort, '127.0.0.1');
       const pair = { client, upstream, stalled: false };
       proxy.pairs.add(pair);
       const forward = (from: Socket, to: Socket) => from.on('data', (data) => { if (!pair.stalled) to.write(data); });
@@ -49,6 +52,11 @@ export class FlakyProxy {
       pair.client.destroy();
       pair.upstream.destroy();
     }
+  }
+
+  /** New connections go to this port from now on (open ones stay where they are). */
+  retarget(port: number): void {
+    this.targetPort = port;
   }
 
   /** Stops forwarding on every connection without closing it. */

@@ -32,7 +32,7 @@ export interface StreamedChunk {
   atMs: number;
 }
 
-async function oggPackets(path: string): Promise<Buffer[]> {
+export async function oggPackets(path: string): Promise<Buffer[]> {
   const demuxer = new prism.opus.OggDemuxer();
   const packets: Buffer[] = [];
   demuxer.on('data', (p: Buffer) => packets.push(p));

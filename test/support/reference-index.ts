@@ -36,6 +36,8 @@ export interface HeardWord {
   /** Seconds from the window start. */
   start: number;
   end: number;
+  /** Who said it (the corpus's label), for a diarizing recognizer's answer. */
+  speaker?: string;
 }
 
 /** Two log-energy channels per 10 ms: loudness and a crude high-band (first difference) loudness. */
@@ -118,19 +120,22 @@ export class ReferenceIndex {
 
   /**
    * Loads every track of every language under a corpus directory made by scripts/make-corpus.ts; with
-   * `noisy`, their noisy versions too (twice the tracks to search: only where noisy audio is streamed).
+   * `noisy`, their noisy versions too (twice the tracks to search: only where noisy audio is streamed);
+   * with `mixOnly`, the visits recorded on one track only (the three-person visit).
    */
-  static async load(corpusDir: string, noisy = false): Promise<ReferenceIndex> {
-    const manifest = JSON.parse(await readFile(join(corpusDir, 'manifest.json'), 'utf8')) as { languages: string[] };
+  static async load(corpusDir: string, noisy = false, mixOnly = false): Promise<ReferenceIndex> {
+    const manifest = JSON.parse(await readFile(join(corpusDir, 'manifest.json'), 'utf8')) as { languages: string[]; mixOnly: string[] };
     const tracks: ReferenceTrack[] = [];
-    for (const language of manifest.languages) {
-      const reference = JSON.parse(await readFile(join(corpusDir, language, 'reference.json'), 'utf8')) as CorpusReference;
+    const visits = [...manifest.languages.map((dir) => ({ dir, names: ['doctor', 'patient', 'mix'] as const })), ...(mixOnly ? manifest.mixOnly : []).map((dir) => ({ dir, names: ['mix'] as const }))];
+    for (const { dir, names } of visits) {
+      const reference = JSON.parse(await readFile(join(corpusDir, dir, 'reference.json'), 'utf8')) as CorpusReference;
+      const language = reference.language;
       // A noisy track holds the same words as its clean one, and the bursts that make it noisy.
-      for (const name of ['doctor', 'patient', 'mix'] as const) {
-        for (const file of noisy ? [name, `${name}-noisy`] : [name]) {
-          const { samples, sampleRate } = decodeWav(await readFile(join(corpusDir, language, `${file}.wav`)));
-          if (sampleRate !== SAMPLE_RATE) throw new Error(`${language}/${file}.wav is ${sampleRate} Hz, expected ${SAMPLE_RATE}`);
-          tracks.push({ name: `${language}/${file}`, language, words: reference.tracks[name], ...envelope(samples) });
+      for (const name of names) {
+        for (const file of noisy && dir === language ? [name, `${name}-noisy`] : [name]) {
+          const { samples, sampleRate } = decodeWav(await readFile(join(corpusDir, dir, `${file}.wav`)));
+          if (sampleRate !== SAMPLE_RATE) throw new Error(`${dir}/${file}.wav is ${sampleRate} Hz, expected ${SAMPLE_RATE}`);
+          tracks.push({ name: `${dir}/${file}`, language, words: reference.tracks[name], ...envelope(samples) });
         }
       }
     }
@@ -192,7 +197,7 @@ export class ReferenceIndex {
         text = w.startMs < from ? letters.slice(-keep).join('') : letters.slice(0, keep).join('');
       }
       const round = (ms: number) => Math.round(Math.max(0, Math.min(durationMs, ms - from))) / 1000;
-      heard.push({ word: text, start: round(w.startMs), end: round(w.endMs) });
+      heard.push({ word: text, start: round(w.startMs), end: round(w.endMs), speaker: w.speaker });
     }
     return heard;
   }

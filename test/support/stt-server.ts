@@ -40,6 +40,13 @@ export type Dialect =
   /** Groq: OpenAI's shapes plus `x_groq`. */
   | 'groq'
   /**
+   * gpt-4o-transcribe-diarize: json, text and diarized_json (segments with `speaker`, no words); refuses a
+   * prompt and verbose_json; needs `chunking_strategy` above 30 s; labels the voices of
+   * `known_speaker_references[]` (data URLs, 2–10 s each, up to 4) with `known_speaker_names[]`, the
+   * others `A`, `B`, … in order of appearance within the request.
+   */
+  | 'openai-diarize'
+  /**
    * LocalAI before 3.x (issue mudler/LocalAI#5327, fixed by PR #8318): `response_format` ignored, always
    * `{segments: [{id, start, end, text, tokens}], text}` with segment times in nanoseconds, no words.
    */
@@ -59,6 +66,11 @@ export interface SttServerOptions {
   confidentHallucinations?: boolean;
   /** Also listens for the corpus's noisy tracks (coughs, doors, chairs). Default false: half the search. */
   noisyCorpus?: boolean;
+  /**
+   * Also listens for the visits recorded on one track only (the three-person visit). Off by default: its
+   * two voices at once look like broadband noise to the envelope match, which the noise tests must not hear.
+   */
+  mixOnlyVisits?: boolean;
   /** Default `openai`. */
   dialect?: Dialect;
   /** The model (or Azure deployment) the server has; others are refused as its dialect does. Default: any. */
@@ -71,6 +83,8 @@ export interface SttServerOptions {
   misspell?: Record<string, string>;
   /** Largest file taken, bytes. Default 25 MB. */
   maxFileBytes?: number;
+  /** openai-diarize: answer diarized_json without segments (a diarizing backend that returns no speakers). */
+  noSpeakers?: boolean;
 }
 
 export interface SttCall {
@@ -89,11 +103,11 @@ export interface SttCall {
 const LANGUAGE_NAMES: Record<string, string> = { en: 'english', fa: 'persian', ar: 'arabic' };
 const SUPPORTED = ['flac', 'm4a', 'mp3', 'mp4', 'mpeg', 'mpga', 'oga', 'ogg', 'wav', 'webm'];
 const HALLUCINATIONS = ['Thank you for watching!', 'Subtitles by the Amara.org community', 'Thanks for watching, see you next time.'];
-/** What Whisper says, confidently, on non-speech, per language (as reported by users of Whisper-based tools). */
+/** What Whisper says, confidently, on non-speech, per language: stock phrases and loops (as reported by users of Whisper-based tools). */
 const CONFIDENT_HALLUCINATIONS: Record<string, string[]> = {
   en: ['Thank you for watching.', 'Subtitles by the Amara.org community', 'Thanks for watching, see you next time.', 'you you you you you you'],
-  fa: ['زیرنویس توسط امیر', 'ممنون که تماشا کردید', 'لطفا سابسکرایب کنید'],
-  ar: ['اشتركوا في القناة', 'ترجمة نانسي قنقر', 'شكرا للمشاهدة'],
+  fa: ['زیرنویس توسط امیر', 'ممنون که تماشا کردید', 'لطفا سابسکرایب کنید', 'ممنون ممنون ممنون ممنون ممنون ممنون'],
+  ar: ['اشتركوا في القناة', 'ترجمة نانسي قنقر', 'شكرا للمشاهدة', 'شكرا شكرا شكرا شكرا شكرا شكرا'],
 };
 const AZURE_API_VERSIONS = ['2024-02-01', '2024-06-01', '2024-10-21', '2025-03-01-preview'];
 
@@ -179,7 +193,7 @@ export class SttServer {
   }
 
   async start(port = 0): Promise<this> {
-    this.index ??= await ReferenceIndex.load(this.options.corpusDir, this.options.noisyCorpus);
+    this.index ??= await ReferenceIndex.load(this.options.corpusDir, this.options.noisyCorpus, this.options.mixOnlyVisits);
     // Stopping it models an outage: open connections are cut, not drained.
     const app = Fastify({ logger: false, bodyLimit: 100 * 1024 * 1024, forceCloseConnections: true });
     await app.register(multipart, { limits: { fileSize: this.options.maxFileBytes ?? 25 * 1024 * 1024 } });
@@ -286,11 +300,17 @@ export class SttServer {
       if (dialect === 'vllm') return fail(404, `The model \`${model}\` does not exist.`, 'model');
       return fail(404, `The model \`${model}\` does not exist or you do not have access to it.`, 'model', 'model_not_found');
     }
-    const formats = dialect === 'openai-text-only' ? ['json', 'text'] : ['json', 'verbose_json', 'text', 'srt', 'vtt'];
+    const formats = dialect === 'openai-text-only' ? ['json', 'text'] : dialect === 'openai-diarize' ? ['json', 'text', 'diarized_json'] : ['json', 'verbose_json', 'text', 'srt', 'vtt'];
     if (!formats.includes(responseFormat)) {
-      return fail(400, dialect === 'openai-text-only' ? `response_format '${responseFormat}' is not compatible with model '${model}'. Use 'json' or 'text' instead.` : `Unsupported response_format '${responseFormat}'.`, 'response_format', 'unsupported_value');
+      const allowed = dialect === 'openai-diarize' ? "'json', 'text' or 'diarized_json'" : "'json' or 'text'";
+      return fail(400, dialect === 'openai-text-only' || dialect === 'openai-diarize' ? `response_format '${responseFormat}' is not compatible with model '${model}'. Use ${allowed} instead.` : `Unsupported response_format '${responseFormat}'.`, 'response_format', 'unsupported_value');
     }
-    if (this.options.refusePrompt && prompt) return fail(400, `Prompt is not supported for model '${model}'.`, 'prompt', 'unsupported_parameter');
+    if ((this.options.refusePrompt || dialect === 'openai-diarize') && prompt) return fail(400, `Prompt is not supported for model '${model}'.`, 'prompt', 'unsupported_parameter');
+    const speakerNames = fields['known_speaker_names[]'] ?? [];
+    const speakerReferences = fields['known_speaker_references[]'] ?? [];
+    if (dialect === 'openai-diarize' && (speakerNames.length !== speakerReferences.length || speakerNames.length > 4)) {
+      return fail(400, 'known_speaker_names and known_speaker_references must have the same length (at most 4).', 'known_speaker_names', 'invalid_value');
+    }
     const extension = file.name.split('.').pop()?.toLowerCase() ?? '';
     if (dialect === 'whisper-cpp' ? file.bytes.toString('ascii', 0, 4) !== 'RIFF' : !SUPPORTED.includes(extension)) {
       return dialect === 'whisper-cpp' ? fail(400, 'failed to read WAV file', 'file') : fail(400, `Invalid file format. Supported formats: ${JSON.stringify(SUPPORTED)}`, 'file', 'invalid_value');
@@ -326,6 +346,27 @@ export class SttServer {
     }
     const durationMs = (samples.length / 16000) * 1000;
     const language = fields.language?.[0];
+    if (dialect === 'openai-diarize' && durationMs > 30000 && !fields.chunking_strategy) {
+      return fail(400, 'chunking_strategy is required for diarization models when the input audio is longer than 30 seconds.', 'chunking_strategy', 'missing_required_parameter');
+    }
+    // Known voices: each reference located in the corpus, its words' speaker named as the caller names it.
+    const named = new Map<string, string>();
+    for (const [i, reference] of speakerReferences.entries()) {
+      const match = /^data:audio\/[a-z0-9.+-]+;base64,(.+)$/i.exec(reference);
+      let clip: Int16Array;
+      try {
+        if (!match) throw new Error('not a data URL');
+        clip = await decodeAudio(Buffer.from(match[1], 'base64'));
+      } catch {
+        return fail(400, `known_speaker_references[${i}] is not a valid audio data URL.`, `known_speaker_references[${i}]`, 'invalid_value');
+      }
+      const seconds = clip.length / 16000;
+      if (seconds < 2 || seconds > 10) return fail(400, `known_speaker_references[${i}] must be between 2 and 10 seconds of audio (got ${seconds.toFixed(1)}).`, `known_speaker_references[${i}]`, 'invalid_value');
+      const where = this.index!.locate(clip, language);
+      const voices = where ? ReferenceIndex.wordsInWindow(where.track.words, where.offsetMs, seconds * 1000).map((w) => w.speaker) : [];
+      const voice = voices.sort((a, b) => voices.filter((v) => v === b).length - voices.filter((v) => v === a).length)[0];
+      if (voice) named.set(voice, speakerNames[i]);
+    }
     const match = this.index!.locate(samples, language);
     let words = match ? ReferenceIndex.wordsInWindow(match.track.words, match.offsetMs, durationMs) : [];
     const misspell = this.options.misspell;
@@ -334,7 +375,11 @@ export class SttServer {
     let segmentMetrics = { avg_logprob: -0.18, compression_ratio: compressionRatio(text), no_speech_prob: 0.01 };
     if (words.length === 0 && this.options.confidentHallucinations) {
       const phrases = CONFIDENT_HALLUCINATIONS[language ?? 'en'] ?? CONFIDENT_HALLUCINATIONS.en;
-      text = phrases[this.calls.length % phrases.length];
+      // Chosen by the window's own samples, not by the order calls arrive in: the same window always gets
+      // the same phrase, however concurrent requests interleave.
+      let digest = 0;
+      for (let i = 0; i < samples.length; i += 97) digest = (digest * 31 + samples[i]) | 0;
+      text = phrases[Math.abs(digest) % phrases.length];
       // Laid over the window from its first fifth on, a third of a second a word, as Whisper times them.
       const seconds = durationMs / 1000;
       const parts = text.split(' ');
@@ -348,13 +393,13 @@ export class SttServer {
       words = [];
     }
     record(200, responseFormat, durationMs, text);
-    return this.answer(reply, { responseFormat, text, words, granularities: fields['timestamp_granularities[]'] ?? fields.timestamp_granularities ?? ['segment'], durationMs, language: match?.track.language ?? language, segmentMetrics, disordered: fault?.kind === 'answer' });
+    return this.answer(reply, { responseFormat, text, words, named, granularities: fields['timestamp_granularities[]'] ?? fields.timestamp_granularities ?? ['segment'], durationMs, language: match?.track.language ?? language, segmentMetrics, disordered: fault?.kind === 'answer' });
   }
 
   /** The answer in the dialect's shape. */
   private answer(
     reply: FastifyReply,
-    a: { responseFormat: string; text: string; words: HeardWord[]; granularities: string[]; durationMs: number; language: string | undefined; segmentMetrics: Record<string, number>; disordered: boolean },
+    a: { responseFormat: string; text: string; words: HeardWord[]; named?: Map<string, string>; granularities: string[]; durationMs: number; language: string | undefined; segmentMetrics: Record<string, number>; disordered: boolean },
   ) {
     const dialect = this.dialect;
     const seconds = a.durationMs / 1000;
@@ -365,6 +410,21 @@ export class SttServer {
     }
     if (a.responseFormat === 'text') return reply.type(dialect === 'whisper-cpp' ? 'text/html; charset=utf-8' : 'text/plain; charset=utf-8').send(`${text}\n`);
     if (a.responseFormat === 'srt' || a.responseFormat === 'vtt') return reply.type('text/plain').send(text);
+    if (a.responseFormat === 'diarized_json') {
+      // Segments: runs of one voice, labelled by a known name or by letter in order of appearance.
+      const letters = new Map<string, string>();
+      const label = (voice: string | undefined) => a.named?.get(voice ?? '') ?? letters.get(voice ?? '') ?? (letters.set(voice ?? '', String.fromCharCode(65 + letters.size)), letters.get(voice ?? ''))!;
+      const segments: { type: string; id: string; start: number; end: number; text: string; speaker: string }[] = [];
+      for (const word of words) {
+        const speaker = label(word.speaker);
+        const last = segments.at(-1);
+        if (last && last.speaker === speaker) {
+          last.end = word.end;
+          last.text += ` ${word.word}`;
+        } else segments.push({ type: 'transcript.text.segment', id: `seg_${segments.length + 1}`, start: word.start, end: word.end, text: word.word, speaker });
+      }
+      return { task: 'transcribe', duration: Math.round(seconds * 100) / 100, text, segments: this.options.noSpeakers ? [] : segments, usage: { type: 'duration', seconds: Math.ceil(seconds) } };
+    }
     if (a.responseFormat === 'json') {
       if (dialect === 'openai-text-only') {
         const tokens = Math.ceil(text.length / 4);

@@ -8,9 +8,11 @@ export class CaptionCollector {
   onEvent: ((event: CaptionEvent) => void) | undefined;
   private readonly socket: WebSocket;
   private waiters: { predicate: (e: CaptionEvent) => boolean; resolve: (e: CaptionEvent) => void }[] = [];
+  private readonly closeCode: Promise<number>;
 
   private constructor(socket: WebSocket) {
     this.socket = socket;
+    this.closeCode = new Promise((resolve) => socket.once('close', (code) => resolve(code)));
     socket.on('message', (data) => {
       const event = JSON.parse(data.toString()) as CaptionEvent;
       this.events.push(event);
@@ -31,6 +33,11 @@ export class CaptionCollector {
       socket.once('error', reject);
     });
     return collector;
+  }
+
+  /** Resolves with the close code once the gateway (or the test) closes the socket. */
+  closed(): Promise<number> {
+    return this.closeCode;
   }
 
   get finals(): FinalEvent[] {

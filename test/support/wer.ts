@@ -10,8 +10,19 @@ export interface WerResult {
 }
 
 export function wordErrorRate(reference: string, hypothesis: string): WerResult {
-  const ref = normalizeText(reference);
-  const hyp = normalizeText(hypothesis);
+  return tokenErrorRate(normalizeText(reference), normalizeText(hypothesis));
+}
+
+/**
+ * WER where a word said by the wrong role is an error too: every word is compared with its role
+ * (`pain` said by the doctor is not `pain` said by the patient).
+ */
+export function roleAttributedWer(reference: readonly { word: string; role: string }[], hypothesis: readonly { word: string; role: string }[]): WerResult {
+  const tokens = (words: readonly { word: string; role: string }[]) => words.flatMap(({ word, role }) => normalizeText(word).map((w) => `${w}#${role}`));
+  return tokenErrorRate(tokens(reference), tokens(hypothesis));
+}
+
+function tokenErrorRate(ref: readonly string[], hyp: readonly string[]): WerResult {
   // Levenshtein over words, keeping the kind of each edit for the report.
   let previous = Array.from({ length: hyp.length + 1 }, (_, j) => ({ cost: j, s: 0, d: 0, i: j }));
   for (let i = 1; i <= ref.length; i++) {

@@ -16,7 +16,9 @@ import { TrackPipeline, type TrackListener, type TrackPipelineOptions } from '..
 import { SttUsage } from '../../src/stt/stt-cost.ts';
 import { PromptBuilder, termLexicon } from '../../src/stt/clinical-prompt.ts';
 import { UploadTranscription, type UploadOutput } from '../../src/session/upload-transcription.ts';
+import { TrackSpeakers } from '../../src/session/track-speakers.ts';
 import { MemoryStore } from '../../src/store/testing/memory-store.ts';
+import { InProcessCaptionBus } from '../../src/session/caption-bus.ts';
 import { DEFAULT_THRESHOLDS } from '../../src/stt/recognized-words.ts';
 import { FakeTranscriber, timelineAudio, type PlacedWord } from '../../src/stt/testing/fake-transcriber.ts';
 import type { WindowJob, WindowQueue } from '../../src/stt/window-queue.ts';
@@ -256,14 +258,14 @@ test('track pipeline resumed by new connections: resent overlap skipped, a gap f
 test('caption feed: one seq order across tracks, stored before sent, replay after N, a failing viewer isolated', async () => {
   const store = new MemoryStore();
   store.failNextSegments = 2;
-  const feed = new CaptionFeed('s', [], store, log, createMetrics());
+  const feed = new CaptionFeed('s', [], store, new InProcessCaptionBus().connect('gateway-1'), log, createMetrics());
   const seen: CaptionEvent[] = [];
   feed.addViewer({ send: (e) => { if (e.type === 'final') assert.ok(store.segments.some((s) => s.seq === e.seq), 'stored before sent'); seen.push(e); } }, 0, []);
   feed.addViewer({ send: () => { throw new Error('socket gone'); } }, 0, []);
   const word = (w: string, t: number): Word => ({ word: w, startMs: t, endMs: t + 100 });
-  const doctor = { trackId: 'doctor', role: 'doctor' as const, participant: 'Dr' };
-  const patient = { trackId: 'patient', role: 'patient' as const, participant: 'P' };
-  await Promise.all([feed.publish(doctor, 'd1', [word('a', 0)]), feed.publish(patient, 'p1', [word('b', 50)]), feed.publish(doctor, 'd2', []), feed.publish(patient, 'p2', [word('c', 300)])]);
+  const doctor = (words: Word[]) => ({ speaker: 'Dr', role: 'doctor' as const, roleSource: 'track' as const, words });
+  const patient = (words: Word[]) => ({ speaker: 'P', role: 'patient' as const, roleSource: 'track' as const, words });
+  await Promise.all([feed.publish('doctor', 'd1', doctor([word('a', 0)])), feed.publish('patient', 'p1', patient([word('b', 50)])), feed.publish('doctor', 'd2', doctor([])), feed.publish('patient', 'p2', patient([word('c', 300)]))]);
   const finals = seen.filter((e): e is FinalEvent => e.type === 'final');
   assert.equal(finals.map((f) => [f.seq, f.text]), [[1, 'a'], [2, 'b'], [3, 'c']]);
   assert.is(feed.viewerCount, 1, 'the failing viewer was dropped, the other kept');
@@ -279,15 +281,16 @@ test('upload transcription: windows back in any order are published in order; a 
   let ended = 0;
   const output: UploadOutput = {
     id: 'up',
-    publishUploadFinal: async (_t, _u, words) => void published.push(words.map((w) => w.word).join(' ')),
+    publishUploadFinal: async (_t, _u, { words }) => void published.push(words.map((w) => w.word).join(' ')),
     uploadProgress: (e) => void progress.push(e),
+    uploadWindowAnswered: () => {},
     windowFailed: () => {},
     end: async () => void ended++,
   };
   const retried: WindowJob[] = [];
   const queue = { retry: async (jobs: WindowJob[]) => void retried.push(...jobs), release: async () => {} } as unknown as WindowQueue;
   const windows = Array.from({ length: 5 }, (_, i) => ({ index: i, utteranceId: i + 1, startMs: i * 10000, endMs: i * 10000 + 9000 }));
-  const transcription = new UploadTranscription({ session: output, trackId: 'upload', windows, queue, store, log, dataKey: 'k', onFinished: () => {}, prompts: pipelineCost().prompts });
+  const transcription = new UploadTranscription({ session: output, trackId: 'upload', windows, queue, store, log, dataKey: 'k', onFinished: () => {}, prompts: pipelineCost().prompts, speakers: new TrackSpeakers(), track: { role: 'doctor', participant: 'recording' } });
   await transcription.registerWindows();
   const result = (i: number) => ({ words: [{ word: `w${i}`, startMs: i * 10000 + 100, endMs: i * 10000 + 400 }], sttMs: 5 });
   await transcription.completed(transcription.job(windows[3]), result(3), 1);
@@ -310,7 +313,7 @@ test('a caption viewer too slow to read is closed with 4408 (reconnect with ?aft
   const sent: string[] = [];
   const socket = { readyState: 1, OPEN: 1, bufferedAmount: 0, send: (data: string) => void sent.push(data), close: (code: number, reason: string) => void closed.push([code, reason]) };
   const viewer = socketViewer(socket as never, 64 * 1024);
-  const partial: CaptionEvent = { type: 'partial', sessionId: 's', trackId: 't', role: 'doctor', utteranceId: 'u', stable: '', unstable: 'x', startMs: 0 };
+  const partial: CaptionEvent = { type: 'partial', sessionId: 's', trackId: 't', role: 'doctor', speaker: 'Dr', utteranceId: 'u', stable: '', unstable: 'x', startMs: 0 };
   socket.bufferedAmount = 1000;
   viewer.send(partial);
   assert.is(sent.length, 1, 'a little backlog: partials still go');

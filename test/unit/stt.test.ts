@@ -193,6 +193,27 @@ refusals('shutdown while refusing: waiting finals and uploads reject at once', a
   assert.instance(await upload.catch((error) => error), Error);
 });
 
+answers("a diarizing model's diarized_json: segments with speakers, words laid over each segment, speakers in track time", () => {
+  const answer = {
+    task: 'transcribe', duration: 6, text: 'Any fever? Yes, last night.',
+    segments: [
+      { type: 'transcript.text.segment', id: 'seg_1', start: 0.2, end: 1.4, text: 'Any fever?', speaker: 'doctor' },
+      { type: 'transcript.text.segment', id: 'seg_2', start: 2.5, end: 4.1, text: 'Yes, last night.', speaker: 'A' },
+    ],
+    usage: { type: 'duration', seconds: 6 },
+  };
+  const t = readAnswer(answer, 'diarized_json');
+  assert.equal(t.segments!.map((s) => s.speaker), ['doctor', 'A']);
+  assert.is(t.words, undefined, 'no word timestamps');
+  const out = recognizedWords(t, { startMs: 10000, endMs: 16000 });
+  assert.is(out.timed, false);
+  assert.equal(out.speakers, [{ label: 'doctor', startMs: 10200, endMs: 11400 }, { label: 'A', startMs: 12500, endMs: 14100 }]);
+  assert.ok(out.words.slice(0, 2).every((w) => w.startMs >= 10200 && w.endMs <= 11400), 'the doctor\'s words inside their segment');
+  assert.ok(out.words.slice(2).every((w) => w.startMs >= 12500 && w.endMs <= 14100), "the patient's words inside theirs");
+  // Without segments (a backend that returns no speakers): words, and no speakers.
+  assert.is(recognizedWords(readAnswer({ text: 'Any fever?', segments: [] }, 'diarized_json'), { startMs: 0, endMs: 2000 }).speakers, undefined);
+});
+
 words.run();
 answers.run();
 refusals.run();

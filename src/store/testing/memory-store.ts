@@ -6,7 +6,7 @@
 import type { FinalEvent } from '../../../client-sdk/src/protocol.ts';
 import type { SegmentWriter } from '../../session/caption-feed.ts';
 import type { UploadJobStore } from '../../session/upload-transcription.ts';
-import type { UploadRow } from '../session-store.ts';
+import type { UnnumberedFinal, UploadRow } from '../session-store.ts';
 
 export interface MemoryJob {
   trackId: string;
@@ -24,12 +24,19 @@ export class MemoryStore implements SegmentWriter, UploadJobStore {
   /** Fails the next `n` segment writes (a database outage). */
   failNextSegments = 0;
 
-  async insertSegment(final: FinalEvent): Promise<void> {
+  async appendSegment(unnumbered: UnnumberedFinal): Promise<FinalEvent> {
     if (this.failNextSegments > 0) {
       this.failNextSegments--;
       throw new Error('database unreachable');
     }
+    const seq = this.segments.filter((f) => f.sessionId === unnumbered.sessionId).length + 1;
+    const final: FinalEvent = { ...unnumbered, seq, segmentId: `${unnumbered.sessionId}.${seq}` };
     this.segments.push(final);
+    return final;
+  }
+
+  async listSegments(sessionId: string, afterSeq = 0): Promise<FinalEvent[]> {
+    return this.segments.filter((f) => f.sessionId === sessionId && f.seq > afterSeq);
   }
 
   async jobQueued(_sessionId: string, trackId: string, utteranceId: string, span: { startMs: number; endMs: number }): Promise<void> {

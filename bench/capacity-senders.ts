@@ -1,0 +1,118 @@
+/**
+ * The capacity bench's load, made to cost almost nothing: COUNT tracks of pre-encoded Opus (the corpus's
+ * two-person visit, looped: continuous speech) replayed from this one process on one timer at real time,
+ * as WebSocket `opus` frames (PATH=ws) or plain RTP datagrams from one UDP socket (PATH=rtp). Prints one
+ * line when every track is open, then, after SECONDS of audio, one JSON line: packets sent, the sender's
+ * own CPU seconds, and the timer's worst lateness (a sender that falls behind would be measuring itself).
+ */
+import { createSocket } from 'node:dgram';
+import { WebSocket } from 'ws';
+import { oggPackets } from '../test/support/producer.ts';
+import { signToken } from '../test/support/tokens.ts';
+
+const baseUrl = process.env.BASE_URL!;
+const count = Number(process.env.COUNT);
+const seconds = Number(process.env.SECONDS);
+const path = process.env.PATH_KIND === 'rtp' ? 'rtp' : 'ws';
+const prefix = process.env.SESSION_PREFIX ?? 'capacity';
+const FRAME_MS = 20;
+/** Tracks per session: a visit's two people. */
+const TRACKS_PER_SESSION = 2;
+
+const packets = await oggPackets('corpus/en/mix.ogg');
+const token = await signToken({ role: 'service' });
+const auth = { authorization: `Bearer ${token}` };
+
+interface Sender {
+  /** Sends the track's `index`th packet (each track starts at its own place in the file). */
+  send(index: number): void;
+  close(): Promise<void>;
+}
+
+/** Each message: the 16-bit sequence number, then the packet; built once per packet and track offset. */
+const wsMessages = packets.map((packet) => {
+  const message = Buffer.alloc(packet.length + 2);
+  packet.copy(message, 2);
+  return message;
+});
+
+/**
+ * Where track `n` starts in the file: spread over it, so that the tracks' utterances (and the windows they
+ * close) do not all fall on the same instant, as in a clinic's many independent visits.
+ */
+const startOf = (n: number) => Math.floor((n * packets.length * 0.618) % packets.length);
+
+async function openWebSocket(session: string, track: string, start: number): Promise<Sender> {
+  const url = `${baseUrl.replace('http', 'ws')}/v1/sessions/${session}/tracks/${track}/ingest?format=opus&role=${track === 't0' ? 'doctor' : 'patient'}&language=en&access_token=${token}`;
+  const socket = new WebSocket(url);
+  await new Promise<void>((resolve, reject) => {
+    socket.once('message', () => resolve());
+    socket.once('error', reject);
+    socket.once('close', (code, reason) => reject(new Error(`closed ${code} ${reason}`)));
+  });
+  return {
+    send(index) {
+      const message = wsMessages[(start + index) % packets.length];
+      message.writeUInt16BE(index & 0xffff, 0);
+      socket.send(message);
+    },
+    close: () => new Promise<void>((resolve) => (socket.once('close', () => resolve()), socket.close(1000))),
+  };
+}
+
+const udp = createSocket('udp4');
+await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', resolve));
+
+async function openRtp(session: string, track: string, ssrc: number, start: number): Promise<Sender> {
+  const response = await fetch(`${baseUrl}/v1/sessions/${session}/tracks/${track}/rtp?role=${track === 't0' ? 'doctor' : 'patient'}&language=en&ssrc=${ssrc}`, { method: 'POST', headers: auth });
+  if (response.status !== 201) throw new Error(`rtp ${response.status} ${await response.text()}`);
+  const { port } = (await response.json()) as { port: number };
+  return {
+    send(index) {
+      // A header per datagram: a send is asynchronous, a shared one could change before it leaves.
+      const header = Buffer.allocUnsafe(12);
+      header[0] = 0x80;
+      header[1] = 111;
+      header.writeUInt16BE(index & 0xffff, 2);
+      header.writeUInt32BE((index * 960) >>> 0, 4);
+      header.writeUInt32BE(ssrc, 8);
+      udp.send([header, packets[(start + index) % packets.length]], port, '127.0.0.1');
+    },
+    close: async () => void (await fetch(`${baseUrl}/v1/sessions/${session}/tracks/${track}/rtp`, { method: 'DELETE', headers: auth })),
+  };
+}
+
+const senders: Sender[] = [];
+for (let i = 0; i < count; i += 8) {
+  senders.push(
+    ...(await Promise.all(
+      Array.from({ length: Math.min(8, count - i) }, (_, j) => {
+        const n = i + j;
+        const session = `${prefix}-${Math.floor(n / TRACKS_PER_SESSION)}`;
+        const track = `t${n % TRACKS_PER_SESSION}`;
+        return path === 'rtp' ? openRtp(session, track, 0x1000 + n, startOf(n)) : openWebSocket(session, track, startOf(n));
+      }),
+    )),
+  );
+}
+console.log('open');
+
+const cpuBefore = process.cpuUsage();
+const total = (seconds * 1000) / FRAME_MS;
+const started = performance.now();
+let next = 0;
+let sent = 0;
+let worstLateMs = 0;
+await new Promise<void>((resolve) => {
+  const timer = setInterval(() => {
+    // Every packet due by now goes, each track's in turn: a late timer catches up, never drifts.
+    const due = Math.min(total, Math.floor((performance.now() - started) / FRAME_MS) + 1);
+    worstLateMs = Math.max(worstLateMs, (due - next - 1) * FRAME_MS);
+    for (; next < due; next++) for (const sender of senders) (sender.send(next), sent++);
+    if (next >= total) (clearInterval(timer), resolve());
+  }, FRAME_MS);
+});
+const cpu = process.cpuUsage(cpuBefore);
+await Promise.all(senders.map((s) => s.close()));
+udp.close();
+console.log(JSON.stringify({ sent, senderCpuSeconds: (cpu.user + cpu.system) / 1e6, worstLateMs }));

@@ -1,0 +1,89 @@
+/**
+ * One machine's capacity: how many live tracks a gateway takes, per ingest path, with a load that costs
+ * almost nothing to make (bench/capacity-senders.ts: pre-encoded Opus from one process on one timer, at
+ * real time, as WebSocket `opus` frames or plain RTP) and an STT stub that answers at once. The gateway runs
+ * in its own process with PostgreSQL and the recording archived (age-encrypted), as deployed. For growing N, on a fresh
+ * gateway each time: packets lost on the way in, the gateway's event-loop delay p99 (how long a packet
+ * that arrived waits before it is decoded and segmented: the added latency), its CPU per track and its
+ * resident memory per track (over the idle gateway's). The answer per path is the largest N with no packet
+ * lost, event-loop delay p99 < 20 ms; the latency goal (< 50 ms) follows from it. Baseline for the ratio:
+ * the CPU per track at the smallest N, measured in the same run. WHIP: `npm run bench:webrtc`.
+ *
+ *   BENCH_CAPACITY_SECONDS=20  BENCH_CAPACITY_COUNTS=25,50,100,150,200  BENCH_CAPACITY_PATHS=ws,rtp
+ *   BENCH_CAPACITY_GATEWAY_ENV='{"STT_PARTIAL_BUDGET":"0"}'  (the gateway's configuration on top: what a setting costs)
+ */
+import { readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { createInterface } from 'node:readline';
+import type { ChildProcess } from 'node:child_process';
+import { createTestIdentity } from '../test/support/age.ts';
+import { createTestDatabase } from '../test/support/databases.ts';
+import { counter, cpuSeconds, gauge, removeBenchData, startGateway, startProcess, stop } from './processes.ts';
+import { startSttStub } from './stt-stub.ts';
+
+const seconds = Number(process.env.BENCH_CAPACITY_SECONDS ?? 20);
+const counts = (process.env.BENCH_CAPACITY_COUNTS ?? '25,50,100,150,200').split(',').map(Number);
+const paths = (process.env.BENCH_CAPACITY_PATHS ?? 'ws,rtp').split(',') as ('ws' | 'rtp')[];
+const gatewayEnv = JSON.parse(process.env.BENCH_CAPACITY_GATEWAY_ENV ?? '{}') as Record<string, string>;
+const MAX_LOOP_DELAY_MS = 20;
+/** prom-client's default eventLoopMonitoringPrecision. */
+const EVENT_LOOP_RESOLUTION_MS = 10;
+
+async function rssBytes(child: ChildProcess): Promise<number> {
+  const status = await readFile(`/proc/${child.pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
+}
+
+const stt = await startSttStub();
+const identity = await createTestIdentity();
+console.log(`${seconds} s of continuous Opus speech per track at real time; the gateway alone in its process (PostgreSQL, archive on), the senders in another, the STT stub in this one; ${availableParallelism()} cores\n`);
+const found: Record<string, number> = {};
+try {
+  for (const path of paths) {
+    console.log(`### ${path === 'ws' ? 'WebSocket `opus`' : 'plain RTP'}\n`);
+    console.log('| tracks | sent packets | lost packets | event-loop delay p99 | gateway CPU | CPU per track | ratio to smallest N | RSS per track | sender CPU |');
+    console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    let baselinePerTrack = 0;
+    found[path] = 0;
+    for (const n of counts) {
+      // PostgreSQL, as a deployment of this size runs (PGlite, in the gateway's process, would be measured with it).
+      const database = await createTestDatabase('postgres');
+      const gateway = await startGateway(stt.url, { ...database.env, ARCHIVE_RECIPIENTS: identity.recipient, STT_CONCURRENCY: '16', STT_SPEECH_CHECK: 'off', MAX_CONNECTIONS_PER_IP: '100000', INGEST_CONNECTIONS_PER_MINUTE: '1000000', RATE_LIMIT_PER_IP_PER_MINUTE: '10000000', ...gatewayEnv });
+      // The idle gateway's memory, settled: what the tracks add is measured against it.
+      await new Promise((r) => setTimeout(r, 1000));
+      const idleRss = await rssBytes(gateway.child);
+      const senders = startProcess(['bench/capacity-senders.ts'], { BASE_URL: gateway.baseUrl, COUNT: String(n), SECONDS: String(seconds), PATH_KIND: path, SESSION_PREFIX: `cap-${path}-${n}` });
+      const lines = createInterface({ input: senders.stdout! })[Symbol.asyncIterator]();
+      await lines.next();
+      // Scraping resets the event-loop delay histogram: what the next scrape reports is the load's.
+      await gauge(gateway.baseUrl, 'nodejs_eventloop_lag_p99_seconds');
+      const cpuBefore = await cpuSeconds(gateway.child);
+      const started = performance.now();
+      let loadedRss = 0;
+      const sampler = setInterval(() => void rssBytes(gateway.child).then((rss) => (loadedRss = Math.max(loadedRss, rss)), () => undefined), 1000);
+      const loopP99 = new Promise<number>((resolve) => setTimeout(() => resolve(gauge(gateway.baseUrl, 'nodejs_eventloop_lag_p99_seconds')), (seconds - 1) * 1000));
+      const report = JSON.parse((await lines.next()).value as string) as { sent: number; senderCpuSeconds: number; worstLateMs: number };
+      const wall = (performance.now() - started) / 1000;
+      const cpu = (await cpuSeconds(gateway.child)) - cpuBefore;
+      clearInterval(sampler);
+      // prom-client's histogram samples every EVENT_LOOP_RESOLUTION_MS and records the whole interval: an idle
+      // loop reads that much. What a packet waits is the rest.
+      const delayMs = (await loopP99) * 1000 - EVENT_LOOP_RESOLUTION_MS;
+      const lost = await counter(gateway.baseUrl, 'helssa_lost_packets_total');
+      await stop(gateway.child);
+      await database.release();
+      const perTrack = (cpu / wall / n) * 100;
+      baselinePerTrack ||= perTrack;
+      const ok = lost === 0 && delayMs < MAX_LOOP_DELAY_MS && report.worstLateMs < 100;
+      if (ok) found[path] = n;
+      const rssPerTrack = (loadedRss - idleRss) / n / 2 ** 20;
+      console.log(`| ${n} | ${report.sent} | ${lost} | ${delayMs.toFixed(1)} ms | ${((cpu / wall) * 100).toFixed(1)} % | ${perTrack.toFixed(3)} % | ${(perTrack / baselinePerTrack).toFixed(2)}× | ${rssPerTrack.toFixed(2)} MB | ${((report.senderCpuSeconds / wall) * 100).toFixed(1)} %${report.worstLateMs >= 100 ? ` (sender ${report.worstLateMs} ms late)` : ''} |`);
+      // Past the goal the table goes on while the main thread keeps up, to show how the cost grows.
+      if (lost > 0 || cpu / wall > 0.95) break;
+    }
+    console.log(`\nlargest N with no lost packet and event-loop delay p99 < ${MAX_LOOP_DELAY_MS} ms: ${found[path]}${found[path] === counts.at(-1) ? ' (the largest tried)' : ''}\n`);
+  }
+} finally {
+  await stt.close();
+  await removeBenchData();
+}

@@ -1,0 +1,54 @@
+/** Audio-conditioning runs shared by the conditioning tests: the noisy corpora live and uploaded, WER per variant. */
+import { loadReference } from '../../scripts/make-corpus.ts';
+import * as assert from 'uvu/assert';
+import { startHarness, type Harness } from './harness.ts';
+import { chunksFor, ingestUrl, streamChunks } from './producer.ts';
+import { uploadedTranscript } from './transcripts.ts';
+import { CaptionCollector } from './viewer.ts';
+import { wordErrorRate } from './wer.ts';
+
+export const LANGUAGES = ['en', 'fa', 'ar'] as const;
+const TRACKS = ['doctor', 'patient'] as const;
+export const VARIANTS = ['quiet', 'hum10', 'hum5'] as const;
+export const FAN = ['fan10', 'fan5'] as const;
+export const BABBLE = ['babble10'] as const;
+export const OFF = { AUDIO_HIGH_PASS_HZ: '0', AUDIO_HUM_NOTCH: 'false', AUDIO_NORMALIZE: 'false' };
+
+async function liveFinals(h: Harness, sessionId: string, language: string, variant: string): Promise<string> {
+  const viewer = await CaptionCollector.connect(h.baseUrl, sessionId, await h.token('viewer', sessionId));
+  const token = await h.token('producer', sessionId);
+  await Promise.all(
+    TRACKS.map(async (track) => {
+      const chunks = await chunksFor({ format: 'opus', file: `${h.corpusDir}/${language}/${track}-${variant}` });
+      const result = await streamChunks(ingestUrl(h.baseUrl, sessionId, track, { format: 'opus', role: track, language, access_token: token }), chunks, 0);
+      assert.is(result.closeCode, 1000, result.closeReason);
+    }),
+  );
+  await viewer.tracksEnded([...TRACKS], 120000);
+  viewer.close();
+  return viewer.transcript();
+}
+
+/** WER per variant and language, live (both tracks) and uploaded (the doctor's track). */
+export async function measure(env: Record<string, string>, label: string, variants: readonly string[] = VARIANTS): Promise<Map<string, number>> {
+  const h = await startHarness({ STT_SPEECH_CHECK: 'silero', ...env });
+  const wer = new Map<string, number>();
+  try {
+    for (const variant of variants) {
+      await Promise.all(
+        LANGUAGES.map(async (language) => {
+          const { tracks } = await loadReference(language);
+          const reference = (track: 'mix' | 'doctor') => tracks[track].map((w) => w.word).join(' ');
+          wer.set(`live ${variant} ${language}`, wordErrorRate(reference('mix'), await liveFinals(h, `${label}-${variant}-${language}`, language, variant)).wer);
+          wer.set(`upload ${variant} ${language}`, wordErrorRate(reference('doctor'), await uploadedTranscript(h, `${h.corpusDir}/${language}/doctor-${variant}.wav`, language)).wer);
+        }),
+      );
+    }
+  } finally {
+    await h.close();
+  }
+  return wer;
+}
+
+export const format = (wer: Map<string, number>) => [...wer].map(([k, v]) => `${k} ${(v * 100).toFixed(1)}%`).join(', ');
+
