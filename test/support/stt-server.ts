@@ -105,9 +105,9 @@ const SUPPORTED = ['flac', 'm4a', 'mp3', 'mp4', 'mpeg', 'mpga', 'oga', 'ogg', 'w
 const HALLUCINATIONS = ['Thank you for watching!', 'Subtitles by the Amara.org community', 'Thanks for watching, see you next time.'];
 /** What Whisper says, confidently, on non-speech, per language: stock phrases and loops (as reported by users of Whisper-based tools). */
 const CONFIDENT_HALLUCINATIONS: Record<string, string[]> = {
-  en: ['Thank you for watching.', 'Subtitles by the Amara.org community', 'Thanks for watching, see you next time.', 'you you you you you you'],
-  fa: ['زیرنویس توسط امیر', 'ممنون که تماشا کردید', 'لطفا سابسکرایب کنید', 'ممنون ممنون ممنون ممنون ممنون ممنون'],
-  ar: ['اشتركوا في القناة', 'ترجمة نانسي قنقر', 'شكرا للمشاهدة', 'شكرا شكرا شكرا شكرا شكرا شكرا'],
+  en: ['Thank you for watching.', 'you you you you you you', 'Subtitles by the Amara.org community', 'Thanks for watching, see you next time.'],
+  fa: ['زیرنویس توسط امیر', 'ممنون ممنون ممنون ممنون ممنون ممنون', 'ممنون که تماشا کردید', 'لطفا سابسکرایب کنید'],
+  ar: ['اشتركوا في القناة', 'شكرا شكرا شكرا شكرا شكرا شكرا', 'ترجمة نانسي قنقر', 'شكرا للمشاهدة'],
 };
 const AZURE_API_VERSIONS = ['2024-02-01', '2024-06-01', '2024-10-21', '2025-03-01-preview'];
 
@@ -172,6 +172,8 @@ export class SttServer {
   readonly calls: SttCall[] = [];
   /** Windows answered with a confident hallucination. */
   hallucinated = 0;
+  /** Noise windows seen (by a digest of their samples) → the turn their phrase was chosen in. */
+  private readonly hallucinationChoices = new Map<number, number>();
   readonly faults: Fault[] = [];
   private app: FastifyInstance | undefined;
   private index: ReferenceIndex | undefined;
@@ -375,11 +377,14 @@ export class SttServer {
     let segmentMetrics = { avg_logprob: -0.18, compression_ratio: compressionRatio(text), no_speech_prob: 0.01 };
     if (words.length === 0 && this.options.confidentHallucinations) {
       const phrases = CONFIDENT_HALLUCINATIONS[language ?? 'en'] ?? CONFIDENT_HALLUCINATIONS.en;
-      // Chosen by the window's own samples, not by the order calls arrive in: the same window always gets
-      // the same phrase, however concurrent requests interleave.
+      // The same window always gets the same phrase (as Whisper at temperature 0), however concurrent
+      // requests interleave; new windows take the phrases in turn, so any two noise windows of a run give
+      // a stock phrase and a loop (a choice by the samples alone left a run with no loop at all).
       let digest = 0;
       for (let i = 0; i < samples.length; i += 97) digest = (digest * 31 + samples[i]) | 0;
-      text = phrases[Math.abs(digest) % phrases.length];
+      let choice = this.hallucinationChoices.get(digest);
+      if (choice === undefined) this.hallucinationChoices.set(digest, (choice = this.hallucinationChoices.size));
+      text = phrases[choice % phrases.length];
       // Laid over the window from its first fifth on, a third of a second a word, as Whisper times them.
       const seconds = durationMs / 1000;
       const parts = text.split(' ');
