@@ -1,7 +1,8 @@
 /**
  * The capacity bench's load, made to cost almost nothing: COUNT tracks of pre-encoded Opus (the corpus's
- * two-person visit, looped: continuous speech) replayed from this one process on one timer at real time,
- * as WebSocket `opus` frames (PATH=ws) or plain RTP datagrams from one UDP socket (PATH=rtp). Prints one
+ * two-person visit, looped: continuous speech) replayed from this one process on one 1 ms timer at real time,
+ * as WebSocket `opus` frames (PATH=ws) or plain RTP datagrams from one UDP socket (PATH=rtp), each track at
+ * its own phase of the 20 ms period (PHASES=together: all at once). Prints one
  * line when every track is open, then, after SECONDS of audio, one JSON line: packets sent, the sender's
  * own CPU seconds, and the timer's worst lateness (a sender that falls behind would be measuring itself).
  */
@@ -99,18 +100,29 @@ console.log('open');
 
 const cpuBefore = process.cpuUsage();
 const total = (seconds * 1000) / FRAME_MS;
+/**
+ * When in its 20 ms each track sends: spread over the period (phones in different visits are not in step),
+ * or, with PHASES=together, all on the same instant (one burst of every track's packet each period: the
+ * worst case for the gateway's event loop, which no clinic's independent phones produce).
+ */
+const phaseMs = (n: number) => (process.env.PHASES === 'together' ? 0 : ((n * 0.618) % 1) * FRAME_MS);
+const nextIndex = new Array<number>(senders.length).fill(0);
 const started = performance.now();
-let next = 0;
 let sent = 0;
 let worstLateMs = 0;
 await new Promise<void>((resolve) => {
   const timer = setInterval(() => {
-    // Every packet due by now goes, each track's in turn: a late timer catches up, never drifts.
-    const due = Math.min(total, Math.floor((performance.now() - started) / FRAME_MS) + 1);
-    worstLateMs = Math.max(worstLateMs, (due - next - 1) * FRAME_MS);
-    for (; next < due; next++) for (const sender of senders) (sender.send(next), sent++);
-    if (next >= total) (clearInterval(timer), resolve());
-  }, FRAME_MS);
+    // Every packet due by now goes: a late timer catches up, never drifts.
+    const elapsed = performance.now() - started;
+    let done = true;
+    for (let n = 0; n < senders.length; n++) {
+      const due = Math.min(total, Math.floor((elapsed - phaseMs(n)) / FRAME_MS) + 1);
+      if (due - nextIndex[n] > 1) worstLateMs = Math.max(worstLateMs, (due - nextIndex[n] - 1) * FRAME_MS);
+      for (; nextIndex[n] < due; nextIndex[n]++) (senders[n].send(nextIndex[n]), sent++);
+      if (nextIndex[n] < total) done = false;
+    }
+    if (done) (clearInterval(timer), resolve());
+  }, 1);
 });
 const cpu = process.cpuUsage(cpuBefore);
 await Promise.all(senders.map((s) => s.close()));

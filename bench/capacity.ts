@@ -11,19 +11,25 @@
  *
  *   BENCH_CAPACITY_SECONDS=20  BENCH_CAPACITY_COUNTS=25,50,100,150,200  BENCH_CAPACITY_PATHS=ws,rtp
  *   BENCH_CAPACITY_GATEWAY_ENV='{"STT_PARTIAL_BUDGET":"0"}'  (the gateway's configuration on top: what a setting costs)
+ *   BENCH_CAPACITY_GATEWAYS=2  (a gateway process per core behind nginx, deploy/nginx/nginx.conf: a fleet on one machine)
+ *   BENCH_CAPACITY_PHASES=together  (every track's packet in the same instant of each 20 ms: the worst case)
  */
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { createInterface } from 'node:readline';
 import type { ChildProcess } from 'node:child_process';
 import { createTestIdentity } from '../test/support/age.ts';
 import { createTestDatabase } from '../test/support/databases.ts';
-import { counter, cpuSeconds, gauge, removeBenchData, startGateway, startProcess, stop } from './processes.ts';
+import { startNginx } from '../test/support/fleet.ts';
+import { counter, cpuSeconds, gauge, removeBenchData, startGateway, startProcess, stop, treeCpuSeconds } from './processes.ts';
 import { startSttStub } from './stt-stub.ts';
 
 const seconds = Number(process.env.BENCH_CAPACITY_SECONDS ?? 20);
 const counts = (process.env.BENCH_CAPACITY_COUNTS ?? '25,50,100,150,200').split(',').map(Number);
 const paths = (process.env.BENCH_CAPACITY_PATHS ?? 'ws,rtp').split(',') as ('ws' | 'rtp')[];
+const gatewayCount = Number(process.env.BENCH_CAPACITY_GATEWAYS ?? 1);
+const phases = process.env.BENCH_CAPACITY_PHASES === 'together' ? 'together' : 'spread';
 const gatewayEnv = JSON.parse(process.env.BENCH_CAPACITY_GATEWAY_ENV ?? '{}') as Record<string, string>;
 const MAX_LOOP_DELAY_MS = 20;
 /** prom-client's default eventLoopMonitoringPrecision. */
@@ -36,7 +42,9 @@ async function rssBytes(child: ChildProcess): Promise<number> {
 
 const stt = await startSttStub();
 const identity = await createTestIdentity();
-console.log(`${seconds} s of continuous Opus speech per track at real time; the gateway alone in its process (PostgreSQL, archive on), the senders in another, the STT stub in this one; ${availableParallelism()} cores\n`);
+/** One key-encryption key for the fleet: each gateway reads the track tails another sealed. */
+const atRestKey = randomBytes(32).toString('base64');
+console.log(`${seconds} s of continuous Opus speech per track at real time, the tracks' packets ${phases === 'spread' ? 'spread over each 20 ms' : 'all at the same instant of each 20 ms'}; ${gatewayCount > 1 ? `${gatewayCount} gateway processes behind nginx (PostgreSQL, Redis, archive on)` : 'the gateway alone in its process (PostgreSQL, archive on)'}, the senders in another, the STT stub in this one; ${availableParallelism()} cores\n`);
 const found: Record<string, number> = {};
 try {
   for (const path of paths) {
@@ -48,38 +56,53 @@ try {
     for (const n of counts) {
       // PostgreSQL, as a deployment of this size runs (PGlite, in the gateway's process, would be measured with it).
       const database = await createTestDatabase('postgres');
-      const gateway = await startGateway(stt.url, { ...database.env, ARCHIVE_RECIPIENTS: identity.recipient, STT_CONCURRENCY: '16', STT_SPEECH_CHECK: 'off', MAX_CONNECTIONS_PER_IP: '100000', INGEST_CONNECTIONS_PER_MINUTE: '1000000', RATE_LIMIT_PER_IP_PER_MINUTE: '10000000', ...gatewayEnv });
-      // The idle gateway's memory, settled: what the tracks add is measured against it.
+      // Several gateways: a fleet on this machine (Redis between them), nginx in front with the shipped configuration.
+      const fleetEnv = (i: number): Record<string, string> => (gatewayCount > 1 ? { REDIS_URL: 'redis://127.0.0.1:6379', AT_REST_KEY: atRestKey, QUEUE_NAME: `bench-capacity-${process.pid}-${n}`, INSTANCE_ID: `capacity-${n}-${i}` } : {});
+      const gateways = await Promise.all(
+        Array.from({ length: gatewayCount }, (_, i) =>
+          startGateway(stt.url, { ...database.env, ARCHIVE_RECIPIENTS: identity.recipient, STT_CONCURRENCY: '16', STT_SPEECH_CHECK: 'off', MAX_CONNECTIONS_PER_IP: '100000', INGEST_CONNECTIONS_PER_MINUTE: '1000000', RATE_LIMIT_PER_IP_PER_MINUTE: '10000000', ...fleetEnv(i), ...gatewayEnv }),
+        ),
+      );
+      const nginx = gatewayCount > 1 ? await startNginx(gateways.map((g) => Number(new URL(g.baseUrl).port))) : undefined;
+      // The idle gateways' memory, settled: what the tracks add is measured against it.
       await new Promise((r) => setTimeout(r, 1000));
-      const idleRss = await rssBytes(gateway.child);
-      const senders = startProcess(['bench/capacity-senders.ts'], { BASE_URL: gateway.baseUrl, COUNT: String(n), SECONDS: String(seconds), PATH_KIND: path, SESSION_PREFIX: `cap-${path}-${n}` });
+      const rss = async () => (await Promise.all(gateways.map((g) => rssBytes(g.child)))).reduce((a, b) => a + b, 0);
+      const cpuOf = async () => (await Promise.all(gateways.map((g) => cpuSeconds(g.child)))).reduce((a, b) => a + b, 0);
+      const loopP99s = () => Promise.all(gateways.map((g) => gauge(g.baseUrl, 'nodejs_eventloop_lag_p99_seconds')));
+      const idleRss = await rss();
+      const senders = startProcess(['bench/capacity-senders.ts'], { BASE_URL: nginx?.baseUrl ?? gateways[0].baseUrl, COUNT: String(n), SECONDS: String(seconds), PATH_KIND: path, SESSION_PREFIX: `cap-${path}-${n}`, PHASES: phases });
       const lines = createInterface({ input: senders.stdout! })[Symbol.asyncIterator]();
       await lines.next();
       // Scraping resets the event-loop delay histogram: what the next scrape reports is the load's.
-      await gauge(gateway.baseUrl, 'nodejs_eventloop_lag_p99_seconds');
-      const cpuBefore = await cpuSeconds(gateway.child);
+      await loopP99s();
+      const cpuBefore = await cpuOf();
+      const nginxBefore = nginx ? await treeCpuSeconds(nginx.pid) : 0;
       const started = performance.now();
       let loadedRss = 0;
-      const sampler = setInterval(() => void rssBytes(gateway.child).then((rss) => (loadedRss = Math.max(loadedRss, rss)), () => undefined), 1000);
-      const loopP99 = new Promise<number>((resolve) => setTimeout(() => resolve(gauge(gateway.baseUrl, 'nodejs_eventloop_lag_p99_seconds')), (seconds - 1) * 1000));
+      const sampler = setInterval(() => void rss().then((bytes) => (loadedRss = Math.max(loadedRss, bytes)), () => undefined), 1000);
+      const loopP99 = new Promise<number>((resolve) => setTimeout(() => resolve(loopP99s().then((p99s) => Math.max(...p99s))), (seconds - 1) * 1000));
       const report = JSON.parse((await lines.next()).value as string) as { sent: number; senderCpuSeconds: number; worstLateMs: number };
       const wall = (performance.now() - started) / 1000;
-      const cpu = (await cpuSeconds(gateway.child)) - cpuBefore;
+      const nginxCpu = nginx ? (await treeCpuSeconds(nginx.pid)) - nginxBefore : 0;
+      // nginx is part of what a multi-process gateway costs: counted in.
+      const cpu = (await cpuOf()) - cpuBefore + nginxCpu;
       clearInterval(sampler);
       // prom-client's histogram samples every EVENT_LOOP_RESOLUTION_MS and records the whole interval: an idle
       // loop reads that much. What a packet waits is the rest.
       const delayMs = (await loopP99) * 1000 - EVENT_LOOP_RESOLUTION_MS;
-      const lost = await counter(gateway.baseUrl, 'helssa_lost_packets_total');
-      await stop(gateway.child);
+      let lost = 0;
+      for (const g of gateways) lost += await counter(g.baseUrl, 'helssa_lost_packets_total');
+      await nginx?.stop();
+      await Promise.all(gateways.map((g) => stop(g.child)));
       await database.release();
       const perTrack = (cpu / wall / n) * 100;
       baselinePerTrack ||= perTrack;
       const ok = lost === 0 && delayMs < MAX_LOOP_DELAY_MS && report.worstLateMs < 100;
       if (ok) found[path] = n;
       const rssPerTrack = (loadedRss - idleRss) / n / 2 ** 20;
-      console.log(`| ${n} | ${report.sent} | ${lost} | ${delayMs.toFixed(1)} ms | ${((cpu / wall) * 100).toFixed(1)} % | ${perTrack.toFixed(3)} % | ${(perTrack / baselinePerTrack).toFixed(2)}× | ${rssPerTrack.toFixed(2)} MB | ${((report.senderCpuSeconds / wall) * 100).toFixed(1)} %${report.worstLateMs >= 100 ? ` (sender ${report.worstLateMs} ms late)` : ''} |`);
+      console.log(`| ${n} | ${report.sent} | ${lost} | ${delayMs.toFixed(1)} ms | ${((cpu / wall) * 100).toFixed(1)} %${nginx ? ` (nginx ${((nginxCpu / wall) * 100).toFixed(1)} %)` : ''} | ${perTrack.toFixed(3)} % | ${(perTrack / baselinePerTrack).toFixed(2)}× | ${rssPerTrack.toFixed(2)} MB | ${((report.senderCpuSeconds / wall) * 100).toFixed(1)} %${report.worstLateMs >= 100 ? ` (sender ${report.worstLateMs} ms late)` : ''} |`);
       // Past the goal the table goes on while the main thread keeps up, to show how the cost grows.
-      if (lost > 0 || cpu / wall > 0.95) break;
+      if (lost > 0 || cpu / wall > 0.95 * gatewayCount) break;
     }
     console.log(`\nlargest N with no lost packet and event-loop delay p99 < ${MAX_LOOP_DELAY_MS} ms: ${found[path]}${found[path] === counts.at(-1) ? ' (the largest tried)' : ''}\n`);
   }

@@ -7,6 +7,7 @@
  *   npm run bench:fleet
  *   BENCH_FLEET_VISITS=6 BENCH_FLEET_SECONDS=30   (visits of two tracks each, seconds of audio streamed in real time)
  */
+import { randomBytes } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import type { FinalEvent } from '../client-sdk/src/protocol.ts';
 import { ensureCorpus } from '../scripts/make-corpus.ts';
@@ -24,6 +25,8 @@ const TRACKS = ['doctor', 'patient'] as const;
 const corpusDir = await ensureCorpus();
 const stt = await startSttServer();
 const identity = await createTestIdentity();
+/** One key-encryption key for the fleet: each gateway reads the track tails another sealed. */
+const atRestKey = randomBytes(32).toString('base64');
 const chunks = Object.fromEntries(await Promise.all(TRACKS.map(async (t) => [t, (await chunksFor({ format: 'opus', file: `${corpusDir}/en/${t}` })).filter((c) => c.atMs < SECONDS * 1000)] as const)));
 
 function percentile(values: number[], p: number): number {
@@ -36,7 +39,7 @@ async function run(instances: number): Promise<{ cpuPerTrack: number; added: num
   const gateways: { child: ChildProcess; baseUrl: string }[] = [];
   try {
     for (let i = 0; i < instances; i++) {
-      gateways.push(await startGateway(stt.url, { ...database.env, REDIS_URL: 'redis://127.0.0.1:6379', QUEUE_NAME: `bench-fleet-${process.pid}-${instances}`, INSTANCE_ID: `bench-${instances}-${i}`, ARCHIVE_RECIPIENTS: identity.recipient, STT_SPEECH_CHECK: 'off' }));
+      gateways.push(await startGateway(stt.url, { ...database.env, REDIS_URL: 'redis://127.0.0.1:6379', AT_REST_KEY: atRestKey, QUEUE_NAME: `bench-fleet-${process.pid}-${instances}`, INSTANCE_ID: `bench-${instances}-${i}`, ARCHIVE_RECIPIENTS: identity.recipient, STT_SPEECH_CHECK: 'off' }));
     }
     const service = await signToken({ role: 'service' });
     const cpuBefore = await Promise.all(gateways.map((g) => cpuSeconds(g.child)));

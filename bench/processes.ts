@@ -10,11 +10,23 @@ import { signToken, TEST_JWT_SECRET } from '../test/support/tokens.ts';
 
 const CLOCK_TICKS = 100;
 
-/** CPU seconds (user + system) a child process has used, from /proc. */
-export async function cpuSeconds(child: ChildProcess): Promise<number> {
-  const stat = await readFile(`/proc/${child.pid}/stat`, 'utf8');
+/** CPU seconds (user + system, all its threads) a process has used, from /proc. */
+async function processCpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+export function cpuSeconds(child: ChildProcess): Promise<number> {
+  return processCpuSeconds(child.pid!);
+}
+
+/** CPU seconds of a process and every process below it (nginx's master and workers). */
+export async function treeCpuSeconds(pid: number): Promise<number> {
+  let total = await processCpuSeconds(pid);
+  const children = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8')).split(' ').filter(Boolean).map(Number);
+  for (const child of children) total += await treeCpuSeconds(child);
+  return total;
 }
 
 /** `BENCH_NODE_ARGS` (e.g. `--cpu-prof --trace-gc`) go to the gateways' Node, to look inside what a bench measures. */

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests, the demo and the corpus script need (chromium: the browser tests;
-# prometheus: its promtool checks and unit-tests the alert rules; nginx: the load balancer of the fleet test).
+# prometheus: its promtool checks and unit-tests the alert rules; nginx: the load balancer of the fleet test;
+# faketime: libfaketime, a fleet instance whose clock is 2 s off).
 # Idempotent: does nothing when every tool is already on PATH.
 set -euo pipefail
 declare -A tool_package=(
-  [ffmpeg]=ffmpeg [ffprobe]=ffmpeg [espeak-ng]=espeak-ng [sox]=sox [age]=age [chromium]=chromium [promtool]=prometheus [nginx]=nginx
+  [ffmpeg]=ffmpeg [ffprobe]=ffmpeg [espeak-ng]=espeak-ng [sox]=sox [age]=age [chromium]=chromium [promtool]=prometheus [nginx]=nginx [faketime]=faketime
 )
 missing=()
 for tool in "${!tool_package[@]}"; do

@@ -34,6 +34,8 @@ import { AlertWebhook, sampleMetrics } from './api/alert-webhook.ts';
 
 /** The advisory lock the retention sweep holds while it runs (one gateway of a fleet at a time). */
 const RETENTION_LOCK = 727_002;
+/** A producer's connection (WebSocket ingest, WHIP, RTP set-up). */
+const PRODUCER_PATH = /^\/v1\/sessions\/[^/]+\/tracks\/[^/]+\/(ingest|whip|rtp)(\/|\?|$)/;
 import { WebhookNotifier } from './api/webhook.ts';
 import { registerWebSocketIngest } from './api/websocket-ingest.ts';
 import { WhipIngest } from './api/whip-ingest.ts';
@@ -45,11 +47,13 @@ import { PIPELINE_SAMPLE_RATE } from './audio/opus-decoder.ts';
 import { FilteredVad, WebRtcVad, type VoiceActivityDetector } from './audio/vad.ts';
 import { gatewayComponents, type GatewayComponents } from './components.ts';
 import type { Config } from './config.ts';
-import { GatewayError } from './errors.ts';
+import { Draining, GatewayError } from './errors.ts';
 import type { Logger } from './log.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { InProcessCaptionBus, type CaptionBus } from './session/caption-bus.ts';
 import { RedisCaptionBus } from './session/redis-caption-bus.ts';
+import { RedisTailStore } from './session/redis-tail-store.ts';
+import { TrackTails } from './session/track-tail.ts';
 import { SessionRegistry } from './session/registry.ts';
 import { TrackPipeline } from './session/track-pipeline.ts';
 import { UploadService } from './session/uploads.ts';
@@ -148,6 +152,8 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   const clinicalPrompts = await ClinicalPrompts.load(CLINICAL_PROMPTS_DIR, c.stt.prompt);
   const { kek, generated } = await localKeyEncryptionKey(c.atRestKey, c.keyFile);
   if (generated) log.warn('AT_REST_KEY is not set: made a key-encryption key for audio at rest in DATA_DIR/keys; set AT_REST_KEY (from a secret store) to share it with workers');
+  // Gateways of a fleet read each other's sealed audio (upload windows, track tails): one key for all.
+  if (c.queue.redisUrl && !c.atRestKey) log.error('REDIS_URL is set but AT_REST_KEY is not: this gateway cannot read the audio other gateways and workers seal (upload windows, the tails of tracks whose gateway stopped); give every instance the same AT_REST_KEY');
   const sealer = new AudioSealer(kek);
   const limits = new ConnectionLimits();
   const database = await openDatabase(c.database);
@@ -163,6 +169,11 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   log.info({ instanceId, bus: redisBus ? 'redis' : 'in-process' }, 'gateway instance');
   const webhook = c.webhook ? new WebhookNotifier(c.webhook, store, log) : undefined;
   const archiver = createArchiver(c, store, log);
+  // A fleet keeps each live track's audio past its stored finals in Redis, for the gateway a producer that cannot resend reaches next.
+  const tailStore = c.queue.redisUrl && c.fleet.tailEveryMs > 0 ? new RedisTailStore(c.queue.redisUrl, log) : undefined;
+  const tails = tailStore
+    ? new TrackTails({ store: tailStore, sealer, dataKey: async (sessionId) => (await store.dataKey(sessionId, () => sealer.newDataKey()))!, flushEveryMs: c.fleet.tailEveryMs, ttlMs: c.fleet.tailTtlMs, log })
+    : undefined;
   const clinicalTerms = (language: string | undefined, vocabulary: readonly string[]) => {
     const { lexicon } = clinicalPrompts.forTrack(language ?? c.stt.language, vocabulary);
     return (word: string) => isClinicalTerm(lexicon, word);
@@ -191,6 +202,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
       }),
     store,
     archiver,
+    tails,
     log,
     metrics,
     onCompleted: (session, version) => webhook?.notify(session, version),
@@ -242,6 +254,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     await archiver?.close();
     rateRedis?.disconnect();
     await bus.close();
+    await tailStore?.close();
     clearInterval(leaseTimer);
     await store.endLease().catch((error) => log.warn({ err: error }, 'could not end this gateway\'s lease; it runs out by itself'));
     await database.close();
@@ -255,7 +268,8 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof GatewayError) {
       if (error.retryAfterS !== undefined) reply.header('retry-after', String(error.retryAfterS));
-      if (error.status >= 500) request.log.error({ err: error }, 'request failed');
+      // A draining gateway turning producers away is the plan, not a failure.
+      if (error.status >= 500 && !(error instanceof Draining)) request.log.error({ err: error }, 'request failed');
       return sendError(reply, error.status, error.code, error.message);
     }
     if (error.validation) {
@@ -291,6 +305,10 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
 
   // Liveness probes cannot carry tokens, so health says only that the process answers.
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  // A draining gateway takes no new producer (a producer it told to reconnect goes to another instance).
+  app.addHook('onRequest', async (request) => {
+    if (draining && request.method !== 'DELETE' && PRODUCER_PATH.test(request.url)) throw new Draining();
+  });
   // Readiness, for load balancers: no new work while draining or while the database or Redis is
   // unreachable (what is degraded is named, nothing more).
   app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {

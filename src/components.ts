@@ -162,7 +162,7 @@ export interface GatewayComponents extends SttComponents {
     | undefined;
   shutdownDrainMs: number;
   /** `instanceId` undefined: made at start (host, process id, random). */
-  fleet: { instanceId: string | undefined; leaseMs: number };
+  fleet: { instanceId: string | undefined; leaseMs: number; tailEveryMs: number; tailTtlMs: number };
 }
 
 /** Throws ConfigError when fields that are each valid do not fit together. */
@@ -260,6 +260,6 @@ export function gatewayComponents(config: Config): GatewayComponents {
             : { kind: 'local', dir: config.ARCHIVE_DIR ?? join(dataDir, 'archive') },
         },
     shutdownDrainMs: config.SHUTDOWN_DRAIN_MS,
-    fleet: { instanceId: config.INSTANCE_ID, leaseMs: config.FLEET_LEASE_MS },
+    fleet: { instanceId: config.INSTANCE_ID, leaseMs: config.FLEET_LEASE_MS, tailEveryMs: config.TRACK_TAIL_MS, tailTtlMs: config.TRACK_TAIL_TTL_MS },
   };
 }

@@ -192,6 +192,13 @@ const schema = z
     INSTANCE_ID: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . and - only').optional(),
     /** A gateway that has not renewed its lease for this long is dead: its live tracks are ended or taken over. */
     FLEET_LEASE_MS: int(10000, 1000, 600000),
+    /**
+     * With REDIS_URL: every this often, a live track's audio past its stored finals is written to Redis
+     * (sealed), so a producer that cannot resend loses at most this much when its gateway dies. 0: off.
+     */
+    TRACK_TAIL_MS: int(1000, 0, 60000),
+    /** How long a tail nobody took is kept (a track whose producer never came back and whose session has not ended). */
+    TRACK_TAIL_TTL_MS: int(6 * 3600000, 60000, 7 * 24 * 3600000),
 
     DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
     DATA_DIR: z.string().min(1).default('.data'),

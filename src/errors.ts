@@ -55,6 +55,16 @@ export class CapReached extends GatewayError {
   }
 }
 
+/**
+ * The gateway is shutting down: it takes no new producer connection. The 503 comes before any upgrade,
+ * so a load balancer tries the next instance (nginx: `proxy_next_upstream … http_503`).
+ */
+export class Draining extends GatewayError {
+  constructor() {
+    super('draining', 503, CloseCode.goingAway, 'this gateway is shutting down; connect again (through the load balancer, to another instance)', 1);
+  }
+}
+
 /** A language the recognizer does not transcribe (STT_LANGUAGES): refused up front, not transcribed badly. */
 export class UnsupportedLanguage extends GatewayError {
   constructor(language: string, supported: readonly string[]) {

@@ -27,6 +27,7 @@ export function createMetrics() {
     archivePendingUploads: new Gauge({ name: 'helssa_archive_pending_uploads', help: 'Recordings waiting to be uploaded to object storage (the archive is behind while > 0)', registers: [registry], collect() { this.set(probes.archivePendingUploads()); } }),
     audioSeconds: new Counter({ name: 'helssa_audio_seconds_total', help: 'Seconds of track audio received and decoded', registers: [registry] }),
     producerResumes: new Counter({ name: 'helssa_producer_resumes_total', help: 'Tracks continued by a new producer connection (after a drop, or taking over a silent one)', labelNames: ['after'], registers: [registry] }),
+    tailsRecovered: new Counter({ name: 'helssa_track_tails_recovered_total', help: 'Tails of tracks whose gateway stopped (audio past their stored finals) taken from Redis and transcribed by this gateway', registers: [registry] }),
     lostPackets: new Counter({ name: 'helssa_lost_packets_total', help: 'Opus packets concealed (lost, late or corrupt)', registers: [registry] }),
     windows: new Counter({ name: 'helssa_windows_total', help: 'Windows the segmenter cut for STT (those the speech check skips included)', labelNames: ['kind'], registers: [registry] }),
     sttAudioSeconds: new Counter({ name: 'helssa_stt_audio_seconds_total', help: 'Seconds of audio the recognizer answered (what it bills), by window kind (partial, final, speculative, upload)', labelNames: ['kind'], registers: [registry] }),

@@ -21,6 +21,7 @@ import type { KnownSpeaker } from '../stt/transcriber.ts';
 import type { SessionStatus } from '../../client-sdk/src/protocol.ts';
 import { sessionStatus } from './session-status.ts';
 import type { PipelineFactory, TrackPipeline } from './track-pipeline.ts';
+import type { TrackTails } from './track-tail.ts';
 
 export interface SessionDependencies {
   factory: PipelineFactory;
@@ -29,6 +30,8 @@ export interface SessionDependencies {
   bus: CaptionBus;
   /** Absent only when archiving was disabled with the insecure development flag. */
   archiver: Archiver | undefined;
+  /** A fleet's track tails (TRACK_TAIL_MS with REDIS_URL). */
+  tails?: TrackTails;
   log: Logger;
   metrics: Metrics;
   /** Called once the transcript is stored (webhook delivery). */
@@ -103,7 +106,10 @@ export class Session {
       stateChanged: () => this.announce(),
     };
     this.tracks = new TrackTable(
-      { ...deps, sessionId: row.id, language: row.language ?? undefined, vocabulary: row.vocabulary, log: this.log, events: this.events, changed: () => this.announce(), tookOver: (trackId, epoch) => this.feed.release(trackId, epoch) },
+      {
+        ...deps, sessionId: row.id, language: row.language ?? undefined, vocabulary: row.vocabulary, log: this.log, events: this.events, changed: () => this.announce(), tookOver: (trackId, epoch) => this.feed.release(trackId, epoch),
+        storedUntil: (trackId) => this.feed.finals.reduce((end, f) => (f.trackId === trackId ? Math.max(end, Math.ceil(f.endMs)) : end), 0),
+      },
       tracks,
       epochs,
     );
@@ -266,6 +272,9 @@ export class Session {
       this.feed.requestEnd();
       await this.othersClosed();
       await this.feed.catchUp();
+      // Producers of tracks whose gateway stopped, and that never came back: their last words, from the tails.
+      const stopped = (await this.deps.store.listTracks(this.id)).filter((t) => t.state === 'ended' && t.format !== 'upload');
+      if ((await this.tracks.recoverTails(stopped)) > 0) await this.events.writes.settled();
       // The store has every gateway's finals; this one's memory may lack those of a gateway that died.
       const finals = await this.deps.store.listSegments(this.id);
       const version = await this.deps.store.completeSession(this.id, (v) => buildTranscript(this, finals, v, new Date()));

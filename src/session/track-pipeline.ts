@@ -29,6 +29,7 @@ import type { TrackPrompts } from '../stt/clinical-vocabulary.ts';
 import { TrackCaptions } from '../transcript/track-captions.ts';
 import { adoptLabels, type LiveDiarizer, type SpeakerTurn, type VoicePrinter } from '../diarizer/diarizer.ts';
 import type { Metrics } from '../metrics.ts';
+import type { TailSink } from './track-tail.ts';
 
 /** After this many undecodable packets in a row the stream is not Opus: the connection is closed. */
 const MAX_CONSECUTIVE_CORRUPT = 50;
@@ -87,6 +88,8 @@ export interface TrackPipelineOptions {
   listener: TrackListener;
   metrics: Metrics;
   archive?: ArchiveSink;
+  /** Where the audio past the stored finals is kept for another gateway (a fleet's producers that cannot resend). */
+  tail?: TailSink;
   realTime: RealTimeLimits;
   partialBudget: PartialBudgetOptions;
   /** Audio before the last stable word a partial window keeps, for the recognizer's context. */
@@ -108,6 +111,7 @@ export interface PipelineRequest {
   epoch: number;
   listener: TrackListener;
   archive: ArchiveSink | undefined;
+  tail: TailSink | undefined;
   usage: SttUsage;
   vocabulary: readonly string[];
   diarizer: LiveDiarizer | undefined;
@@ -286,6 +290,14 @@ export class TrackPipeline {
     }
   }
 
+  /**
+   * Audio is missing after what was pushed (what a stopped gateway held is recovered up to its last tail
+   * write): the utterance ends here, transcribed on its own, rather than a window spliced across the hole.
+   */
+  endUtterance(): void {
+    if (!this.failed && !this.closed) this.guarded(() => this.windows.flush());
+  }
+
   /** End of the stream's audio (the adapter has pushed what its demuxer held): the last windows are dispatched. */
   close(): Promise<void> {
     this.closed ??= (async () => {
@@ -356,6 +368,8 @@ export class TrackPipeline {
     const receivedMs = (pcm.length * 1000) / PIPELINE_SAMPLE_RATE;
     this.options.usage.receive(receivedMs);
     this.budget.earn(receivedMs);
+    // The units as they came (a packet the codec refused, or concealment, as its PCM).
+    this.options.tail?.audio(this.trackMs, (unit.kind === 'opus' && this.decoder.consecutiveCorrupt === 0) || (unit.kind === 'pcm' && pcm === unit.samples) ? unit : { kind: 'pcm', samples: pcm }, this.durableMs);
     this.windows.push(pcm);
     if (this.receivedMs - this.lastProgressMs >= PROGRESS_EVERY_MS) {
       this.lastProgressMs = this.receivedMs;

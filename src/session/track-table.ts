@@ -29,6 +29,8 @@ import { DEFAULT_SEGMENTER_OPTIONS } from '../segmenter/segmenter.ts';
 import { RoleBook } from '../diarizer/roles.ts';
 import { TrackSpeakers, type DiarizedTrack } from './track-speakers.ts';
 import type { PipelineFactory, TrackListener, TrackPipeline } from './track-pipeline.ts';
+import type { RecoveredTail, TrackTail, TrackTails } from './track-tail.ts';
+import type { TrackRow } from '../store/session-store.ts';
 
 export interface ProducerRequest {
   trackId: string;
@@ -94,6 +96,8 @@ interface TrackState {
    */
   connected: boolean;
   archive: TrackSpool | undefined;
+  /** Its audio past the stored finals, kept for another gateway (a fleet with TRACK_TAIL_MS). */
+  tail: TrackTail | undefined;
   /** Settles once openTrack has finished (successfully or not) for this connection. */
   ready: Promise<void>;
   /** The track of an uploaded recording: its windows come from the job queue, not a pipeline. */
@@ -116,6 +120,10 @@ export interface TrackTableOptions {
   factory: PipelineFactory;
   store: SessionStore;
   archiver: Archiver | undefined;
+  /** A fleet's track tails (Redis); undefined: a gateway on its own, or tails off. */
+  tails?: TrackTails;
+  /** Track time where the track's stored finals end (every gateway's). */
+  storedUntil(trackId: string): number;
   metrics: Metrics;
   log: Logger;
   /** Live tracks the session may have at once. */
@@ -171,8 +179,11 @@ export class TrackTable {
     for (const track of this.tracks.values()) track.connection?.disconnect(code, reason);
   }
 
-  /** Starts (or resumes) a track for a producer connection; the returned pipeline takes its messages. */
-  async openTrack(request: ProducerRequest): Promise<TrackPipeline> {
+  /**
+   * Starts (or resumes) a track for a producer connection; the returned pipeline takes its messages.
+   * `recovered`: a stopped connection's tail, transcribed first (else taken here when the producer cannot resend).
+   */
+  async openTrack(request: ProducerRequest, recovered?: RecoveredTail): Promise<TrackPipeline> {
     const existing = this.tracks.get(request.trackId);
     if (existing?.connected && !existing.closing && existing.pipeline && request.resumeToken !== undefined && sameToken(request.resumeToken, existing.resumeToken)) {
       return this.resume(existing, existing.pipeline, request);
@@ -207,12 +218,17 @@ export class TrackTable {
       }
       if (row) {
         track.epoch = Math.max(track.epoch, row.epoch + 1);
-        storedMs = Math.max(storedMs, row.receivedMs);
-        track.offsetMs = info.receivedMs = Math.max(storedMs, request.startMs ?? 0);
+        storedMs = Math.max(storedMs, row.receivedMs, this.options.storedUntil(request.trackId));
+        const stopped = { sessionId: this.options.sessionId, trackId: request.trackId, epoch: row.epoch };
+        // The last connection's audio past its stored finals: this producer resends it, or it cannot.
+        if (request.startMs === undefined) recovered ??= await this.options.tails?.take(stopped, storedMs);
+        else this.options.tails?.discard(stopped);
+        track.offsetMs = info.receivedMs = Math.max(storedMs, recovered?.startMs ?? 0, request.startMs ?? 0);
       }
       await this.options.store.saveTrack(this.options.sessionId, { ...info, epoch: track.epoch }, true);
       if (maxSpeakers && !track.diarized) track.diarized = await this.diarize(request, maxSpeakers);
       track.archive = await this.options.archiver?.openTrack({ sessionId: this.options.sessionId, trackId: request.trackId, epoch: track.epoch }, request.format === 'pcm16' ? request.sampleRate : 48000);
+      track.tail = this.options.tails?.open({ sessionId: this.options.sessionId, trackId: request.trackId, epoch: track.epoch });
     } catch (error) {
       if (existing) this.tracks.set(request.trackId, existing);
       else this.tracks.delete(request.trackId);
@@ -230,11 +246,18 @@ export class TrackTable {
       voice: track.voice,
       knownSpeakers: track.diarized?.labels.knownSpeakers,
       archive: track.archive,
+      tail: track.tail,
       usage: this.options.events.stt.usage,
       vocabulary: this.options.vocabulary,
     });
     // Audio the track already has (resent after the resume window passed) is skipped, not appended again.
     if (request.startMs !== undefined && request.startMs < storedMs) track.pipeline.resume(request.startMs);
+    if (recovered) {
+      this.options.log.warn({ trackId: request.trackId, fromMs: recovered.startMs, toMs: recovered.endMs }, "transcribing the audio a stopped gateway held past the track's stored finals");
+      this.options.metrics.tailsRecovered.inc();
+      for (const unit of recovered.units) track.pipeline.push(unit);
+      track.pipeline.endUtterance();
+    }
     request.attach(track.pipeline, track.resumeToken);
     settle();
     this.options.metrics.activeTracks.inc();
@@ -379,6 +402,8 @@ export class TrackTable {
       track.info.receivedMs = track.offsetMs;
       this.options.metrics.activeTracks.dec();
       await this.options.events.writes.settled();
+      await track.tail?.close();
+      track.tail = undefined;
       // A newer connection of the track owns its row now.
       if (this.tracks.get(trackId) === track) {
         await this.options.store.saveTrack(this.options.sessionId, { ...track.info, epoch: track.epoch }).catch((error) => this.options.log.error({ err: error, trackId }, 'could not store track end'));
@@ -390,6 +415,37 @@ export class TrackTable {
       this.options.changed();
     });
     return track.done;
+  }
+
+  /**
+   * The session ends: the tails that stopped connections left (their producers never came back) are
+   * transcribed, each as a connection of its own that ends at once. Returns how many there were.
+   */
+  async recoverTails(stopped: readonly TrackRow[]): Promise<number> {
+    const { tails, sessionId, log } = this.options;
+    if (!tails) return 0;
+    let count = 0;
+    for (const row of stopped) {
+      const recovered = await tails.take({ sessionId, trackId: row.trackId, epoch: row.epoch }, Math.max(row.receivedMs, this.options.storedUntil(row.trackId)));
+      if (!recovered) continue;
+      count++;
+      const request: ProducerRequest = {
+        trackId: row.trackId, role: row.role as SpeakerRole, participant: row.participant, format: row.format as IngestFormat, sampleRate: 48000,
+        ...(row.maxSpeakers ? { maxSpeakers: row.maxSpeakers } : {}),
+        attach: () => {},
+        drainInput: async () => {},
+        onFailed: (error) => log.error({ err: error, trackId: row.trackId }, "a stopped connection's tail failed"),
+        disconnect: () => {},
+      };
+      try {
+        await this.openTrack(request, recovered);
+      } catch (error) {
+        log.error({ err: error, trackId: row.trackId }, "a stopped connection's tail could not be transcribed: its last words are lost");
+        continue;
+      }
+      await this.closeTrack(row.trackId);
+    }
+    return count;
   }
 
   /** Gateway shutdown: producers are told to reconnect (1001), and what they sent is transcribed and published. */
@@ -427,7 +483,7 @@ function unlessReleased(track: TrackState, listener: TrackListener): TrackListen
 function idleTrack(info: TrackInfo, epoch: number, upload: UploadTrack | undefined): TrackState {
   return {
     info, heldHere: upload !== undefined, released: false, pipeline: undefined, offsetMs: info.receivedMs, epoch, connection: undefined, resumeToken: randomBytes(18).toString('base64url'), resumeTimer: undefined,
-    closing: false, connected: false, archive: undefined, ready: Promise.resolve(), done: Promise.resolve(), upload, diarized: undefined, voice: undefined,
+    closing: false, connected: false, archive: undefined, tail: undefined, ready: Promise.resolve(), done: Promise.resolve(), upload, diarized: undefined, voice: undefined,
   };
 }
 

@@ -19,6 +19,27 @@ export interface TrackPrompts {
   lexicon: TermLexicon;
 }
 
+/** Distinct texts whose token counts are kept (a term, the lead, a word of a final: a few bytes each). */
+const COUNTS_KEPT = 20_000;
+
+/**
+ * Every track's prompt is made of the same pieces (its language's lead and terms, the words its visit
+ * repeats): each is counted once per process, not once per track and window (BPE was a twentieth of the main
+ * thread's work at 50 tracks in `npm run bench:capacity`). Forgotten all at once when full.
+ */
+function remembered(count: TokenCounter): TokenCounter {
+  const counts = new Map<string, number>();
+  return (text) => {
+    let tokens = counts.get(text);
+    if (tokens === undefined) {
+      if (counts.size >= COUNTS_KEPT) counts.clear();
+      tokens = count(text);
+      counts.set(text, tokens);
+    }
+    return tokens;
+  };
+}
+
 export class ClinicalPrompts {
   readonly countTokens: TokenCounter;
   private readonly languages: ReadonlyMap<string, LanguagePrompt>;
@@ -36,7 +57,7 @@ export class ClinicalPrompts {
     const languages = new Map<string, LanguagePrompt>();
     for (const name of files) languages.set(name.slice(0, -4), parsePromptFile(await readFile(join(dir, name), 'utf8')));
     const encoding = new Tiktoken(gpt2);
-    return new ClinicalPrompts(languages, override, (text) => encoding.encode(text).length);
+    return new ClinicalPrompts(languages, override, remembered((text) => encoding.encode(text).length));
   }
 
   /**

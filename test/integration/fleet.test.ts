@@ -7,9 +7,16 @@
  *  - Failover: the instance holding the doctor's producer (the SDK's ResumableIngest, through nginx) is
  *    killed mid-visit; the producer comes back through nginx to another instance, which takes the track
  *    over from where its finals were stored.
+ *  - Drain: the instance holding the doctor gets SIGTERM; it refuses new producers (503, nginx moves on).
+ *  - Producers that cannot resend (raw WebSocket `opus`, as WHIP or RTP would be): two gateways killed in
+ *    the middle of the doctor's turn; the audio they held past the stored finals (the track tails in
+ *    Redis) is transcribed by the gateway a producer reaches next, or at the session's end for a producer
+ *    that never comes back.
+ * gw-2's wall clock runs 2 s ahead (libfaketime) in every test.
  * Every viewer sees every final once, gap-free and in seq order; the session is ended through nginx
  * (whichever instance nginx picks merges both tracks, once); the stored transcript is the visit's.
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -35,6 +42,8 @@ import { doubledWords, wordErrorRate } from '../support/wer.ts';
 const TRACKS = ['doctor', 'patient'] as const;
 /** Streamed this many times faster than real time. */
 const SPEED = 4;
+/** One instance's wall clock is this far off. */
+const CLOCK_OFF_S = 2;
 
 let stt: SttServer;
 let database: TestDatabase;
@@ -89,6 +98,8 @@ async function startFleet(own?: PostgresServer): Promise<void> {
   const env = {
     ...database.env,
     REDIS_URL: redis.url,
+    // One key-encryption key for the fleet: each gateway reads the audio another sealed (track tails).
+    AT_REST_KEY: randomBytes(32).toString('base64'),
     ARCHIVE_RECIPIENTS: identity.recipient,
     JWT_SECRET: TEST_JWT_SECRET,
     STT_BASE_URL: stt.baseUrl,
@@ -106,8 +117,11 @@ async function startFleet(own?: PostgresServer): Promise<void> {
     // One archive for the fleet (the local object store standing for S3), live slices streamed every second.
     ARCHIVE_DIR: join(dataDir, 'archive'),
     ARCHIVE_STREAM_MS: '1000',
+    // Each live track's audio past its stored finals in Redis every 250 ms (1 s of this test's audio).
+    TRACK_TAIL_MS: '250',
   };
-  gateways = await Promise.all(['gw-1', 'gw-2', 'gw-3'].map((id) => startGatewayProcess(id, { ...env, DATA_DIR: join(dataDir, id) })));
+  // gw-2's wall clock runs 2 s ahead (a machine whose clock drifted): leases and seqs come from PostgreSQL's clock, so nothing may change.
+  gateways = await Promise.all(['gw-1', 'gw-2', 'gw-3'].map((id) => startGatewayProcess(id, { ...env, DATA_DIR: join(dataDir, id) }, id === 'gw-2' ? CLOCK_OFF_S : 0)));
   nginx = await startNginx(gateways.map((g) => g.port));
 }
 
@@ -195,11 +209,13 @@ async function endAndCheck(sessionId: string, viewers: Record<string, ReturningV
 /** Each gateway's viewer, named by its gateway. */
 const byGateway = (viewers: ReturningViewer[]): Record<string, ReturningViewer> => Object.fromEntries(viewers.map((v, i) => [`on ${gateways[i].id}`, v]));
 
-/** Every instance is ready while PostgreSQL and Redis answer. */
+/** Every instance is ready while PostgreSQL and Redis answer (gw-2 too, its clock off). */
 async function assertReady(): Promise<void> {
   for (const gateway of gateways) {
     const response = await fetch(`${gateway.baseUrl}/readyz`);
     assert.is(response.status, 200);
+    const clockOffMs = Date.parse(response.headers.get('date')!) - Date.now();
+    assert.ok(Math.abs(clockOffMs - (gateway.id === 'gw-2' ? CLOCK_OFF_S * 1000 : 0)) <= 1000, `${gateway.id}'s clock is ${clockOffMs} ms off`);
     const body = await response.json();
     assert.equal([body.instance, body.database, body.redis, body.draining], [gateway.id, true, true, false]);
   }
@@ -351,6 +367,47 @@ test('failover: the instance holding the doctor is killed mid-visit; the produce
   }
 }));
 
+test("drain: the instance holding the doctor gets SIGTERM mid-visit; it finishes what it had, refuses the producer's reconnection (503), nginx sends it to another; nothing lost or doubled", () => withFleet(async () => {
+  const sessionId = 'fleet-drain';
+  assert.is((await api(nginx.baseUrl, 'POST', '/v1/sessions', { id: sessionId, language: 'en' })).status, 201);
+  const viewerToken = await signToken({ role: 'viewer', session: sessionId });
+  const producerToken = await signToken({ role: 'producer', session: sessionId });
+  const producers = Object.fromEntries(await Promise.all(TRACKS.map(async (t) => [t, await resumableProducer(nginx.baseUrl, sessionId, t, producerToken)] as const)));
+  let doctorOwner: string | undefined;
+  for (let i = 0; i < 100 && !doctorOwner; i++) {
+    doctorOwner = await ownerOf(sessionId, 'doctor');
+    if (!doctorOwner) await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const draining = gateways.find((g) => g.id === doctorOwner)!;
+  assert.ok(draining, `the doctor's track is held by an instance (${doctorOwner})`);
+  const viewers = await Promise.all(gateways.map(async (g) => new ReturningViewer(await CaptionCollector.connect(g.baseUrl, sessionId, viewerToken), sessionId, viewerToken)));
+  try {
+    while (producers.doctor.progressMs() < producers.doctor.totalMs * 0.4) await new Promise((resolve) => setTimeout(resolve, 50));
+    const stopped = draining.stop();
+    // From the signal until it stops listening (0: refused), it is not ready and takes no new producer.
+    const answers = new Set<string>();
+    for (let exited = false; !exited; ) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      exited = draining.process.exitCode !== null;
+      const readiness = await fetch(`${draining.baseUrl}/readyz`).then((r) => r.status, () => 0);
+      const producer = await fetch(`${draining.baseUrl}/v1/sessions/${sessionId}/tracks/doctor/ingest`, { headers: { authorization: `Bearer ${producerToken}` } }).then((r) => r.status, () => 0);
+      // The signal may not have arrived for the first probe.
+      if (answers.size > 0 || readiness !== 200) answers.add(`readyz ${readiness}, producer ${producer}`);
+    }
+    await stopped;
+    assert.is(draining.process.exitCode, 0, 'the instance stopped cleanly');
+    const refused = [...answers];
+    assert.ok(refused.every((a) => /^readyz (503|0), producer (503|0)$/.test(a)), `while draining: ${refused.join('; ')}`);
+    await Promise.all(viewers.map((v) => v.returnIfCut()));
+    await Promise.all(TRACKS.map((t) => producers[t].done));
+    assert.ok(producers.doctor.states.includes('reconnecting'), `the doctor's producer reconnected (${producers.doctor.states.join(',')})`);
+    const { stored, wer } = await endAndCheck(sessionId, byGateway(viewers));
+    console.log(`drain: ${draining.id} drained at 40 % of the doctor's audio (while draining: ${refused.join('; ')}); ${stored} finals, WER ${(wer * 100).toFixed(2)} %`);
+  } finally {
+    for (const viewer of viewers) viewer.close();
+  }
+}));
+
 test("a partition: the doctor's producer loses its gateway (which lives on) and reaches another; the first drops the track, no word is published twice", () => withFleet(async () => {
   const sessionId = 'fleet-partition';
   assert.is((await api(nginx.baseUrl, 'POST', '/v1/sessions', { id: sessionId, language: 'en' })).status, 201);
@@ -386,6 +443,117 @@ test("a partition: the doctor's producer loses its gateway (which lives on) and 
     for (const viewer of viewers) viewer.close();
     await network.close();
   }
+}));
+
+/**
+ * A producer that cannot resend (as a WHIP or plain RTP source; here raw WebSocket `opus` frames, no SDK):
+ * it paces its frames at SPEED, and when its connection dies it either opens a new one through `baseUrl`
+ * (no `startMs`, no resume token) and goes on with the frames it had not sent, or stops there.
+ */
+function plainProducer(baseUrl: string, sessionId: string, track: string, token: string, reconnect: boolean) {
+  const url = ingestUrl(baseUrl, sessionId, track, { format: 'opus', role: track, language: 'en', access_token: token });
+  let sentMs = 0;
+  let connections = 0;
+  const done = (async () => {
+    const chunks = await chunksFor({ format: 'opus', file: `${corpusDir}/en/${track}` });
+    const started = performance.now();
+    let next = 0;
+    while (next < chunks.length) {
+      connections++;
+      const socket = new WebSocket(url);
+      socket.on('error', () => {});
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      const opened = await new Promise<boolean>((resolve) => {
+        socket.once('open', () => resolve(true));
+        socket.once('close', () => resolve(false));
+      });
+      if (opened) {
+        while (next < chunks.length && socket.readyState === WebSocket.OPEN) {
+          socket.send(chunks[next].data);
+          sentMs = chunks[next].atMs;
+          next++;
+          if (next % 5 === 0) {
+            const due = started + sentMs / SPEED - performance.now();
+            if (due > 0) await new Promise((resolve) => setTimeout(resolve, due));
+          }
+        }
+        if (next >= chunks.length) socket.close(1000);
+      }
+      await closed;
+      if (next < chunks.length && !reconnect) return;
+      if (!opened) await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  })();
+  return { done, sentMs: () => sentMs, connections: () => connections };
+}
+
+/** A track's stored words, in time order, as text. */
+async function storedText(sessionId: string, trackId: string): Promise<string> {
+  const sql = postgres(database.env.DATABASE_URL, { max: 1, onnotice: () => {} });
+  try {
+    const rows = await sql<{ words: { word: string; startMs: number }[] }[]>`select words from segments where session_id = ${sessionId} and track_id = ${trackId}`;
+    return rows.flatMap((r) => r.words).sort((a, b) => a.startMs - b.startMs).map((w) => w.word).join(' ');
+  } finally {
+    await sql.end();
+  }
+}
+
+/** When to kill a gateway: 6 s into the doctor's longest turn after 40 % of the visit. */
+function midUtterance(words: { startMs: number; endMs: number }[]): { atMs: number; intoTurnMs: number } {
+  const turns: { startMs: number; endMs: number }[] = [];
+  for (const w of words) {
+    const last = turns.at(-1);
+    if (last && w.startMs - last.endMs < 600) last.endMs = w.endMs;
+    else turns.push({ startMs: w.startMs, endMs: w.endMs });
+  }
+  const total = words.at(-1)!.endMs;
+  const turn = turns.filter((t) => t.startMs >= total * 0.4).sort((a, b) => b.endMs - b.startMs - (a.endMs - a.startMs))[0];
+  assert.ok(turn.endMs - turn.startMs >= 9000, 'the corpus has a long turn to cut');
+  return { atMs: turn.startMs + 6000, intoTurnMs: 6000 };
+}
+
+test("producers that cannot resend: their gateways killed in the middle of the doctor's turn; the audio they held past the stored finals is taken from Redis, by the gateway a producer reaches next, or when the session ends for a producer that never comes back", () => withFleet(async () => {
+  const producerToken = async (sessionId: string) => signToken({ role: 'producer', session: sessionId });
+  for (const sessionId of ['fleet-tails', 'fleet-tails-gone']) assert.is((await api(nginx.baseUrl, 'POST', '/v1/sessions', { id: sessionId, language: 'en' })).status, 201);
+  // The first visit's producers come back through nginx; the second's doctor streams to another gateway and never comes back.
+  const back = { doctor: plainProducer(nginx.baseUrl, 'fleet-tails', 'doctor', await producerToken('fleet-tails'), true), patient: plainProducer(nginx.baseUrl, 'fleet-tails', 'patient', await producerToken('fleet-tails'), true) };
+  let firstOwner: string | undefined;
+  for (let i = 0; i < 100 && !firstOwner; i++) {
+    firstOwner = await ownerOf('fleet-tails', 'doctor');
+    if (!firstOwner) await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const [first, second] = [gateways.find((g) => g.id === firstOwner)!, gateways.find((g) => g.id !== firstOwner)!];
+  assert.ok(first, `the doctor's track is held by an instance (${firstOwner})`);
+  const gone = { doctor: plainProducer(second.baseUrl, 'fleet-tails-gone', 'doctor', await producerToken('fleet-tails-gone'), false), patient: plainProducer(nginx.baseUrl, 'fleet-tails-gone', 'patient', await producerToken('fleet-tails-gone'), true) };
+  const reference = await loadReference('en');
+  const { atMs: killAtMs, intoTurnMs } = midUtterance(reference.tracks.doctor);
+  while (back.doctor.sentMs() < killAtMs || gone.doctor.sentMs() < killAtMs) await new Promise((resolve) => setTimeout(resolve, 10));
+  const goneAtMs = gone.doctor.sentMs();
+  await Promise.all([first.kill(), second.kill()]);
+  await Promise.all([back.doctor.done, back.patient.done, gone.doctor.done, gone.patient.done]);
+  assert.ok(back.doctor.connections() >= 2, 'the doctor reconnected');
+  const survivor = gateways.find((g) => g !== first && g !== second)!;
+  const figures: string[] = [];
+  for (const sessionId of ['fleet-tails', 'fleet-tails-gone']) {
+    for (let i = 0; i < 200 && ((await ownerOf(sessionId, 'doctor')) || (await ownerOf(sessionId, 'patient'))); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+    const ended = await api(nginx.baseUrl, 'POST', `/v1/sessions/${sessionId}/end`);
+    assert.is(ended.status, 200, JSON.stringify(ended.json));
+    for (const track of TRACKS) {
+      const text = await storedText(sessionId, track);
+      // The doctor who never came back said this much before their gateway died, less the last tail write's
+      // interval (TRACK_TAIL_MS, 250 ms of wall time = 1 s of this test's audio) and what was on its way.
+      const heard = reference.tracks[track].filter((w) => sessionId === 'fleet-tails' || track === 'patient' || w.endMs <= goneAtMs - 1500).map((w) => w.word).join(' ');
+      const wer = wordErrorRate(heard, text);
+      assert.is(doubledWords(heard, text), 0, `${sessionId} ${track}: no word stored twice`);
+      // Lost at most a word or two at the cut (the tail's last interval, frames on their way), never the turn it was in.
+      assert.ok(wer.deletions + wer.substitutions <= 3, `${sessionId} ${track}: ${wer.deletions} words lost, ${wer.substitutions} changed\n  ref: ${heard}\n  hyp: ${text}`);
+      figures.push(`${sessionId} ${track}: ${wer.deletions} of ${heard.split(' ').length} words lost`);
+    }
+  }
+  const metrics = await fetch(`${survivor.baseUrl}/metrics`, { headers: { authorization: `Bearer ${await signToken({ role: 'service' })}` } }).then((r) => r.text());
+  const recovered = Number(/^helssa_track_tails_recovered_total (\d+)/m.exec(metrics)?.[1] ?? 0);
+  assert.ok(recovered >= 2, `both doctors' tails were taken and transcribed (${recovered} tails in all)`);
+  console.log(`tails: ${first.id} and ${second.id} killed ${(intoTurnMs / 1000).toFixed(1)} s into the doctor's turn (${(killAtMs / 1000).toFixed(1)} s of the visit); ${figures.join('; ')}; ${recovered} tails transcribed by ${survivor.id}`);
 }));
 
 test('PostgreSQL crashes and restarts mid-visit: finals wait and are stored in order, nothing lost; readiness says the database is down meanwhile', async () => {

@@ -21,11 +21,22 @@ export interface FleetGateway {
   stop(): Promise<void>;
 }
 
-/** Starts `src/main.ts` on a free loopback port with `env`; resolves once it answers /healthz. */
-export async function startGatewayProcess(id: string, env: Record<string, string>): Promise<FleetGateway> {
+/** Debian's libfaketime (package faketime), thread-safe build: a process's wall clock moved, its monotonic clock left alone. */
+function libfaketime(): string {
+  const dir = readdirSync('/usr/lib').map((arch) => join('/usr/lib', arch, 'faketime', 'libfaketimeMT.so.1')).find((path) => existsSync(path));
+  if (!dir) throw new Error('libfaketime is not installed (Debian package faketime; scripts/setup.sh installs it)');
+  return dir;
+}
+
+/**
+ * Starts `src/main.ts` on a free loopback port with `env`; resolves once it answers /healthz.
+ * `clockOffsetS`: the instance's wall clock runs this many seconds off (libfaketime), as a machine whose clock drifted.
+ */
+export async function startGatewayProcess(id: string, env: Record<string, string>, clockOffsetS = 0): Promise<FleetGateway> {
   const port = await freePort();
+  const clock = clockOffsetS === 0 ? {} : { LD_PRELOAD: libfaketime(), FAKETIME: `${clockOffsetS >= 0 ? '+' : ''}${clockOffsetS}s`, FAKETIME_DONT_FAKE_MONOTONIC: '1' };
   const child = spawn(process.execPath, ['src/main.ts'], {
-    env: { ...process.env, ...env, INSTANCE_ID: id, PORT: String(port), HOST: '127.0.0.1' },
+    env: { ...process.env, ...env, ...clock, INSTANCE_ID: id, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', process.env.FLEET_LOG_LEVEL ? 'inherit' : 'ignore', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -53,6 +64,8 @@ export async function startGatewayProcess(id: string, env: Record<string, string
 
 export interface Nginx {
   baseUrl: string;
+  /** The master process's (its workers are its children). */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -79,6 +92,7 @@ export async function startNginx(gatewayPorts: number[]): Promise<Nginx> {
   }
   return {
     baseUrl,
+    pid: child.pid!,
     async stop() {
       if (child.exitCode === null) child.kill('SIGTERM');
       await exited;
