@@ -85,6 +85,8 @@ export class Session {
   private remoteTracks = new Map<string, RemoteTrack>();
   /** Each other gateway's last statement of its own tracks' states. */
   private readonly statedBy = new Map<string, TrackInfo[]>();
+  /** This gateway's STT usage for the session already added to the store. */
+  private sttUsageRecorded = { audioMs: 0, calls: 0, dropped: 0 };
   /** Store reads of the tracks, in order: an older one finishing late is not used. */
   private trackReads = 0;
 
@@ -274,7 +276,10 @@ export class Session {
       await this.feed.catchUp();
       // Producers of tracks whose gateway stopped, and that never came back: their last words, from the tails.
       const stopped = (await this.deps.store.listTracks(this.id)).filter((t) => t.state === 'ended' && t.format !== 'upload');
-      if ((await this.tracks.recoverTails(stopped)) > 0) await this.events.writes.settled();
+      if ((await this.tracks.recoverTails(stopped)) > 0) {
+        await this.events.writes.settled();
+        await this.recordSttUsage();
+      }
       // The store has every gateway's finals; this one's memory may lack those of a gateway that died.
       const finals = await this.deps.store.listSegments(this.id);
       const version = await this.deps.store.completeSession(this.id, (v) => buildTranscript(this, finals, v, new Date()));
@@ -303,12 +308,21 @@ export class Session {
       await Promise.all(this.tracks.ids().map((id) => this.closeTrack(id)));
       await this.events.writes.settled();
       await this.feed.settled();
-      const { sentMs } = this.events.stt.usage.figures;
-      const audioMs = sentMs.partial + sentMs.final + sentMs.speculative;
-      if (this.deps.sttPricePerMinute !== undefined) this.deps.metrics.sttEstimatedCost.inc({ model: this.deps.sttModel }, (audioMs / 60000) * this.deps.sttPricePerMinute);
-      await this.deps.store.recordSttUsage(this.id, { model: this.deps.sttModel, audioMs, calls: this.events.stt.usage.calls, dropped: this.events.stt.usage.dropped });
+      await this.recordSttUsage();
     })();
     return this.endingLocally;
+  }
+
+  /** Adds what this gateway sent STT for the session since it last recorded it (each gateway adds its own). */
+  private async recordSttUsage(): Promise<void> {
+    const { usage } = this.events.stt;
+    const { sentMs } = usage.figures;
+    const total = { audioMs: sentMs.partial + sentMs.final + sentMs.speculative, calls: usage.calls, dropped: usage.dropped };
+    const recorded = this.sttUsageRecorded;
+    this.sttUsageRecorded = total;
+    const audioMs = total.audioMs - recorded.audioMs;
+    if (this.deps.sttPricePerMinute !== undefined) this.deps.metrics.sttEstimatedCost.inc({ model: this.deps.sttModel }, (audioMs / 60000) * this.deps.sttPricePerMinute);
+    await this.deps.store.recordSttUsage(this.id, { model: this.deps.sttModel, audioMs, calls: total.calls - recorded.calls, dropped: total.dropped - recorded.dropped });
   }
 
   /**

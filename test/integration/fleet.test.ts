@@ -74,6 +74,18 @@ async function ownerOf(sessionId: string, trackId: string): Promise<string | und
   }
 }
 
+/** The gateway that holds a track live, once the store names one (within 5 s). */
+async function holderOf(sessionId: string, trackId: string): Promise<FleetGateway> {
+  let owner: string | undefined;
+  for (let i = 0; i < 100 && !owner; i++) {
+    owner = await ownerOf(sessionId, trackId);
+    if (!owner) await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const holder = gateways.find((g) => g.id === owner);
+  assert.ok(holder, `${sessionId}'s ${trackId} is held by an instance (${owner})`);
+  return holder!;
+}
+
 /** The finals' seqs, checked gap-free from `from` and each once. */
 function assertGapFree(label: string, finals: FinalEvent[], from: number, to: number): void {
   const seqs = finals.map((f) => f.seq);
@@ -231,13 +243,7 @@ test('a visit across three instances behind nginx: producers on two, viewers on 
 
   // The doctor streams through nginx (its hash picks the instance); the patient straight to another one.
   const doctor = streamChunks(ingestUrl(nginx.baseUrl, sessionId, 'doctor', { format: 'opus', role: 'doctor', access_token: producerToken }), chunks.doctor, SPEED);
-  let doctorOwner: string | undefined;
-  for (let i = 0; i < 100 && !doctorOwner; i++) {
-    doctorOwner = await ownerOf(sessionId, 'doctor');
-    if (!doctorOwner) await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  const doctorHome = gateways.find((g) => g.id === doctorOwner);
-  assert.ok(doctorHome, `the doctor's track is held by an instance (${doctorOwner})`);
+  const doctorHome = await holderOf(sessionId, 'doctor');
   const [patientHome, bystander] = gateways.filter((g) => g !== doctorHome);
   const patient = streamChunks(ingestUrl(patientHome.baseUrl, sessionId, 'patient', { format: 'opus', role: 'patient', access_token: producerToken }), chunks.patient, SPEED);
 
@@ -308,13 +314,7 @@ test('failover: the instance holding the doctor is killed mid-visit; the produce
   const viewerToken = await signToken({ role: 'viewer', session: sessionId });
   const producerToken = await signToken({ role: 'producer', session: sessionId });
   const producers = Object.fromEntries(await Promise.all(TRACKS.map(async (t) => [t, await resumableProducer(nginx.baseUrl, sessionId, t, producerToken)] as const)));
-  let doctorOwner: string | undefined;
-  for (let i = 0; i < 100 && !doctorOwner; i++) {
-    doctorOwner = await ownerOf(sessionId, 'doctor');
-    if (!doctorOwner) await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  const victim = gateways.find((g) => g.id === doctorOwner)!;
-  assert.ok(victim, `the doctor's track is held by an instance (${doctorOwner})`);
+  const victim = await holderOf(sessionId, 'doctor');
   const viewers = await Promise.all(gateways.map(async (g) => new ReturningViewer(await CaptionCollector.connect(g.baseUrl, sessionId, viewerToken), sessionId, viewerToken)));
   try {
     while (producers.doctor.progressMs() < producers.doctor.totalMs * 0.4) await new Promise((resolve) => setTimeout(resolve, 50));
@@ -373,13 +373,7 @@ test("drain: the instance holding the doctor gets SIGTERM mid-visit; it finishes
   const viewerToken = await signToken({ role: 'viewer', session: sessionId });
   const producerToken = await signToken({ role: 'producer', session: sessionId });
   const producers = Object.fromEntries(await Promise.all(TRACKS.map(async (t) => [t, await resumableProducer(nginx.baseUrl, sessionId, t, producerToken)] as const)));
-  let doctorOwner: string | undefined;
-  for (let i = 0; i < 100 && !doctorOwner; i++) {
-    doctorOwner = await ownerOf(sessionId, 'doctor');
-    if (!doctorOwner) await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  const draining = gateways.find((g) => g.id === doctorOwner)!;
-  assert.ok(draining, `the doctor's track is held by an instance (${doctorOwner})`);
+  const draining = await holderOf(sessionId, 'doctor');
   const viewers = await Promise.all(gateways.map(async (g) => new ReturningViewer(await CaptionCollector.connect(g.baseUrl, sessionId, viewerToken), sessionId, viewerToken)));
   try {
     while (producers.doctor.progressMs() < producers.doctor.totalMs * 0.4) await new Promise((resolve) => setTimeout(resolve, 50));
@@ -517,13 +511,8 @@ test("producers that cannot resend: their gateways killed in the middle of the d
   for (const sessionId of ['fleet-tails', 'fleet-tails-gone']) assert.is((await api(nginx.baseUrl, 'POST', '/v1/sessions', { id: sessionId, language: 'en' })).status, 201);
   // The first visit's producers come back through nginx; the second's doctor streams to another gateway and never comes back.
   const back = { doctor: plainProducer(nginx.baseUrl, 'fleet-tails', 'doctor', await producerToken('fleet-tails'), true), patient: plainProducer(nginx.baseUrl, 'fleet-tails', 'patient', await producerToken('fleet-tails'), true) };
-  let firstOwner: string | undefined;
-  for (let i = 0; i < 100 && !firstOwner; i++) {
-    firstOwner = await ownerOf('fleet-tails', 'doctor');
-    if (!firstOwner) await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  const [first, second] = [gateways.find((g) => g.id === firstOwner)!, gateways.find((g) => g.id !== firstOwner)!];
-  assert.ok(first, `the doctor's track is held by an instance (${firstOwner})`);
+  const first = await holderOf('fleet-tails', 'doctor');
+  const second = gateways.find((g) => g !== first)!;
   const gone = { doctor: plainProducer(second.baseUrl, 'fleet-tails-gone', 'doctor', await producerToken('fleet-tails-gone'), false), patient: plainProducer(nginx.baseUrl, 'fleet-tails-gone', 'patient', await producerToken('fleet-tails-gone'), true) };
   const reference = await loadReference('en');
   const { atMs: killAtMs, intoTurnMs } = midUtterance(reference.tracks.doctor);
