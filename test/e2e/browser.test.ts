@@ -32,10 +32,12 @@ async function excerpt(h: Harness, language: string): Promise<{ wav: string; ref
   const durationMs = Math.round((words[index].endMs + words[index + 1].startMs) / 2);
   const last = words[index];
   const wav = join(h.dataDir, `mic-${language}.wav`);
-  // A second of quiet first and two after, as when a doctor presses Start, speaks, and then stops.
-  await ffmpeg(['-t', String(durationMs / 1000), '-i', `${h.corpusDir}/${language}/mix-48k.wav`, '-af', 'adelay=1000:all=1,apad=pad_dur=2', wav]);
+  // Three seconds of quiet first and two after, as when a doctor presses Start, waits for the page to say
+  // it is streaming, speaks, and then stops. (The fake microphone starts with the page, not with the
+  // connection: with one second, a WebRTC set-up slowed by the other tests beside it (CI) lost "Good morni".)
+  await ffmpeg(['-t', String(durationMs / 1000), '-i', `${h.corpusDir}/${language}/mix-48k.wav`, '-af', 'adelay=3000:all=1,apad=pad_dur=2', wav]);
   const said = words.filter((w) => w.endMs <= last.endMs);
-  return { wav, reference: said.map((w) => w.word).join(' '), roles: said.map((w) => ({ word: w.word, role: w.speaker === 'doctor' ? 'doctor' : 'patient' })), durationMs: durationMs + 3000 };
+  return { wav, reference: said.map((w) => w.word).join(' '), roles: said.map((w) => ({ word: w.word, role: w.speaker === 'doctor' ? 'doctor' : 'patient' })), durationMs: durationMs + 5000 };
 }
 
 async function launch(microphoneWav: string, extraFlags: string[] = []): Promise<{ browser: BrowserContext; profile: string }> {
