@@ -20,7 +20,13 @@ const TRACKS = ['doctor', 'patient'] as const;
 const FORMATS = ['opus', 'webm', 'pcm16'] as const;
 /** Streamed this many times faster than real time; drops are placed by audio position. */
 const SPEED = 6;
-const RESUME_WINDOW_MS = 5000;
+/**
+ * Longer than a reconnection takes here: the gateway, the 36 producers at 6× real time and the proxies share
+ * one event loop, which under CI load ran late by seconds (connection lost → resumed measured up to 6.2 s).
+ * A producer back after the window finds its track ended mid-utterance: a new epoch, whose first window
+ * starts where the last final ended, so the word spoken across the drop comes out cut.
+ */
+const RESUME_WINDOW_MS = 15000;
 
 let h: Harness;
 
@@ -110,11 +116,7 @@ test('connections cut every 5–10 s of audio: en/fa/ar × opus/webm/pcm16 come 
         const withDrops = dropped.viewer.transcript();
         const without = clean.viewer.transcript();
         const wer = wordErrorRate(without, withDrops);
-        // Known defect since the producer keeps its audio from `durableMs` (large resends), cause not found
-        // yet: now and then a word at a window's edge comes out cut in one of the two runs ("shoul|der" →
-        // "der", or left out when less than half of it is in the window). Tolerated: three words per visit
-        // (of ~110–140); more, or any word doubled, fails.
-        assert.ok(wer.substitutions + wer.deletions + wer.insertions <= 3, `${label}: WER ${(wer.wer * 100).toFixed(2)} % against the visit without drops\n  without: ${without}\n  with:    ${withDrops}\n  producers: ${dropped.streamed.map((s) => s.details.join(', ')).join('\n             ')}`);
+        assert.is(wer.substitutions + wer.deletions + wer.insertions, 0, `${label}: WER ${(wer.wer * 100).toFixed(2)} % against the visit without drops\n  without: ${without}\n  with:    ${withDrops}\n  producers: ${dropped.streamed.map((s) => s.details.join(', ')).join('\n             ')}`);
         assert.is(doubledWords(without, withDrops), 0, `${label}: no doubled words`);
         assert.ok(wordErrorRate(reference, withDrops).wer <= 0.02, `${label}: against the reference`);
         // One caption line continues across each drop: the finals are those of the visit without drops.
@@ -243,7 +245,7 @@ test('a producer that does not come back: the track shows reconnecting, then end
   const cutAt = performance.now();
   proxy.drop();
   await viewer.waitFor((e) => e.type === 'session' && (e as SessionEvent).tracks.some((t) => t.trackId === 'doctor' && t.state === 'reconnecting'));
-  await viewer.tracksEnded(['doctor'], 10000);
+  await viewer.tracksEnded(['doctor'], RESUME_WINDOW_MS + 5000);
   const waited = performance.now() - cutAt;
   assert.ok(waited >= RESUME_WINDOW_MS - 100, `ended after ${waited} ms`);
   // A connection lost before any audio leaves nothing to continue: its track ends at once.
