@@ -4,18 +4,20 @@
  * hum with harmonics and a sub-bass rumble), the fan ones (broadband pink hiss) and the babble ones
  * (six reversed talkers), each at 10 and 5 dB SNR.
  *
- *  1. CPU: each step alone and all together (and RNNoise, off by default) over the windows the live VAD cuts, in ms of CPU per second
+ *  1. CPU: each step alone and all together over the windows the live VAD cuts, in ms of CPU per second
  *     of audio, and as % of a core per real-time track (a track sends about its own length to STT: the
  *     cost factor of `npm run bench`), against a baseline measured in the same run: copying the same
- *     windows' samples in and out (what any stage costs at least).
+ *     windows' samples in and out (what any stage costs at least); and RNNoise (off by default), which
+ *     runs on all of a track's audio as it streams.
  *  2. Segmental SNR (20 ms frames, each clipped to [−10, 35] dB) of the audio sent to STT against the
  *     clean track, in the speech, with conditioning off and on (on: against the clean track through the
  *     same high-pass, so the filter's own phase shift is not counted as noise; the notch's dent in the
- *     voice is); for the fan and babble variants also with RNNoise before the steps.
+ *     voice is); for the fan and babble variants also with RNNoise on the track (the windows then cut
+ *     from the denoised audio, as the gateway does with `AUDIO_NOISE_SUPPRESSION=rnnoise`).
  *  3. Windows the VAD opens on noise alone (no word of the reference in them), with the VAD hearing the
- *     track as received and through the track filter (notched once hum is found: what the gateway does),
- *     against the clean track's; and the track filter's CPU per real-time track (it runs on all the
- *     audio, not only on windows).
+ *     track as received, through the track filter (notched once hum is found: what the gateway does), and
+ *     through RNNoise and the track filter, against the clean track's; and the track filter's CPU per
+ *     real-time track (it runs on all the audio, not only on windows).
  */
 import { readFile } from 'node:fs/promises';
 import { ensureCorpus, loadReference, type ReferenceWord } from '../scripts/make-corpus.ts';
@@ -62,13 +64,18 @@ async function load(): Promise<Track[]> {
   return tracks;
 }
 
-/** The final windows the live VAD (hearing the track as received, or through the track filter) and segmenter cut from `samples`. */
-function windowsOf(samples: Int16Array, filtered = false): AudioWindow[] {
+const rnnoise = await Rnnoise.load();
+
+/**
+ * The final windows the live VAD (hearing the track as received, or through the track filter) and
+ * segmenter cut from `samples`; with `denoised`, the track goes through RNNoise first (the windows too).
+ */
+function windowsOf(samples: Int16Array, filtered = false, denoised = false): AudioWindow[] {
   const windows: AudioWindow[] = [];
   const vad: VoiceActivityDetector = filtered ? new FilteredVad(new WebRtcVad(RATE, 2), ALL) : new WebRtcVad(RATE, 2);
-  const cutter = new VoiceWindows(vad, { sampleRate: RATE }, { window: (w) => void (w.kind === 'final' && windows.push(w)) });
+  const cutter = new VoiceWindows(vad, { sampleRate: RATE }, { window: (w) => void (w.kind === 'final' && windows.push(w)) }, denoised ? rnnoise.track() : undefined);
   for (let i = 0; i < samples.length; i += 320) cutter.push(samples.subarray(i, i + 320));
-  cutter.flush();
+  cutter.close();
   return windows;
 }
 
@@ -122,19 +129,19 @@ for (let round = 0; round < 3; round++) {
     }));
   }
 }
-const rnnoise = await Rnnoise.load();
-// RNNoise once, over a third of the windows (it is slow), scaled to a round's worth.
-const sample = cut.filter((_, i) => i % 3 === 0);
-const sampleSeconds = sample.reduce((s, c) => s + c.windows.reduce((a, w) => a + w.audio.length, 0), 0) / RATE;
-totals.set('RNNoise (off by default)', (cpuMs(() => {
-  for (const { windows } of sample) for (const w of windows) rnnoise.suppress(w.audio);
-}) * 3 * audioSeconds) / sampleSeconds);
 const baseline = totals.get('baseline (copy in and out)')! / 3;
 console.log(`cpu        ${audioSeconds.toFixed(0)} s of windows, ms of CPU per s of audio (% of a core per real-time track at 1× sent; × the baseline):`);
 for (const [name, total] of totals) {
   const perSecond = total / 3 / audioSeconds;
   console.log(`           ${name.padEnd(28)} ${perSecond.toFixed(3)} ms/s  (${(perSecond / 10).toFixed(3)} %)  ${(total / 3 / baseline).toFixed(1)}×`);
 }
+// RNNoise runs on all of a track's audio (not only its windows): over a third of the tracks (it is slow).
+const sample = tracks.filter((_, i) => i % 3 === 0);
+const sampleSeconds = sample.reduce((s, t) => s + t.samples.length, 0) / RATE;
+const rnnoiseMs = cpuMs(() => {
+  for (const t of sample) rnnoise.denoise(t.samples);
+}) / sampleSeconds;
+console.log(`           ${'RNNoise on the track (off)'.padEnd(28)} ${rnnoiseMs.toFixed(3)} ms/s of track  (${(rnnoiseMs / 10).toFixed(3)} %)`);
 
 // 2. Segmental SNR, the whole track conditioned as one window per VAD window (as sent), off and on.
 console.log('segsnr     segmental SNR against the clean track, in the speech (dB): off → on');
@@ -142,11 +149,11 @@ for (const variant of VARIANTS.filter(Boolean)) {
   const rows = cut.filter((c) => c.track.name.endsWith(variant));
   const snr = (options: ConditionerOptions, denoise = false) => {
     let sum = 0;
-    for (const { track, windows } of rows) {
+    for (const { track, windows: asReceived } of rows) {
       const sent = new Int16Array(track.samples.length);
-      for (const w of windows) {
+      for (const w of denoise ? windowsOf(track.samples, true, true) : asReceived) {
         const at = (w.startMs * RATE) / 1000;
-        sent.set(conditionWindow(denoise ? rnnoise.suppress(w.audio) : w.audio, relative(w), options).audio.subarray(0, sent.length - at), at);
+        sent.set(conditionWindow(w.audio, relative(w), options).audio.subarray(0, sent.length - at), at);
       }
       const reference = options.highPassHz > 0 ? conditionWindow(track.clean, [], { ...NONE, highPassHz: options.highPassHz }).audio : track.clean;
       sum += segmentalSnr(reference, sent, track.words);
@@ -158,7 +165,7 @@ for (const variant of VARIANTS.filter(Boolean)) {
 }
 
 // 3. Windows opened on noise alone.
-console.log('vad        windows opened on noise alone (no reference word in them), of all windows: VAD on the track as received / through the track filter (hum notch)');
+console.log('vad        windows opened on noise alone (no reference word in them), of all windows: VAD on the track as received / through the track filter (hum notch) / through RNNoise and the track filter');
 for (const variant of VARIANTS) {
   const rows = cut.filter((c) => (variant ? c.track.name.endsWith(variant) : !/-(quiet|hum\d+|fan\d+|babble\d+)$/.test(c.track.name)));
   const count = (windowsFor: (t: Track) => AudioWindow[]) => {
@@ -173,7 +180,9 @@ for (const variant of VARIANTS) {
     return `${noise}/${all}`;
   };
   const filtered = (t: Track) => windowsOf(t.samples, true);
-  console.log(`           ${(variant.slice(1) || 'clean').padEnd(6)} ${count((t) => windowsOf(t.samples))} / ${count(filtered)}`);
+  // RNNoise (slow) where it is meant to help, and on the clean tracks to show what it costs them.
+  const denoised = !variant || /fan|babble/.test(variant) ? count((t) => windowsOf(t.samples, true, true)) : '—';
+  console.log(`           ${(variant.slice(1) || 'clean').padEnd(6)} ${count((t) => windowsOf(t.samples))} / ${count(filtered)} / ${denoised}`);
 }
 const trackSeconds = tracks.reduce((s, t) => s + t.samples.length, 0) / RATE;
 const filterMs = (filtered: boolean) => cpuMs(() => {

@@ -67,7 +67,7 @@ import { DirectoryWindowAudio, InProcessWindowQueue, type WindowQueue } from './
 import { WindowTranscriber } from './stt/window-transcriber.ts';
 import { speechGuard } from './stt/speech-guard.ts';
 import { ConditionerThread } from './audio/conditioner-thread.ts';
-import { RnnoiseWorker } from './audio/noise-suppressor.ts';
+import { Rnnoise } from './audio/noise-suppressor.ts';
 import { ClinicalPrompts, CLINICAL_PROMPTS_DIR } from './stt/clinical-vocabulary.ts';
 import { isClinicalTerm } from './stt/clinical-prompt.ts';
 import type { WindowSpeechDetector } from './audio/silero-vad.ts';
@@ -111,7 +111,8 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   });
   const recognizer = adapters.transcriber ?? connected!;
   const inventedWords = await speechGuard(c.inventedWords, adapters.speechDetector);
-  const noiseSuppressor = c.noiseSuppression === 'rnnoise' ? await RnnoiseWorker.start() : undefined;
+  // Noise suppression runs on each track as it streams, before the VAD (one model state per track).
+  const rnnoise = c.noiseSuppression === 'rnnoise' ? await Rnnoise.load() : undefined;
   const conditioner = conditioning ? await ConditionerThread.start({ ...conditioning, sampleRate: PIPELINE_SAMPLE_RATE }) : undefined;
   const windowTranscriber = new WindowTranscriber(recognizer, {
     concurrency: c.stt.concurrency,
@@ -136,7 +137,6 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     },
     onDropped: (reason, words) => metrics.hallucinationsDropped.inc({ reason }, words),
     conditioner,
-    noiseSuppressor,
     onConditioned: (conditioning) => {
       metrics.conditioningGain.observe(conditioning.gainDb);
       if (conditioning.humHz) metrics.humNotched.inc({ hz: String(conditioning.humHz) });
@@ -196,6 +196,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
         partialBudget: c.stt.partialBudget,
         partialContextMs: c.stt.partialContextMs,
         vad: newVad(),
+        denoiser: rnnoise?.track(),
         transcriber: windowTranscriber,
         metrics,
         realTime: c.realTime,
@@ -216,7 +217,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   const redisQueue = c.queue.redisUrl ? new RedisWindowQueue({ url: c.queue.redisUrl, name: c.queue.name, lockMs: c.queue.lockMs, log, sealer, ...policy }) : undefined;
   const windowQueue: WindowQueue = redisQueue ?? new InProcessWindowQueue(new DirectoryWindowAudio(c.uploads.queueDir, sealer), policy);
   const uploads = new UploadService({
-    registry, store, queue: windowQueue, archiver, log, sealer, vad: newVad, clinicalTerms, metrics, prompts: (language, vocabulary) => clinicalPrompts.forTrack(language ?? c.stt.language, vocabulary), languages: c.stt.languages,
+    registry, store, queue: windowQueue, archiver, log, sealer, vad: newVad, denoiser: () => rnnoise?.track(), clinicalTerms, metrics, prompts: (language, vocabulary) => clinicalPrompts.forTrack(language ?? c.stt.language, vocabulary), languages: c.stt.languages,
     workDir: c.uploads.workDir, maxBytes: c.uploads.maxBytes, maxDurationMs: c.uploads.maxDurationMs, bodyIdleTimeoutMs: c.uploads.bodyIdleTimeoutMs, segmenter: c.uploads.segmenter,
   });
   metrics.probes.uploadWindowsPending = () => uploads.pendingWindows();
@@ -246,7 +247,6 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     connected?.close?.();
     await windowQueue.close();
     await inventedWords.speechCheck?.detector.close?.();
-    await noiseSuppressor?.close();
     await conditioner?.close();
     await webhook?.close();
     await lifecycle.close();

@@ -38,7 +38,7 @@ export interface SttComponents {
   inventedWords: InventedWordsSettings;
   /** How the audio sent to STT is conditioned; undefined: sent as received. */
   conditioning: Omit<ConditionerOptions, 'sampleRate'> | undefined;
-  /** Broadband noise suppression of the audio sent to STT, before the conditioning above. */
+  /** Broadband noise suppression of each track as it streams (what the VAD and the windows sent to STT hear). */
   noiseSuppression: 'rnnoise' | 'off';
   queue: { redisUrl: string | undefined; name: string; lockMs: number; attempts: number; backoffMs: number };
   /** Base64 key-encryption key of audio at rest; undefined: the gateway makes one in `keyFile`. */

@@ -12,7 +12,6 @@ import { sttComponents } from './components.ts';
 import { connectRecognizer } from './stt/recognizer-pool.ts';
 import { WindowTranscriber } from './stt/window-transcriber.ts';
 import { speechGuard } from './stt/speech-guard.ts';
-import { RnnoiseWorker } from './audio/noise-suppressor.ts';
 import { InlineConditioner } from './audio/conditioner-thread.ts';
 
 let started;
@@ -32,7 +31,6 @@ const transcriber = new WindowTranscriber(recognizer, {
   ...(await speechGuard(c.inventedWords)),
   // The worker's jobs wait on nothing else that this thread carries: conditioned where they run.
   ...(c.conditioning ? { conditioner: new InlineConditioner({ ...c.conditioning, sampleRate: PIPELINE_SAMPLE_RATE }) } : {}),
-  ...(c.noiseSuppression === 'rnnoise' ? { noiseSuppressor: await RnnoiseWorker.start() } : {}),
   onRefusal: (refusal) => (refusal ? log.error({ reason: refusal.message }, 'the recognizer refuses requests: jobs wait') : log.info('the recognizer takes requests again')),
 });
 const queue = new RedisWindowQueue({

@@ -1,8 +1,7 @@
 /**
  * 48 kHz → 16 kHz for PCM ingest (pure, streaming): a windowed-sinc low-pass at 7.2 kHz, then every
- * third sample. State carries across calls, so chunk boundaries leave no clicks. And both ways over whole
- * buffers, delay taken out, for a model that runs at 48 kHz (RNNoise): up, each sample followed by two
- * zeros through the same low-pass; down, the low-pass and every third sample.
+ * third sample. State carries across calls, so chunk boundaries leave no clicks. The same low-pass takes
+ * a track to RNNoise's 48 kHz and back (noise-suppressor.ts).
  */
 const FACTOR = 3;
 const TAPS = 63;
@@ -23,7 +22,8 @@ function designLowPass(): Float64Array {
   return taps;
 }
 
-const LOW_PASS = designLowPass();
+/** The windowed-sinc low-pass at 7.2 kHz for 48 kHz (63 taps, delay 31 samples). */
+export const LOW_PASS = designLowPass();
 
 export class Decimator48To16 {
   private history = new Float64Array(TAPS - 1);
@@ -45,37 +45,4 @@ export class Decimator48To16 {
     this.history = buffer.slice(keepFrom);
     return Int16Array.from(out);
   }
-}
-
-/**
- * 16 kHz → 48 kHz of a whole buffer (pure): the same low-pass over the zero-stuffed signal, its delay
- * taken out, so output sample 3i is input sample i.
- */
-export function upsample16To48(input: Int16Array): Float32Array {
-  const out = new Float32Array(input.length * FACTOR);
-  const delay = (TAPS - 1) / 2;
-  for (let m = 0; m < out.length; m++) {
-    const at = m + delay;
-    let acc = 0;
-    // Taps j with (at − j) a multiple of 3 meet an input sample; the others meet the stuffed zeros.
-    for (let j = at % FACTOR; j < TAPS; j += FACTOR) {
-      const i = (at - j) / FACTOR;
-      if (i >= 0 && i < input.length) acc += input[i] * LOW_PASS[j];
-    }
-    out[m] = acc * FACTOR;
-  }
-  return out;
-}
-
-/** 48 kHz → 16 kHz of a whole buffer (pure): the low-pass, every third sample, its delay taken out. */
-export function downsample48To16(input: Float32Array): Int16Array {
-  const out = new Int16Array(Math.floor(input.length / FACTOR));
-  const delay = (TAPS - 1) / 2;
-  for (let k = 0; k < out.length; k++) {
-    const from = k * FACTOR - delay;
-    let acc = 0;
-    for (let j = Math.max(0, -from); j < TAPS && from + j < input.length; j++) acc += input[from + j] * LOW_PASS[j];
-    out[k] = Math.max(-32768, Math.min(32767, Math.round(acc)));
-  }
-  return out;
 }

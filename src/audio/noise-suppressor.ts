@@ -1,20 +1,14 @@
 /**
- * Noise suppression before STT with RNNoise (the `@jitsi/rnnoise-wasm` build, its model inside the
- * WebAssembly; nothing is downloaded): a recurrent network that takes broadband noise (a fan's hiss,
- * babble, traffic) out of speech, at 48 kHz in 10 ms frames. The window's 16 kHz audio goes up to 48 kHz,
- * through the model with a fresh state, and back down. It runs in a worker thread (`RnnoiseWorker`):
- * about 5 % of a core per real-time track, far more than the rest of the conditioning, which is why it
- * is off unless `AUDIO_NOISE_SUPPRESSION=rnnoise`.
+ * Noise suppression with RNNoise (the `@jitsi/rnnoise-wasm` build, its model inside the WebAssembly;
+ * nothing is downloaded): a recurrent network that takes broadband noise (a fan's hiss, traffic, some
+ * babble) out of speech, at 48 kHz in 10 ms frames. It runs on the track as the audio streams, before the
+ * VAD: the VAD then cuts windows at the pauses a hiss hides (at 5 dB SNR it otherwise hears one merged
+ * stretch), the windows sent to STT are the denoised audio (no window pays for it twice, and the model's
+ * state runs on across windows instead of starting cold at each), and the recording keeps the audio as
+ * received. 16 kHz goes up to 48 kHz and back with the decimator's windowed-sinc low-pass.
  */
 import { createRequire } from 'node:module';
-import { downsample48To16, upsample16To48 } from './decimator.ts';
-import { WorkerThread } from './worker-thread.ts';
-
-/** Takes noise out of a window's 16 kHz audio (a new array of the same length). Swappable. */
-export interface NoiseSuppressor {
-  suppress(audio: Int16Array): Promise<Int16Array>;
-  close?(): Promise<void>;
-}
+import { LOW_PASS } from './decimator.ts';
 
 interface RnnoiseModule {
   ready: Promise<unknown>;
@@ -25,18 +19,28 @@ interface RnnoiseModule {
   _rnnoise_process_frame(state: number, output: number, input: number): number;
 }
 
-const FRAME = 480;
-/** RNNoise's output lags its input by one frame (it synthesizes with 50 % overlap). */
-const MODEL_DELAY = 465;
+/** RNNoise's frame: 10 ms at 48 kHz. */
+const FRAME_48K = 480;
+const FRAME_16K = FRAME_48K / 3;
+/** RNNoise's output lags its input by two frames at 48 kHz (measured: the cross-correlation peak of speech in and out). */
+const MODEL_DELAY_48K = 960;
+const TAPS = LOW_PASS.length;
+/** The low-pass's own delay at 48 kHz, once going up and once coming down. */
+const FILTER_DELAY_48K = (TAPS - 1) / 2;
+/** Going down, every third sample from this phase: the whole chain's lag is then a whole number of 16 kHz samples. */
+const DOWN_PHASE = (MODEL_DELAY_48K + 2 * FILTER_DELAY_48K) % 3;
+/** The chain's lag at 16 kHz (340 samples, 21 ms): output sample n + LATENCY is input sample n denoised. */
+export const DENOISER_LATENCY_SAMPLES = (MODEL_DELAY_48K + 2 * FILTER_DELAY_48K - DOWN_PHASE) / 3;
 
-/** RNNoise on the calling thread (what the worker runs). */
+/** The RNNoise WebAssembly module, loaded once per process; each track runs its own model state in it. */
 export class Rnnoise {
   private readonly module: RnnoiseModule;
+  /** One frame's buffer in the module's memory, shared by every stream (they run one at a time, on one thread). */
   private readonly frame: number;
 
   private constructor(module: RnnoiseModule) {
     this.module = module;
-    this.frame = module._malloc(FRAME * 4);
+    this.frame = module._malloc(FRAME_48K * 4);
   }
 
   static async load(): Promise<Rnnoise> {
@@ -47,47 +51,161 @@ export class Rnnoise {
     return new Rnnoise(module);
   }
 
-  suppress(audio: Int16Array): Int16Array {
-    const up = upsample16To48(audio);
-    const out = new Float32Array(up.length);
-    const state = this.module._rnnoise_create();
+  /** A track's denoiser (its own model state); `close()` it when the track ends. */
+  track(): TrackDenoiser {
+    return new TrackDenoiser(this);
+  }
+
+  /** A whole recording denoised, aligned with it (benches and tests: the track denoiser over one buffer). */
+  denoise(audio: Int16Array): Int16Array {
+    const denoiser = this.track();
     try {
-      const heap = () => this.module.HEAPF32.subarray(this.frame >> 2, (this.frame >> 2) + FRAME);
-      // The model's lag is taken out: frames run on past the end (silence) to flush it.
-      for (let start = 0; start < up.length + MODEL_DELAY; start += FRAME) {
-        const input = heap();
-        input.fill(0);
-        if (start < up.length) input.set(up.subarray(start, Math.min(up.length, start + FRAME)));
-        this.module._rnnoise_process_frame(state, this.frame, this.frame);
-        const output = heap();
-        for (let i = 0; i < FRAME; i++) {
-          const at = start + i - MODEL_DELAY;
-          if (at >= 0 && at < out.length) out[at] = output[i];
-        }
-      }
+      const head = denoiser.process(audio);
+      const rest = denoiser.flush();
+      const out = new Int16Array(audio.length);
+      out.set(head);
+      out.set(rest, head.length);
+      return out;
     } finally {
-      this.module._rnnoise_destroy(state);
+      denoiser.close();
     }
-    return downsample48To16(out);
+  }
+
+  /** @internal One 48 kHz frame through a model state, in place. */
+  processFrame(state: number, frame: Float32Array): void {
+    const at = this.frame >> 2;
+    this.module.HEAPF32.set(frame, at);
+    this.module._rnnoise_process_frame(state, this.frame, this.frame);
+    frame.set(this.module.HEAPF32.subarray(at, at + FRAME_48K));
+  }
+
+  /** @internal */
+  createState(): number {
+    return this.module._rnnoise_create();
+  }
+
+  /** @internal */
+  destroyState(state: number): void {
+    this.module._rnnoise_destroy(state);
   }
 }
 
-/** RNNoise in a worker thread (`noise-suppressor-worker.ts`); a worker that dies is replaced at the next window. */
-export class RnnoiseWorker implements NoiseSuppressor {
-  private readonly thread = new WorkerThread<Int16Array, Int16Array>(new URL('./noise-suppressor-worker.ts', import.meta.url), 'RNNoise');
+/**
+ * One track's audio through RNNoise as it streams (pure but for the model's state): 16 kHz PCM of any
+ * chunking in, the same audio denoised out, `DENOISER_LATENCY_SAMPLES` (21 ms) later — held back, never
+ * shifted: output sample i is input sample i, so track time is unchanged. `flush()` gives what is held
+ * (at the end of the audio, or where it has a hole); the stream goes on after it as if new.
+ */
+export class TrackDenoiser {
+  private readonly rnnoise: Rnnoise;
+  private state: number;
+  /** The 16 kHz samples of the 10 ms block being gathered. */
+  private readonly block = new Int16Array(FRAME_16K);
+  private blockCount = 0;
+  /** The last TAPS/3 input samples (the up-sampling filter's memory), newest last. */
+  private readonly upHistory = new Float64Array(Math.ceil(TAPS / 3));
+  /** The last TAPS − 1 denoised 48 kHz samples (the down-sampling filter's memory). */
+  private readonly downHistory = new Float64Array(TAPS - 1);
+  private readonly frame48 = new Float32Array(FRAME_48K);
+  private readonly out16 = new Int16Array(FRAME_16K);
+  /** Samples fed through the chain (input and padding) and come out of it. */
+  private fed = 0;
+  private produced = 0;
+  /** Ranges of fed samples that were padding (a flush): their outputs are not audio. */
+  private padding: [number, number][] = [];
+  private realIn = 0;
+  private realOut = 0;
 
-  static async start(): Promise<RnnoiseWorker> {
-    const suppressor = new RnnoiseWorker();
-    await suppressor.thread.start();
-    return suppressor;
+  constructor(rnnoise: Rnnoise) {
+    this.rnnoise = rnnoise;
+    this.state = rnnoise.createState();
   }
 
-  suppress(audio: Int16Array): Promise<Int16Array> {
-    const copy = audio.slice();
-    return this.thread.request(copy, [copy.buffer as ArrayBuffer]);
+  /** Input samples not given back yet (they come out with later input, or from `flush()`). */
+  get heldSamples(): number {
+    return this.realIn - this.realOut;
   }
 
-  close(): Promise<void> {
-    return this.thread.close();
+  /** Denoised audio for what came in (a fresh array: the segmenter keeps views of it). */
+  process(input: Int16Array): Int16Array {
+    const out = new Int16Array(input.length + this.heldSamples);
+    let written = 0;
+    for (let i = 0; i < input.length; ) {
+      const take = Math.min(FRAME_16K - this.blockCount, input.length - i);
+      this.block.set(input.subarray(i, i + take), this.blockCount);
+      this.blockCount += take;
+      this.realIn += take;
+      i += take;
+      if (this.blockCount === FRAME_16K) written = this.emit(this.runBlock(), out, written);
+    }
+    return out.subarray(0, written);
+  }
+
+  /** What is held, denoised: the chain runs on over silence (padding, never given out) until the last input sample is out. */
+  flush(): Int16Array {
+    const out = new Int16Array(this.heldSamples);
+    let written = 0;
+    while (written < out.length) {
+      this.padding.push([this.fed + this.blockCount, this.fed + FRAME_16K]);
+      this.block.fill(0, this.blockCount);
+      written = this.emit(this.runBlock(), out, written);
+    }
+    return out;
+  }
+
+  /** The model state goes back to the module. */
+  close(): void {
+    if (this.state === 0) return;
+    this.rnnoise.destroyState(this.state);
+    this.state = 0;
+  }
+
+  /** The chain's output block into `out` from `written`, leaving out the start-up lag and padding; returns the new count. */
+  private emit(block: Int16Array, out: Int16Array, written: number): number {
+    for (let i = 0; i < block.length; i++) {
+      const source = this.produced++ - DENOISER_LATENCY_SAMPLES;
+      if (source < 0 || this.isPadding(source)) continue;
+      out[written++] = block[i];
+      this.realOut++;
+    }
+    return written;
+  }
+
+  private isPadding(source: number): boolean {
+    while (this.padding.length > 0 && this.padding[0][1] <= source) this.padding.shift();
+    return this.padding.length > 0 && this.padding[0][0] <= source;
+  }
+
+  /** The gathered 10 ms block: up to 48 kHz, RNNoise, back down to 16 kHz (into `out16`). */
+  private runBlock(): Int16Array {
+    const up = this.upHistory;
+    const frame = this.frame48;
+    for (let n = 0; n < FRAME_16K; n++) {
+      up.copyWithin(0, 1);
+      up[up.length - 1] = this.block[n];
+      // Output 3n + r meets the input samples at taps j ≡ r (mod 3): j = r, r + 3, … back through the history.
+      for (let r = 0; r < 3; r++) {
+        let acc = 0;
+        for (let j = r, k = up.length - 1; j < TAPS && k >= 0; j += 3, k--) acc += up[k] * LOW_PASS[j];
+        frame[3 * n + r] = acc * 3;
+      }
+    }
+    this.rnnoise.processFrame(this.state, frame);
+    const down = this.downHistory;
+    const keep = TAPS - 1;
+    for (let n = 0; n < FRAME_16K; n++) {
+      // The 48 kHz sample ending this output's filter span: 3n + DOWN_PHASE of this frame.
+      const end = 3 * n + DOWN_PHASE;
+      let acc = 0;
+      for (let k = 0; k < TAPS; k++) {
+        const at = end - k;
+        acc += (at >= 0 ? frame[at] : down[keep + at]) * LOW_PASS[k];
+      }
+      this.out16[n] = Math.max(-32768, Math.min(32767, Math.round(acc)));
+    }
+    down.set(frame.subarray(FRAME_48K - keep));
+    this.fed += FRAME_16K;
+    this.blockCount = 0;
+    return this.out16;
   }
 }

@@ -19,7 +19,7 @@ import type { VoiceActivityDetector } from '../audio/vad.ts';
 import type { AudioUnit } from '../demux/packet-source.ts';
 import { IngestError } from '../errors.ts';
 import type { AudioWindow, SegmenterOptions } from '../segmenter/segmenter.ts';
-import { VoiceWindows } from '../segmenter/voice-windows.ts';
+import { VoiceWindows, type StreamDenoiser } from '../segmenter/voice-windows.ts';
 import type { OneAttempt, TranscribedWindow, WindowTranscriber } from '../stt/window-transcriber.ts';
 import type { KnownSpeaker, RecognizerRefused } from '../stt/transcriber.ts';
 import { PartialBudget, type PartialBudgetOptions, type SttAudioKind, type SttUsage } from '../stt/stt-cost.ts';
@@ -84,6 +84,8 @@ export interface TrackPipelineOptions {
   prompts: TrackPrompts;
   segmenter: Partial<SegmenterOptions>;
   vad: VoiceActivityDetector;
+  /** Noise suppression the VAD and the windows hear (`AUDIO_NOISE_SUPPRESSION`); the recording keeps the audio as received. */
+  denoiser?: StreamDenoiser;
   transcriber: WindowTranscriber;
   listener: TrackListener;
   metrics: Metrics;
@@ -196,7 +198,7 @@ export class TrackPipeline {
       window: (window) => this.dispatch(window),
       speech: () => void (this.lastSpeechAt = this.lastReceivedAt),
       frame: options.diarizer ? (frame, isSpeech) => options.diarizer!.frame(frame, isSpeech) : options.voice ? (frame, isSpeech) => options.voice!.frame(frame, isSpeech) : undefined,
-    });
+    }, options.denoiser);
     options.diarizer?.continueAt(options.offsetMs);
     this.realTime = new RealTimeGuard(options.realTime);
     this.budget = new PartialBudget(options.partialBudget);
@@ -301,11 +303,11 @@ export class TrackPipeline {
   /** End of the stream's audio (the adapter has pushed what its demuxer held): the last windows are dispatched. */
   close(): Promise<void> {
     this.closed ??= (async () => {
-      if (!this.failed) {
+      if (this.failed) {
+        this.windows.release();
+      } else {
         this.lastReceivedAt = performance.now();
-        this.guarded(() => {
-          this.windows.flush();
-        });
+        this.guarded(() => this.windows.close());
       }
     })();
     return this.closed;

@@ -14,7 +14,7 @@ import { decodeToPcm, probeMedia } from '../audio/media-decoder.ts';
 import { PIPELINE_SAMPLE_RATE } from '../audio/opus-decoder.ts';
 import type { VoiceActivityDetector } from '../audio/vad.ts';
 import type { SegmenterOptions } from '../segmenter/segmenter.ts';
-import { VoiceWindows } from '../segmenter/voice-windows.ts';
+import { VoiceWindows, type StreamDenoiser } from '../segmenter/voice-windows.ts';
 import { DEFAULT_SEGMENTER_OPTIONS } from '../segmenter/segmenter.ts';
 import { RecordingDiarizer, type SpeakerTurn } from '../diarizer/diarizer.ts';
 import type { VoicePrint } from '../diarizer/voice-print.ts';
@@ -102,6 +102,8 @@ export interface InspectOptions {
   maxDurationMs: number;
   segmenter: Partial<SegmenterOptions>;
   vad: VoiceActivityDetector;
+  /** Noise suppression the VAD and the windows hear (the live tracks' `denoiser`). */
+  denoiser?: StreamDenoiser;
   /** Receives each window's audio as the segmenter closes it (the caller stages it on disk). */
   window(window: UploadWindow, audio: Int16Array): Promise<void>;
   /** The recording hears several people: diarized over the whole file into at most this many speakers. */
@@ -155,21 +157,28 @@ async function inspect(file: SealedFileReader, path: string, options: InspectOpt
       staging = staging.then(() => options.window(window, w.audio));
     },
     frame: diarizer ? (frame, isSpeech) => diarizer.frame(frame, isSpeech) : undefined,
-  });
+  }, options.denoiser);
   let energy = 0;
   const maxSamples = Math.ceil((options.maxDurationMs * PIPELINE_SAMPLE_RATE) / 1000) + 1;
-  const decoded = await decodeToPcm(path, PIPELINE_SAMPLE_RATE, maxSamples, (pcm) => {
-    for (const sample of pcm) energy += sample * sample;
-    voice.push(pcm);
-  });
-  if (decoded.stoppedAtLimit) throw new UploadRejected('duration_exceeded', `the recording lasts longer than the limit of ${formatDuration(options.maxDurationMs)}`);
-  const durationMs = Math.round((decoded.samples / PIPELINE_SAMPLE_RATE) * 1000);
-  if (decoded.samples === 0) throw new UploadRejected('undecodable', `the ${format} file holds no decodable audio${decoded.errors ? `: ${firstLine(decoded.errors)}` : ''}`);
-  if (decoded.errors) throw new UploadRejected('truncated', `the ${format} audio is damaged or cut short after ${formatDuration(durationMs)}: ${firstLine(decoded.errors)}`);
-  if (probed.durationMs !== undefined && durationMs < probed.durationMs - TRUNCATION_TOLERANCE_MS) {
-    throw new UploadRejected('truncated', `the ${format} file is cut short: it declares ${formatDuration(probed.durationMs)} but holds ${formatDuration(durationMs)}`);
+  let decoded: Awaited<ReturnType<typeof decodeToPcm>>;
+  let durationMs: number;
+  try {
+    decoded = await decodeToPcm(path, PIPELINE_SAMPLE_RATE, maxSamples, (pcm) => {
+      for (const sample of pcm) energy += sample * sample;
+      voice.push(pcm);
+    });
+    if (decoded.stoppedAtLimit) throw new UploadRejected('duration_exceeded', `the recording lasts longer than the limit of ${formatDuration(options.maxDurationMs)}`);
+    durationMs = Math.round((decoded.samples / PIPELINE_SAMPLE_RATE) * 1000);
+    if (decoded.samples === 0) throw new UploadRejected('undecodable', `the ${format} file holds no decodable audio${decoded.errors ? `: ${firstLine(decoded.errors)}` : ''}`);
+    if (decoded.errors) throw new UploadRejected('truncated', `the ${format} audio is damaged or cut short after ${formatDuration(durationMs)}: ${firstLine(decoded.errors)}`);
+    if (probed.durationMs !== undefined && durationMs < probed.durationMs - TRUNCATION_TOLERANCE_MS) {
+      throw new UploadRejected('truncated', `the ${format} file is cut short: it declares ${formatDuration(probed.durationMs)} but holds ${formatDuration(durationMs)}`);
+    }
+    voice.flush();
+  } finally {
+    // A rejected file too: the denoiser's model state goes back.
+    voice.release();
   }
-  voice.flush();
   await staging;
 
   const meanDbfs = decoded.samples > 0 && energy > 0 ? 10 * Math.log10(energy / decoded.samples / 32768 ** 2) : -Infinity;

@@ -14,6 +14,7 @@ import type { Archiver } from '../archive/archiver.ts';
 import type { AudioSealer } from '../archive/data-keys.ts';
 import { SealedFileReader } from '../archive/sealed-file.ts';
 import type { VoiceActivityDetector } from '../audio/vad.ts';
+import type { StreamDenoiser } from '../segmenter/voice-windows.ts';
 import { inspectUpload, receiveUpload, type UploadAnalysis } from './upload-ingest.ts';
 import { SessionExistsError, UploadRejected } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -58,6 +59,8 @@ export interface UploadServiceOptions {
   sealer: AudioSealer;
   segmenter: Partial<SegmenterOptions>;
   vad(): VoiceActivityDetector;
+  /** A track's noise suppression (undefined: off). */
+  denoiser?(): StreamDenoiser | undefined;
   /** What an upload's windows are prompted with and its finals corrected toward, by language and session vocabulary. */
   prompts(language: string | undefined, vocabulary: readonly string[]): TrackPrompts;
   /** The languages the recognizer transcribes; undefined: any. */
@@ -106,6 +109,7 @@ export class UploadService {
         maxDurationMs: this.options.maxDurationMs,
         segmenter: this.options.segmenter,
         vad: this.options.vad(),
+        denoiser: this.options.denoiser?.(),
         window: (window, audio) => staged.put({ id: String(window.index), dataKey }, audio),
         maxSpeakers: request.maxSpeakers,
       }).catch((error: unknown) => {

@@ -26,7 +26,6 @@ import { speechStretches, stretchesMs } from '../audio/speech-stretches.ts';
 import type { WindowSpeechDetector } from '../audio/silero-vad.ts';
 import type { Conditioning } from '../audio/conditioner.ts';
 import type { WindowConditioner } from '../audio/conditioner-thread.ts';
-import type { NoiseSuppressor } from '../audio/noise-suppressor.ts';
 import { filterHallucinations, type DropReason, type HallucinationFilterOptions } from './hallucination-filter.ts';
 import { recognizedWords, type HallucinationThresholds, type LabelledTurn } from './recognized-words.ts';
 import { RecognizerRefused, type KnownSpeaker, type Transcriber } from './transcriber.ts';
@@ -63,8 +62,6 @@ export interface WindowTranscriberOptions {
   onDropped?(reason: DropReason, words: number): void;
   /** Conditions the audio of each window sent (not what the speech check hears); undefined: sent as received. */
   conditioner?: WindowConditioner;
-  /** Takes broadband noise out of each window sent, before the conditioning; a failure sends it as it is. */
-  noiseSuppressor?: NoiseSuppressor;
   /** What conditioning did to a window sent. */
   onConditioned?(conditioning: Conditioning): void;
 }
@@ -402,14 +399,12 @@ export class WindowTranscriber {
   }
 
   /** Sends the window, unless the recognizer began refusing while it waited in the queue; filters what comes back. */
-  /** The window's audio as the recognizer is sent it: denoised, conditioned, its loudness taken over its speech. */
+  /** The window's audio as the recognizer is sent it: conditioned, its loudness taken over its speech. */
   private async conditioned(window: WindowAudio, found: SpeechFound | undefined): Promise<Int16Array> {
-    const { conditioner, noiseSuppressor } = this.options;
-    // A suppressor that fails never costs the window: it goes as received.
-    const denoised = noiseSuppressor ? await noiseSuppressor.suppress(window.audio).catch(() => window.audio) : window.audio;
-    if (!conditioner) return denoised;
+    const { conditioner } = this.options;
+    if (!conditioner) return window.audio;
     const speech = (found?.speech ?? window.speech ?? []).map(([a, b]): [number, number] => [a - window.startMs, b - window.startMs]);
-    const { audio, conditioning } = await conditioner.condition(denoised, speech);
+    const { audio, conditioning } = await conditioner.condition(window.audio, speech);
     this.options.onConditioned?.(conditioning);
     return audio;
   }

@@ -1,8 +1,9 @@
 /**
  * Audio conditioning under broadband noise, end to end (the runs of audio-conditioning.test.ts): under a
- * fan's hiss (10 and 5 dB SNR) only noise suppression helps: RNNoise (off by default for its CPU cost) must
- * bring 10 dB SNR to ≤ 2 % and make 5 dB better everywhere. A waiting room's babble (speech, reversed) at
- * 10 dB SNR no step removes: measured, and RNNoise must not make it worse (at 5 dB both are lost).
+ * fan's hiss (10 and 5 dB SNR) only noise suppression helps: RNNoise on the track (off by default for its
+ * CPU cost; the VAD hears the denoised audio, so windows are cut at the pauses the hiss hid) must bring
+ * both to ≤ 2 %, live and uploaded. A waiting room's babble (speech, reversed) at 10 dB SNR no step
+ * removes: measured, and RNNoise must not make it worse (at 5 dB both are lost).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -18,9 +19,9 @@ test('under a fan\'s broadband hiss: RNNoise (off by default) is what helps; bab
       assert.ok(value <= plain.get(key)! + 0.02, `${key}: RNNoise makes babble worse`);
       continue;
     }
-    if (key.includes('fan10')) assert.ok(value <= 0.02, `${key}: WER ${(value * 100).toFixed(1)} % with RNNoise`);
-    // At 5 dB SNR it helps everywhere, without reaching 2 % live (the VAD cuts the windows under the hiss).
-    assert.ok(value < plain.get(key)! - 0.1, `${key}: RNNoise does not help (${(value * 100).toFixed(1)} % against ${(plain.get(key)! * 100).toFixed(1)} %)`);
+    assert.ok(value <= 0.02, `${key}: WER ${(value * 100).toFixed(1)} % with RNNoise`);
+    // Without it the hiss buries the words: the corpus tests noise suppression, not the recognizer.
+    assert.ok(plain.get(key)! > 0.5, `${key}: ${(plain.get(key)! * 100).toFixed(1)} % without RNNoise`);
   }
 });
 
