@@ -112,7 +112,8 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   const recognizer = adapters.transcriber ?? connected!;
   const inventedWords = await speechGuard(c.inventedWords, adapters.speechDetector);
   // Noise suppression runs on each track as it streams, before the VAD (one model state per track).
-  const rnnoise = c.noiseSuppression === 'rnnoise' ? await Rnnoise.load() : undefined;
+  const rnnoise = c.noiseSuppression === 'off' ? undefined : await Rnnoise.load();
+  const newDenoiser = rnnoise && (() => rnnoise.track({ auto: c.noiseSuppression === 'auto', onEngaged: (on) => metrics.denoisedTracks.inc(on ? 1 : -1) }));
   const conditioner = conditioning ? await ConditionerThread.start({ ...conditioning, sampleRate: PIPELINE_SAMPLE_RATE }) : undefined;
   const windowTranscriber = new WindowTranscriber(recognizer, {
     concurrency: c.stt.concurrency,
@@ -196,7 +197,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
         partialBudget: c.stt.partialBudget,
         partialContextMs: c.stt.partialContextMs,
         vad: newVad(),
-        denoiser: rnnoise?.track(),
+        denoiser: newDenoiser?.(),
         transcriber: windowTranscriber,
         metrics,
         realTime: c.realTime,
@@ -217,7 +218,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   const redisQueue = c.queue.redisUrl ? new RedisWindowQueue({ url: c.queue.redisUrl, name: c.queue.name, lockMs: c.queue.lockMs, log, sealer, ...policy }) : undefined;
   const windowQueue: WindowQueue = redisQueue ?? new InProcessWindowQueue(new DirectoryWindowAudio(c.uploads.queueDir, sealer), policy);
   const uploads = new UploadService({
-    registry, store, queue: windowQueue, archiver, log, sealer, vad: newVad, denoiser: () => rnnoise?.track(), clinicalTerms, metrics, prompts: (language, vocabulary) => clinicalPrompts.forTrack(language ?? c.stt.language, vocabulary), languages: c.stt.languages,
+    registry, store, queue: windowQueue, archiver, log, sealer, vad: newVad, denoiser: () => newDenoiser?.(), clinicalTerms, metrics, prompts: (language, vocabulary) => clinicalPrompts.forTrack(language ?? c.stt.language, vocabulary), languages: c.stt.languages,
     workDir: c.uploads.workDir, maxBytes: c.uploads.maxBytes, maxDurationMs: c.uploads.maxDurationMs, bodyIdleTimeoutMs: c.uploads.bodyIdleTimeoutMs, segmenter: c.uploads.segmenter,
   });
   metrics.probes.uploadWindowsPending = () => uploads.pendingWindows();

@@ -39,7 +39,7 @@ export interface SttComponents {
   /** How the audio sent to STT is conditioned; undefined: sent as received. */
   conditioning: Omit<ConditionerOptions, 'sampleRate'> | undefined;
   /** Broadband noise suppression of each track as it streams (what the VAD and the windows sent to STT hear). */
-  noiseSuppression: 'rnnoise' | 'off';
+  noiseSuppression: 'rnnoise' | 'auto' | 'off';
   queue: { redisUrl: string | undefined; name: string; lockMs: number; attempts: number; backoffMs: number };
   /** Base64 key-encryption key of audio at rest; undefined: the gateway makes one in `keyFile`. */
   atRestKey: string | undefined;

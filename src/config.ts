@@ -88,8 +88,11 @@ const shared = {
   AUDIO_NORMALIZE: z.stringbool().default(true),
   AUDIO_TARGET_DBFS: z.coerce.number().min(-40).max(-6).default(-20),
   AUDIO_MAX_GAIN_DB: z.coerce.number().min(0).max(40).default(30),
-  /** `rnnoise`: broadband noise taken out of each track as it streams, before the VAD (≈ 4 % of a core per real-time track). */
-  AUDIO_NOISE_SUPPRESSION: z.enum(['rnnoise', 'off']).default('off'),
+  /**
+   * `rnnoise`: broadband noise taken out of each track as it streams, before the VAD (≈ 4 % of a core per
+   * real-time track); `auto`: only on tracks whose noise floor stays above −50 dBFS (a fan), at no cost on the others.
+   */
+  AUDIO_NOISE_SUPPRESSION: z.enum(['rnnoise', 'auto', 'off']).default('off'),
 
   REDIS_URL: redisUrl.optional(),
   QUEUE_NAME: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and - only').default('helssa-windows'),

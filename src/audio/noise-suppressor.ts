@@ -32,6 +32,14 @@ const DOWN_PHASE = (MODEL_DELAY_48K + 2 * FILTER_DELAY_48K) % 3;
 /** The chain's lag at 16 kHz (340 samples, 21 ms): output sample n + LATENCY is input sample n denoised. */
 export const DENOISER_LATENCY_SAMPLES = (MODEL_DELAY_48K + 2 * FILTER_DELAY_48K - DOWN_PHASE) / 3;
 
+/** `auto`: engaged once the track's quietest moments stay above this for a while (a fan, not a room's hush), dBFS. */
+const ENGAGE_FLOOR_DBFS = -50;
+/** …and let go once they fall below this (the fan switched off), dBFS. */
+const RELEASE_FLOOR_DBFS = -60;
+/** The floor is the quietest 10 ms over the last `FLOOR_SEGMENTS` stretches of this many blocks (2 s each). */
+const FLOOR_SEGMENT_BLOCKS = 200;
+const FLOOR_SEGMENTS = 4;
+
 /** The RNNoise WebAssembly module, loaded once per process; each track runs its own model state in it. */
 export class Rnnoise {
   private readonly module: RnnoiseModule;
@@ -51,9 +59,14 @@ export class Rnnoise {
     return new Rnnoise(module);
   }
 
-  /** A track's denoiser (its own model state); `close()` it when the track ends. */
-  track(): TrackDenoiser {
-    return new TrackDenoiser(this);
+  /**
+   * A track's denoiser (its own model state); `close()` it when the track ends. `auto`: the model runs
+   * only while the track's noise floor says broadband noise is there, and over its first seconds (the
+   * audio passes untouched, at no cost but the hold, otherwise); `onEngaged` is told each time it starts
+   * (also at once) or stops (also at close).
+   */
+  track(options: { auto?: boolean; onEngaged?(engaged: boolean): void } = {}): TrackDenoiser {
+    return new TrackDenoiser(this, options.auto ?? false, options.onEngaged);
   }
 
   /** A whole recording denoised, aligned with it (benches and tests: the track denoiser over one buffer). */
@@ -94,7 +107,9 @@ export class Rnnoise {
  * One track's audio through RNNoise as it streams (pure but for the model's state): 16 kHz PCM of any
  * chunking in, the same audio denoised out, `DENOISER_LATENCY_SAMPLES` (21 ms) later — held back, never
  * shifted: output sample i is input sample i, so track time is unchanged. `flush()` gives what is held
- * (at the end of the audio, or where it has a hole); the stream goes on after it as if new.
+ * (at the end of the audio, or where it has a hole); the stream goes on after it as if new. In `auto`
+ * mode the model runs from the start until the track's floor (its quietest 10 ms over the last 8 s, taken
+ * every 2 s, decided from 4 s on) is below −60 dBFS, and again once it is above −50 dBFS; otherwise the audio comes out as it went in, as late.
  */
 export class TrackDenoiser {
   private readonly rnnoise: Rnnoise;
@@ -115,10 +130,30 @@ export class TrackDenoiser {
   private padding: [number, number][] = [];
   private realIn = 0;
   private realOut = 0;
+  /** The last DENOISER_LATENCY_SAMPLES + one block of input: what comes out when the model does not run. */
+  private readonly past = new Int16Array(DENOISER_LATENCY_SAMPLES + FRAME_16K);
+  private readonly auto: boolean;
+  private readonly onEngaged: ((engaged: boolean) => void) | undefined;
+  private engaged: boolean;
+  /** The quietest block level of the stretch being measured and of the stretches before it, dBFS. */
+  private segmentMin = Infinity;
+  private segmentBlocks = 0;
+  private readonly floors: number[] = [];
 
-  constructor(rnnoise: Rnnoise) {
+  constructor(rnnoise: Rnnoise, auto: boolean, onEngaged?: (engaged: boolean) => void) {
     this.rnnoise = rnnoise;
     this.state = rnnoise.createState();
+    this.auto = auto;
+    this.onEngaged = onEngaged;
+    // Auto starts engaged: a track's first words come before any floor can be known, and on a quiet
+    // track the model lets go within seconds (it costs those seconds only).
+    this.engaged = true;
+    onEngaged?.(true);
+  }
+
+  /** Whether the model runs now (always, unless `auto` found the track quiet). */
+  get running(): boolean {
+    return this.engaged;
   }
 
   /** Input samples not given back yet (they come out with later input, or from `flush()`). */
@@ -136,7 +171,7 @@ export class TrackDenoiser {
       this.blockCount += take;
       this.realIn += take;
       i += take;
-      if (this.blockCount === FRAME_16K) written = this.emit(this.runBlock(), out, written);
+      if (this.blockCount === FRAME_16K) written = this.emit(this.runBlock(true), out, written);
     }
     return out.subarray(0, written);
   }
@@ -148,7 +183,7 @@ export class TrackDenoiser {
     while (written < out.length) {
       this.padding.push([this.fed + this.blockCount, this.fed + FRAME_16K]);
       this.block.fill(0, this.blockCount);
-      written = this.emit(this.runBlock(), out, written);
+      written = this.emit(this.runBlock(false), out, written);
     }
     return out;
   }
@@ -156,6 +191,7 @@ export class TrackDenoiser {
   /** The model state goes back to the module. */
   close(): void {
     if (this.state === 0) return;
+    if (this.engaged) this.onEngaged?.(false);
     this.rnnoise.destroyState(this.state);
     this.state = 0;
   }
@@ -176,8 +212,22 @@ export class TrackDenoiser {
     return this.padding.length > 0 && this.padding[0][0] <= source;
   }
 
-  /** The gathered 10 ms block: up to 48 kHz, RNNoise, back down to 16 kHz (into `out16`). */
-  private runBlock(): Int16Array {
+  /**
+   * The gathered 10 ms block: up to 48 kHz, RNNoise, back down to 16 kHz (into `out16`); or, while the
+   * model is not engaged, the input of DENOISER_LATENCY_SAMPLES ago. `heard`: audio, not a flush's padding
+   * (only audio tells the noise floor).
+   */
+  private runBlock(heard: boolean): Int16Array {
+    const past = this.past;
+    past.copyWithin(0, FRAME_16K);
+    past.set(this.block, past.length - FRAME_16K);
+    if (this.auto && heard) this.measureFloor();
+    this.fed += FRAME_16K;
+    this.blockCount = 0;
+    if (!this.engaged) {
+      this.out16.set(past.subarray(0, FRAME_16K));
+      return this.out16;
+    }
     const up = this.upHistory;
     const frame = this.frame48;
     for (let n = 0; n < FRAME_16K; n++) {
@@ -204,8 +254,25 @@ export class TrackDenoiser {
       this.out16[n] = Math.max(-32768, Math.min(32767, Math.round(acc)));
     }
     down.set(frame.subarray(FRAME_48K - keep));
-    this.fed += FRAME_16K;
-    this.blockCount = 0;
     return this.out16;
+  }
+
+  /** The block's level into the floor; engages or lets go the model when the floor crosses its thresholds. */
+  private measureFloor(): void {
+    let sum = 0;
+    for (let i = 0; i < FRAME_16K; i++) sum += this.block[i] * this.block[i];
+    this.segmentMin = Math.min(this.segmentMin, 10 * Math.log10(sum / FRAME_16K / 32768 ** 2 + 1e-12));
+    if (++this.segmentBlocks < FLOOR_SEGMENT_BLOCKS) return;
+    this.floors.push(this.segmentMin);
+    if (this.floors.length > FLOOR_SEGMENTS) this.floors.shift();
+    this.segmentMin = Infinity;
+    this.segmentBlocks = 0;
+    // A decision needs half the history: a track's first seconds are no floor yet.
+    if (this.floors.length < FLOOR_SEGMENTS / 2) return;
+    const floor = Math.min(...this.floors);
+    const engage = this.engaged ? floor >= RELEASE_FLOOR_DBFS : floor > ENGAGE_FLOOR_DBFS;
+    if (engage === this.engaged) return;
+    this.engaged = engage;
+    this.onEngaged?.(engage);
   }
 }

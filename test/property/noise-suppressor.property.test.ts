@@ -9,7 +9,10 @@
  * And on the corpus: speech through it lines up with the speech that went in (the cross-correlation
  * peaks at lag 0), and a fan's hiss at 10 dB SNR comes out at least 10 dB lower in the pauses while the
  * speech keeps its level within 3 dB. Through VoiceWindows, the track time (receivedMs) stays that of the
- * audio pushed, with the denoiser's hold counted in.
+ * audio pushed, with the denoiser's hold counted in. In `auto` mode the model runs over a track's first
+ * seconds: on a clean recording (its pauses quiet) it lets go within 6 s, and from there the audio comes
+ * out bit for bit as it went in; under a fan's hiss it keeps running; when the fan stops it lets go, and
+ * when a fan starts on a quiet track it runs again within 10 s.
  */
 import { readFile } from 'node:fs/promises';
 import fc from 'fast-check';
@@ -66,7 +69,7 @@ test('every sample comes out once, at its own index, whatever the chunking; the 
       const x = signal(spec);
       const whole = rnnoise.denoise(x);
       assert.is(whole.length, x.length);
-      const denoiser = rnnoise.track();
+      const denoiser = rnnoise.track({ auto: spec.seed % 2 === 0 });
       const parts: Int16Array[] = [];
       let pushed = 0;
       let out = 0;
@@ -81,6 +84,7 @@ test('every sample comes out once, at its own index, whatever the chunking; the 
       parts.push(denoiser.flush());
       assert.is(denoiser.heldSamples, 0);
       denoiser.close();
+      // Auto mode runs the model over a track's first seconds: the same output.
       assert.equal(concat(parts), whole);
     }),
     RUNS,
@@ -136,6 +140,41 @@ test('speech lines up with what went in; a fan\'s hiss goes down in the pauses, 
   assert.ok(level(noisy, false) - level(denoised, false) >= 10, `pauses ${level(noisy, false).toFixed(1)} → ${level(denoised, false).toFixed(1)} dB`);
   assert.ok(Math.abs(level(denoised, true) - level(clean, true)) <= 3, `speech ${level(clean, true).toFixed(1)} (clean) vs ${level(denoised, true).toFixed(1)} dB`);
 });
+
+test('auto: quiet recordings let the model go within seconds and pass untouched; a fan keeps it running', async () => {
+  const corpusDir = await ensureCorpus();
+  const clean = decodeWav(await readFile(`${corpusDir}/en/doctor.wav`)).samples;
+  const fan = decodeWav(await readFile(`${corpusDir}/en/doctor-fan10.wav`)).samples;
+  const cleanRun = runAuto(clean);
+  assert.equal(cleanRun.changes.map((c) => c.engaged), [true, false]);
+  assert.ok(cleanRun.changes[1].atS <= 6, `let go at ${cleanRun.changes[1].atS} s`);
+  const from = Math.ceil(cleanRun.changes[1].atS * 16000) + 16000;
+  assert.equal(cleanRun.out.subarray(from), clean.subarray(from));
+  // The fan for 30 s, then the clean recording's own quiet (the fan switched off), then the fan again.
+  const run = runAuto(concat([fan.subarray(0, 16000 * 30), clean.subarray(16000 * 30, 16000 * 60), fan.subarray(16000 * 60, 16000 * 90)]));
+  const changes = run.changes;
+  assert.equal(changes.map((c) => c.engaged), [true, false, true], JSON.stringify(changes));
+  assert.ok(changes[1].atS > 30 && changes[1].atS <= 40, `let go at ${changes[1].atS} s`);
+  assert.ok(changes[2].atS > 60 && changes[2].atS <= 70, `ran again at ${changes[2].atS} s`);
+  console.log(`auto: clean track let go at ${cleanRun.changes[1].atS} s; fan off at 30 s → let go at ${changes[1].atS} s; on at 60 s → ran again at ${changes[2].atS} s`);
+});
+
+/** A recording through an auto-mode denoiser in 20 ms chunks: its output and when the model started or stopped. */
+function runAuto(x: Int16Array): { out: Int16Array; changes: { engaged: boolean; atS: number }[] } {
+  const changes: { engaged: boolean; atS: number }[] = [];
+  let pushed = 0;
+  const denoiser = rnnoise.track({ auto: true, onEngaged: (engaged) => changes.push({ engaged, atS: pushed / 16000 }) });
+  const parts: Int16Array[] = [];
+  for (; pushed < x.length; ) {
+    const chunk = x.subarray(pushed, pushed + 320);
+    pushed += chunk.length;
+    parts.push(denoiser.process(chunk));
+  }
+  parts.push(denoiser.flush());
+  const before = changes.length;
+  denoiser.close();
+  return { out: concat(parts), changes: changes.slice(0, before) };
+}
 
 test('through VoiceWindows the track time is the audio pushed, the hold counted in', () => {
   fc.assert(
