@@ -151,11 +151,6 @@ export class TrackDenoiser {
     onEngaged?.(true);
   }
 
-  /** Whether the model runs now (always, unless `auto` found the track quiet). */
-  get running(): boolean {
-    return this.engaged;
-  }
-
   /** Input samples not given back yet (they come out with later input, or from `flush()`). */
   get heldSamples(): number {
     return this.realIn - this.realOut;
