@@ -102,8 +102,8 @@ export interface InspectOptions {
   maxDurationMs: number;
   segmenter: Partial<SegmenterOptions>;
   vad: VoiceActivityDetector;
-  /** Noise suppression the VAD and the windows hear (the live tracks' `denoiser`). */
-  denoiser?: StreamDenoiser;
+  /** Noise suppression the VAD and the windows hear (the live tracks' `denoiser`), made once the file is accepted for decoding. */
+  denoiser?(): StreamDenoiser | undefined;
   /** Receives each window's audio as the segmenter closes it (the caller stages it on disk). */
   window(window: UploadWindow, audio: Int16Array): Promise<void>;
   /** The recording hears several people: diarized over the whole file into at most this many speakers. */
@@ -157,7 +157,7 @@ async function inspect(file: SealedFileReader, path: string, options: InspectOpt
       staging = staging.then(() => options.window(window, w.audio));
     },
     frame: diarizer ? (frame, isSpeech) => diarizer.frame(frame, isSpeech) : undefined,
-  }, options.denoiser);
+  }, options.denoiser?.());
   let energy = 0;
   const maxSamples = Math.ceil((options.maxDurationMs * PIPELINE_SAMPLE_RATE) / 1000) + 1;
   let decoded: Awaited<ReturnType<typeof decodeToPcm>>;

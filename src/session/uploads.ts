@@ -109,7 +109,7 @@ export class UploadService {
         maxDurationMs: this.options.maxDurationMs,
         segmenter: this.options.segmenter,
         vad: this.options.vad(),
-        denoiser: this.options.denoiser?.(),
+        denoiser: this.options.denoiser,
         window: (window, audio) => staged.put({ id: String(window.index), dataKey }, audio),
         maxSpeakers: request.maxSpeakers,
       }).catch((error: unknown) => {
