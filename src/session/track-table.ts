@@ -25,6 +25,13 @@ import { mergePrints, type VoicePrint } from '../diarizer/voice-print.ts';
 
 /** Speech a doctor's track must have (frames: 10 s) for its voice print to be learned. */
 const MIN_LEARNED_FRAMES = 500;
+/**
+ * How long a connection taking a track over waits for its draining holder to store the track's end (under
+ * the SDK's 10 s connect timeout; past it the track is taken over as from a stopped gateway), and how often
+ * it looks.
+ */
+const DRAIN_WAIT_MS = 8000;
+const DRAIN_POLL_MS = 100;
 import { DEFAULT_SEGMENTER_OPTIONS } from '../segmenter/segmenter.ts';
 import { RoleBook } from '../diarizer/roles.ts';
 import { TrackSpeakers, type DiarizedTrack } from './track-speakers.ts';
@@ -208,7 +215,10 @@ export class TrackTable {
     this.tracks.set(request.trackId, track);
     try {
       // Another gateway of a fleet may have held the track since this one loaded it: the store knows.
-      const row = await this.options.store.getTrack(this.options.sessionId, request.trackId);
+      let row = await this.options.store.getTrack(this.options.sessionId, request.trackId);
+      // One draining (SIGTERM) finishes what it held and then stores the track's end: this epoch starts
+      // after its last final, else what it publishes meanwhile would be transcribed here a second time.
+      if (row?.state === 'live' && row.owner && row.owner !== this.options.store.instanceId && (await this.options.store.isDraining(row.owner))) row = await this.afterDrain(row);
       if (row?.state === 'live' && row.owner !== this.options.store.instanceId) {
         // Taken over from another gateway (it died, or the producer lost its way to it): what that one was
         // still transcribing is the producer's to resend, and its recording is what it streamed.
@@ -264,6 +274,17 @@ export class TrackTable {
     this.options.log.info({ trackId: request.trackId, role: request.role, format: request.format, offsetMs: track.offsetMs, epoch: track.epoch }, 'track live');
     this.options.changed();
     return track.pipeline;
+  }
+
+  /** The track's row once its draining holder has stored its end (or stopped holding it), waiting at most DRAIN_WAIT_MS. */
+  private async afterDrain(row: TrackRow): Promise<TrackRow | undefined> {
+    const until = performance.now() + DRAIN_WAIT_MS;
+    let current: TrackRow | undefined = row;
+    while (current?.state === 'live' && current.owner === row.owner && performance.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
+      current = await this.options.store.getTrack(this.options.sessionId, row.trackId);
+    }
+    return current;
   }
 
   /** A diarized track's speakers: its diarizer, and roles with the doctor's voice print if the participant has one. */

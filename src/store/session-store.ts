@@ -59,6 +59,12 @@ export class SessionStore {
     return rows.map((r) => r.id);
   }
 
+  /** Whether `instanceId` is draining (SIGTERM) with its lease still running: it is finishing what it holds. */
+  async isDraining(instanceId: string): Promise<boolean> {
+    const [row] = await this.db.select({ id: instances.id }).from(instances).where(and(eq(instances.id, instanceId), eq(instances.draining, 1), sql`${instances.leaseUntil} > now()`));
+    return row !== undefined;
+  }
+
   /** Checks that the database answers (readiness). */
   async ping(): Promise<void> {
     await this.db.execute(sql`select 1`);
