@@ -280,10 +280,13 @@ export class TrackTable {
   private async afterDrain(row: TrackRow): Promise<TrackRow | undefined> {
     const until = performance.now() + DRAIN_WAIT_MS;
     let current: TrackRow | undefined = row;
+    const started = performance.now();
     while (current?.state === 'live' && current.owner === row.owner && performance.now() < until) {
       await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
       current = await this.options.store.getTrack(this.options.sessionId, row.trackId);
     }
+    const done = current?.state !== 'live' || current.owner !== row.owner;
+    this.options.log.info({ trackId: row.trackId, holder: row.owner, waitedMs: Math.round(performance.now() - started), done }, done ? 'the draining holder stored the track; continuing after its finals' : 'the draining holder did not finish in time; taking the track over');
     return current;
   }
 
