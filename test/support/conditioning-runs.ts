@@ -24,7 +24,8 @@ async function liveFinals(h: Harness, sessionId: string, language: string, varia
       assert.is(result.closeCode, 1000, result.closeReason);
     }),
   );
-  await viewer.tracksEnded([...TRACKS], 120000);
+  // Streamed as fast as taken: with RNNoise on the event loop a visit's tracks take a while to go through under CI load.
+  await viewer.tracksEnded([...TRACKS], 300000);
   viewer.close();
   return viewer.transcript();
 }
