@@ -59,12 +59,18 @@ export function closeReason(message: string): string {
 }
 
 /**
- * Pings a WebSocket every `intervalMs`; a peer that has not answered the previous ping by then is gone
- * (network dropped without a close) and is terminated, which runs the socket's close handling.
+ * Pings a WebSocket every `intervalMs`; a peer that has not answered the previous ping by then, and sent
+ * nothing else either, is gone (network dropped without a close) and is terminated, which runs the
+ * socket's close handling. A message counts as an answer: a producer resending a backlog has its pong
+ * queued behind audio the gateway works through turn by turn, for longer than a ping interval.
  */
-export function keepAlive(socket: WebSocket, intervalMs: number): void {
+export function keepAlive(socket: WebSocket, intervalMs: number): () => void {
   let answered = true;
-  socket.on('pong', () => (answered = true));
+  const heard = () => {
+    answered = true;
+  };
+  socket.on('pong', heard);
+  socket.on('message', heard);
   const timer = setInterval(() => {
     if (!answered) {
       socket.terminate();
@@ -75,6 +81,8 @@ export function keepAlive(socket: WebSocket, intervalMs: number): void {
   }, intervalMs);
   timer.unref();
   socket.on('close', () => clearInterval(timer));
+  // The caller's word that the peer was heard (messages it held back, read now).
+  return heard;
 }
 
 /** Holds `caps` while the socket is open; when one is full the socket is closed with 4429 and false returned. */

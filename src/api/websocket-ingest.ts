@@ -30,6 +30,30 @@ const MAX_TRACK_MS = 24 * 3600 * 1000;
 const ACK_EVERY_MS = 200;
 /** Close codes of a producer that meant to stop (a close frame with 1000, or with no code: 1005). */
 const DELIBERATE_CLOSE = new Set([CloseCode.normal, 1005]);
+/**
+ * Frames one connection decodes in one turn of the event loop (five seconds of audio in 20 ms frames). A
+ * producer sending a backlog (a resend, a file streamed as fast as it goes) arrives in reads of tens of
+ * seconds of audio; decoded, denoised and segmented without a break they held the loop for seconds,
+ * while viewers, pings and the other tracks waited. Past this the socket is paused and the rest follows
+ * turn by turn. Live audio (a frame or two per read) never reaches it, nor a producer a few seconds behind
+ * on a loaded gateway (frames held back here are not in the track's Redis tail when the gateway dies).
+ */
+const FRAMES_PER_TURN = 250;
+
+/** Counts turns of the event loop (one immediate per turn that has ingest traffic, shared by every connection). */
+let loopTurn = 0;
+let turnCounting = false;
+const nextTurn = () => {
+  loopTurn++;
+  turnCounting = false;
+};
+function currentTurn(): number {
+  if (!turnCounting) {
+    turnCounting = true;
+    setImmediate(nextTurn);
+  }
+  return loopTurn;
+}
 
 const querySchema = z
   .object({
@@ -81,9 +105,19 @@ export async function registerWebSocketIngest(app: FastifyInstance, { registry, 
         { key: `ip:${request.ip}`, max: maxConnectionsPerIp, what: 'connections from this address' },
       ];
       if (!holdWhileOpen(socket, limits, caps)) return;
-      keepAlive(socket, heartbeatMs);
-      // Audio may arrive while the session loads from the database: hold it until the pipeline exists.
-      const early: Buffer[] = [];
+      const heard = keepAlive(socket, heartbeatMs);
+      // Nothing is read until the track's pipeline exists (the session loading from the database, a draining
+      // holder finishing): a producer sending ahead waits on TCP instead of piling up here, to be decoded in
+      // one go (a minute of audio blocked the event loop for seconds, and an unbounded buffer is a memory hole).
+      socket.pause();
+      // Frames read and not yet written: those parsed before the pipeline existed, or past a turn's budget.
+      const inbox: Buffer[] = [];
+      /** Set while `inbox` is worked through turn by turn (the socket paused meanwhile). */
+      let queued = false;
+      let turn = -1;
+      let framesThisTurn = 0;
+      let left = false;
+      let opened = false;
       let pipeline: TrackPipeline | undefined;
       // This connection's demuxer: the frames of the declared format → audio units for the pipeline.
       let source: PacketSource | undefined;
@@ -123,7 +157,8 @@ export async function registerWebSocketIngest(app: FastifyInstance, { registry, 
           ackedMs = Math.floor(created.trackMs);
           ackedAt = performance.now();
           send({ type: 'ready', trackId, receivedMs: ackedMs, resumeToken, resumeWindowMs });
-          for (const message of early.splice(0)) write(message);
+          queued = true;
+          drain();
         },
         drainInput: async () => source?.end(),
         onFailed: (error) => {
@@ -136,7 +171,8 @@ export async function registerWebSocketIngest(app: FastifyInstance, { registry, 
         },
       };
       const gone = () => {
-        if (detached || !session) return;
+        if (detached || !session || left) return;
+        left = true;
         if (failed || DELIBERATE_CLOSE.has(closeCode!)) void session.closeTrack(trackId, connection);
         else session.connectionLost(trackId, connection);
       };
@@ -146,20 +182,50 @@ export async function registerWebSocketIngest(app: FastifyInstance, { registry, 
           socket.close(CloseCode.badParameters, 'send audio as binary frames');
           return;
         }
-        if (pipeline) write(data);
-        else early.push(data);
+        if (!pipeline || queued) {
+          inbox.push(data);
+          return;
+        }
+        if (currentTurn() !== turn) {
+          turn = loopTurn;
+          framesThisTurn = 0;
+        }
+        write(data);
+        if (++framesThisTurn >= FRAMES_PER_TURN) {
+          queued = true;
+          socket.pause();
+          setImmediate(drain);
+        }
       });
+      // A turn's worth of the inbox; once it is empty, reading goes on (and a close that came meanwhile is handled after its frames).
+      const drain = () => {
+        // The producer's pong waits behind these frames (TCP keeps order): they are its answer.
+        heard();
+        let written = 0;
+        while (written < inbox.length && written < FRAMES_PER_TURN && !detached) write(inbox[written++]);
+        inbox.splice(0, detached ? inbox.length : written);
+        if (inbox.length > 0) {
+          setImmediate(drain);
+          return;
+        }
+        queued = false;
+        socket.resume();
+        if (closeCode !== undefined && opened) gone();
+      };
       socket.on('close', (code: number) => {
         closeCode = code;
         log.debug({ sessionId, trackId, code }, 'producer disconnected');
-        if (pipeline) gone();
+        if (pipeline && !queued) gone();
       });
       void (async () => {
         try {
           session = await registry.getOrCreate(sessionId);
           await session.openTrack(connection);
-          if (closeCode !== undefined) gone();
+          opened = true;
+          if (closeCode !== undefined && !queued) gone();
         } catch (error) {
+          // The close handshake needs the producer's close frame read.
+          socket.resume();
           if (error instanceof GatewayError) return closeWith(socket, error);
           log.error({ err: error, sessionId, trackId }, 'could not open track');
           socket.close(CloseCode.internalError, 'the gateway could not open the track; try again');

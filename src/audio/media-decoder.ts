@@ -89,7 +89,12 @@ export async function decodeToPcm(path: string, sampleRate: number, maxSamples: 
     if (samples >= maxSamples) {
       stoppedAtLimit = true;
       child.kill('SIGKILL');
+      return;
     }
+    // One chunk per turn of the event loop: a fast decoder's reads would otherwise come back to back,
+    // holding live tracks, viewers and pings for as long as a minute of audio takes (seconds with RNNoise).
+    child.stdout.pause();
+    setImmediate(() => child.stdout.resume());
   });
   const [code] = (await once(child, 'close')) as [number | null];
   if (failure) throw failure;

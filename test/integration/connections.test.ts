@@ -53,4 +53,33 @@ test('shutdown drains: producers are told to reconnect (1001), and what they sen
   }
 });
 
+test('a producer sending a whole recording at once holds no one up: a viewer\'s 2 s heartbeat is answered throughout, and every word arrives', async () => {
+  // RNNoise on (as in a room with a fan) makes each second of audio cost what it does in a clinic. The
+  // gateway used to take such a burst in one go (read ahead, then decoded, denoised and segmented without
+  // a break): seconds in which no ping was answered, and the viewer was dropped as dead.
+  const h = await startHarness({ WS_HEARTBEAT_MS: '2000', AUDIO_NOISE_SUPPRESSION: 'rnnoise' });
+  try {
+    const viewer = await CaptionCollector.connect(h.baseUrl, 'burst', await h.token('viewer', 'burst'));
+    const chunks = await chunksFor({ format: 'opus', file: `${h.corpusDir}/en/doctor` });
+    const producer = new WebSocket(ingestUrl(h.baseUrl, 'burst', 'doctor', { format: 'opus', role: 'doctor', access_token: await h.token('producer', 'burst') }));
+    const closed = new Promise<number>((resolve) => producer.once('close', resolve));
+    let ackedMs = 0;
+    producer.on('message', (data) => (ackedMs = Math.max(ackedMs, (JSON.parse(data.toString()) as { receivedMs?: number }).receivedMs ?? 0)));
+    await new Promise((resolve) => producer.once('open', resolve));
+    for (const chunk of chunks) producer.send(chunk.data);
+    // Closed once the gateway has it all (a close behind a minute of unread audio would wait on TCP).
+    const lastMs = chunks.at(-1)!.atMs;
+    while (ackedMs < lastMs - 250 && producer.readyState === WebSocket.OPEN) await new Promise((resolve) => setTimeout(resolve, 20));
+    producer.close(1000);
+    assert.is(await closed, 1000);
+    await viewer.tracksEnded(['doctor'], 120000);
+    assert.is(viewer.socketState, 'open', 'the viewer was dropped while the burst went through');
+    const reference = (await loadReference('en')).tracks.doctor.map((w) => w.word).join(' ');
+    assert.is(wordErrorRate(reference, viewer.transcript()).wer, 0);
+    viewer.close();
+  } finally {
+    await h.close();
+  }
+});
+
 test.run();

@@ -89,11 +89,24 @@ export interface StreamResult {
   sentMs: number;
 }
 
-/** Streams the chunks, then closes normally; resolves with how the socket closed. */
+/** Speed 0 ("as fast as the gateway takes it"): audio sent ahead of the gateway's last ack, at most, ms. */
+const AHEAD_OF_ACK_MS = 10000;
+
+/**
+ * Streams the chunks, then closes normally; resolves with how the socket closed. `speed` 0 sends as fast
+ * as the gateway acknowledges (a producer dumping a whole file and closing would see its close unanswered
+ * for as long as the gateway takes to read up to it, and ws gives up on a close after 30 s).
+ */
 export async function streamChunks(url: string, chunks: StreamedChunk[], speed: number): Promise<StreamResult> {
   const socket = new WebSocket(url);
   const closed = new Promise<{ code: number; reason: string }>((resolve) => socket.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
   socket.on('error', () => {});
+  let ackedMs = 0;
+  socket.on('message', (data, isBinary) => {
+    if (isBinary) return;
+    const event = JSON.parse(data.toString()) as { type: string; receivedMs?: number };
+    if ((event.type === 'ack' || event.type === 'ready') && event.receivedMs !== undefined) ackedMs = Math.max(ackedMs, event.receivedMs);
+  });
   await new Promise<void>((resolve, reject) => {
     socket.once('open', () => resolve());
     socket.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
@@ -106,8 +119,8 @@ export async function streamChunks(url: string, chunks: StreamedChunk[], speed: 
     if (speed > 0) {
       const due = started + chunk.atMs / speed - performance.now();
       if (due > 0) await sleep(due);
-    } else if (socket.bufferedAmount > 1 << 20) {
-      await sleep(1);
+    } else {
+      while (socket.readyState === WebSocket.OPEN && (chunk.atMs - ackedMs > AHEAD_OF_ACK_MS || socket.bufferedAmount > 1 << 20)) await sleep(2);
     }
     socket.send(chunk.data);
     sentMs = chunk.atMs;

@@ -9,10 +9,16 @@ export class CaptionCollector {
   private readonly socket: WebSocket;
   private waiters: { predicate: (e: CaptionEvent) => boolean; resolve: (e: CaptionEvent) => void }[] = [];
   private readonly closeCode: Promise<number>;
+  private closedWith: string | undefined;
 
   private constructor(socket: WebSocket) {
     this.socket = socket;
-    this.closeCode = new Promise((resolve) => socket.once('close', (code) => resolve(code)));
+    this.closeCode = new Promise((resolve) =>
+      socket.once('close', (code, reason) => {
+        this.closedWith = `${code} ${reason.toString()}`;
+        resolve(code);
+      }),
+    );
     socket.on('message', (data) => {
       const event = JSON.parse(data.toString()) as CaptionEvent;
       this.events.push(event);
@@ -59,7 +65,7 @@ export class CaptionCollector {
     const seen = this.events.find(predicate);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('timed out waiting for a caption event')), timeoutMs);
+      const timer = setTimeout(() => reject(new Error(`timed out waiting for a caption event; ${this.lastSeen()}`)), timeoutMs);
       this.waiters.push({ predicate, resolve: (e) => (clearTimeout(timer), resolve(e)) });
     });
   }
@@ -70,6 +76,18 @@ export class CaptionCollector {
       (e) => e.type === 'session' && trackIds.every((id) => (e as SessionEvent).tracks.some((t) => t.trackId === id && t.state === 'ended')),
       timeoutMs,
     );
+  }
+
+  /** `open`, or how the socket closed. */
+  get socketState(): string {
+    return this.closedWith ? `closed: ${this.closedWith}` : 'open';
+  }
+
+  /** What the viewer last knew of the session (a timed-out wait says where it stood). */
+  private lastSeen(): string {
+    const session = this.events.findLast((e): e is SessionEvent => e.type === 'session');
+    const tracks = session?.tracks.map((t) => `${t.trackId} ${t.state} at ${t.receivedMs} ms`).join(', ') ?? 'no session event';
+    return `last seen: ${this.events.length} events, ${this.finals.length} finals, tracks: ${tracks}, stt ${session?.stt ?? '?'}, socket ${this.socketState}`;
   }
 
   close(): void {
