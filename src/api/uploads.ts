@@ -57,6 +57,11 @@ export async function registerUploadRoutes(app: FastifyInstance, { uploads, stor
     }, async (request, reply) => {
       const query = request.query as z.output<typeof uploadQuery>;
       Authenticator.authorizeScope(request.principal!, query.id);
+      // The connection's idle timeout (HTTP_IDLE_TIMEOUT_MS) is not this request's: a body that stalls is
+      // given up by UPLOAD_BODY_IDLE_TIMEOUT_MS, and once it is in, the connection is quiet while the gateway
+      // decodes and cuts the whole recording before answering (minutes for an hour with RNNoise on, longer
+      // while live tracks share the event loop), which must not cut the client off.
+      request.raw.socket.setTimeout(0);
       // Rejections (UploadRejected, SessionExistsError) are answered by the error handler; one given before
       // the body was read closes the connection under what the client still sends.
       const { session, analysis } = await uploads.accept(request.raw as Readable, { ...query, maxSpeakers: maxSpeakersOf(query) });

@@ -13,6 +13,7 @@ import type { UploadProgressEvent } from '../../client-sdk/src/protocol.ts';
 import { loadReference } from '../../scripts/make-corpus.ts';
 import { decryptWithAgeCli } from '../support/age.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
+import { completedTranscript } from '../support/transcripts.ts';
 import { encodeFor, ffmpeg, uploadFile } from '../support/upload.ts';
 import { CaptionCollector } from '../support/viewer.ts';
 import { doubledWords, wordErrorRate } from '../support/wer.ts';
@@ -225,5 +226,19 @@ for (const queue of ['in-process', 'redis'] as const) {
     }
   });
 }
+
+test('an upload whose analysis outlasts the connection idle timeout still gets its answer', async () => {
+  // RNNoise over the whole visit (100 s of audio) takes seconds to decode and cut; the connection is quiet
+  // meanwhile, and HTTP_IDLE_TIMEOUT_MS (1 s here) used to close it under the client before the 202.
+  const h = await startHarness({ HTTP_IDLE_TIMEOUT_MS: '1000', AUDIO_NOISE_SUPPRESSION: 'rnnoise' });
+  try {
+    const response = await uploadFile(h.baseUrl, await h.token('service'), `${h.corpusDir}/en/doctor.wav`, { language: 'en' });
+    assert.is(response.status, 202, JSON.stringify(response.json));
+    const reference = (await loadReference('en')).tracks.doctor.map((w) => w.word).join(' ');
+    assert.is(wordErrorRate(reference, await completedTranscript(h, response.json.id)).wer, 0);
+  } finally {
+    await h.close();
+  }
+});
 
 test.run();
