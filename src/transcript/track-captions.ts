@@ -54,7 +54,8 @@ export class TrackCaptions {
     const heard = this.afterSeam(window, words, timed);
     const own = wordsBeforeSeam(heard, window.keepUntilMs);
     const stabilizer = this.stabilizers.get(window.utteranceId);
-    const finalWords = stabilizer ? stabilizer.finalize(own) : own;
+    const finalized = stabilizer ? stabilizer.finalize(own) : own;
+    const finalWords = timed ? finalized : inOrderAfter(finalized, this.emittedTail.at(-1));
     // Estimated times are in order, so the words past the seam are the rest of what was heard.
     this.lastWindow = { words: [...finalWords, ...heard.slice(own.length)], emitted: finalWords.length };
     for (const id of this.stabilizers.keys()) if (id <= window.utteranceId) this.stabilizers.delete(id);
@@ -69,4 +70,19 @@ export class TrackCaptions {
     const tail = this.emittedTail.filter((w) => w.endMs > window.startMs - 1000);
     return (!timed && mergeByText(this.lastWindow.words, this.lastWindow.emitted, words)) || mergeAtSeam(tail, words, window.keepFromMs);
   }
+}
+
+/**
+ * A track's estimated words (a text-only recognizer) in the order they are published, in time too: spread
+ * over a window, they can put a final's first word before the last one already published, and a viewer
+ * ordering a session's words by time would read them swapped. Such a word starts where the one before it
+ * started. (A recognizer's own times are left as they are: the seams are cut by them.)
+ */
+function inOrderAfter(words: Word[], last: Word | undefined): Word[] {
+  let floor = last?.startMs ?? -Infinity;
+  return words.map((w) => {
+    const ordered = w.startMs >= floor ? w : { ...w, startMs: floor, endMs: Math.max(w.endMs, floor) };
+    floor = ordered.startMs;
+    return ordered;
+  });
 }

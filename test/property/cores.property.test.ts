@@ -153,6 +153,8 @@ test('track captions, text-only recognizer: cuts inside speech with garbled edge
       const got = out.map((w) => w.word);
       assert.is(got.length, said.length, `no word lost or doubled\n  said: ${said.join(' ')}\n  got:  ${got.join(' ')}`);
       got.forEach((word, i) => assert.ok(wordLikeness(word, said[i]) >= 1, `word ${i}: "${word}" for "${said[i]}"`));
+      // Estimated times, but in the order spoken across finals too: a viewer ordering a track's words by time reads them as said.
+      out.forEach((w, i) => assert.ok(w.endMs >= w.startMs && (i === 0 || w.startMs >= out[i - 1].startMs), `word ${i} "${w.word}" at ${w.startMs} ms, before the word published ahead of it (${out[i - 1]?.startMs} ms)`));
     }),
     RUNS,
   );
