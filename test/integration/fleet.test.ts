@@ -448,6 +448,8 @@ function plainProducer(baseUrl: string, sessionId: string, track: string, token:
   const url = ingestUrl(baseUrl, sessionId, track, { format: 'opus', role: track, language: 'en', access_token: token });
   let sentMs = 0;
   let connections = 0;
+  /** Where the audio stood (sentMs) each time a connection died under the producer. */
+  const cuts: number[] = [];
   const done = (async () => {
     const chunks = await chunksFor({ format: 'opus', file: `${corpusDir}/en/${track}` });
     const started = performance.now();
@@ -474,11 +476,12 @@ function plainProducer(baseUrl: string, sessionId: string, track: string, token:
         if (next >= chunks.length) socket.close(1000);
       }
       await closed;
+      if (opened && next < chunks.length) cuts.push(sentMs);
       if (next < chunks.length && !reconnect) return;
       if (!opened) await new Promise((resolve) => setTimeout(resolve, 200));
     }
   })();
-  return { done, sentMs: () => sentMs, connections: () => connections };
+  return { done, sentMs: () => sentMs, connections: () => connections, cuts };
 }
 
 /** A track's stored words, in time order, as text. */
@@ -534,9 +537,13 @@ test("producers that cannot resend: their gateways killed in the middle of the d
       const heard = reference.tracks[track].filter((w) => sessionId === 'fleet-tails' || track === 'patient' || w.endMs <= goneAtMs - 1500).map((w) => w.word).join(' ');
       const wer = wordErrorRate(heard, text);
       assert.is(doubledWords(heard, text), 0, `${sessionId} ${track}: no word stored twice`);
-      // Lost at most a word or two at the cut (the tail's last interval, frames on their way), never the turn it was in.
-      assert.ok(wer.deletions + wer.substitutions <= 3, `${sessionId} ${track}: ${wer.deletions} words lost, ${wer.substitutions} changed\n  ref: ${heard}\n  hyp: ${text}`);
-      figures.push(`${sessionId} ${track}: ${wer.deletions} of ${heard.split(' ').length} words lost`);
+      // Lost at most the words at the cut, never the turn it was in: those of the tail's last interval (1 s of
+      // audio) and those sent on the dead connection before the producer saw it close (how long nginx took to
+      // close it depends on the machine's load: 3 or 4 words here); at least three are allowed.
+      const cut = sessionId === 'fleet-tails' ? back[track as keyof typeof back].cuts[0] : undefined;
+      const atCut = cut === undefined ? 0 : reference.tracks[track].filter((w) => w.endMs > killAtMs - 1250 && w.startMs < cut + 250).length;
+      assert.ok(wer.deletions + wer.substitutions <= Math.max(3, atCut), `${sessionId} ${track}: ${wer.deletions} words lost, ${wer.substitutions} changed (${atCut} at the cut)\n  ref: ${heard}\n  hyp: ${text}`);
+      figures.push(`${sessionId} ${track}: ${wer.deletions} of ${heard.split(" ").length} words lost, ${wer.substitutions} changed (${atCut} at the cut)`);
     }
   }
   const metrics = await fetch(`${survivor.baseUrl}/metrics`, { headers: { authorization: `Bearer ${await signToken({ role: 'service' })}` } }).then((r) => r.text());
