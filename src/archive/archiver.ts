@@ -105,6 +105,8 @@ export class Archiver {
     for (let i = this.queue.length - 1; i >= 0; i--) {
       if (this.queue[i].sessionId === sessionId && this.queue[i] !== inFlight) this.queue.splice(i, 1);
     }
+    // A streaming round still writing one of its slices would put it back after the deletion.
+    await this.streaming;
     const deleted = await this.options.objects.deletePrefix(`${this.options.prefix}sessions/${pathSegment(sessionId)}/`);
     if (inFlight?.sessionId !== sessionId) await rm(insideRoot(this.options.spoolDir, pathSegment(sessionId)), { recursive: true, force: true });
     return deleted;
@@ -293,7 +295,11 @@ export class Archiver {
         'recipients': this.options.recipients.map(recipientFingerprint).join(','),
       });
       // The whole file supersedes the slices streamed while the track was live.
-      if (this.options.streamEveryMs > 0) await objects.deletePrefix(`${this.objectKey(job, 'recovered')}/`);
+      if (this.options.streamEveryMs > 0) {
+        // After the streaming round in progress, whose last slice would otherwise outlive the deletion.
+        await this.streaming;
+        await objects.deletePrefix(`${this.objectKey(job, 'recovered')}/`);
+      }
     } else {
       const names = await writtenSlices(join(job.dir, 'slices'));
       const base = this.objectKey(job, 'recovered');
