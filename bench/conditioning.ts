@@ -73,9 +73,9 @@ const rnnoise = await Rnnoise.load();
 function windowsOf(samples: Int16Array, filtered = false, denoised = false): AudioWindow[] {
   const windows: AudioWindow[] = [];
   const vad: VoiceActivityDetector = filtered ? new FilteredVad(new WebRtcVad(RATE, 2), ALL) : new WebRtcVad(RATE, 2);
-  const cutter = new VoiceWindows(vad, { sampleRate: RATE }, { window: (w) => void (w.kind === 'final' && windows.push(w)) }, denoised ? rnnoise.track() : undefined);
+  const cutter = new VoiceWindows(vad, { sampleRate: RATE }, { window: (w) => void (w.kind === 'final' && windows.push(w)) }, denoised ? rnnoise.stream() : undefined);
   for (let i = 0; i < samples.length; i += 320) cutter.push(samples.subarray(i, i + 320));
-  cutter.close();
+  void cutter.close();
   return windows;
 }
 

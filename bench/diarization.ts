@@ -89,7 +89,7 @@ for (const visit of ['en', 'fa', 'ar', FAMILY_VISIT_DIR]) {
     });
     const started = performance.now();
     for (let i = 0; i < samples.length; i += FRAME) windows.push(samples.subarray(i, i + FRAME));
-    windows.flush();
+    void windows.flush();
     const totalMs = performance.now() - started;
     const recordingStarted = performance.now();
     const whole = withDiarizers ? recording.turns().turns : [];

@@ -67,7 +67,7 @@ import { DirectoryWindowAudio, InProcessWindowQueue, type WindowQueue } from './
 import { WindowTranscriber } from './stt/window-transcriber.ts';
 import { speechGuard } from './stt/speech-guard.ts';
 import { ConditionerThread } from './audio/conditioner-thread.ts';
-import { Rnnoise } from './audio/noise-suppressor.ts';
+import { DenoiserThreads } from './audio/denoiser-thread.ts';
 import { ClinicalPrompts, CLINICAL_PROMPTS_DIR } from './stt/clinical-vocabulary.ts';
 import { isClinicalTerm } from './stt/clinical-prompt.ts';
 import type { WindowSpeechDetector } from './audio/silero-vad.ts';
@@ -111,9 +111,9 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   });
   const recognizer = adapters.transcriber ?? connected!;
   const inventedWords = await speechGuard(c.inventedWords, adapters.speechDetector);
-  // Noise suppression runs on each track as it streams, before the VAD (one model state per track).
-  const rnnoise = c.noiseSuppression === 'off' ? undefined : await Rnnoise.load();
-  const newDenoiser = rnnoise && (() => rnnoise.track({ auto: c.noiseSuppression === 'auto', onEngaged: (on) => metrics.denoisedTracks.inc(on ? 1 : -1) }));
+  // Noise suppression runs on each track as it streams, before the VAD (one model state per track, in worker threads).
+  const rnnoise = c.noiseSuppression === 'off' ? undefined : await DenoiserThreads.start(c.noiseSuppressionThreads, { onDied: (error) => log.error({ err: error }, 'a noise suppression worker died: its tracks go on without noise suppression') });
+  const newDenoiser = rnnoise && (() => rnnoise.stream({ auto: c.noiseSuppression === 'auto', onEngaged: (on) => metrics.denoisedTracks.inc(on ? 1 : -1) }));
   const conditioner = conditioning ? await ConditionerThread.start({ ...conditioning, sampleRate: PIPELINE_SAMPLE_RATE }) : undefined;
   const windowTranscriber = new WindowTranscriber(recognizer, {
     concurrency: c.stt.concurrency,
@@ -249,6 +249,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     await windowQueue.close();
     await inventedWords.speechCheck?.detector.close?.();
     await conditioner?.close();
+    await rnnoise?.close();
     await webhook?.close();
     await lifecycle.close();
     await alerts?.close();

@@ -40,6 +40,8 @@ export interface SttComponents {
   conditioning: Omit<ConditionerOptions, 'sampleRate'> | undefined;
   /** Broadband noise suppression of each track as it streams (what the VAD and the windows sent to STT hear). */
   noiseSuppression: 'rnnoise' | 'auto' | 'off';
+  /** The worker threads noise suppression runs in. */
+  noiseSuppressionThreads: number;
   queue: { redisUrl: string | undefined; name: string; lockMs: number; attempts: number; backoffMs: number };
   /** Base64 key-encryption key of audio at rest; undefined: the gateway makes one in `keyFile`. */
   atRestKey: string | undefined;
@@ -47,7 +49,7 @@ export interface SttComponents {
 
 type SttConfig = Pick<WorkerConfig, 'STT_API' | 'STT_BASE_URL' | 'STT_BASE_URLS' | 'STT_API_KEYS' | 'STT_MODELS' | 'STT_BREAKER_THRESHOLD' | 'STT_BREAKER_RESET_MS' | 'OPENAI_API_KEY' | 'AZURE_OPENAI_ENDPOINT' | 'AZURE_OPENAI_DEPLOYMENT' | 'AZURE_OPENAI_API_VERSION' | 'AZURE_OPENAI_API_KEY' | 'AZURE_OPENAI_AD_TOKEN_FILE'
   | 'STT_MODEL' | 'STT_TIMEOUT_MS' | 'STT_MAX_RETRIES' | 'STT_RESPONSE_FORMAT' | 'STT_WORD_TIMESTAMPS' | 'STT_ACCEPTS_PROMPT' | 'STT_MAX_FILE_MB' | 'STT_REFUSED_RECHECK_MS' | 'STT_LANGUAGE' | 'STT_PROMPT'
-  | 'STT_NO_SPEECH_PROB' | 'STT_LOGPROB_THRESHOLD' | 'STT_COMPRESSION_RATIO' | 'STT_SPEECH_CHECK' | 'STT_SPEECH_MIN_MS' | 'STT_HALLUCINATION_FILTER' | 'STT_HALLUCINATION_PHRASES_DIR' | 'AUDIO_HIGH_PASS_HZ' | 'AUDIO_HUM_NOTCH' | 'AUDIO_NORMALIZE' | 'AUDIO_TARGET_DBFS' | 'AUDIO_MAX_GAIN_DB' | 'AUDIO_NOISE_SUPPRESSION' | 'QUEUE_NAME' | 'QUEUE_LOCK_MS' | 'QUEUE_ATTEMPTS' | 'QUEUE_BACKOFF_MS'> & { REDIS_URL?: string; AT_REST_KEY?: string };
+  | 'STT_NO_SPEECH_PROB' | 'STT_LOGPROB_THRESHOLD' | 'STT_COMPRESSION_RATIO' | 'STT_SPEECH_CHECK' | 'STT_SPEECH_MIN_MS' | 'STT_HALLUCINATION_FILTER' | 'STT_HALLUCINATION_PHRASES_DIR' | 'AUDIO_HIGH_PASS_HZ' | 'AUDIO_HUM_NOTCH' | 'AUDIO_NORMALIZE' | 'AUDIO_TARGET_DBFS' | 'AUDIO_MAX_GAIN_DB' | 'AUDIO_NOISE_SUPPRESSION' | 'AUDIO_NOISE_SUPPRESSION_THREADS' | 'QUEUE_NAME' | 'QUEUE_LOCK_MS' | 'QUEUE_ATTEMPTS' | 'QUEUE_BACKOFF_MS'> & { REDIS_URL?: string; AT_REST_KEY?: string };
 
 /** Throws ConfigError when the recognizer's settings do not fit together. */
 function recognizerSettings(config: SttConfig): RecognizerSettings {
@@ -109,6 +111,7 @@ export function sttComponents(config: SttConfig): SttComponents {
         ? { ...DEFAULT_CONDITIONER_OPTIONS, highPassHz: config.AUDIO_HIGH_PASS_HZ, humNotch: config.AUDIO_HUM_NOTCH, normalize: config.AUDIO_NORMALIZE, targetDbfs: config.AUDIO_TARGET_DBFS, maxGainDb: config.AUDIO_MAX_GAIN_DB }
         : undefined,
     noiseSuppression: config.AUDIO_NOISE_SUPPRESSION,
+    noiseSuppressionThreads: config.AUDIO_NOISE_SUPPRESSION_THREADS,
     queue: { redisUrl: config.REDIS_URL, name: config.QUEUE_NAME, lockMs: config.QUEUE_LOCK_MS, attempts: config.QUEUE_ATTEMPTS, backoffMs: config.QUEUE_BACKOFF_MS },
     atRestKey: config.AT_REST_KEY,
   };

@@ -2,6 +2,7 @@
  * Configuration from environment variables, validated once at start. Every variable is listed in the
  * README; a bad value stops the gateway with one line per problem naming the variable.
  */
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 
 const int = (fallback: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(fallback);
@@ -90,9 +91,11 @@ const shared = {
   AUDIO_MAX_GAIN_DB: z.coerce.number().min(0).max(40).default(30),
   /**
    * `rnnoise`: broadband noise taken out of each track as it streams, before the VAD (≈ 4 % of a core per
-   * real-time track); `auto`: only on tracks whose noise floor stays above −50 dBFS (a fan), at no cost on the others.
+   * real-time track, in worker threads); `auto`: only on tracks whose noise floor stays above −50 dBFS (a fan), at no cost on the others.
    */
   AUDIO_NOISE_SUPPRESSION: z.enum(['rnnoise', 'auto', 'off']).default('off'),
+  /** Worker threads RNNoise runs in (each track's stream in one of them); default: one per core but one, at least one. */
+  AUDIO_NOISE_SUPPRESSION_THREADS: int(Math.max(1, availableParallelism() - 1), 1, 64),
 
   REDIS_URL: redisUrl.optional(),
   QUEUE_NAME: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and - only').default('helssa-windows'),

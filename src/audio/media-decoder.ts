@@ -59,7 +59,7 @@ export interface DecodeResult {
  * Decodes the first audio stream to mono PCM16 at `sampleRate`, handing it over chunk by chunk as ffmpeg
  * produces it (the file is never held in memory). Stops after `maxSamples`.
  */
-export async function decodeToPcm(path: string, sampleRate: number, maxSamples: number, onPcm: (samples: Int16Array) => void): Promise<DecodeResult> {
+export async function decodeToPcm(path: string, sampleRate: number, maxSamples: number, onPcm: (samples: Int16Array) => void | Promise<void>): Promise<DecodeResult> {
   const child = spawn('ffmpeg', ['-nostdin', '-v', 'error', '-i', path, '-map', '0:a:0', '-vn', '-ac', '1', '-ar', String(sampleRate), '-f', 's16le', 'pipe:1'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -78,12 +78,16 @@ export async function decodeToPcm(path: string, sampleRate: number, maxSamples: 
     Buffer.from(pcm.buffer).set(bytes.subarray(0, whole));
     const take = Math.min(pcm.length, maxSamples - samples);
     samples += take;
-    try {
-      onPcm(take < pcm.length ? pcm.subarray(0, take) : pcm);
-    } catch (error) {
+    const stop = (error: unknown) => {
       // Thrown inside a stream event handler it would reach the process: it fails this decode only.
       failure = error;
       child.kill('SIGKILL');
+    };
+    let taken: void | Promise<void>;
+    try {
+      taken = onPcm(take < pcm.length ? pcm.subarray(0, take) : pcm);
+    } catch (error) {
+      stop(error);
       return;
     }
     if (samples >= maxSamples) {
@@ -92,9 +96,11 @@ export async function decodeToPcm(path: string, sampleRate: number, maxSamples: 
       return;
     }
     // One chunk per turn of the event loop: a fast decoder's reads would otherwise come back to back,
-    // holding live tracks, viewers and pings for as long as a minute of audio takes (seconds with RNNoise).
+    // holding live tracks, viewers and pings for as long as a minute of audio takes (seconds with RNNoise);
+    // and none while the consumer asks to wait.
     child.stdout.pause();
-    setImmediate(() => child.stdout.resume());
+    if (taken) taken.then(() => setImmediate(() => child.stdout.resume()), stop);
+    else setImmediate(() => child.stdout.resume());
   });
   const [code] = (await once(child, 'close')) as [number | null];
   if (failure) throw failure;

@@ -19,6 +19,37 @@ interface RnnoiseModule {
   _rnnoise_process_frame(state: number, output: number, input: number): number;
 }
 
+/** Where a stream denoiser's output goes: the denoised samples, in order, and the end of each flush. */
+export interface DenoisedOutput {
+  audio(pcm: Int16Array): void;
+  /** Everything pushed before the flush has come out. */
+  flushed(): void;
+}
+
+/**
+ * Noise suppression over a stream, on this thread (`Rnnoise.stream`) or in a worker thread
+ * (denoiser-thread.ts): the same samples come out to `output`, in order, later. Nothing is shifted: track
+ * time counts `heldSamples` as received.
+ */
+export interface StreamDenoiser {
+  /** Input samples pushed and not come out yet. */
+  readonly heldSamples: number;
+  /** Set once, before the first push. */
+  start(output: DenoisedOutput): void;
+  push(pcm: Int16Array): void;
+  /** What is held comes out (the end of the audio, or a hole in it: the stream goes on after it as if new), then `output.flushed()`. */
+  flush(): void;
+  /** The model state goes back; nothing comes out after. */
+  close(): void;
+}
+
+export interface DenoiserOptions {
+  /** The model runs only while the track's noise floor says broadband noise is there (see TrackDenoiser). */
+  auto?: boolean;
+  /** Told each time the model starts (also at once) or stops (also at close). */
+  onEngaged?(engaged: boolean): void;
+}
+
 /** RNNoise's frame: 10 ms at 48 kHz. */
 const FRAME_48K = 480;
 const FRAME_16K = FRAME_48K / 3;
@@ -65,8 +96,30 @@ export class Rnnoise {
    * audio passes untouched, at no cost but the hold, otherwise); `onEngaged` is told each time it starts
    * (also at once) or stops (also at close).
    */
-  track(options: { auto?: boolean; onEngaged?(engaged: boolean): void } = {}): TrackDenoiser {
+  track(options: DenoiserOptions = {}): TrackDenoiser {
     return new TrackDenoiser(this, options.auto ?? false, options.onEngaged);
+  }
+
+  /** A track's denoiser as a stream on this thread: its output comes out during `push` and `flush`. */
+  stream(options: DenoiserOptions = {}): StreamDenoiser {
+    const track = this.track(options);
+    let output: DenoisedOutput | undefined;
+    return {
+      get heldSamples() {
+        return track.heldSamples;
+      },
+      start: (to) => void (output = to),
+      push: (pcm) => {
+        const out = track.process(pcm);
+        if (out.length > 0) output!.audio(out);
+      },
+      flush: () => {
+        const out = track.flush();
+        if (out.length > 0) output!.audio(out);
+        output!.flushed();
+      },
+      close: () => track.close(),
+    };
   }
 
   /** A whole recording denoised, aligned with it (benches and tests: the track denoiser over one buffer). */

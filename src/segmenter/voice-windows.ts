@@ -1,9 +1,11 @@
 /**
  * The loop the live and upload paths share: 16 kHz PCM of any chunking → (noise suppression, when on)
  * → 20 ms frames → a VAD decision per frame → the segmenter's windows, handed to a sink as they close (no
- * array per chunk on the hot path). One object per track or upload; it holds no I/O.
+ * array per chunk on the hot path). One object per track or upload; it holds no I/O (a denoiser in a
+ * worker thread gives its audio back later: the frames, and so the windows, then follow from there).
  */
 import { Framer } from '../audio/framer.ts';
+import type { StreamDenoiser } from '../audio/noise-suppressor.ts';
 import type { VoiceActivityDetector } from '../audio/vad.ts';
 import { Segmenter, type AudioWindow, type SegmenterOptions } from './segmenter.ts';
 
@@ -13,14 +15,11 @@ export interface WindowSink {
   speech?(): void;
   /** Every frame with the VAD's decision (a diarizer hears the voices of its speech frames). */
   frame?(frame: Int16Array, isSpeech: boolean): void;
-}
-
-/** Noise suppression over a stream (noise-suppressor.ts's TrackDenoiser): the same samples out, later. */
-export interface StreamDenoiser {
-  readonly heldSamples: number;
-  process(pcm: Int16Array): Int16Array;
-  flush(): Int16Array;
-  close(): void;
+  /**
+   * A throw while handling audio a denoiser gave back later (it would otherwise reach the worker's
+   * message handler, and the process); without it the throw goes to whoever pushed or flushed.
+   */
+  error?(error: Error): void;
 }
 
 export class VoiceWindows {
@@ -29,6 +28,10 @@ export class VoiceWindows {
   private readonly vad: VoiceActivityDetector;
   private readonly sink: WindowSink;
   private readonly denoiser: StreamDenoiser | undefined;
+  /** Resolved as the denoiser's flushes come out, in order. */
+  private readonly flushes: (() => void)[] = [];
+  /** Waiting for the denoiser to hold at most `samples`. */
+  private catchUp: { samples: number; resolve(): void } | undefined;
 
   /** `denoiser`: what the VAD, the segmenter (so the windows sent to STT) and the diarizer hear instead of the audio as received. */
   constructor(vad: VoiceActivityDetector, options: Partial<SegmenterOptions>, sink: WindowSink, denoiser?: StreamDenoiser) {
@@ -37,6 +40,25 @@ export class VoiceWindows {
     this.denoiser = denoiser;
     this.segmenter = new Segmenter(options);
     this.framer = new Framer((this.segmenter.options.sampleRate * this.segmenter.options.frameMs) / 1000);
+    denoiser?.start({
+      audio: (pcm) => {
+        this.reported(() => this.frames(pcm));
+        if (this.catchUp && denoiser.heldSamples <= this.catchUp.samples) {
+          this.catchUp.resolve();
+          this.catchUp = undefined;
+        }
+      },
+      flushed: () => {
+        const done = this.flushes.shift();
+        this.reported(() => this.flushRest());
+        done?.();
+      },
+    });
+  }
+
+  /** Input pushed that the denoiser has not given back yet, samples. */
+  get heldSamples(): number {
+    return this.denoiser?.heldSamples ?? 0;
   }
 
   /** Track time reached, ms (whole frames). */
@@ -49,8 +71,15 @@ export class VoiceWindows {
     return this.segmenter.positionMs + ((this.framer.pendingSamples + (this.denoiser?.heldSamples ?? 0)) * 1000) / this.segmenter.options.sampleRate;
   }
 
+  /** Resolves once the denoiser holds at most `samples` (a producer faster than it waits; one waiter at a time). */
+  heldBelow(samples: number): Promise<void> {
+    if (this.heldSamples <= samples) return Promise.resolve();
+    return new Promise<void>((resolve) => (this.catchUp = { samples, resolve }));
+  }
+
   push(pcm: Int16Array): void {
-    for (const frame of this.framer.push(this.denoiser ? this.denoiser.process(pcm) : pcm)) this.pushFrame(frame);
+    if (this.denoiser) this.denoiser.push(pcm);
+    else this.frames(pcm);
   }
 
   /** Closes the open utterance at its speculative window `id` (see Segmenter); the final goes to the sink. */
@@ -58,17 +87,26 @@ export class VoiceWindows {
     for (const window of this.segmenter.commitSpeculation(id)) this.sink.window(window);
   }
 
-  /** End of the audio (or a hole in it): what the denoiser holds, the partial last frame and the open utterance. */
-  flush(): void {
-    if (this.denoiser) for (const frame of this.framer.push(this.denoiser.flush())) this.pushFrame(frame);
-    for (const frame of this.framer.flush()) this.pushFrame(frame);
-    for (const window of this.segmenter.flush()) this.sink.window(window);
+  /**
+   * End of the audio (or a hole in it): what the denoiser holds, the partial last frame and the open
+   * utterance; resolves once they are through (at once without a denoiser, or with one on this thread).
+   * Audio pushed after it comes after them.
+   */
+  flush(): Promise<void> {
+    if (!this.denoiser) {
+      this.flushRest();
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      this.flushes.push(resolve);
+      this.denoiser!.flush();
+    });
   }
 
   /** End of the audio for good: flushed, and the denoiser's model state released. */
-  close(): void {
+  async close(): Promise<void> {
     try {
-      this.flush();
+      await this.flush();
     } finally {
       this.release();
     }
@@ -77,6 +115,25 @@ export class VoiceWindows {
   /** The denoiser's model state released, nothing flushed (a track that failed). */
   release(): void {
     this.denoiser?.close();
+  }
+
+  private frames(pcm: Int16Array): void {
+    for (const frame of this.framer.push(pcm)) this.pushFrame(frame);
+  }
+
+  private flushRest(): void {
+    for (const frame of this.framer.flush()) this.pushFrame(frame);
+    for (const window of this.segmenter.flush()) this.sink.window(window);
+  }
+
+  /** Runs what the denoiser's output sets off; a throw goes to the sink's `error` when it has one. */
+  private reported(work: () => void): void {
+    if (!this.sink.error) return work();
+    try {
+      work();
+    } catch (error) {
+      this.sink.error(error as Error);
+    }
   }
 
   private pushFrame(frame: Int16Array): void {

@@ -19,7 +19,8 @@ import type { VoiceActivityDetector } from '../audio/vad.ts';
 import type { AudioUnit } from '../demux/packet-source.ts';
 import { IngestError } from '../errors.ts';
 import type { AudioWindow, SegmenterOptions } from '../segmenter/segmenter.ts';
-import { VoiceWindows, type StreamDenoiser } from '../segmenter/voice-windows.ts';
+import type { StreamDenoiser } from '../audio/noise-suppressor.ts';
+import { VoiceWindows } from '../segmenter/voice-windows.ts';
 import type { OneAttempt, TranscribedWindow, WindowTranscriber } from '../stt/window-transcriber.ts';
 import type { KnownSpeaker, RecognizerRefused } from '../stt/transcriber.ts';
 import { PartialBudget, type PartialBudgetOptions, type SttAudioKind, type SttUsage } from '../stt/stt-cost.ts';
@@ -198,6 +199,7 @@ export class TrackPipeline {
       window: (window) => this.dispatch(window),
       speech: () => void (this.lastSpeechAt = this.lastReceivedAt),
       frame: options.diarizer ? (frame, isSpeech) => options.diarizer!.frame(frame, isSpeech) : options.voice ? (frame, isSpeech) => options.voice!.frame(frame, isSpeech) : undefined,
+      error: (error) => this.failInternally(error),
     }, options.denoiser);
     options.diarizer?.continueAt(options.offsetMs);
     this.realTime = new RealTimeGuard(options.realTime);
@@ -288,8 +290,12 @@ export class TrackPipeline {
     try {
       stage();
     } catch (error) {
-      this.fail(new IngestError(CloseCode.internalError, `the gateway failed while processing this track: ${(error as Error).message}`));
+      this.failInternally(error as Error);
     }
+  }
+
+  private failInternally(error: Error): void {
+    this.fail(new IngestError(CloseCode.internalError, `the gateway failed while processing this track: ${error.message}`));
   }
 
   /**
@@ -297,7 +303,7 @@ export class TrackPipeline {
    * write): the utterance ends here, transcribed on its own, rather than a window spliced across the hole.
    */
   endUtterance(): void {
-    if (!this.failed && !this.closed) this.guarded(() => this.windows.flush());
+    if (!this.failed && !this.closed) this.guarded(() => void this.windows.flush().catch((error: Error) => this.failInternally(error)));
   }
 
   /** End of the stream's audio (the adapter has pushed what its demuxer held): the last windows are dispatched. */
@@ -307,7 +313,7 @@ export class TrackPipeline {
         this.windows.release();
       } else {
         this.lastReceivedAt = performance.now();
-        this.guarded(() => this.windows.close());
+        await this.windows.close().catch((error: Error) => this.failInternally(error));
       }
     })();
     return this.closed;

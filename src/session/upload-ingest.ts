@@ -14,7 +14,8 @@ import { decodeToPcm, probeMedia } from '../audio/media-decoder.ts';
 import { PIPELINE_SAMPLE_RATE } from '../audio/opus-decoder.ts';
 import type { VoiceActivityDetector } from '../audio/vad.ts';
 import type { SegmenterOptions } from '../segmenter/segmenter.ts';
-import { VoiceWindows, type StreamDenoiser } from '../segmenter/voice-windows.ts';
+import type { StreamDenoiser } from '../audio/noise-suppressor.ts';
+import { VoiceWindows } from '../segmenter/voice-windows.ts';
 import { DEFAULT_SEGMENTER_OPTIONS } from '../segmenter/segmenter.ts';
 import { RecordingDiarizer, type SpeakerTurn } from '../diarizer/diarizer.ts';
 import type { VoicePrint } from '../diarizer/voice-print.ts';
@@ -32,6 +33,8 @@ const MIN_GOOD_SAMPLE_RATE = 16000;
 const QUIET_DBFS = -40;
 /** Decoded audio this much shorter than the container declares means the file was cut short. */
 const TRUNCATION_TOLERANCE_MS = 500;
+/** Decoded audio a denoiser in a worker may have in hand before decoding waits for it (30 s, ~1 MB). */
+const MAX_HELD_SAMPLES = 30 * PIPELINE_SAMPLE_RATE;
 
 export interface ReceivedFile {
   path: string;
@@ -147,6 +150,8 @@ async function inspect(file: SealedFileReader, path: string, options: InspectOpt
   if (containerTruncated(format, head, tail, size)) throw new UploadRejected('truncated', `the ${format} file is cut short: its container declares more than it holds`);
 
   const windows: UploadWindow[] = [];
+  /** A throw while cutting the audio a denoiser in a worker gave back: the upload fails with it. */
+  let failure: Error | undefined;
   let staging: Promise<void> = Promise.resolve();
   const diarizer = options.maxSpeakers ? new RecordingDiarizer({ maxSpeakers: options.maxSpeakers, frameMs: DEFAULT_SEGMENTER_OPTIONS.frameMs }) : undefined;
   const voice = new VoiceWindows(options.vad, { ...options.segmenter, sampleRate: PIPELINE_SAMPLE_RATE, partialIntervalMs: 0, overlapOnlyInSpeech: true }, {
@@ -157,6 +162,7 @@ async function inspect(file: SealedFileReader, path: string, options: InspectOpt
       staging = staging.then(() => options.window(window, w.audio));
     },
     frame: diarizer ? (frame, isSpeech) => diarizer.frame(frame, isSpeech) : undefined,
+    error: (error) => void (failure ??= error),
   }, options.denoiser?.());
   let energy = 0;
   const maxSamples = Math.ceil((options.maxDurationMs * PIPELINE_SAMPLE_RATE) / 1000) + 1;
@@ -164,8 +170,11 @@ async function inspect(file: SealedFileReader, path: string, options: InspectOpt
   let durationMs: number;
   try {
     decoded = await decodeToPcm(path, PIPELINE_SAMPLE_RATE, maxSamples, (pcm) => {
+      if (failure) throw failure;
       for (const sample of pcm) energy += sample * sample;
       voice.push(pcm);
+      // A denoiser in a worker runs slower than ffmpeg decodes: the file waits in ffmpeg, not in memory here.
+      if (voice.heldSamples > MAX_HELD_SAMPLES) return voice.heldBelow(MAX_HELD_SAMPLES / 2);
     });
     if (decoded.stoppedAtLimit) throw new UploadRejected('duration_exceeded', `the recording lasts longer than the limit of ${formatDuration(options.maxDurationMs)}`);
     durationMs = Math.round((decoded.samples / PIPELINE_SAMPLE_RATE) * 1000);
@@ -174,7 +183,8 @@ async function inspect(file: SealedFileReader, path: string, options: InspectOpt
     if (probed.durationMs !== undefined && durationMs < probed.durationMs - TRUNCATION_TOLERANCE_MS) {
       throw new UploadRejected('truncated', `the ${format} file is cut short: it declares ${formatDuration(probed.durationMs)} but holds ${formatDuration(durationMs)}`);
     }
-    voice.flush();
+    await voice.flush();
+    if (failure) throw failure;
   } finally {
     // A rejected file too: the denoiser's model state goes back.
     voice.release();

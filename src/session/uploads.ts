@@ -14,7 +14,7 @@ import type { Archiver } from '../archive/archiver.ts';
 import type { AudioSealer } from '../archive/data-keys.ts';
 import { SealedFileReader } from '../archive/sealed-file.ts';
 import type { VoiceActivityDetector } from '../audio/vad.ts';
-import type { StreamDenoiser } from '../segmenter/voice-windows.ts';
+import type { StreamDenoiser } from '../audio/noise-suppressor.ts';
 import { inspectUpload, receiveUpload, type UploadAnalysis } from './upload-ingest.ts';
 import { SessionExistsError, UploadRejected } from '../errors.ts';
 import type { Logger } from '../log.ts';

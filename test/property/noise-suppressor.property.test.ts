@@ -180,7 +180,7 @@ test('through VoiceWindows the track time is the audio pushed, the hold counted 
   fc.assert(
     fc.property(signalArbitrary, fc.array(fc.integer({ min: 1, max: 1500 }), { minLength: 1, maxLength: 5 }), (spec, sizes) => {
       const x = signal(spec);
-      const voice = new VoiceWindows(new WebRtcVad(16000, 2), { sampleRate: 16000 }, { window: () => undefined }, rnnoise.track());
+      const voice = new VoiceWindows(new WebRtcVad(16000, 2), { sampleRate: 16000 }, { window: () => undefined }, rnnoise.stream());
       let pushed = 0;
       for (const chunk of chunks(x, sizes)) {
         voice.push(chunk);

@@ -25,7 +25,7 @@ async function diarize(visit: string, maxSpeakers: number): Promise<{ live: Spea
     frame: (frame, isSpeech) => (live.frame(frame, isSpeech), recording.frame(frame, isSpeech)),
   });
   for (let i = 0; i < samples.length; i += 320) windows.push(samples.subarray(i, i + 320));
-  windows.flush();
+  void windows.flush();
   return { live: turns, recording: recording.turns().turns };
 }
 

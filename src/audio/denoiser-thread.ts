@@ -1,0 +1,303 @@
+/**
+ * RNNoise on each track where it does not hold the event loop: the model costs ~4 % of a core per
+ * real-time track (40 ms per second of audio), on the thread that carries every track's packets it
+ * delayed them all and capped a gateway at ~20 denoised tracks per core. Here each track's stream lives in
+ * one of a few worker threads (the one with the fewest streams); its audio goes there in one batch per
+ * turn of the event loop for all the streams of that worker (one message, its samples transferred, not a
+ * message per packet) and comes back the same way, in order. Track time is unaffected: what is in flight
+ * counts as held (`heldSamples`), as the model's own lag does.
+ *
+ * Nothing is lost if a worker dies: each stream keeps its audio until it comes back, and a stream whose
+ * worker is gone gives that audio out as received and passes the rest through untouched (the recognizer
+ * then hears the noise, as with suppression off).
+ */
+import { Worker } from 'node:worker_threads';
+import type { DenoisedOutput, DenoiserOptions, StreamDenoiser } from './noise-suppressor.ts';
+
+/** The operations a batch carries, OP_SIZE int32 each: kind, stream, and two arguments. */
+export const Op = { open: 0, audio: 1, flush: 2, close: 3, flushed: 4, engaged: 5 } as const;
+export type Op = (typeof Op)[keyof typeof Op];
+export const OP_SIZE = 4;
+
+/** One message between the gateway and a worker: operations, and the samples their `audio` ops point into (offset, length). */
+export interface DenoiserBatch {
+  ops: Int32Array<ArrayBuffer>;
+  audio: Int16Array<ArrayBuffer>;
+}
+
+export class DenoiserThreads {
+  private readonly threads: DenoiserThread[];
+
+  private constructor(threads: DenoiserThread[]) {
+    this.threads = threads;
+  }
+
+  /**
+   * Starts `count` workers and waits for their models; rejects if one cannot load. `onDied`: a worker is
+   * gone (its streams go on without noise suppression). `workerUrl`: the worker's module (a test's that dies).
+   */
+  static async start(count: number, options: { onDied?(error: Error): void; workerUrl?: URL } = {}): Promise<DenoiserThreads> {
+    const url = options.workerUrl ?? new URL('./denoiser-worker.ts', import.meta.url);
+    const threads = Array.from({ length: Math.max(1, count) }, () => new DenoiserThread(url, options.onDied));
+    try {
+      await Promise.all(threads.map((t) => t.ready));
+    } catch (error) {
+      await Promise.all(threads.map((t) => t.close()));
+      throw error;
+    }
+    return new DenoiserThreads(threads);
+  }
+
+  /** A track's denoiser, in the worker with the fewest streams; `close()` it when the track ends. */
+  stream(options: DenoiserOptions = {}): StreamDenoiser {
+    const alive = this.threads.filter((t) => !t.dead);
+    if (alive.length === 0) return new ThreadedDenoiser(undefined, options);
+    return alive.reduce((a, b) => (b.streamCount < a.streamCount ? b : a)).open(options);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.threads.map((t) => t.close()));
+  }
+}
+
+let nextStreamId = 0;
+
+class DenoiserThread {
+  readonly ready: Promise<void>;
+  dead = false;
+  private readonly worker: Worker;
+  private readonly streams = new Map<number, ThreadedDenoiser>();
+  private ops: number[] = [];
+  private staging = new Int16Array(16000);
+  private stagingUsed = 0;
+  private scheduled = false;
+  /** Batches sent and not answered: while there are, the worker keeps the process alive. */
+  private outstanding = 0;
+  private readonly sendNow = () => this.send();
+
+  constructor(url: URL, onDied?: (error: Error) => void) {
+    this.worker = new Worker(url);
+    this.worker.unref();
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.worker.once('message', (message: { ready?: true; error?: string }) => (message.ready ? resolve() : reject(new Error(`denoiser: ${message.error}`))));
+      this.worker.once('error', reject);
+    });
+    this.ready.catch(() => undefined);
+    this.worker.on('message', (message: DenoiserBatch | { ready?: true }) => {
+      if ('ops' in message) this.received(message);
+    });
+    const died = (error: Error) => {
+      if (this.dead) return;
+      this.dead = true;
+      for (const stream of this.streams.values()) stream.orphaned();
+      this.streams.clear();
+      onDied?.(error);
+    };
+    this.worker.on('error', died);
+    this.worker.on('exit', (code) => died(new Error(`the denoiser worker exited (${code})`)));
+  }
+
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  open(options: DenoiserOptions): ThreadedDenoiser {
+    const stream = new ThreadedDenoiser(this, options);
+    this.streams.set(stream.id, stream);
+    this.op(Op.open, stream.id, options.auto ? 1 : 0);
+    return stream;
+  }
+
+  /** @internal */
+  op(kind: Op, stream: number, a = 0, b = 0): void {
+    this.ops.push(kind, stream, a, b);
+    if (kind === Op.close) this.streams.delete(stream);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(this.sendNow);
+  }
+
+  /** @internal */
+  audio(stream: number, pcm: Int16Array): void {
+    if (this.stagingUsed + pcm.length > this.staging.length) {
+      const grown = new Int16Array(Math.max(this.staging.length * 2, this.stagingUsed + pcm.length));
+      grown.set(this.staging.subarray(0, this.stagingUsed));
+      this.staging = grown;
+    }
+    this.staging.set(pcm, this.stagingUsed);
+    this.op(Op.audio, stream, this.stagingUsed, pcm.length);
+    this.stagingUsed += pcm.length;
+  }
+
+  close(): Promise<number> {
+    this.dead = true;
+    // Unreferenced, a terminating worker would let the process exit before its exit is awaited.
+    this.worker.ref();
+    return this.worker.terminate();
+  }
+
+  private send(): void {
+    this.scheduled = false;
+    if (this.dead || this.ops.length === 0) return;
+    const batch: DenoiserBatch = { ops: Int32Array.from(this.ops), audio: this.staging.slice(0, this.stagingUsed) };
+    this.ops = [];
+    this.stagingUsed = 0;
+    if (this.outstanding++ === 0) this.worker.ref();
+    this.worker.postMessage(batch, [batch.ops.buffer, batch.audio.buffer]);
+  }
+
+  private received({ ops, audio }: DenoiserBatch): void {
+    if (--this.outstanding === 0) this.worker.unref();
+    for (let i = 0; i < ops.length; i += OP_SIZE) {
+      const stream = this.streams.get(ops[i + 1]);
+      if (!stream) continue;
+      const kind = ops[i];
+      if (kind === Op.audio) stream.delivered(audio.subarray(ops[i + 2], ops[i + 2] + ops[i + 3]));
+      else if (kind === Op.flushed) stream.flushDone();
+      else if (kind === Op.engaged) stream.engaged(ops[i + 2] === 1);
+    }
+  }
+}
+
+/** A track's stream in a worker (or, its worker gone, passing audio through as received). */
+class ThreadedDenoiser implements StreamDenoiser {
+  readonly id = ++nextStreamId;
+  private thread: DenoiserThread | undefined;
+  private readonly onEngaged: ((engaged: boolean) => void) | undefined;
+  private output: DenoisedOutput | undefined;
+  /** What was pushed and has not come back, oldest first (given out as received should the worker die). */
+  private readonly inFlight = new SampleQueue();
+  /** Samples pushed when each flush not yet done was asked for. */
+  private readonly flushMarks: number[] = [];
+  private pushed = 0;
+  private returned = 0;
+  private isEngaged = false;
+  private closed = false;
+
+  constructor(thread: DenoiserThread | undefined, options: DenoiserOptions) {
+    this.thread = thread;
+    this.onEngaged = options.onEngaged;
+  }
+
+  get heldSamples(): number {
+    return this.pushed - this.returned;
+  }
+
+  start(output: DenoisedOutput): void {
+    this.output = output;
+  }
+
+  push(pcm: Int16Array): void {
+    if (this.closed || pcm.length === 0) return;
+    if (!this.thread) {
+      this.output!.audio(pcm);
+      return;
+    }
+    this.inFlight.push(pcm);
+    this.pushed += pcm.length;
+    this.thread.audio(this.id, pcm);
+  }
+
+  flush(): void {
+    if (this.closed) return;
+    if (!this.thread) {
+      this.output!.flushed();
+      return;
+    }
+    this.flushMarks.push(this.pushed);
+    this.thread.op(Op.flush, this.id);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.thread?.op(Op.close, this.id);
+    this.thread = undefined;
+    this.engaged(false);
+  }
+
+  /** @internal The worker's denoised audio for this stream. */
+  delivered(pcm: Int16Array): void {
+    if (this.closed) return;
+    this.inFlight.drop(pcm.length);
+    this.returned += pcm.length;
+    this.output!.audio(pcm);
+  }
+
+  /** @internal The worker's flush is done: what was pushed before it has come back. */
+  flushDone(): void {
+    if (this.closed) return;
+    this.flushMarks.shift();
+    this.output!.flushed();
+  }
+
+  /** @internal */
+  engaged(engaged: boolean): void {
+    if (engaged === this.isEngaged) return;
+    this.isEngaged = engaged;
+    this.onEngaged?.(engaged);
+  }
+
+  /** @internal The worker is gone: what it held comes out as received, flushes where they were asked, and from now on audio passes through. */
+  orphaned(): void {
+    if (this.closed) return;
+    this.thread = undefined;
+    this.engaged(false);
+    for (const mark of this.flushMarks) {
+      this.giveBack(mark - this.returned);
+      this.output!.flushed();
+    }
+    this.flushMarks.length = 0;
+    this.giveBack(this.pushed - this.returned);
+  }
+
+  private giveBack(samples: number): void {
+    if (samples <= 0) return;
+    const raw = this.inFlight.take(samples);
+    this.returned += raw.length;
+    this.output!.audio(raw);
+  }
+}
+
+/** A FIFO of samples in one growing ring. */
+class SampleQueue {
+  private ring = new Int16Array(4096);
+  private start = 0;
+  private length = 0;
+
+  push(pcm: Int16Array): void {
+    if (this.length + pcm.length > this.ring.length) this.grow(this.length + pcm.length);
+    const end = (this.start + this.length) % this.ring.length;
+    const first = Math.min(pcm.length, this.ring.length - end);
+    this.ring.set(pcm.subarray(0, first), end);
+    this.ring.set(pcm.subarray(first), 0);
+    this.length += pcm.length;
+  }
+
+  drop(samples: number): void {
+    const n = Math.min(samples, this.length);
+    this.start = (this.start + n) % this.ring.length;
+    this.length -= n;
+  }
+
+  take(samples: number): Int16Array {
+    const n = Math.min(samples, this.length);
+    const out = new Int16Array(n);
+    const first = Math.min(n, this.ring.length - this.start);
+    out.set(this.ring.subarray(this.start, this.start + first));
+    out.set(this.ring.subarray(0, n - first), first);
+    this.drop(n);
+    return out;
+  }
+
+  private grow(atLeast: number): void {
+    let size = this.ring.length * 2;
+    while (size < atLeast) size *= 2;
+    const grown = new Int16Array(size);
+    const first = Math.min(this.length, this.ring.length - this.start);
+    grown.set(this.ring.subarray(this.start, this.start + first));
+    grown.set(this.ring.subarray(0, this.length - first), first);
+    this.ring = grown;
+    this.start = 0;
+  }
+}
