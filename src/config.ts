@@ -91,7 +91,8 @@ const shared = {
   AUDIO_MAX_GAIN_DB: z.coerce.number().min(0).max(40).default(30),
   /**
    * `rnnoise`: broadband noise taken out of each track as it streams, before the VAD (≈ 4 % of a core per
-   * real-time track, in worker threads); `auto`: only on tracks whose noise floor stays above −50 dBFS (a fan), at no cost on the others.
+   * real-time track, in worker threads); `auto`: over a track's first 4 s and then only while its noise
+   * floor stays above −50 dBFS (a fan), passing the other tracks through untouched.
    */
   AUDIO_NOISE_SUPPRESSION: z.enum(['rnnoise', 'auto', 'off']).default('off'),
   /** Worker threads RNNoise runs in (each track's stream in one of them); default: one per core but one, at least one. */

@@ -207,9 +207,9 @@ export class TrackPipeline {
     this.speculativeOn = this.windows.segmenter.options.speculativeSilenceMs > 0;
   }
 
-  /** Milliseconds of audio received on this connection. */
+  /** Milliseconds of audio received on this connection (whole ms; with what the framer and a denoiser hold). */
   get receivedMs(): number {
-    return this.windows.positionMs;
+    return Math.floor(this.windows.receivedMs);
   }
 
   /** Track time up to which the track's audio is in, to the sample (what a producer may forget). */

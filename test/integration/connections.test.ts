@@ -9,8 +9,8 @@ import { chunksFor, ingestUrl, streamChunks } from '../support/producer.ts';
 import { CaptionCollector } from '../support/viewer.ts';
 import { wordErrorRate } from '../support/wer.ts';
 
-test('a producer whose network dies (no close, no pong) is dropped; its track waits PRODUCER_RESUME_MS, then ends', async () => {
-  const h = await startHarness({ WS_HEARTBEAT_MS: '200', PRODUCER_RESUME_MS: '500' });
+async function producerVanishes(env: Record<string, string>): Promise<void> {
+  const h = await startHarness({ WS_HEARTBEAT_MS: '200', PRODUCER_RESUME_MS: '500', ...env });
   try {
     const viewer = await CaptionCollector.connect(h.baseUrl, 'vanish', await h.token('viewer', 'vanish'));
     const url = ingestUrl(h.baseUrl, 'vanish', 'mic', { format: 'pcm16', sampleRate: 16000, role: 'doctor', access_token: await h.token('producer', 'vanish') });
@@ -26,7 +26,12 @@ test('a producer whose network dies (no close, no pong) is dropped; its track wa
   } finally {
     await h.close();
   }
-});
+}
+
+test('a producer whose network dies (no close, no pong) is dropped; its track waits PRODUCER_RESUME_MS, then ends', () => producerVanishes({}));
+
+// Its 200 ms are all still in the denoiser's worker thread when the connection dies: they count as received.
+test('the same with RNNoise on: audio still in the denoiser is audio the track has', () => producerVanishes({ AUDIO_NOISE_SUPPRESSION: 'rnnoise' }));
 
 test('shutdown drains: producers are told to reconnect (1001), and what they sent is transcribed and stored first', async () => {
   const h = await startHarness();

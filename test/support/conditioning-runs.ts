@@ -12,7 +12,7 @@ const TRACKS = ['doctor', 'patient'] as const;
 export const VARIANTS = ['quiet', 'hum10', 'hum5'] as const;
 export const FAN = ['fan10', 'fan5'] as const;
 export const BABBLE = ['babble10'] as const;
-export const OFF = { AUDIO_HIGH_PASS_HZ: '0', AUDIO_HUM_NOTCH: 'false', AUDIO_NORMALIZE: 'false' };
+export const OFF = { AUDIO_HIGH_PASS_HZ: '0', AUDIO_HUM_NOTCH: 'false', AUDIO_NORMALIZE: 'false', AUDIO_NOISE_SUPPRESSION: 'off' };
 
 async function liveFinals(h: Harness, sessionId: string, language: string, variant: string): Promise<string> {
   const viewer = await CaptionCollector.connect(h.baseUrl, sessionId, await h.token('viewer', sessionId));
