@@ -111,6 +111,7 @@ export class ResumableIngest {
   /** Times from a reconnection's start to its `ready` (ms), for the page and for tests. */
   readonly resumeTimes: number[] = [];
   private reconnectStartedAt: number | undefined;
+  private overflowMs = 0;
 
   constructor(options: ResumableIngestOptions) {
     this.options = options;
@@ -118,6 +119,14 @@ export class ResumableIngest {
     this.options.onState?.('connecting');
     this.connect();
     this.stalledTimer = setInterval(() => this.checkStalled(), CHECK_EVERY_MS);
+  }
+
+  /**
+   * Audio let go unsent because the gateway was away longer than `maxBufferMs` (the gateway fills it with
+   * silence, or the track starts after it), ms. A page can tell its user what the network cost.
+   */
+  get droppedMs(): number {
+    return this.overflowMs;
   }
 
   /** Audio kept (past the track's stored finals), ms. */
@@ -137,7 +146,10 @@ export class ResumableIngest {
       // until it is live or given up, or its stream would not start where the gateway was told it does.
       const keepFrom = this.socket && !this.live ? this.sendIndex : Infinity;
       let drop = 0;
-      while (drop < this.frames.length && this.pushedMs - this.frames[drop].atMs > maxBufferMs && this.frames[drop].index < keepFrom) drop++;
+      while (drop < this.frames.length && this.pushedMs - this.frames[drop].atMs > maxBufferMs && this.frames[drop].index < keepFrom) {
+        this.overflowMs += this.frames[drop].endMs - this.frames[drop].atMs;
+        drop++;
+      }
       this.frames.splice(0, drop);
       this.sendIndex = Math.max(this.sendIndex, this.frames[0].index);
     }

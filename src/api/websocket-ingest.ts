@@ -62,7 +62,8 @@ const querySchema = z
     role: z.enum(SPEAKER_ROLES as [SpeakerRole, ...SpeakerRole[]], { error: 'role must be doctor or patient' }),
     participant: text(200).optional(),
     language: languageCode.optional(),
-    startMs: z.coerce.number().int().min(0, 'startMs must be a non-negative integer').max(MAX_TRACK_MS, `startMs must be at most ${MAX_TRACK_MS} (24 h)`).optional(),
+    // Fractional too: a producer's frames need not be whole milliseconds (a 2.5 ms Opus frame, 128 samples at 48 kHz).
+    startMs: z.coerce.number().min(0, 'startMs must be a non-negative number of milliseconds').max(MAX_TRACK_MS, `startMs must be at most ${MAX_TRACK_MS} (24 h)`).optional(),
     resume: resumeToken.optional(),
     diarize: z.enum(['true', 'false', '1', '0'], { error: 'diarize must be true or false' }).transform((v) => v === 'true' || v === '1').optional(),
     speakers: z.coerce.number().int().min(1).max(MAX_SPEAKERS, `speakers must be 1 to ${MAX_SPEAKERS}`).optional(),

@@ -287,11 +287,11 @@ async function storedFinals(sessionId: string): Promise<{ seq: number; words: { 
   }
 }
 
-/** Streams a corpus track through the SDK's ResumableIngest at SPEED, through `baseUrl`. */
+/** Streams a corpus track through the SDK's ResumableIngest at SPEED, through `baseUrl` (its buffer a minute of real time offline, at SPEED). */
 async function resumableProducer(baseUrl: string, sessionId: string, track: string, token: string) {
   const { frames, format } = await resumableFrames('opus', `${corpusDir}/en/${track}`);
   const states: IngestState[] = [];
-  const ingest = new ResumableIngest({ url: ingestUrl(baseUrl, sessionId, track, { role: track, access_token: token }), format, WebSocket: WebSocket as unknown as typeof globalThis.WebSocket, ackTimeoutMs: 1500, onState: (state) => states.push(state) });
+  const ingest = new ResumableIngest({ url: ingestUrl(baseUrl, sessionId, track, { role: track, access_token: token }), format, WebSocket: WebSocket as unknown as typeof globalThis.WebSocket, ackTimeoutMs: 1500, maxBufferMs: 60000 * SPEED, onState: (state) => states.push(state) });
   const started = performance.now();
   let atMs = 0;
   const done = (async () => {
@@ -305,7 +305,7 @@ async function resumableProducer(baseUrl: string, sessionId: string, track: stri
     }
     await ingest.end();
   })();
-  return { done, states, progressMs: () => atMs, totalMs: frames.reduce((n, f) => n + f.durationMs, 0) };
+  return { done, states, droppedMs: () => ingest.droppedMs, progressMs: () => atMs, totalMs: frames.reduce((n, f) => n + f.durationMs, 0) };
 }
 
 test('failover: the instance holding the doctor is killed mid-visit; the producer comes back through nginx to another, nothing is lost or doubled', () => withFleet(async () => {
@@ -329,6 +329,7 @@ test('failover: the instance holding the doctor is killed mid-visit; the produce
     assert.ok(newOwner && newOwner !== victim.id, `another instance took the doctor's track over (${newOwner})`);
     await Promise.all(TRACKS.map((t) => producers[t].done));
     assert.ok(producers.doctor.states.includes('reconnecting'), `the doctor's producer reconnected (${producers.doctor.states.join(',')})`);
+    assert.is(producers.doctor.droppedMs(), 0, "the doctor's producer kept all its audio while it reconnected");
     const { doc, stored, wer } = await endAndCheck(sessionId, byGateway(viewers));
     // The killed instance's recording of the doctor is what it streamed before it died.
     const status = (await api(nginx.baseUrl, 'GET', `/v1/sessions/${sessionId}`)).json;

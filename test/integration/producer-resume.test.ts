@@ -36,6 +36,8 @@ interface Streamed {
   details: string[];
   drops: number;
   resumeTimes: number[];
+  /** Audio the SDK let go past its buffer. */
+  droppedMs: number;
 }
 
 /** Streams one corpus track through the SDK's ResumableIngest; with `dropEvery`, through a proxy that cuts it. */
@@ -58,7 +60,10 @@ async function streamTrack(sessionId: string, language: string, track: string, f
     network!.proxy.drop();
     nextDropMs = receivedMs + nextGap();
   };
-  const ingest = new ResumableIngest({ url, format: frameFormat, WebSocket: WebSocket as unknown as typeof globalThis.WebSocket, ackTimeoutMs: 1500, onAck, onState: (s, detail) => (states.push(s), details.push(detail ? `${s} (${detail})` : s)) });
+  // The SDK's 60 s buffer is a phone's minute offline; at SPEED that minute is SPEED minutes of audio. With
+  // the default, a loaded CI loop that delayed a reconnection by 10 s (60 s of audio recorded meanwhile) made
+  // the producer let go of words the gateway never had, and the visit came out with a sentence missing.
+  const ingest = new ResumableIngest({ url, format: frameFormat, WebSocket: WebSocket as unknown as typeof globalThis.WebSocket, ackTimeoutMs: 1500, maxBufferMs: 60000 * SPEED, onAck, onState: (s, detail) => (states.push(s), details.push(detail ? `${s} (${detail})` : s)) });
   const started = performance.now();
   let atMs = 0;
   for (let i = 0; i < frames.length; i++) {
@@ -72,7 +77,7 @@ async function streamTrack(sessionId: string, language: string, track: string, f
     }
   }
   await ingest.end();
-  return { states, details, drops: network?.proxy.drops ?? 0, resumeTimes: ingest.resumeTimes };
+  return { states, details, drops: network?.proxy.drops ?? 0, resumeTimes: ingest.resumeTimes, droppedMs: ingest.droppedMs };
 }
 
 async function consultation(sessionId: string, language: string, format: (typeof FORMATS)[number], dropEveryMs?: [number, number]) {
@@ -112,6 +117,7 @@ test('connections cut every 5–10 s of audio: en/fa/ar × opus/webm/pcm16 come 
         assert.ok(drops >= 8, `${label}: the proxy cut the producers (${drops} cuts)`);
         for (const s of dropped.streamed) {
           assert.ok(s.states.includes('reconnecting') && s.states.at(-1) === 'stopped', `${label}: the SDK reconnected and stopped normally (${s.states.join(',')})`);
+          assert.is(s.droppedMs, 0, `${label}: the SDK kept all its audio (let go ${s.droppedMs} ms past its buffer)`);
         }
         const withDrops = dropped.viewer.transcript();
         const without = clean.viewer.transcript();
@@ -230,6 +236,20 @@ test('only the producer holding the current resume token takes a live track over
     doctor = status.tracks.find((t) => t.trackId === 'doctor')!;
   } while (doctor.state !== 'ended' && (await new Promise((resolve) => setTimeout(resolve, 50, true))));
   assert.is(doctor.receivedMs, 5000);
+});
+
+test('a resume whose first sample is at a fractional millisecond (a 2.5 ms Opus frame, 128 samples at 48 kHz) is taken', async () => {
+  const sessionId = 'fractional-start';
+  const first = await rawProducer(sessionId, 'doctor', {});
+  const ready = (await first.ready) as Extract<IngestEvent, { type: 'ready' }>;
+  first.socket.send(SECOND);
+  while (first.acks.at(-1) !== 1000) await new Promise((resolve) => setTimeout(resolve, 20));
+  const resumed = await rawProducer(sessionId, 'doctor', { resume: ready.resumeToken, startMs: 997.5 });
+  const resumedReady = (await resumed.ready) as Extract<IngestEvent, { type: 'ready' }> | undefined;
+  assert.is(resumedReady?.type, 'ready', `closed with ${JSON.stringify(await Promise.race([resumed.closed, Promise.resolve('open')]))}`);
+  assert.is((await first.closed).code, CloseCode.replaced);
+  resumed.socket.close(1000);
+  await resumed.closed;
 });
 
 test('a producer that does not come back: the track shows reconnecting, then ends after the resume window', async () => {

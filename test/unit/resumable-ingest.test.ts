@@ -181,7 +181,7 @@ function frame(index: number): Uint8Array {
   return payload;
 }
 
-async function run(steps: Step[], maxBufferMs: number): Promise<{ network: Network; pushed: number; overflowed: boolean; state: string }> {
+async function run(steps: Step[], maxBufferMs: number): Promise<{ network: Network; pushed: number; overflowed: boolean; droppedMs: number; state: string }> {
   mock.timers.enable({ apis: ['setInterval', 'setTimeout', 'Date'], now: 1_000_000 });
   // The reconnection backoff's jitter, fixed: a failing case replays the same.
   const random = Math.random;
@@ -214,7 +214,7 @@ async function run(steps: Step[], maxBufferMs: number): Promise<{ network: Netwo
       network.deliverAll();
       mock.timers.tick(100);
     }
-    return { network, pushed, overflowed, state };
+    return { network, pushed, overflowed, droppedMs: ingest.droppedMs, state };
   } finally {
     Math.random = random;
     mock.timers.reset();
@@ -224,7 +224,7 @@ async function run(steps: Step[], maxBufferMs: number): Promise<{ network: Netwo
 test('every frame lands at its own place once, or as silence past the buffer; without overflow, all of them', async () => {
   await fc.assert(
     fc.asyncProperty(fc.array(step, { minLength: 5, maxLength: 120 }), fc.constantFrom(200, 600, 60000), async (steps, maxBufferMs) => {
-      const { network, pushed, overflowed, state } = await run(steps, maxBufferMs);
+      const { network, pushed, overflowed, droppedMs, state } = await run(steps, maxBufferMs);
       const seen = `${JSON.stringify(network.gateway.timeline)} ${network.sockets.map((s) => `${s.url.search} ${s.readyState} ${s.stalled}`).join(' | ')}`;
       assert.is(state, 'stopped', seen);
       assert.ok(network.gateway.ended, `the track was ended by the normal close: ${seen}`);
@@ -235,6 +235,10 @@ test('every frame lands at its own place once, or as silence past the buffer; wi
       timeline.forEach((index, slot) => {
         if (index !== SILENCE) assert.is(index, first + slot, `slot ${slot} holds frame ${index}: ${seen}`);
       });
+      // Every frame missing (before the track's start, or silence in it) is one the producer counted as let go.
+      const missing = first + timeline.filter((index) => index === SILENCE).length;
+      assert.ok(missing * FRAME_MS <= droppedMs, `${missing} frames missing, ${droppedMs} ms counted as let go: ${seen}`);
+      assert.ok(droppedMs === 0 || overflowed, `audio let go only past the buffer: ${seen}`);
       if (!overflowed) assert.ok(first === 0 && !timeline.includes(SILENCE), `every frame, where the buffer never overflowed: ${seen}`);
     }),
     { numRuns: 300 },
