@@ -112,7 +112,13 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   const recognizer = adapters.transcriber ?? connected!;
   const inventedWords = await speechGuard(c.inventedWords, adapters.speechDetector);
   // Noise suppression runs on each track as it streams, before the VAD (one model state per track, in worker threads).
-  const rnnoise = c.noiseSuppression === 'off' ? undefined : await DenoiserThreads.start(c.noiseSuppressionThreads, { onDied: (error) => log.error({ err: error }, 'a noise suppression worker died: its tracks go on without noise suppression') });
+  const rnnoise = c.noiseSuppression === 'off' ? undefined : await DenoiserThreads.start(c.noiseSuppressionThreads, {
+    onDied: (error) => log.error({ err: error }, 'a noise suppression worker died: its tracks go on without noise suppression'),
+    onShed: (streams, lagMs) => {
+      metrics.denoiserShed.inc(streams);
+      log.warn({ streams, lagMs: Math.round(lagMs) }, 'a noise suppression worker fell behind: some of its tracks go on without noise suppression (more noisy tracks than AUDIO_NOISE_SUPPRESSION_THREADS keep up with)');
+    },
+  });
   const newDenoiser = rnnoise && (() => rnnoise.stream({ auto: c.noiseSuppression === 'auto', onEngaged: (on) => metrics.denoisedTracks.inc(on ? 1 : -1) }));
   const conditioner = conditioning ? await ConditionerThread.start({ ...conditioning, sampleRate: PIPELINE_SAMPLE_RATE }) : undefined;
   const windowTranscriber = new WindowTranscriber(recognizer, {

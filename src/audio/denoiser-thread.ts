@@ -10,6 +10,12 @@
  * Nothing is lost if a worker dies: each stream keeps its audio until it comes back, and a stream whose
  * worker is gone gives that audio out as received and passes the rest through untouched (the recognizer
  * then hears the noise, as with suppression off).
+ *
+ * A worker with more noisy tracks than its core can denoise in real time falls behind, and every track it
+ * holds with it: their captions later and later, the audio in flight growing without end. When its batches
+ * come back later than MAX_LAG_MS and that lag has not shrunk for as long again, it sheds a quarter of the
+ * streams the model runs on, the ones holding most audio first: they pass through untouched from then on,
+ * as if their worker had died. Batches sent before a shedding are not judged (they carry the old load).
  */
 import { Worker } from 'node:worker_threads';
 import type { DenoisedOutput, DenoiserOptions, StreamDenoiser } from './noise-suppressor.ts';
@@ -25,6 +31,22 @@ export interface DenoiserBatch {
   audio: Int16Array<ArrayBuffer>;
 }
 
+/** A worker whose oldest unanswered batch is older than this sheds streams. */
+export const MAX_LAG_MS = 500;
+/** Of the streams the model runs on, the share shed at once (at least one). */
+const SHED_SHARE = 0.25;
+
+export interface DenoiserThreadsOptions {
+  /** A worker is gone (its streams go on without noise suppression). */
+  onDied?(error: Error): void;
+  /** A worker fell `lagMs` behind and let `streams` of its streams go on without noise suppression. */
+  onShed?(streams: number, lagMs: number): void;
+  /** The worker's module (a test's that dies, or is slow). */
+  workerUrl?: URL;
+  /** MAX_LAG_MS, for tests. */
+  maxLagMs?: number;
+}
+
 export class DenoiserThreads {
   private readonly threads: DenoiserThread[];
 
@@ -32,13 +54,10 @@ export class DenoiserThreads {
     this.threads = threads;
   }
 
-  /**
-   * Starts `count` workers and waits for their models; rejects if one cannot load. `onDied`: a worker is
-   * gone (its streams go on without noise suppression). `workerUrl`: the worker's module (a test's that dies).
-   */
-  static async start(count: number, options: { onDied?(error: Error): void; workerUrl?: URL } = {}): Promise<DenoiserThreads> {
+  /** Starts `count` workers and waits for their models; rejects if one cannot load. */
+  static async start(count: number, options: DenoiserThreadsOptions = {}): Promise<DenoiserThreads> {
     const url = options.workerUrl ?? new URL('./denoiser-worker.ts', import.meta.url);
-    const threads = Array.from({ length: Math.max(1, count) }, () => new DenoiserThread(url, options.onDied));
+    const threads = Array.from({ length: Math.max(1, count) }, () => new DenoiserThread(url, options));
     try {
       await Promise.all(threads.map((t) => t.ready));
     } catch (error) {
@@ -71,11 +90,21 @@ class DenoiserThread {
   private staging = new Int16Array(16000);
   private stagingUsed = 0;
   private scheduled = false;
-  /** Batches sent and not answered: while there are, the worker keeps the process alive. */
-  private outstanding = 0;
+  /** When each batch sent and not answered was sent, oldest first: while there are, the worker keeps the process alive. */
+  private readonly sentAt: number[] = [];
+  private sentCount = 0;
+  private answeredCount = 0;
+  /** The first batch sent after the last shedding: those before carry the old load. */
+  private firstAfterShed = 0;
+  /** The smallest lag since the worker fell behind, and when it was seen; undefined while it keeps up. */
+  private behind: { lagMs: number; at: number } | undefined;
+  private readonly maxLagMs: number;
+  private readonly onShed: DenoiserThreadsOptions['onShed'];
   private readonly sendNow = () => this.send();
 
-  constructor(url: URL, onDied?: (error: Error) => void) {
+  constructor(url: URL, { onDied, onShed, maxLagMs = MAX_LAG_MS }: DenoiserThreadsOptions) {
+    this.maxLagMs = maxLagMs;
+    this.onShed = onShed;
     this.worker = new Worker(url);
     this.worker.unref();
     this.ready = new Promise<void>((resolve, reject) => {
@@ -142,12 +171,45 @@ class DenoiserThread {
     const batch: DenoiserBatch = { ops: Int32Array.from(this.ops), audio: this.staging.slice(0, this.stagingUsed) };
     this.ops = [];
     this.stagingUsed = 0;
-    if (this.outstanding++ === 0) this.worker.ref();
+    if (this.sentAt.push(performance.now()) === 1) this.worker.ref();
+    this.sentCount++;
     this.worker.postMessage(batch, [batch.ops.buffer, batch.audio.buffer]);
   }
 
+  /** A batch came back `lagMs` after it was sent: a worker that stays behind sheds streams. */
+  private judge(lagMs: number, now: number): void {
+    if (lagMs <= this.maxLagMs) {
+      this.behind = undefined;
+      return;
+    }
+    if (this.answeredCount <= this.firstAfterShed) return;
+    if (!this.behind || lagMs < this.behind.lagMs) {
+      this.behind = { lagMs, at: now };
+      return;
+    }
+    if (now - this.behind.at < this.maxLagMs) return;
+    this.shed(lagMs);
+    this.behind = undefined;
+    this.firstAfterShed = this.sentCount;
+  }
+
+  /** Lets go of a share of the streams the model runs on (most audio in flight first): they pass through from now on. */
+  private shed(lagMs: number): void {
+    const running = [...this.streams.values()].filter((s) => s.isEngaged);
+    const candidates = running.length ? running : [...this.streams.values()];
+    const shed = candidates.sort((a, b) => b.heldSamples - a.heldSamples).slice(0, Math.max(1, Math.ceil(candidates.length * SHED_SHARE)));
+    for (const stream of shed) {
+      this.op(Op.close, stream.id);
+      stream.orphaned();
+    }
+    this.onShed?.(shed.length, lagMs);
+  }
+
   private received({ ops, audio }: DenoiserBatch): void {
-    if (--this.outstanding === 0) this.worker.unref();
+    const now = performance.now();
+    const lagMs = now - this.sentAt.shift()!;
+    this.answeredCount++;
+    if (this.sentAt.length === 0) this.worker.unref();
     for (let i = 0; i < ops.length; i += OP_SIZE) {
       const stream = this.streams.get(ops[i + 1]);
       if (!stream) continue;
@@ -156,6 +218,7 @@ class DenoiserThread {
       else if (kind === Op.flushed) stream.flushDone();
       else if (kind === Op.engaged) stream.engaged(ops[i + 2] === 1);
     }
+    this.judge(lagMs, now);
   }
 }
 
@@ -171,7 +234,8 @@ class ThreadedDenoiser implements StreamDenoiser {
   private readonly flushMarks: number[] = [];
   private pushed = 0;
   private returned = 0;
-  private isEngaged = false;
+  /** @internal The model runs on this stream now (with `auto`, while its noise floor calls for it). */
+  isEngaged = false;
   private closed = false;
 
   constructor(thread: DenoiserThread | undefined, options: DenoiserOptions) {

@@ -4,7 +4,8 @@
  * random points. Each stream's output is sample for sample the one on this thread, its flushes end at the
  * same samples, and at every moment what came out plus what is held is what went in. A worker that dies
  * loses nothing: every stream's audio comes out whole (denoised up to where the worker stopped, as
- * received after), every flush is answered, and new audio passes through.
+ * received after), every flush is answered, and new audio passes through. A worker too slow for its
+ * streams sheds some until it keeps up, with the same guarantee for those it lets go.
  */
 import fc from 'fast-check';
 import { test } from 'uvu';
@@ -175,6 +176,53 @@ test('a worker that dies loses nothing: audio comes out whole (denoised, then as
   denoiser.close();
   reference.close();
   await dying.close();
+});
+
+test('a worker that cannot keep up sheds streams until it does: nothing lost, the shed ones pass through from then on', async () => {
+  const sheddings: number[] = [];
+  const slow = await DenoiserThreads.start(1, { workerUrl: new URL('../support/slow-denoiser-worker.ts', import.meta.url), maxLagMs: 100, onShed: (streams) => sheddings.push(streams) });
+  const STREAMS = 8;
+  const SECONDS = 6;
+  const inputs = Array.from({ length: STREAMS }, (_, i) => signal(16000 * SECONDS, 11 + i));
+  let pushed = 0;
+  const streams = inputs.map(() => {
+    const denoiser = slow.stream();
+    const reference = rnnoise.stream();
+    return { denoiser, reference, heard: listen(denoiser, () => pushed), expected: listen(reference, () => pushed) };
+  });
+  // Real time: 20 ms of every stream each 20 ms.
+  const started = performance.now();
+  for (let at = 0; at < 16000 * SECONDS; at += 320) {
+    pushed += 320;
+    for (const [i, s] of streams.entries()) (s.denoiser.push(inputs[i].subarray(at, at + 320)), s.reference.push(inputs[i].subarray(at, at + 320)));
+    const due = started + (pushed / 16) - performance.now();
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, due)));
+  }
+  // Kept up by the end: what each stream has in flight is a turn's worth, not the seconds an overloaded worker piles up.
+  for (const s of streams) assert.ok(s.denoiser.heldSamples < 16000 / 2, `${s.denoiser.heldSamples} samples still in flight`);
+  const shed = sheddings.reduce((a, b) => a + b, 0);
+  assert.ok(shed >= 1 && shed < STREAMS, `shed ${shed} of ${STREAMS} streams (${sheddings.join(', ')})`);
+  let passing = 0;
+  for (const [i, s] of streams.entries()) {
+    s.denoiser.flush();
+    s.reference.flush();
+    while (s.heard.flushedAt.length < 1) await turn();
+    const out = concat(s.heard.audio);
+    assert.is(out.length, inputs[i].length, 'every sample came out');
+    const denoised = concat(s.expected.audio);
+    let k = 0;
+    while (k < out.length && out[k] === denoised[k]) k++;
+    assert.ok(k > 0, 'denoised from the start');
+    if (k < out.length) {
+      passing++;
+      assert.ok(out.subarray(k).every((v, j) => v === inputs[i][k + j]), `stream ${i}: from sample ${k} on, the audio as received`);
+    }
+    s.denoiser.close();
+    s.reference.close();
+  }
+  assert.is(passing, shed, "the streams shed are the ones passing through");
+  console.log(`a worker at 160 % of its core: shed ${sheddings.join(" + ")} of ${STREAMS} streams`);
+  await slow.close();
 });
 
 test.after(() => threads.close());
