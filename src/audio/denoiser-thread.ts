@@ -11,11 +11,13 @@
  * worker is gone gives that audio out as received and passes the rest through untouched (the recognizer
  * then hears the noise, as with suppression off).
  *
- * A worker with more noisy tracks than its core can denoise in real time falls behind, and every track it
- * holds with it: their captions later and later, the audio in flight growing without end. When its batches
- * come back later than MAX_LAG_MS and that lag has not shrunk for as long again, it sheds a quarter of the
- * streams the model runs on, the ones holding most audio first: they pass through untouched from then on,
- * as if their worker had died. Batches sent before a shedding are not judged (they carry the old load).
+ * A worker with more noisy live tracks than its core can denoise in real time falls behind, and every track
+ * it holds with it: their captions later and later, the audio in flight growing without end. When its
+ * batches come back later than MAX_LAG_MS and that lag has not shrunk for as long again, it sheds a quarter
+ * of the streams the model runs on, the ones holding most audio first: they pass through untouched from then
+ * on, as if their worker had died. Batches sent before a shedding are not judged (they carry the old load).
+ * While a stream arrives faster than real time (an upload, a producer resending a backlog) nothing is shed:
+ * that lag is a burst's, it ends, and the stream waits for its audio rather than lose the model.
  */
 import { Worker } from 'node:worker_threads';
 import type { DenoisedOutput, DenoiserOptions, StreamDenoiser } from './noise-suppressor.ts';
@@ -35,6 +37,13 @@ export interface DenoiserBatch {
 export const MAX_LAG_MS = 500;
 /** Of the streams the model runs on, the share shed at once (at least one). */
 const SHED_SHARE = 0.25;
+/** Samples per ms of the audio the streams carry (16 kHz). */
+const SAMPLES_PER_MS = 16;
+/**
+ * A stream is live while the audio it has pushed beyond real time (a leaky bucket draining at real time)
+ * stays under this: network jitter, not an upload or a resent backlog.
+ */
+const LIVE_AHEAD_MS = 1000;
 
 export interface DenoiserThreadsOptions {
   /** A worker is gone (its streams go on without noise suppression). */
@@ -178,7 +187,7 @@ class DenoiserThread {
 
   /** A batch came back `lagMs` after it was sent: a worker that stays behind sheds streams. */
   private judge(lagMs: number, now: number): void {
-    if (lagMs <= this.maxLagMs) {
+    if (lagMs <= this.maxLagMs || !this.allLive(now)) {
       this.behind = undefined;
       return;
     }
@@ -191,6 +200,11 @@ class DenoiserThread {
     this.shed(lagMs);
     this.behind = undefined;
     this.firstAfterShed = this.sentCount;
+  }
+
+  private allLive(now: number): boolean {
+    for (const stream of this.streams.values()) if (!stream.isLive(now)) return false;
+    return true;
   }
 
   /** Lets go of a share of the streams the model runs on (most audio in flight first): they pass through from now on. */
@@ -238,9 +252,18 @@ class ThreadedDenoiser implements StreamDenoiser {
   isEngaged = false;
   private closed = false;
 
+  /** Audio pushed beyond real time as of `lastPushAt`, ms (drains at real time). */
+  private aheadMs = 0;
+  private lastPushAt = performance.now();
+
   constructor(thread: DenoiserThread | undefined, options: DenoiserOptions) {
     this.thread = thread;
     this.onEngaged = options.onEngaged;
+  }
+
+  /** @internal Its audio comes at real time (not an upload or a resent backlog). */
+  isLive(now: number): boolean {
+    return this.aheadMs - (now - this.lastPushAt) <= LIVE_AHEAD_MS;
   }
 
   get heldSamples(): number {
@@ -257,6 +280,9 @@ class ThreadedDenoiser implements StreamDenoiser {
       this.output!.audio(pcm);
       return;
     }
+    const now = performance.now();
+    this.aheadMs = Math.max(0, this.aheadMs - (now - this.lastPushAt)) + pcm.length / SAMPLES_PER_MS;
+    this.lastPushAt = now;
     this.inFlight.push(pcm);
     this.pushed += pcm.length;
     this.thread.audio(this.id, pcm);

@@ -225,5 +225,35 @@ test('a worker that cannot keep up sheds streams until it does: nothing lost, th
   await slow.close();
 });
 
+test('a burst (an upload, a resent backlog) that puts a worker behind sheds nothing: it waits for its audio', async () => {
+  const sheddings: number[] = [];
+  const slow = await DenoiserThreads.start(1, { workerUrl: new URL('../support/slow-denoiser-worker.ts', import.meta.url), maxLagMs: 100, onShed: (streams) => sheddings.push(streams) });
+  const input = signal(16000 * 8, 5);
+  let pushed = 0;
+  const denoiser = slow.stream();
+  const reference = rnnoise.stream();
+  const heard = listen(denoiser, () => pushed);
+  const expected = listen(reference, () => pushed);
+  // 8 s of audio in half a second: the worker needs 1.6 s for its blocking alone.
+  const started = performance.now();
+  for (let at = 0; at < input.length; at += 3200) {
+    pushed += 3200;
+    denoiser.push(input.subarray(at, at + 3200));
+    reference.push(input.subarray(at, at + 3200));
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  denoiser.flush();
+  reference.flush();
+  while (heard.flushedAt.length < 1) await turn();
+  assert.equal(sheddings, [], `nothing shed (burst of 8 s in ${Math.round(performance.now() - started)} ms)`);
+  const out = concat(heard.audio);
+  const denoised = concat(expected.audio);
+  assert.is(out.length, input.length);
+  assert.ok(out.every((v, i) => v === denoised[i]), 'all of it denoised');
+  denoiser.close();
+  reference.close();
+  await slow.close();
+});
+
 test.after(() => threads.close());
 test.run();
