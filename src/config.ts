@@ -94,7 +94,7 @@ const shared = {
    * real-time track, in worker threads); `auto`: over a track's first 4 s and then only while its noise
    * floor stays above −50 dBFS (a fan), passing the other tracks through untouched.
    */
-  AUDIO_NOISE_SUPPRESSION: z.enum(['rnnoise', 'auto', 'off']).default('auto'),
+  AUDIO_NOISE_SUPPRESSION: z.enum(['rnnoise', 'auto', 'off']).default('off'),
   /** Worker threads RNNoise runs in (each track's stream in one of them); default: one per core but one, at least one. */
   AUDIO_NOISE_SUPPRESSION_THREADS: int(Math.max(1, availableParallelism() - 1), 1, 64),
 
