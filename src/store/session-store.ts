@@ -224,35 +224,45 @@ export class SessionStore {
   }
 
   /**
-   * Stores a final under its session's next seq and returns it numbered. The counter's row stays locked
-   * until the final is written, so seqs commit in order across every gateway: a stored seq means every
-   * lower one is stored too. `latencyMs`: end of speech → published, minus STT (live finals).
+   * Stores a final under its session's next seq and returns it numbered, in one statement (one round trip
+   * per final, not four: this runs for every final of every track). The counter's row stays locked until
+   * the statement commits, so seqs commit in order across every gateway: a stored seq means every lower one
+   * is stored too. `latencyMs`: end of speech → published, minus STT (live finals).
    */
   async appendSegment(unnumbered: UnnumberedFinal, latencyMs?: number): Promise<FinalEvent> {
     const confidences = unnumbered.words.flatMap((w) => (w.confidence === undefined ? [] : [w.confidence]));
-    return this.db.transaction(async (tx) => {
-      const [counter] = await tx.update(sessions).set({ lastSeq: sql`${sessions.lastSeq} + 1` }).where(eq(sessions.id, unnumbered.sessionId)).returning({ seq: sessions.lastSeq });
-      if (!counter) throw new Error(`session ${unnumbered.sessionId} does not exist`);
-      const final: FinalEvent = { ...unnumbered, seq: counter.seq, segmentId: `${unnumbered.sessionId}.${counter.seq}` };
-      await tx.insert(segments).values({
-        latencyMs: latencyMs === undefined ? null : Math.round(latencyMs),
-        wordCount: final.words.length,
-        confidence: confidences.length > 0 ? confidences.reduce((a, b) => a + b, 0) / confidences.length : null,
-        id: final.segmentId,
-        sessionId: final.sessionId,
-        seq: final.seq,
-        trackId: final.trackId,
-        role: final.role,
-        roleSource: final.roleSource,
-        speaker: final.speaker,
-        utteranceId: final.utteranceId,
-        text: final.text,
-        words: final.words,
-        startMs: final.startMs,
-        endMs: final.endMs,
-      });
-      return final;
-    });
+    const counter = this.db.$with('counter').as(
+      this.db.update(sessions).set({ lastSeq: sql`${sessions.lastSeq} + 1` }).where(eq(sessions.id, unnumbered.sessionId)).returning({ seq: sessions.lastSeq }),
+    );
+    // Every column in the table's order, each cast: an insert's select names no columns.
+    const [row] = await this.db
+      .with(counter)
+      .insert(segments)
+      .select((qb) =>
+        qb
+          .select({
+            id: sql`${unnumbered.sessionId}::text || '.' || ${counter.seq}`.as('id'),
+            sessionId: sql`${unnumbered.sessionId}::text`.as('session_id'),
+            seq: counter.seq,
+            trackId: sql`${unnumbered.trackId}::text`.as('track_id'),
+            role: sql`${unnumbered.role}::text`.as('role'),
+            roleSource: sql`${unnumbered.roleSource}::text`.as('role_source'),
+            speaker: sql`${unnumbered.speaker}::text`.as('speaker'),
+            utteranceId: sql`${unnumbered.utteranceId}::text`.as('utterance_id'),
+            text: sql`${unnumbered.text}::text`.as('text'),
+            words: sql`${JSON.stringify(unnumbered.words)}::jsonb`.as('words'),
+            startMs: sql`${unnumbered.startMs}::bigint`.as('start_ms'),
+            endMs: sql`${unnumbered.endMs}::bigint`.as('end_ms'),
+            confidence: sql`${confidences.length > 0 ? confidences.reduce((a, b) => a + b, 0) / confidences.length : null}::real`.as('confidence'),
+            latencyMs: sql`${latencyMs === undefined ? null : Math.round(latencyMs)}::integer`.as('latency_ms'),
+            wordCount: sql`${unnumbered.words.length}::integer`.as('word_count'),
+            createdAt: sql`now()`.as('created_at'),
+          })
+          .from(counter),
+      )
+      .returning({ seq: segments.seq, segmentId: segments.id });
+    if (!row) throw new Error(`session ${unnumbered.sessionId} does not exist`);
+    return { ...unnumbered, ...row };
   }
 
   /** Highest final seq stored for the session (0 when none). */
