@@ -12,7 +12,8 @@
  * audio pushed, with the denoiser's hold counted in. In `auto` mode the model runs over a track's first
  * seconds: on a clean recording (its pauses quiet) it lets go within 6 s, and from there the audio comes
  * out bit for bit as it went in; under a fan's hiss it keeps running; when the fan stops it lets go, and
- * when a fan starts on a quiet track it runs again within 10 s.
+ * when a fan starts on a quiet track it runs again within 10 s; a floor between the two thresholds (a
+ * faint hiss at -55 dBFS) leaves it as it was, running or not.
  */
 import { readFile } from 'node:fs/promises';
 import fc from 'fast-check';
@@ -157,6 +158,26 @@ test('auto: quiet recordings let the model go within seconds and pass untouched;
   assert.ok(changes[1].atS > 30 && changes[1].atS <= 40, `let go at ${changes[1].atS} s`);
   assert.ok(changes[2].atS > 60 && changes[2].atS <= 70, `ran again at ${changes[2].atS} s`);
   console.log(`auto: clean track let go at ${cleanRun.changes[1].atS} s; fan off at 30 s → let go at ${changes[1].atS} s; on at 60 s → ran again at ${changes[2].atS} s`);
+});
+
+test('auto: a floor between the thresholds (a faint hiss at -55 dBFS) keeps the model as it was, running or not', async () => {
+  const corpusDir = await ensureCorpus();
+  const clean = decodeWav(await readFile(`${corpusDir}/en/doctor.wav`)).samples;
+  const fan = decodeWav(await readFile(`${corpusDir}/en/doctor-fan10.wav`)).samples;
+  // Gaussian hiss at -55 dBFS RMS (sum of four uniforms): its quietest 10 ms stay within about 2 dB of it.
+  const faint = (x: Int16Array) => {
+    const rms = 32768 * 10 ** (-55 / 20);
+    let s = 7;
+    const uniform = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+    return x.map((v) => Math.max(-32768, Math.min(32767, Math.round(v + rms * Math.sqrt(3 / 4) * (uniform() + uniform() + uniform() + uniform())))));
+  };
+  const part = (x: Int16Array, fromS: number) => x.subarray(fromS * 16000, (fromS + 20) * 16000);
+  // The fan, then the faint hiss (stays on), the room's own quiet (let go), the faint hiss (stays off), the fan (on again).
+  const run = runAuto(concat([part(fan, 0), faint(part(clean, 20)), part(clean, 40), faint(part(clean, 60)), fan.subarray(80 * 16000, 99 * 16000)]));
+  const changes = run.changes;
+  assert.equal(changes.map((c) => c.engaged), [true, false, true], JSON.stringify(changes));
+  assert.ok(changes[1].atS > 40 && changes[1].atS <= 50, `let go at ${changes[1].atS} s`);
+  assert.ok(changes[2].atS > 80 && changes[2].atS <= 90, `ran again at ${changes[2].atS} s`);
 });
 
 /** A recording through an auto-mode denoiser in 20 ms chunks: its output and when the model started or stopped. */
