@@ -8,7 +8,7 @@
  * received. 16 kHz goes up to 48 kHz and back with the decimator's windowed-sinc low-pass.
  */
 import { createRequire } from 'node:module';
-import { LOW_PASS } from './decimator.ts';
+import { Decimator48To16, LOW_PASS } from './decimator.ts';
 
 interface RnnoiseModule {
   ready: Promise<unknown>;
@@ -172,8 +172,8 @@ export class TrackDenoiser {
   private blockCount = 0;
   /** The last TAPS/3 input samples (the up-sampling filter's memory), newest last. */
   private readonly upHistory = new Float64Array(Math.ceil(TAPS / 3));
-  /** The last TAPS − 1 denoised 48 kHz samples (the down-sampling filter's memory). */
-  private readonly downHistory = new Float64Array(TAPS - 1);
+  /** Back down to 16 kHz, each output's span ending DOWN_PHASE into its three 48 kHz samples. */
+  private readonly downsampler = new Decimator48To16(DOWN_PHASE);
   private readonly frame48 = new Float32Array(FRAME_48K);
   private readonly out16 = new Int16Array(FRAME_16K);
   /** Samples fed through the chain (input and padding) and come out of it. */
@@ -289,19 +289,8 @@ export class TrackDenoiser {
       }
     }
     this.rnnoise.processFrame(this.state, frame);
-    const down = this.downHistory;
-    const keep = TAPS - 1;
-    for (let n = 0; n < FRAME_16K; n++) {
-      // The 48 kHz sample ending this output's filter span: 3n + DOWN_PHASE of this frame.
-      const end = 3 * n + DOWN_PHASE;
-      let acc = 0;
-      for (let k = 0; k < TAPS; k++) {
-        const at = end - k;
-        acc += (at >= 0 ? frame[at] : down[keep + at]) * LOW_PASS[k];
-      }
-      this.out16[n] = Math.max(-32768, Math.min(32767, Math.round(acc)));
-    }
-    down.set(frame.subarray(FRAME_48K - keep));
+    // A whole frame (480, a multiple of 3) keeps the phase: 160 samples each time.
+    this.downsampler.processInto(frame, this.out16, 0);
     return this.out16;
   }
 
