@@ -73,12 +73,12 @@ export class SessionRegistry {
     return (await this.cache(values.id, false))!;
   }
 
-  /** Shutdown: every loaded session hands its live tracks' last words to the store and to viewers. */
   /** The recognizer started or stopped refusing requests: every loaded session's viewers are told. */
   sttStateChanged(): void {
     for (const loading of this.sessions.values()) void loading.then((session) => session?.sttStateChanged(), () => undefined);
   }
 
+  /** Shutdown: every loaded session hands its live tracks' last words to the store and to viewers. */
   async drain(): Promise<void> {
     const loaded = await Promise.allSettled([...this.sessions.values()]);
     await Promise.all(loaded.map((r) => (r.status === 'fulfilled' && r.value ? r.value.drain() : undefined)));

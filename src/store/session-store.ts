@@ -350,7 +350,6 @@ export class SessionStore {
     return this.db.select().from(uploads).where(eq(uploads.state, state));
   }
 
-  /** Windows whose audio died with a previous gateway process before STT answered. */
   /** The pending window jobs of these live tracks fail (their audio died with the gateway that held them). */
   async failPendingJobs(sessionId: string, trackIds: readonly string[], reason: string): Promise<void> {
     if (trackIds.length === 0) return;

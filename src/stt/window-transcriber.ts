@@ -398,7 +398,6 @@ export class WindowTranscriber {
     })();
   }
 
-  /** Sends the window, unless the recognizer began refusing while it waited in the queue; filters what comes back. */
   /** The window's audio as the recognizer is sent it: conditioned, its loudness taken over its speech. */
   private async conditioned(window: WindowAudio, found: SpeechFound | undefined): Promise<Int16Array> {
     const { conditioner } = this.options;
@@ -409,6 +408,7 @@ export class WindowTranscriber {
     return audio;
   }
 
+  /** Sends the window, unless the recognizer began refusing while it waited in the queue; filters what comes back. */
   private async attempt(window: WindowAudio, found: SpeechFound | undefined, kind: WindowKindSent, language?: string, prompt?: string): Promise<TranscribedWindow | typeof NOT_SENT> {
     if (this.refusal) return NOT_SENT;
     const audio = await this.conditioned(window, found);
