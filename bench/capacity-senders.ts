@@ -2,13 +2,14 @@
  * The capacity bench's load, made to cost almost nothing: COUNT tracks of pre-encoded Opus (the corpus's
  * two-person visit, looped: continuous speech) replayed from this one process on one 1 ms timer at real time,
  * as WebSocket `opus` frames (PATH=ws) or plain RTP datagrams from one UDP socket (PATH=rtp), each track at
- * its own phase of the 20 ms period (PHASES=together: all at once). Prints one
+ * its own phase of the packet period (PHASES=together: all at once). Packets of 20 ms (the corpus's Ogg)
+ * or, with PACKET_MS=60, of 60 ms (its WebM: fewer, larger messages for the same audio). Prints one
  * line when every track is open, then, after SECONDS of audio, one JSON line: packets sent, the sender's
  * own CPU seconds, and the timer's worst lateness (a sender that falls behind would be measuring itself).
  */
 import { createSocket } from 'node:dgram';
 import { WebSocket } from 'ws';
-import { oggPackets } from '../test/support/producer.ts';
+import { oggPackets, webmPackets } from '../test/support/producer.ts';
 import { signToken } from '../test/support/tokens.ts';
 
 const baseUrl = process.env.BASE_URL!;
@@ -16,11 +17,12 @@ const count = Number(process.env.COUNT);
 const seconds = Number(process.env.SECONDS);
 const path = process.env.PATH_KIND === 'rtp' ? 'rtp' : 'ws';
 const prefix = process.env.SESSION_PREFIX ?? 'capacity';
-const FRAME_MS = 20;
+const FRAME_MS = Number(process.env.PACKET_MS ?? 20);
+if (FRAME_MS !== 20 && FRAME_MS !== 60) throw new Error(`PACKET_MS=${FRAME_MS}: the corpus has 20 ms (Ogg) and 60 ms (WebM) packets`);
 /** Tracks per session: a visit's two people. */
 const TRACKS_PER_SESSION = 2;
 
-const packets = await oggPackets('corpus/en/mix.ogg');
+const packets = FRAME_MS === 60 ? await webmPackets('corpus/en/mix.webm') : await oggPackets('corpus/en/mix.ogg');
 const token = await signToken({ role: 'service' });
 const auth = { authorization: `Bearer ${token}` };
 
@@ -75,7 +77,7 @@ async function openRtp(session: string, track: string, ssrc: number, start: numb
       header[0] = 0x80;
       header[1] = 111;
       header.writeUInt16BE(index & 0xffff, 2);
-      header.writeUInt32BE((index * 960) >>> 0, 4);
+      header.writeUInt32BE((index * 48 * FRAME_MS) >>> 0, 4);
       header.writeUInt32BE(ssrc, 8);
       udp.send([header, packets[(start + index) % packets.length]], port, '127.0.0.1');
     },
@@ -101,7 +103,7 @@ console.log('open');
 const cpuBefore = process.cpuUsage();
 const total = (seconds * 1000) / FRAME_MS;
 /**
- * When in its 20 ms each track sends: spread over the period (phones in different visits are not in step),
+ * When in its packet period each track sends: spread over the period (phones in different visits are not in step),
  * or, with PHASES=together, all on the same instant (one burst of every track's packet each period: the
  * worst case for the gateway's event loop, which no clinic's independent phones produce).
  */

@@ -12,7 +12,8 @@
  *   BENCH_CAPACITY_SECONDS=20  BENCH_CAPACITY_COUNTS=25,50,100,150,200  BENCH_CAPACITY_PATHS=ws,rtp
  *   BENCH_CAPACITY_GATEWAY_ENV='{"STT_PARTIAL_BUDGET":"0"}'  (the gateway's configuration on top: what a setting costs)
  *   BENCH_CAPACITY_GATEWAYS=2  (a gateway process per core behind nginx, deploy/nginx/nginx.conf: a fleet on one machine)
- *   BENCH_CAPACITY_PHASES=together  (every track's packet in the same instant of each 20 ms: the worst case)
+ *   BENCH_CAPACITY_PHASES=together  (every track's packet in the same instant of each period: the worst case)
+ *   BENCH_CAPACITY_PACKET_MS=60  (60 ms Opus packets instead of 20 ms: what a producer that can choose saves the gateway)
  */
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -30,6 +31,7 @@ const counts = (process.env.BENCH_CAPACITY_COUNTS ?? '25,50,100,150,200').split(
 const paths = (process.env.BENCH_CAPACITY_PATHS ?? 'ws,rtp').split(',') as ('ws' | 'rtp')[];
 const gatewayCount = Number(process.env.BENCH_CAPACITY_GATEWAYS ?? 1);
 const phases = process.env.BENCH_CAPACITY_PHASES === 'together' ? 'together' : 'spread';
+const packetMs = Number(process.env.BENCH_CAPACITY_PACKET_MS ?? 20);
 const gatewayEnv = JSON.parse(process.env.BENCH_CAPACITY_GATEWAY_ENV ?? '{}') as Record<string, string>;
 const MAX_LOOP_DELAY_MS = 20;
 /** An event loop this late at p99 no longer keeps up: larger N only says so more. */
@@ -46,7 +48,7 @@ const stt = await startSttStub();
 const identity = await createTestIdentity();
 /** One key-encryption key for the fleet: each gateway reads the track tails another sealed. */
 const atRestKey = randomBytes(32).toString('base64');
-console.log(`${seconds} s of continuous Opus speech per track at real time, the tracks' packets ${phases === 'spread' ? 'spread over each 20 ms' : 'all at the same instant of each 20 ms'}; ${gatewayCount > 1 ? `${gatewayCount} gateway processes behind nginx (PostgreSQL, Redis, archive on)` : 'the gateway alone in its process (PostgreSQL, archive on)'}, the senders in another, the STT stub in this one; ${availableParallelism()} cores\n`);
+console.log(`${seconds} s of continuous Opus speech per track at real time in ${packetMs} ms packets, the tracks' packets ${phases === 'spread' ? `spread over each ${packetMs} ms` : `all at the same instant of each ${packetMs} ms`}; ${gatewayCount > 1 ? `${gatewayCount} gateway processes behind nginx (PostgreSQL, Redis, archive on)` : 'the gateway alone in its process (PostgreSQL, archive on)'}, the senders in another, the STT stub in this one; ${availableParallelism()} cores\n`);
 const found: Record<string, number> = {};
 try {
   for (const path of paths) {
@@ -72,7 +74,7 @@ try {
       const cpuOf = async () => (await Promise.all(gateways.map((g) => cpuSeconds(g.child)))).reduce((a, b) => a + b, 0);
       const loopP99s = () => Promise.all(gateways.map((g) => gauge(g.baseUrl, 'nodejs_eventloop_lag_p99_seconds')));
       const idleRss = await rss();
-      const senders = startProcess(['bench/capacity-senders.ts'], { BASE_URL: nginx?.baseUrl ?? gateways[0].baseUrl, COUNT: String(n), SECONDS: String(seconds), PATH_KIND: path, SESSION_PREFIX: `cap-${path}-${n}`, PHASES: phases });
+      const senders = startProcess(['bench/capacity-senders.ts'], { BASE_URL: nginx?.baseUrl ?? gateways[0].baseUrl, COUNT: String(n), SECONDS: String(seconds), PATH_KIND: path, SESSION_PREFIX: `cap-${path}-${n}`, PHASES: phases, PACKET_MS: String(packetMs) });
       const lines = createInterface({ input: senders.stdout! })[Symbol.asyncIterator]();
       await lines.next();
       // Scraping resets the event-loop delay histogram: what the next scrape reports is the load's.

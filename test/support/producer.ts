@@ -41,6 +41,16 @@ export async function oggPackets(path: string): Promise<Buffer[]> {
   return packets;
 }
 
+/** The Opus packets of a WebM file (the corpus's are 60 ms each). */
+export async function webmPackets(path: string): Promise<Buffer[]> {
+  const demuxer = new prism.opus.WebmDemuxer();
+  const packets: Buffer[] = [];
+  demuxer.on('data', (p: Buffer) => packets.push(p));
+  demuxer.end(await readFile(path));
+  await new Promise((resolve) => demuxer.on('end', resolve));
+  return packets;
+}
+
 /** The file cut into the messages a real producer of that format would send. */
 export async function chunksFor(options: Pick<StreamOptions, 'format' | 'file' | 'sampleRate' | 'dropSequences'>): Promise<StreamedChunk[]> {
   const { format, file } = options;
@@ -155,11 +165,7 @@ export async function resumableFrames(format: 'opus' | 'webm' | 'pcm16', file: s
   const bytes = await readFile(`${file}.webm`);
   const header = bytes.subarray(0, bytes.indexOf(Buffer.from([0x1f, 0x43, 0xb6, 0x75])));
   const clusterStart = Buffer.from([0x1f, 0x43, 0xb6, 0x75, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xe7, 0x81, 0x00]);
-  const demuxer = new prism.opus.WebmDemuxer();
-  const packets: Buffer[] = [];
-  demuxer.on('data', (p: Buffer) => packets.push(p));
-  demuxer.end(bytes);
-  await new Promise((resolve) => demuxer.on('end', resolve));
+  const packets = await webmPackets(`${file}.webm`);
   return {
     frames: timed(packets),
     format: {
