@@ -32,18 +32,13 @@ export interface StreamedChunk {
   atMs: number;
 }
 
-export async function oggPackets(path: string): Promise<Buffer[]> {
-  const demuxer = new prism.opus.OggDemuxer();
-  const packets: Buffer[] = [];
-  demuxer.on('data', (p: Buffer) => packets.push(p));
-  demuxer.end(await readFile(path));
-  await new Promise((resolve) => demuxer.on('end', resolve));
-  return packets;
-}
+/** The Opus packets of an Ogg file (the corpus's are 20 ms each). */
+export const oggPackets = (path: string) => demuxedPackets(path, new prism.opus.OggDemuxer());
 
 /** The Opus packets of a WebM file (the corpus's are 60 ms each). */
-export async function webmPackets(path: string): Promise<Buffer[]> {
-  const demuxer = new prism.opus.WebmDemuxer();
+export const webmPackets = (path: string) => demuxedPackets(path, new prism.opus.WebmDemuxer());
+
+async function demuxedPackets(path: string, demuxer: prism.opus.OggDemuxer | prism.opus.WebmDemuxer): Promise<Buffer[]> {
   const packets: Buffer[] = [];
   demuxer.on('data', (p: Buffer) => packets.push(p));
   demuxer.end(await readFile(path));
