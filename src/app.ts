@@ -44,7 +44,8 @@ import { Archiver } from './archive/archiver.ts';
 import { AudioSealer, localKeyEncryptionKey } from './archive/data-keys.ts';
 import { LocalObjectStore, S3ObjectStore } from './archive/object-store.ts';
 import { PIPELINE_SAMPLE_RATE } from './audio/opus-decoder.ts';
-import { FilteredVad, WebRtcVad, type VoiceActivityDetector } from './audio/vad.ts';
+import { trackVad, type VoiceActivityDetector } from './audio/vad.ts';
+import { DspThreads } from './audio/dsp-thread.ts';
 import { gatewayComponents, type GatewayComponents } from './components.ts';
 import type { Config } from './config.ts';
 import { Draining, GatewayError } from './errors.ts';
@@ -102,7 +103,8 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   // The VAD hears the track with mains hum notched out (it cuts the same windows as on clean audio under
   // hum); the windows keep the audio as received.
   const hearing = conditioning?.humNotch ? { ...conditioning, sampleRate: PIPELINE_SAMPLE_RATE } : undefined;
-  const newVad = adapters.vad ?? (() => (hearing ? new FilteredVad(new WebRtcVad(PIPELINE_SAMPLE_RATE, c.vadAggressiveness), hearing) : new WebRtcVad(PIPELINE_SAMPLE_RATE, c.vadAggressiveness)));
+  const vadSettings = { sampleRate: PIPELINE_SAMPLE_RATE, aggressiveness: c.vadAggressiveness, hearing };
+  const newVad = adapters.vad ?? (() => trackVad(vadSettings));
   // Told of the recognizer's refusals, which can begin before the registry exists.
   const sessions: { registry?: SessionRegistry } = {};
   const connected = adapters.transcriber ? undefined : await connectRecognizer(c, log, {
@@ -120,6 +122,10 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     },
   });
   const newDenoiser = rnnoise && (() => rnnoise.stream({ auto: c.noiseSuppression === 'auto', onEngaged: (on) => metrics.denoisedTracks.inc(on ? 1 : -1) }));
+  // Live tracks are decoded and heard by the VAD in worker threads, unless their VAD hears denoised audio or is the caller's.
+  const dsp = c.dspThreads > 0 && !rnnoise && !adapters.vad
+    ? await DspThreads.start(c.dspThreads, vadSettings, PIPELINE_SAMPLE_RATE / 50, { onDied: (error) => log.error({ err: error }, 'a DSP worker died: its tracks are decoded on the event loop from now on') })
+    : undefined;
   const conditioner = conditioning ? await ConditionerThread.start({ ...conditioning, sampleRate: PIPELINE_SAMPLE_RATE }) : undefined;
   const windowTranscriber = new WindowTranscriber(recognizer, {
     concurrency: c.stt.concurrency,
@@ -202,8 +208,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
         segmenter: c.segmenter,
         partialBudget: c.stt.partialBudget,
         partialContextMs: c.stt.partialContextMs,
-        vad: newVad(),
-        denoiser: newDenoiser?.(),
+        ...(dsp ? { frontEnd: dsp.stream() } : { vad: newVad(), denoiser: newDenoiser?.() }),
         transcriber: windowTranscriber,
         metrics,
         realTime: c.realTime,
@@ -256,6 +261,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
     await inventedWords.speechCheck?.detector.close?.();
     await conditioner?.close();
     await rnnoise?.close();
+    await dsp?.close();
     await webhook?.close();
     await lifecycle.close();
     await alerts?.close();

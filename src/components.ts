@@ -127,6 +127,8 @@ export interface GatewayComponents extends SttComponents {
     partialBudget: PartialBudgetOptions; partialContextMs: number;
   };
   vadAggressiveness: number;
+  /** Worker threads live tracks are decoded and heard by the VAD in (0: the event loop). */
+  dspThreads: number;
   segmenter: Partial<SegmenterOptions>;
   realTime: RealTimeLimits;
   uploads: {
@@ -208,6 +210,7 @@ export function gatewayComponents(config: Config): GatewayComponents {
       partialBudget: { budget: config.STT_PARTIAL_BUDGET, maxCreditMs: PARTIAL_MAX_CREDIT_MS }, partialContextMs: config.PARTIAL_CONTEXT_MS,
     },
     vadAggressiveness: config.VAD_AGGRESSIVENESS,
+    dspThreads: config.AUDIO_DSP_THREADS,
     segmenter,
     realTime: { maxSpeed: config.INGEST_MAX_SPEED, burstMs: config.INGEST_BURST_MS },
     uploads: {

@@ -152,6 +152,12 @@ const schema = z
     PRODUCER_RESUME_MS: int(10000, 0, 300000),
 
     VAD_AGGRESSIVENESS: int(2, 0, 3),
+    /**
+     * Worker threads each live track's Opus decoding and VAD run in (off the event loop that carries every
+     * track's packets); 0: on the event loop. Default: one per core but one, at least one. Tracks with noise
+     * suppression on are decoded on the event loop (their VAD hears the denoised audio).
+     */
+    AUDIO_DSP_THREADS: int(Math.max(1, availableParallelism() - 1), 0, 64),
     SEGMENT_PRE_ROLL_MS: int(300, 0, 2000),
     SEGMENT_SILENCE_MS: int(500, 100, 5000),
     SEGMENT_MAX_WINDOW_MS: int(28000, 5000, 30000),

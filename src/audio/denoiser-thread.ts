@@ -20,6 +20,7 @@
  * that lag is a burst's, it ends, and the stream waits for its audio rather than lose the model.
  */
 import { Worker } from 'node:worker_threads';
+import { allReady, workerReady } from './worker-thread.ts';
 import type { DenoisedOutput, DenoiserOptions, StreamDenoiser } from './noise-suppressor.ts';
 
 /** The operations a batch carries, OP_SIZE int32 each: kind, stream, and two arguments. */
@@ -67,12 +68,7 @@ export class DenoiserThreads {
   static async start(count: number, options: DenoiserThreadsOptions = {}): Promise<DenoiserThreads> {
     const url = options.workerUrl ?? new URL('./denoiser-worker.ts', import.meta.url);
     const threads = Array.from({ length: Math.max(1, count) }, () => new DenoiserThread(url, options));
-    try {
-      await Promise.all(threads.map((t) => t.ready));
-    } catch (error) {
-      await Promise.all(threads.map((t) => t.close()));
-      throw error;
-    }
+    await allReady(threads);
     return new DenoiserThreads(threads);
   }
 
@@ -116,11 +112,7 @@ class DenoiserThread {
     this.onShed = onShed;
     this.worker = new Worker(url);
     this.worker.unref();
-    this.ready = new Promise<void>((resolve, reject) => {
-      this.worker.once('message', (message: { ready?: true; error?: string }) => (message.ready ? resolve() : reject(new Error(`denoiser: ${message.error}`))));
-      this.worker.once('error', reject);
-    });
-    this.ready.catch(() => undefined);
+    this.ready = workerReady(this.worker, 'denoiser');
     this.worker.on('message', (message: DenoiserBatch | { ready?: true }) => {
       if ('ops' in message) this.received(message);
     });

@@ -31,10 +31,7 @@ export class WorkerThread<Request, Reply> {
     const worker = new Worker(this.url);
     this.worker = worker;
     worker.unref();
-    this.ready = new Promise<void>((resolve, reject) => {
-      worker.once('message', (message: { ready?: true; error?: string }) => (message.ready ? resolve() : reject(new Error(`${this.name}: ${message.error}`))));
-      worker.once('error', reject);
-    });
+    this.ready = workerReady(worker, this.name);
     worker.on('message', (message: { id?: number; reply?: Reply; error?: string }) => {
       if (message.id === undefined) return;
       const request = this.pending.get(message.id);
@@ -74,6 +71,27 @@ export class WorkerThread<Request, Reply> {
     this.worker = undefined;
     await worker?.terminate();
   }
+}
+
+/** Resolves once a worker says it is ready; rejects with what it says instead (prefixed by `name`), or its error. */
+export function workerReady(worker: Worker, name: string): Promise<void> {
+  const ready = new Promise<void>((resolve, reject) => {
+    worker.once('message', (message: { ready?: true; error?: string }) => (message.ready ? resolve() : reject(new Error(`${name}: ${message.error}`))));
+    worker.once('error', reject);
+  });
+  ready.catch(() => undefined);
+  return ready;
+}
+
+/** Waits for every one of a pool's workers; if one cannot start, all are closed and its error thrown. */
+export async function allReady<T extends { ready: Promise<void>; close(): Promise<unknown> }>(threads: T[]): Promise<T[]> {
+  try {
+    await Promise.all(threads.map((t) => t.ready));
+  } catch (error) {
+    await Promise.all(threads.map((t) => t.close()));
+    throw error;
+  }
+  return threads;
 }
 
 /**

@@ -2,9 +2,12 @@
  * The loop the live and upload paths share: 16 kHz PCM of any chunking → (noise suppression, when on)
  * → 20 ms frames → a VAD decision per frame → the segmenter's windows, handed to a sink as they close (no
  * array per chunk on the hot path). One object per track or upload; it holds no I/O (a denoiser in a
- * worker thread gives its audio back later: the frames, and so the windows, then follow from there).
+ * worker thread gives its audio back later: the frames, and so the windows, then follow from there). A
+ * live track's front end (decoding, framing and the VAD in a worker thread) gives back frames already
+ * decided: the segmenter takes them from there.
  */
 import { Framer } from '../audio/framer.ts';
+import type { TrackFrontEnd } from '../audio/dsp-thread.ts';
 import type { StreamDenoiser } from '../audio/noise-suppressor.ts';
 import type { VoiceActivityDetector } from '../audio/vad.ts';
 import { Segmenter, type AudioWindow, type SegmenterOptions } from './segmenter.ts';
@@ -25,40 +28,54 @@ export interface WindowSink {
 export class VoiceWindows {
   readonly segmenter: Segmenter;
   private readonly framer: Framer;
-  private readonly vad: VoiceActivityDetector;
+  private readonly vad: VoiceActivityDetector | undefined;
   private readonly sink: WindowSink;
   private readonly denoiser: StreamDenoiser | undefined;
+  private readonly frontEnd: TrackFrontEnd | undefined;
   /** Resolved as the denoiser's flushes come out, in order. */
   private readonly flushes: (() => void)[] = [];
   /** Waiting for the denoiser to hold at most `samples`. */
   private catchUp: { samples: number; resolve(): void } | undefined;
 
-  /** `denoiser`: what the VAD, the segmenter (so the windows sent to STT) and the diarizer hear instead of the audio as received. */
-  constructor(vad: VoiceActivityDetector, options: Partial<SegmenterOptions>, sink: WindowSink, denoiser?: StreamDenoiser) {
-    this.vad = vad;
+  /**
+   * `hearing`: the VAD, or a front end that frames the audio and runs the VAD elsewhere (its frames must be
+   * the segmenter's). `denoiser` (with a VAD only): what the VAD, the segmenter (so the windows sent to STT)
+   * and the diarizer hear instead of the audio as received.
+   */
+  constructor(hearing: VoiceActivityDetector | TrackFrontEnd, options: Partial<SegmenterOptions>, sink: WindowSink, denoiser?: StreamDenoiser) {
     this.sink = sink;
-    this.denoiser = denoiser;
     this.segmenter = new Segmenter(options);
     this.framer = new Framer((this.segmenter.options.sampleRate * this.segmenter.options.frameMs) / 1000);
-    denoiser?.start({
-      audio: (pcm) => {
-        this.reported(() => this.frames(pcm));
-        if (this.catchUp && denoiser.heldSamples <= this.catchUp.samples) {
-          this.catchUp.resolve();
-          this.catchUp = undefined;
-        }
-      },
-      flushed: () => {
-        const done = this.flushes.shift();
-        this.reported(() => this.flushRest());
-        done?.();
-      },
-    });
+    const flushed = () => {
+      const done = this.flushes.shift();
+      this.reported(() => this.flushRest());
+      done?.();
+    };
+    if ('isSpeech' in hearing) {
+      this.vad = hearing;
+      this.denoiser = denoiser;
+      denoiser?.start({
+        audio: (pcm) => {
+          this.reported(() => this.frames(pcm));
+          this.caughtUp();
+        },
+        flushed,
+      });
+    } else {
+      this.frontEnd = hearing;
+      hearing.start({
+        frame: (frame, isSpeech) => {
+          this.reported(() => this.decided(frame, isSpeech));
+          this.caughtUp();
+        },
+        flushed,
+      });
+    }
   }
 
-  /** Input pushed that the denoiser has not given back yet, samples. */
+  /** Input pushed that the denoiser or the front end has not given back yet, samples. */
   get heldSamples(): number {
-    return this.denoiser?.heldSamples ?? 0;
+    return this.denoiser?.heldSamples ?? this.frontEnd?.heldSamples ?? 0;
   }
 
   /** Track time reached, ms (whole frames). */
@@ -68,10 +85,10 @@ export class VoiceWindows {
 
   /** Audio received, ms, with the part of a frame the framer holds (a fraction of a ms at worst). */
   get receivedMs(): number {
-    return this.segmenter.positionMs + ((this.framer.pendingSamples + (this.denoiser?.heldSamples ?? 0)) * 1000) / this.segmenter.options.sampleRate;
+    return this.segmenter.positionMs + ((this.framer.pendingSamples + this.heldSamples) * 1000) / this.segmenter.options.sampleRate;
   }
 
-  /** Resolves once the denoiser holds at most `samples` (a producer faster than it waits; one waiter at a time). */
+  /** Resolves once the denoiser or front end holds at most `samples` (a producer faster than it waits; one waiter at a time). */
   heldBelow(samples: number): Promise<void> {
     if (this.heldSamples <= samples) return Promise.resolve();
     return new Promise<void>((resolve) => (this.catchUp = { samples, resolve }));
@@ -79,6 +96,7 @@ export class VoiceWindows {
 
   push(pcm: Int16Array): void {
     if (this.denoiser) this.denoiser.push(pcm);
+    else if (this.frontEnd) this.frontEnd.pcm(pcm);
     else this.frames(pcm);
   }
 
@@ -88,18 +106,19 @@ export class VoiceWindows {
   }
 
   /**
-   * End of the audio (or a hole in it): what the denoiser holds, the partial last frame and the open
-   * utterance; resolves once they are through (at once without a denoiser, or with one on this thread).
-   * Audio pushed after it comes after them.
+   * End of the audio (or a hole in it): what the denoiser or front end holds, the partial last frame and
+   * the open utterance; resolves once they are through (at once without either, or with one on this
+   * thread). Audio pushed after it comes after them.
    */
   flush(): Promise<void> {
-    if (!this.denoiser) {
+    const stage = this.denoiser ?? this.frontEnd;
+    if (!stage) {
       this.flushRest();
       return Promise.resolve();
     }
     return new Promise<void>((resolve) => {
       this.flushes.push(resolve);
-      this.denoiser!.flush();
+      stage.flush();
     });
   }
 
@@ -112,9 +131,10 @@ export class VoiceWindows {
     }
   }
 
-  /** The denoiser's model state released, nothing flushed (a track that failed). */
+  /** The denoiser's or front end's state released, nothing flushed (a track that failed). */
   release(): void {
     this.denoiser?.close();
+    this.frontEnd?.close();
   }
 
   private frames(pcm: Int16Array): void {
@@ -136,8 +156,18 @@ export class VoiceWindows {
     }
   }
 
+  private caughtUp(): void {
+    if (this.catchUp && this.heldSamples <= this.catchUp.samples) {
+      this.catchUp.resolve();
+      this.catchUp = undefined;
+    }
+  }
+
   private pushFrame(frame: Int16Array): void {
-    const isSpeech = this.vad.isSpeech(frame);
+    this.decided(frame, this.vad!.isSpeech(frame));
+  }
+
+  private decided(frame: Int16Array, isSpeech: boolean): void {
     if (isSpeech) this.sink.speech?.();
     this.sink.frame?.(frame, isSpeech);
     for (const window of this.segmenter.push({ samples: frame, isSpeech })) this.sink.window(window);

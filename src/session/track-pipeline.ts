@@ -1,6 +1,7 @@
 /**
  * The live pipeline of one producer connection, in the order audio flows through it:
- * audio units → Opus decoder (16 kHz) → framer (20 ms) → VAD → segmenter → STT → captions.
+ * audio units → Opus decoder (16 kHz) → framer (20 ms) → VAD → segmenter → STT → captions (decoder,
+ * framer and VAD in a worker thread when the track has a front end: the track's timeline is kept here).
  * It owns no socket and no demuxer: the ingest adapter demuxes its transport (WebSocket frames, RTP) into
  * audio units and pushes them in; a TrackListener receives what comes out.
  *
@@ -13,7 +14,8 @@
  *    speech before the confirmation discards it (counted as paid for nothing).
  */
 import { CloseCode, type Word } from '../../client-sdk/src/protocol.ts';
-import { OpusDecoder, PIPELINE_SAMPLE_RATE } from '../audio/opus-decoder.ts';
+import { OpusDecoder, OpusTimeline, PIPELINE_SAMPLE_RATE } from '../audio/opus-decoder.ts';
+import type { TrackFrontEnd } from '../audio/dsp-thread.ts';
 import { RealTimeGuard, type RealTimeLimits } from '../audio/real-time-guard.ts';
 import type { VoiceActivityDetector } from '../audio/vad.ts';
 import type { AudioUnit } from '../demux/packet-source.ts';
@@ -36,8 +38,9 @@ import type { TailSink } from './track-tail.ts';
 const MAX_CONSECUTIVE_CORRUPT = 50;
 /** How often the track's position is reported for persistence (ms of audio). */
 const PROGRESS_EVERY_MS = 5000;
-/** Silence a resumed connection's gap is filled with, 20 ms at a time (shared: never written). */
-const SILENT_FRAME = new Int16Array(PIPELINE_SAMPLE_RATE / 50);
+/** Silence a resumed connection's gap is filled with, 20 ms at a time, and a tail's stand-in for audio decoded elsewhere (shared: never written). */
+const SILENCE = new Int16Array(PIPELINE_SAMPLE_RATE / 5);
+const SILENT_FRAME = SILENCE.subarray(0, PIPELINE_SAMPLE_RATE / 50);
 
 export interface TrackListener {
   /** `turns`: on a diarized track, who spoke when in the partial's window (track time). */
@@ -84,9 +87,12 @@ export interface TrackPipelineOptions {
   /** What its STT calls are prompted with, and its finals corrected toward. */
   prompts: TrackPrompts;
   segmenter: Partial<SegmenterOptions>;
-  vad: VoiceActivityDetector;
+  /** The track's VAD, unless it has a front end. */
+  vad?: VoiceActivityDetector;
   /** Noise suppression the VAD and the windows hear (`AUDIO_NOISE_SUPPRESSION`); the recording keeps the audio as received. */
   denoiser?: StreamDenoiser;
+  /** Decoding, framing and the VAD in a worker thread (`vad` and `denoiser` then unused). */
+  frontEnd?: TrackFrontEnd;
   transcriber: WindowTranscriber;
   listener: TrackListener;
   metrics: Metrics;
@@ -144,6 +150,11 @@ const MIN_ENDING_WORDS = 2;
 /** Words of the previous finals a final's prompt carries. */
 const PREVIOUS_WORDS = 40;
 
+/** `samples` of silence (a view of the shared silence when it is long enough). */
+function silence(samples: number): Int16Array {
+  return samples <= SILENCE.length ? SILENCE.subarray(0, samples) : new Int16Array(samples);
+}
+
 /** Pipelines made in this process (their windows' stream keys). */
 let pipelines = 0;
 
@@ -159,7 +170,9 @@ export function utteranceId(trackId: string, epoch: number, utterance: number): 
 
 export class TrackPipeline {
   private readonly options: TrackPipelineOptions;
-  private readonly decoder = new OpusDecoder();
+  /** Decodes here when the track has no front end; else the timeline alone is kept here. */
+  private readonly decoder: OpusDecoder | undefined;
+  private readonly timeline: OpusTimeline;
   private readonly windows: VoiceWindows;
   private readonly captions = new TrackCaptions();
   private readonly budget: PartialBudget;
@@ -195,7 +208,9 @@ export class TrackPipeline {
 
   constructor(options: TrackPipelineOptions) {
     this.options = options;
-    this.windows = new VoiceWindows(options.vad, { ...options.segmenter, sampleRate: PIPELINE_SAMPLE_RATE }, {
+    this.decoder = options.frontEnd ? undefined : new OpusDecoder();
+    this.timeline = this.decoder ?? new OpusTimeline();
+    this.windows = new VoiceWindows(options.frontEnd ?? options.vad!, { ...options.segmenter, sampleRate: PIPELINE_SAMPLE_RATE }, {
       window: (window) => this.dispatch(window),
       speech: () => void (this.lastSpeechAt = this.lastReceivedAt),
       frame: options.diarizer ? (frame, isSpeech) => options.diarizer!.frame(frame, isSpeech) : options.voice ? (frame, isSpeech) => options.voice!.frame(frame, isSpeech) : undefined,
@@ -337,54 +352,68 @@ export class TrackPipeline {
 
   private consume(unit: AudioUnit): void {
     if (this.failed) return;
-    let pcm: Int16Array;
+    const frontEnd = this.options.frontEnd;
+    // The unit's audio: decoded here, or (with a front end) only counted, `samples` long either way.
+    let pcm: Int16Array | undefined;
+    let samples: number;
     if (unit.kind === 'pcm') {
       pcm = unit.samples;
+      samples = pcm.length;
     } else if (unit.kind === 'lost') {
-      if (!this.realTime.allows(this.receivedMs + unit.count * this.decoder.packetMs, performance.now())) {
+      if (!this.realTime.allows(this.receivedMs + unit.count * this.timeline.packetMs, performance.now())) {
         this.fail(new IngestError(CloseCode.policyViolation, 'the stream runs faster than real time (sequence gaps or timestamps ahead of the clock)'));
         return;
       }
       this.options.metrics.lostPackets.inc(unit.count);
-      pcm = this.decoder.conceal(unit.count);
+      pcm = this.decoder?.conceal(unit.count);
+      samples = pcm?.length ?? this.timeline.lost(unit.count);
     } else {
       // Decoded even when skipped: the decoder's state then follows the packets it continues from.
-      pcm = this.decoder.decode(unit.packet);
-      if (this.decoder.consecutiveCorrupt > 0) {
+      pcm = this.decoder?.decode(unit.packet);
+      samples = pcm?.length ?? this.timeline.packet(unit.packet);
+      if (this.timeline.consecutiveCorrupt > 0) {
         this.options.metrics.lostPackets.inc();
-        if (this.decoder.consecutiveCorrupt >= MAX_CONSECUTIVE_CORRUPT) {
+        if (this.timeline.consecutiveCorrupt >= MAX_CONSECUTIVE_CORRUPT) {
           this.fail(new IngestError(CloseCode.invalidPayload, `${MAX_CONSECUTIVE_CORRUPT} packets in a row are not Opus`));
           return;
         }
       }
     }
-    if (this.skipSamples > 0) {
-      const skipped = Math.min(this.skipSamples, pcm.length);
-      this.skipSamples -= skipped;
+    const accepted = unit.kind === 'opus' && this.timeline.consecutiveCorrupt === 0;
+    const skipped = Math.min(this.skipSamples, samples);
+    this.skipSamples -= skipped;
+    if (skipped === samples) {
       // Already received on the connection before: neither archived nor counted again.
-      if (skipped === pcm.length) return;
-      pcm = pcm.subarray(skipped);
+      if (frontEnd && unit.kind !== 'pcm') this.toFrontEnd(frontEnd, unit, samples, skipped);
+      return;
     }
-    if (unit.kind === 'pcm') this.options.archive?.pcm(pcm);
-    // Only what the codec accepted is archived: a rejected packet would corrupt the Ogg timeline.
-    else if (unit.kind === 'opus' && this.decoder.consecutiveCorrupt === 0) this.options.archive?.packet(unit.packet);
-    if (!this.realTime.allows(this.receivedMs + (pcm.length * 1000) / PIPELINE_SAMPLE_RATE, performance.now())) {
+    if (pcm && skipped > 0) pcm = pcm.subarray(skipped);
+    const kept = samples - skipped;
+    if (unit.kind === 'pcm') this.options.archive?.pcm(pcm!);
+    // Only what the codec accepts is archived: a refused packet would corrupt the Ogg timeline.
+    else if (accepted) this.options.archive?.packet(unit.packet);
+    if (!this.realTime.allows(this.receivedMs + (kept * 1000) / PIPELINE_SAMPLE_RATE, performance.now())) {
       this.fail(new IngestError(CloseCode.policyViolation, 'the stream runs faster than real time beyond the allowed burst'));
       return;
     }
-    this.options.metrics.audioSeconds.inc(pcm.length / PIPELINE_SAMPLE_RATE);
-    const receivedMs = (pcm.length * 1000) / PIPELINE_SAMPLE_RATE;
+    this.options.metrics.audioSeconds.inc(kept / PIPELINE_SAMPLE_RATE);
+    const receivedMs = (kept * 1000) / PIPELINE_SAMPLE_RATE;
     this.options.usage.receive(receivedMs);
     this.budget.earn(receivedMs);
-    // The units as they came (a packet the codec refused, or concealment, as its PCM).
-    this.options.tail?.audio(this.trackMs, (unit.kind === 'opus' && this.decoder.consecutiveCorrupt === 0) || (unit.kind === 'pcm' && pcm === unit.samples) ? unit : { kind: 'pcm', samples: pcm }, this.durableMs);
-    this.windows.push(pcm);
+    // The units as they came (a packet the codec refused, or concealment, as its PCM; as silence when decoded elsewhere).
+    this.options.tail?.audio(this.trackMs, accepted || (unit.kind === 'pcm' && skipped === 0) ? unit : { kind: 'pcm', samples: pcm ?? silence(kept) }, this.durableMs);
+    if (frontEnd && unit.kind !== 'pcm') this.toFrontEnd(frontEnd, unit, samples, skipped);
+    else this.windows.push(pcm!);
     if (this.receivedMs - this.lastProgressMs >= PROGRESS_EVERY_MS) {
       this.lastProgressMs = this.receivedMs;
       this.options.listener.progress(this.durableMs);
     }
   }
 
+  private toFrontEnd(frontEnd: TrackFrontEnd, unit: AudioUnit, samples: number, skipped: number): void {
+    if (unit.kind === 'opus') frontEnd.opus(unit.packet, samples, skipped);
+    else if (unit.kind === 'lost') frontEnd.conceal(unit.count, samples, skipped);
+  }
 
   /** The speech check's stream key of this connection's windows that start at `startMs`. */
   private streamAt(startMs: number): string {

@@ -1,0 +1,362 @@
+/**
+ * Each live track's Opus decoding and VAD where they do not hold the event loop: on one thread they were
+ * a third of what every track cost it (decoding alone the largest part), and the delay they added to every
+ * packet grew with the tracks. Each track's stream lives in one of a few worker threads (the one with the
+ * fewest streams); its units go there in one batch for all the streams of that worker, at most every
+ * BATCH_EVERY_MS (one message, the packets' and samples' bytes transferred, not a message per packet), and
+ * its whole 20 ms frames come back the same way with the VAD's decisions, in order. The gateway keeps the
+ * track's timeline itself (`OpusTimeline`: what each unit stands for is known without decoding it), so
+ * what is in flight counts as held (`heldSamples`) and nothing waits on the worker but the frames.
+ *
+ * If a worker dies, its streams go on in the gateway: each keeps the units the worker has not answered
+ * for, and they are decoded here from then on, after silence as long as what the worker's framer held
+ * (under one frame: the track's time is kept, that part of a frame is lost).
+ */
+import { Worker } from 'node:worker_threads';
+import { allReady, workerReady } from './worker-thread.ts';
+import { FrameAnalyzer, type FrameOutput } from './frame-analyzer.ts';
+import { trackVad, type VadSettings } from './vad.ts';
+
+/**
+ * A batch waits this long after the previous one: with tracks' packets spread over each 20 ms, a message per
+ * turn of the event loop cost more than the decoding it moved (each message is paid on both threads).
+ */
+export const BATCH_EVERY_MS = 5;
+
+/** The operations a batch carries, DSP_OP_SIZE int32 each: kind, stream, and three arguments. */
+export const DspOp = { open: 0, opus: 1, conceal: 2, pcm: 3, flush: 4, close: 5, frames: 6, flushed: 7, done: 8 } as const;
+export type DspOp = (typeof DspOp)[keyof typeof DspOp];
+export const DSP_OP_SIZE = 5;
+
+/** Gateway → worker: operations, and the bytes their `opus` (offset, length, skip) and `pcm` (offset, samples) ops point into. */
+export interface DspBatch {
+  ops: Int32Array<ArrayBuffer>;
+  bytes: Uint8Array<ArrayBuffer>;
+}
+
+/** Worker → gateway: `frames` (sample offset, count, first decision), `flushed`, `done` (units taken, samples its framer holds). */
+export interface DspReply {
+  ops: Int32Array<ArrayBuffer>;
+  audio: Int16Array<ArrayBuffer>;
+  speech: Uint8Array<ArrayBuffer>;
+}
+
+/** What a track's front end gives back: its whole frames in order, and each flush once done. */
+export interface FramedOutput extends FrameOutput {
+  /** The audio pushed before the flush has come out, its last partial frame padded with silence. */
+  flushed(): void;
+}
+
+/** A track's decoding and VAD, elsewhere: units in, frames with the VAD's decisions out, later and in order. */
+export interface TrackFrontEnd {
+  start(output: FramedOutput): void;
+  /** A packet that stands for `samples` (its timeline's count), the first `skip` of them already in the track. */
+  opus(packet: Buffer, samples: number, skip: number): void;
+  /** `count` lost packets, concealed, `samples` in all. */
+  conceal(count: number, samples: number, skip: number): void;
+  pcm(samples: Int16Array): void;
+  flush(): void;
+  close(): void;
+  /** Samples pushed that have not come back in frames. */
+  readonly heldSamples: number;
+}
+
+export interface DspThreadsOptions {
+  /** A worker is gone (its streams go on in the gateway). */
+  onDied?(error: Error): void;
+  /** The worker's module (a test's that dies). */
+  workerUrl?: URL;
+}
+
+export class DspThreads {
+  private readonly threads: DspThread[];
+  private readonly vad: VadSettings;
+  private readonly frameSamples: number;
+
+  private constructor(threads: DspThread[], vad: VadSettings, frameSamples: number) {
+    this.threads = threads;
+    this.vad = vad;
+    this.frameSamples = frameSamples;
+  }
+
+  /** Starts `count` workers making each track's VAD from `vad`; rejects if one cannot start. */
+  static async start(count: number, vad: VadSettings, frameSamples: number, options: DspThreadsOptions = {}): Promise<DspThreads> {
+    const url = options.workerUrl ?? new URL('./dsp-worker.ts', import.meta.url);
+    const threads = Array.from({ length: Math.max(1, count) }, () => new DspThread(url, { vad, frameSamples }, options.onDied));
+    await allReady(threads);
+    return new DspThreads(threads, vad, frameSamples);
+  }
+
+  /** A track's front end, in the worker with the fewest streams; `close()` it when the track ends. */
+  stream(): TrackFrontEnd {
+    const local = () => new FrameAnalyzer(trackVad(this.vad), this.frameSamples);
+    const alive = this.threads.filter((t) => !t.dead);
+    if (alive.length === 0) return new ThreadedFrontEnd(undefined, this.frameSamples, local);
+    return alive.reduce((a, b) => (b.streamCount < a.streamCount ? b : a)).open(this.frameSamples, local);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.threads.map((t) => t.close()));
+  }
+}
+
+let nextStreamId = 0;
+
+class DspThread {
+  readonly ready: Promise<void>;
+  dead = false;
+  private readonly worker: Worker;
+  private readonly streams = new Map<number, ThreadedFrontEnd>();
+  private ops: number[] = [];
+  private bytes = new Uint8Array(65536);
+  private bytesUsed = 0;
+  private scheduled = false;
+  private sentAt = 0;
+  /** Batches sent and not answered: while there are, the worker keeps the process alive. */
+  private unanswered = 0;
+  private readonly sendNow = () => this.send();
+
+  constructor(url: URL, workerData: { vad: VadSettings; frameSamples: number }, onDied: DspThreadsOptions['onDied']) {
+    this.worker = new Worker(url, { workerData });
+    this.worker.unref();
+    this.ready = workerReady(this.worker, 'dsp');
+    this.worker.on('message', (message: DspReply | { ready?: true }) => {
+      if ('ops' in message) this.received(message);
+    });
+    const died = (error: Error) => {
+      if (this.dead) return;
+      this.dead = true;
+      const orphans = [...this.streams.values()];
+      this.streams.clear();
+      for (const stream of orphans) stream.orphaned();
+      onDied?.(error);
+    };
+    this.worker.on('error', died);
+    this.worker.on('exit', (code) => died(new Error(`the dsp worker exited (${code})`)));
+  }
+
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  open(frameSamples: number, local: () => FrameAnalyzer): ThreadedFrontEnd {
+    const stream = new ThreadedFrontEnd(this, frameSamples, local);
+    this.streams.set(stream.id, stream);
+    this.op(DspOp.open, stream.id);
+    return stream;
+  }
+
+  /** @internal */
+  op(kind: DspOp, stream: number, a = 0, b = 0, c = 0): void {
+    this.ops.push(kind, stream, a, b, c);
+    if (kind === DspOp.close) this.streams.delete(stream);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    const waitMs = this.sentAt + BATCH_EVERY_MS - performance.now();
+    if (waitMs > 0) setTimeout(this.sendNow, waitMs);
+    else setImmediate(this.sendNow);
+  }
+
+  /** @internal Copies `data` into the batch's bytes (at an even offset), returns where. */
+  stage(data: Uint8Array): number {
+    const at = this.bytesUsed + (this.bytesUsed & 1);
+    if (at + data.length > this.bytes.length) {
+      const grown = new Uint8Array(Math.max(this.bytes.length * 2, at + data.length));
+      grown.set(this.bytes.subarray(0, this.bytesUsed));
+      this.bytes = grown;
+    }
+    this.bytes.set(data, at);
+    this.bytesUsed = at + data.length;
+    return at;
+  }
+
+  close(): Promise<number> {
+    this.dead = true;
+    // Unreferenced, a terminating worker would let the process exit before its exit is awaited.
+    this.worker.ref();
+    return this.worker.terminate();
+  }
+
+  private send(): void {
+    this.scheduled = false;
+    if (this.dead || this.ops.length === 0) return;
+    const batch: DspBatch = { ops: Int32Array.from(this.ops), bytes: this.bytes.slice(0, this.bytesUsed) };
+    this.ops = [];
+    this.bytesUsed = 0;
+    this.sentAt = performance.now();
+    if (this.unanswered++ === 0) this.worker.ref();
+    this.worker.postMessage(batch, [batch.ops.buffer, batch.bytes.buffer]);
+  }
+
+  private received({ ops, audio, speech }: DspReply): void {
+    if (--this.unanswered === 0) this.worker.unref();
+    for (let i = 0; i < ops.length; i += DSP_OP_SIZE) {
+      const stream = this.streams.get(ops[i + 1]);
+      if (!stream) continue;
+      const kind = ops[i];
+      if (kind === DspOp.frames) stream.delivered(audio, ops[i + 2], ops[i + 3], speech, ops[i + 4]);
+      else if (kind === DspOp.flushed) stream.flushDone();
+      else if (kind === DspOp.done) stream.taken(ops[i + 2], ops[i + 3]);
+    }
+  }
+}
+
+/** A track's front end in a worker (or, its worker gone, in the gateway from the units it had not answered for). */
+class ThreadedFrontEnd implements TrackFrontEnd {
+  readonly id = ++nextStreamId;
+  private thread: DspThread | undefined;
+  private analyzer: FrameAnalyzer | undefined;
+  private readonly frameSamples: number;
+  private readonly makeAnalyzer: () => FrameAnalyzer;
+  private output: FramedOutput | undefined;
+  /** Units sent and not taken by the worker, oldest first: replayed here should it die. */
+  private readonly inFlight = new UnitQueue();
+  /** Samples the worker's framer held at its last answer. */
+  private heldByFramer = 0;
+  /** Samples pushed when each flush not yet done was asked for. */
+  private readonly flushMarks: number[] = [];
+  private pushed = 0;
+  private returned = 0;
+  private closed = false;
+  private readonly frames: FrameOutput = {
+    frame: (frame, isSpeech) => {
+      this.returned += frame.length;
+      this.output!.frame(frame, isSpeech);
+    },
+  };
+
+  constructor(thread: DspThread | undefined, frameSamples: number, makeAnalyzer: () => FrameAnalyzer) {
+    this.thread = thread;
+    this.frameSamples = frameSamples;
+    this.makeAnalyzer = makeAnalyzer;
+    if (!thread) this.analyzer = makeAnalyzer();
+  }
+
+  get heldSamples(): number {
+    return Math.max(0, this.pushed - this.returned);
+  }
+
+  start(output: FramedOutput): void {
+    this.output = output;
+  }
+
+  opus(packet: Buffer, samples: number, skip: number): void {
+    if (this.closed) return;
+    this.pushed += samples - skip;
+    if (this.analyzer) return this.analyzer.opus(packet, skip, this.frames);
+    this.inFlight.push(DspOp.opus, packet, skip);
+    this.thread!.op(DspOp.opus, this.id, this.thread!.stage(packet), packet.length, skip);
+  }
+
+  conceal(count: number, samples: number, skip: number): void {
+    if (this.closed) return;
+    this.pushed += samples - skip;
+    if (this.analyzer) return this.analyzer.conceal(count, skip, this.frames);
+    this.inFlight.push(DspOp.conceal, undefined, skip, count);
+    this.thread!.op(DspOp.conceal, this.id, count, skip);
+  }
+
+  pcm(samples: Int16Array): void {
+    if (this.closed || samples.length === 0) return;
+    this.pushed += samples.length;
+    if (this.analyzer) return this.analyzer.pcm(samples, this.frames);
+    this.inFlight.push(DspOp.pcm, samples);
+    const bytes = new Uint8Array(samples.buffer, samples.byteOffset, samples.byteLength);
+    this.thread!.op(DspOp.pcm, this.id, this.thread!.stage(bytes), samples.length);
+  }
+
+  flush(): void {
+    if (this.closed) return;
+    this.flushMarks.push(this.pushed);
+    if (this.analyzer) {
+      this.analyzer.flush(this.frames);
+      this.flushDone();
+      return;
+    }
+    this.inFlight.push(DspOp.flush);
+    this.thread!.op(DspOp.flush, this.id);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.thread?.op(DspOp.close, this.id);
+    this.thread = undefined;
+  }
+
+  /** @internal `count` frames the worker made, from `audio` at `at`, their decisions from `speech` at `first`. */
+  delivered(audio: Int16Array, at: number, count: number, speech: Uint8Array, first: number): void {
+    if (this.closed) return;
+    const size = this.frameSamples;
+    for (let i = 0; i < count; i++) this.frames.frame(audio.subarray(at + i * size, at + (i + 1) * size), speech[first + i] === 1);
+  }
+
+  /** @internal The worker's flush is done: what was pushed before it has come back. */
+  flushDone(): void {
+    if (this.closed) return;
+    this.returned = this.flushMarks.shift()!;
+    this.output!.flushed();
+  }
+
+  /** @internal The worker took `units` of this stream's units; its framer holds `held` samples. */
+  taken(units: number, held: number): void {
+    this.inFlight.drop(units);
+    this.heldByFramer = held;
+  }
+
+  /** @internal The worker is gone: the units it had not taken are decoded here, and from now on everything is. */
+  orphaned(): void {
+    this.thread = undefined;
+    if (this.closed) return;
+    const analyzer = this.makeAnalyzer();
+    this.analyzer = analyzer;
+    if (this.heldByFramer > 0) analyzer.pcm(new Int16Array(this.heldByFramer), this.frames);
+    this.inFlight.drain((kind, data, skip, count) => {
+      if (kind === DspOp.opus) analyzer.opus(data as Buffer, skip, this.frames);
+      else if (kind === DspOp.conceal) analyzer.conceal(count, skip, this.frames);
+      else if (kind === DspOp.pcm) analyzer.pcm(data as Int16Array, this.frames);
+      else {
+        analyzer.flush(this.frames);
+        this.flushDone();
+      }
+    });
+  }
+}
+
+/** Units in flight, in parallel arrays (no object per packet). */
+class UnitQueue {
+  private kinds: DspOp[] = [];
+  private data: (Buffer | Int16Array | undefined)[] = [];
+  private skips: number[] = [];
+  private counts: number[] = [];
+  private head = 0;
+
+  push(kind: DspOp, data?: Buffer | Int16Array, skip = 0, count = 0): void {
+    this.kinds.push(kind);
+    this.data.push(data);
+    this.skips.push(skip);
+    this.counts.push(count);
+  }
+
+  drop(units: number): void {
+    for (let end = Math.min(this.head + units, this.kinds.length); this.head < end; this.head++) this.data[this.head] = undefined;
+    if (this.head === this.kinds.length) {
+      this.kinds.length = this.data.length = this.skips.length = this.counts.length = 0;
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.kinds.length) {
+      this.kinds = this.kinds.slice(this.head);
+      this.data = this.data.slice(this.head);
+      this.skips = this.skips.slice(this.head);
+      this.counts = this.counts.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  drain(unit: (kind: DspOp, data: Buffer | Int16Array | undefined, skip: number, count: number) => void): void {
+    while (this.head < this.kinds.length) {
+      const i = this.head++;
+      unit(this.kinds[i], this.data[i], this.skips[i], this.counts[i]);
+    }
+    this.drop(0);
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * One track's audio as the VAD hears it: Opus packets, lost packets and PCM → 16 kHz PCM → 20 ms frames,
+ * each with the VAD's decision. What a DSP worker thread runs per track (and the gateway itself for the
+ * tracks of a worker that died). `skip`: samples at the start of a unit's audio the track already has
+ * (decoded all the same: the decoder's state follows the packets it continues from).
+ */
+import { Framer } from './framer.ts';
+import { OpusDecoder } from './opus-decoder.ts';
+import type { VoiceActivityDetector } from './vad.ts';
+
+export interface FrameOutput {
+  frame(frame: Int16Array, isSpeech: boolean): void;
+}
+
+export class FrameAnalyzer {
+  private readonly decoder = new OpusDecoder();
+  private readonly framer: Framer;
+  private readonly vad: VoiceActivityDetector;
+
+  constructor(vad: VoiceActivityDetector, frameSamples: number) {
+    this.vad = vad;
+    this.framer = new Framer(frameSamples);
+  }
+
+  /** Samples held until their frame is whole. */
+  get pendingSamples(): number {
+    return this.framer.pendingSamples;
+  }
+
+  opus(packet: Buffer, skip: number, out: FrameOutput): void {
+    this.pcm(this.decoder.decode(packet).subarray(skip), out);
+  }
+
+  conceal(count: number, skip: number, out: FrameOutput): void {
+    this.pcm(this.decoder.conceal(count).subarray(skip), out);
+  }
+
+  pcm(samples: Int16Array, out: FrameOutput): void {
+    if (samples.length === 0) return;
+    for (const frame of this.framer.push(samples)) out.frame(frame, this.vad.isSpeech(frame));
+  }
+
+  /** The last partial frame, padded with silence. */
+  flush(out: FrameOutput): void {
+    for (const frame of this.framer.flush()) out.frame(frame, this.vad.isSpeech(frame));
+  }
+}
