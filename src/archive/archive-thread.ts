@@ -8,15 +8,16 @@
  * The spool on disk is the same as in process, so crash recovery reads it the same way.
  */
 import { Worker } from 'node:worker_threads';
+import { BatchWriter, type Batch } from '../audio/worker-batches.ts';
 import { PcmToOpus, type CompletedArchive, type TrackArchiveOptions, type TrackSpool, type TrackSpools } from './track-archive.ts';
 
-/** One operation on a track's spool, as the worker reads it: four numbers each. */
+/** An operation on a track's spool: `packet` (byte offset, length), `silence` (ms). */
 export const SpoolOp = { packet: 0, silence: 1 } as const;
 
 export type ToArchiveWorker =
   | { type: 'open'; id: number; options: TrackArchiveOptions }
-  /** `ops`: [id, op, offset, length] per operation (silence: its ms in `offset`), packets in `bytes`. */
-  | { type: 'ops'; ops: number[]; bytes: ArrayBuffer }
+  /** Each op's stream is a spool's id. */
+  | { type: 'ops'; batch: Batch }
   | { type: 'close'; id: number };
 
 export type FromArchiveWorker = { type: 'opened'; id: number; error?: string } | { type: 'closed'; id: number; completed?: CompletedArchive; error?: string };
@@ -33,10 +34,8 @@ export class ArchiveThread implements TrackSpools {
   private worker: Worker | undefined;
   private readonly pending = new Map<string, Pending>();
   private nextId = 0;
-  /** What the tracks sent since the last flush: four numbers per operation, and the payloads. */
-  private ops: number[] = [];
-  private payloads: Uint8Array[] = [];
-  private bytes = 0;
+  /** What the tracks sent since the last flush. */
+  private readonly batch = new BatchWriter();
   private flushTimer: NodeJS.Timeout | undefined;
   private readonly flushNow = () => this.flush();
 
@@ -98,14 +97,12 @@ export class ArchiveThread implements TrackSpools {
   }
 
   private add(id: number, payload: Uint8Array): void {
-    this.ops.push(id, SpoolOp.packet, this.bytes, payload.length);
-    this.payloads.push(payload);
-    this.bytes += payload.length;
+    this.batch.op(SpoolOp.packet, id, this.batch.bytesOf(payload), payload.length);
     this.schedule();
   }
 
   private addSilence(id: number, ms: number): void {
-    this.ops.push(id, SpoolOp.silence, ms, 0);
+    this.batch.op(SpoolOp.silence, id, ms);
     this.schedule();
   }
 
@@ -115,22 +112,13 @@ export class ArchiveThread implements TrackSpools {
     this.flushTimer.unref();
   }
 
-  /** Sends what was gathered: one message, its bytes in one buffer of its own (moved, so never from Buffer's pool). */
+  /** Sends what was gathered: one message, its buffers moved. */
   private flush(): void {
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
-    if (this.ops.length === 0) return;
-    const bytes = new Uint8Array(new ArrayBuffer(this.bytes));
-    let at = 0;
-    for (const payload of this.payloads) {
-      bytes.set(payload, at);
-      at += payload.length;
-    }
-    const message: ToArchiveWorker = { type: 'ops', ops: this.ops, bytes: bytes.buffer };
-    this.ops = [];
-    this.payloads = [];
-    this.bytes = 0;
+    if (this.batch.empty) return;
+    const message: ToArchiveWorker = { type: 'ops', batch: this.batch.take() };
     // Without a worker (it died) the packets have nowhere to go; the spools' slices on disk are recovered.
-    this.worker?.postMessage(message, [message.bytes]);
+    this.worker?.postMessage(message, [message.batch.ops.buffer, message.batch.bytes.buffer]);
   }
 }

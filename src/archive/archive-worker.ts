@@ -6,6 +6,7 @@
 import { parentPort } from 'node:worker_threads';
 import { SpoolOp, type FromArchiveWorker, type ToArchiveWorker } from './archive-thread.ts';
 import { TrackArchive } from './track-archive.ts';
+import { BATCH_OP_SIZE } from '../audio/worker-batches.ts';
 
 const port = parentPort!;
 const archives = new Map<number, TrackArchive>();
@@ -13,13 +14,12 @@ const reply = (message: FromArchiveWorker) => port.postMessage(message);
 
 port.on('message', (message: ToArchiveWorker) => {
   if (message.type === 'ops') {
-    const { ops, bytes } = message;
-    for (let i = 0; i < ops.length; i += 4) {
-      const archive = archives.get(ops[i]);
+    const { ops, bytes } = message.batch;
+    for (let i = 0; i < ops.length; i += BATCH_OP_SIZE) {
+      const archive = archives.get(ops[i + 1]);
       if (!archive) continue;
-      const [op, offset, length] = [ops[i + 1], ops[i + 2], ops[i + 3]];
-      if (op === SpoolOp.packet) archive.packet(Buffer.from(bytes, offset, length));
-      else archive.silence(offset);
+      if (ops[i] === SpoolOp.packet) archive.packet(Buffer.from(bytes.buffer, bytes.byteOffset + ops[i + 2], ops[i + 3]));
+      else archive.silence(ops[i + 2]);
     }
     return;
   }

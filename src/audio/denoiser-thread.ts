@@ -19,20 +19,16 @@
  * While a stream arrives faster than real time (an upload, a producer resending a backlog) nothing is shed:
  * that lag is a burst's, it ends, and the stream waits for its audio rather than lose the model.
  */
-import { Worker } from 'node:worker_threads';
-import { allReady, workerReady } from './worker-thread.ts';
+import { allReady } from './worker-thread.ts';
+import { BATCH_OP_SIZE, WorkerBatches, type Batch } from './worker-batches.ts';
 import type { DenoisedOutput, DenoiserOptions, StreamDenoiser } from './noise-suppressor.ts';
 
-/** The operations a batch carries, OP_SIZE int32 each: kind, stream, and two arguments. */
+/**
+ * The operations of a batch: `open` (1 for `auto`), `audio` (byte offset, samples) both ways, `flush`,
+ * `close`; worker → gateway `flushed` and `engaged` (1 or 0).
+ */
 export const Op = { open: 0, audio: 1, flush: 2, close: 3, flushed: 4, engaged: 5 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
-export const OP_SIZE = 4;
-
-/** One message between the gateway and a worker: operations, and the samples their `audio` ops point into (offset, length). */
-export interface DenoiserBatch {
-  ops: Int32Array<ArrayBuffer>;
-  audio: Int16Array<ArrayBuffer>;
-}
 
 /** A worker whose oldest unanswered batch is older than this sheds streams. */
 export const MAX_LAG_MS = 500;
@@ -88,16 +84,9 @@ let nextStreamId = 0;
 
 class DenoiserThread {
   readonly ready: Promise<void>;
-  dead = false;
-  private readonly worker: Worker;
+  /** @internal Where a stream's operations go. */
+  readonly batches: WorkerBatches;
   private readonly streams = new Map<number, ThreadedDenoiser>();
-  private ops: number[] = [];
-  private staging = new Int16Array(16000);
-  private stagingUsed = 0;
-  private scheduled = false;
-  /** When each batch sent and not answered was sent, oldest first: while there are, the worker keeps the process alive. */
-  private readonly sentAt: number[] = [];
-  private sentCount = 0;
   private answeredCount = 0;
   /** The first batch sent after the last shedding: those before carry the old load. */
   private firstAfterShed = 0;
@@ -105,26 +94,25 @@ class DenoiserThread {
   private behind: { lagMs: number; at: number } | undefined;
   private readonly maxLagMs: number;
   private readonly onShed: DenoiserThreadsOptions['onShed'];
-  private readonly sendNow = () => this.send();
 
   constructor(url: URL, { onDied, onShed, maxLagMs = MAX_LAG_MS }: DenoiserThreadsOptions) {
     this.maxLagMs = maxLagMs;
     this.onShed = onShed;
-    this.worker = new Worker(url);
-    this.worker.unref();
-    this.ready = workerReady(this.worker, 'denoiser');
-    this.worker.on('message', (message: DenoiserBatch | { ready?: true }) => {
-      if ('ops' in message) this.received(message);
+    this.batches = new WorkerBatches(url, {
+      name: 'denoiser',
+      everyMs: 0,
+      received: (reply, sentAt) => this.received(reply, sentAt),
+      died: (error) => {
+        for (const stream of this.streams.values()) stream.orphaned();
+        this.streams.clear();
+        onDied?.(error);
+      },
     });
-    const died = (error: Error) => {
-      if (this.dead) return;
-      this.dead = true;
-      for (const stream of this.streams.values()) stream.orphaned();
-      this.streams.clear();
-      onDied?.(error);
-    };
-    this.worker.on('error', died);
-    this.worker.on('exit', (code) => died(new Error(`the denoiser worker exited (${code})`)));
+    this.ready = this.batches.ready;
+  }
+
+  get dead(): boolean {
+    return this.batches.dead;
   }
 
   get streamCount(): number {
@@ -134,47 +122,18 @@ class DenoiserThread {
   open(options: DenoiserOptions): ThreadedDenoiser {
     const stream = new ThreadedDenoiser(this, options);
     this.streams.set(stream.id, stream);
-    this.op(Op.open, stream.id, options.auto ? 1 : 0);
+    this.batches.op(Op.open, stream.id, options.auto ? 1 : 0);
     return stream;
   }
 
   /** @internal */
-  op(kind: Op, stream: number, a = 0, b = 0): void {
-    this.ops.push(kind, stream, a, b);
-    if (kind === Op.close) this.streams.delete(stream);
-    if (this.scheduled) return;
-    this.scheduled = true;
-    setImmediate(this.sendNow);
-  }
-
-  /** @internal */
-  audio(stream: number, pcm: Int16Array): void {
-    if (this.stagingUsed + pcm.length > this.staging.length) {
-      const grown = new Int16Array(Math.max(this.staging.length * 2, this.stagingUsed + pcm.length));
-      grown.set(this.staging.subarray(0, this.stagingUsed));
-      this.staging = grown;
-    }
-    this.staging.set(pcm, this.stagingUsed);
-    this.op(Op.audio, stream, this.stagingUsed, pcm.length);
-    this.stagingUsed += pcm.length;
+  closed(stream: number): void {
+    this.streams.delete(stream);
+    this.batches.op(Op.close, stream);
   }
 
   close(): Promise<number> {
-    this.dead = true;
-    // Unreferenced, a terminating worker would let the process exit before its exit is awaited.
-    this.worker.ref();
-    return this.worker.terminate();
-  }
-
-  private send(): void {
-    this.scheduled = false;
-    if (this.dead || this.ops.length === 0) return;
-    const batch: DenoiserBatch = { ops: Int32Array.from(this.ops), audio: this.staging.slice(0, this.stagingUsed) };
-    this.ops = [];
-    this.stagingUsed = 0;
-    if (this.sentAt.push(performance.now()) === 1) this.worker.ref();
-    this.sentCount++;
-    this.worker.postMessage(batch, [batch.ops.buffer, batch.audio.buffer]);
+    return this.batches.close();
   }
 
   /** A batch came back `lagMs` after it was sent: a worker that stays behind sheds streams. */
@@ -191,7 +150,7 @@ class DenoiserThread {
     if (now - this.behind.at < this.maxLagMs) return;
     this.shed(lagMs);
     this.behind = undefined;
-    this.firstAfterShed = this.sentCount;
+    this.firstAfterShed = this.batches.sent;
   }
 
   private allLive(now: number): boolean {
@@ -205,26 +164,24 @@ class DenoiserThread {
     const candidates = running.length ? running : [...this.streams.values()];
     const shed = candidates.sort((a, b) => b.heldSamples - a.heldSamples).slice(0, Math.max(1, Math.ceil(candidates.length * SHED_SHARE)));
     for (const stream of shed) {
-      this.op(Op.close, stream.id);
+      this.closed(stream.id);
       stream.orphaned();
     }
     this.onShed?.(shed.length, lagMs);
   }
 
-  private received({ ops, audio }: DenoiserBatch): void {
+  private received({ ops, bytes }: Batch, sentAt: number): void {
     const now = performance.now();
-    const lagMs = now - this.sentAt.shift()!;
     this.answeredCount++;
-    if (this.sentAt.length === 0) this.worker.unref();
-    for (let i = 0; i < ops.length; i += OP_SIZE) {
+    for (let i = 0; i < ops.length; i += BATCH_OP_SIZE) {
       const stream = this.streams.get(ops[i + 1]);
       if (!stream) continue;
       const kind = ops[i];
-      if (kind === Op.audio) stream.delivered(audio.subarray(ops[i + 2], ops[i + 2] + ops[i + 3]));
+      if (kind === Op.audio) stream.delivered(new Int16Array(bytes.buffer, ops[i + 2], ops[i + 3]));
       else if (kind === Op.flushed) stream.flushDone();
       else if (kind === Op.engaged) stream.engaged(ops[i + 2] === 1);
     }
-    this.judge(lagMs, now);
+    this.judge(now - sentAt, now);
   }
 }
 
@@ -277,7 +234,8 @@ class ThreadedDenoiser implements StreamDenoiser {
     this.lastPushAt = now;
     this.inFlight.push(pcm);
     this.pushed += pcm.length;
-    this.thread.audio(this.id, pcm);
+    const batches = this.thread.batches;
+    batches.op(Op.audio, this.id, batches.samplesOf(pcm), pcm.length);
   }
 
   flush(): void {
@@ -287,13 +245,13 @@ class ThreadedDenoiser implements StreamDenoiser {
       return;
     }
     this.flushMarks.push(this.pushed);
-    this.thread.op(Op.flush, this.id);
+    this.thread.batches.op(Op.flush, this.id);
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.thread?.op(Op.close, this.id);
+    this.thread?.closed(this.id);
     this.thread = undefined;
     this.engaged(false);
   }

@@ -5,7 +5,8 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { Rnnoise, type TrackDenoiser } from './noise-suppressor.ts';
-import { Op, OP_SIZE, type DenoiserBatch } from './denoiser-thread.ts';
+import { Op } from './denoiser-thread.ts';
+import { BATCH_OP_SIZE, BatchWriter, type Batch } from './worker-batches.ts';
 
 const port = parentPort!;
 let rnnoise: Rnnoise;
@@ -16,48 +17,32 @@ try {
   throw error;
 }
 const streams = new Map<number, TrackDenoiser>();
-let out = new Int16Array(16000);
-let outUsed = 0;
-let replies: number[] = [];
-
-function reply(kind: Op, stream: number, a = 0, b = 0): void {
-  replies.push(kind, stream, a, b);
-}
+const replies = new BatchWriter();
 
 function audio(stream: number, pcm: Int16Array): void {
-  if (pcm.length === 0) return;
-  if (outUsed + pcm.length > out.length) {
-    const grown = new Int16Array(Math.max(out.length * 2, outUsed + pcm.length));
-    grown.set(out.subarray(0, outUsed));
-    out = grown;
-  }
-  out.set(pcm, outUsed);
-  reply(Op.audio, stream, outUsed, pcm.length);
-  outUsed += pcm.length;
+  if (pcm.length > 0) replies.op(Op.audio, stream, replies.samplesOf(pcm), pcm.length);
 }
 
-port.on('message', ({ ops, audio: input }: DenoiserBatch) => {
-  for (let i = 0; i < ops.length; i += OP_SIZE) {
+port.on('message', ({ ops, bytes }: Batch) => {
+  for (let i = 0; i < ops.length; i += BATCH_OP_SIZE) {
     const [kind, stream, a, b] = [ops[i], ops[i + 1], ops[i + 2], ops[i + 3]];
     if (kind === Op.open) {
-      streams.set(stream, rnnoise.track({ auto: a === 1, onEngaged: (engaged) => streams.has(stream) && reply(Op.engaged, stream, engaged ? 1 : 0) }));
-      reply(Op.engaged, stream, 1);
+      streams.set(stream, rnnoise.track({ auto: a === 1, onEngaged: (engaged) => streams.has(stream) && replies.op(Op.engaged, stream, engaged ? 1 : 0) }));
+      replies.op(Op.engaged, stream, 1);
       continue;
     }
     const denoiser = streams.get(stream);
     if (!denoiser) continue;
-    if (kind === Op.audio) audio(stream, denoiser.process(input.subarray(a, a + b)));
+    if (kind === Op.audio) audio(stream, denoiser.process(new Int16Array(bytes.buffer, bytes.byteOffset + a, b)));
     else if (kind === Op.flush) {
       audio(stream, denoiser.flush());
-      reply(Op.flushed, stream);
+      replies.op(Op.flushed, stream);
     } else if (kind === Op.close) {
       streams.delete(stream);
       denoiser.close();
     }
   }
-  const batch: DenoiserBatch = { ops: Int32Array.from(replies), audio: out.slice(0, outUsed) };
-  replies = [];
-  outUsed = 0;
-  port.postMessage(batch, [batch.ops.buffer, batch.audio.buffer]);
+  const answer = replies.take();
+  port.postMessage(answer, [answer.ops.buffer, answer.bytes.buffer]);
 });
 port.postMessage({ ready: true });

@@ -12,8 +12,8 @@
  * for, and they are decoded here from then on, after silence as long as what the worker's framer held
  * (under one frame: the track's time is kept, that part of a frame is lost).
  */
-import { Worker } from 'node:worker_threads';
-import { allReady, workerReady } from './worker-thread.ts';
+import { allReady } from './worker-thread.ts';
+import { BATCH_OP_SIZE, WorkerBatches, type Batch } from './worker-batches.ts';
 import { FrameAnalyzer, type FrameOutput } from './frame-analyzer.ts';
 import { trackVad, type VadSettings } from './vad.ts';
 
@@ -23,23 +23,14 @@ import { trackVad, type VadSettings } from './vad.ts';
  */
 export const BATCH_EVERY_MS = 5;
 
-/** The operations a batch carries, DSP_OP_SIZE int32 each: kind, stream, and three arguments. */
+/**
+ * The operations of a batch. Gateway → worker: `open`, `opus` (byte offset, length, skip), `conceal` (count,
+ * skip), `pcm` (byte offset, samples), `flush`, `close`. Worker → gateway: `frames` (byte offset, count, 1
+ * if the VAD called them speech: a run of frames with one decision), `flushed`, `done` (units taken, samples
+ * its framer holds).
+ */
 export const DspOp = { open: 0, opus: 1, conceal: 2, pcm: 3, flush: 4, close: 5, frames: 6, flushed: 7, done: 8 } as const;
 export type DspOp = (typeof DspOp)[keyof typeof DspOp];
-export const DSP_OP_SIZE = 5;
-
-/** Gateway → worker: operations, and the bytes their `opus` (offset, length, skip) and `pcm` (offset, samples) ops point into. */
-export interface DspBatch {
-  ops: Int32Array<ArrayBuffer>;
-  bytes: Uint8Array<ArrayBuffer>;
-}
-
-/** Worker → gateway: `frames` (sample offset, count, first decision), `flushed`, `done` (units taken, samples its framer holds). */
-export interface DspReply {
-  ops: Int32Array<ArrayBuffer>;
-  audio: Int16Array<ArrayBuffer>;
-  speech: Uint8Array<ArrayBuffer>;
-}
 
 /** What a track's front end gives back: its whole frames in order, and each flush once done. */
 export interface FramedOutput extends FrameOutput {
@@ -104,35 +95,28 @@ let nextStreamId = 0;
 
 class DspThread {
   readonly ready: Promise<void>;
-  dead = false;
-  private readonly worker: Worker;
+  /** @internal Where a stream's operations go. */
+  readonly batches: WorkerBatches;
   private readonly streams = new Map<number, ThreadedFrontEnd>();
-  private ops: number[] = [];
-  private bytes = new Uint8Array(65536);
-  private bytesUsed = 0;
-  private scheduled = false;
-  private sentAt = 0;
-  /** Batches sent and not answered: while there are, the worker keeps the process alive. */
-  private unanswered = 0;
-  private readonly sendNow = () => this.send();
 
   constructor(url: URL, workerData: { vad: VadSettings; frameSamples: number }, onDied: DspThreadsOptions['onDied']) {
-    this.worker = new Worker(url, { workerData });
-    this.worker.unref();
-    this.ready = workerReady(this.worker, 'dsp');
-    this.worker.on('message', (message: DspReply | { ready?: true }) => {
-      if ('ops' in message) this.received(message);
+    this.batches = new WorkerBatches(url, {
+      name: 'dsp',
+      workerData,
+      everyMs: BATCH_EVERY_MS,
+      received: (reply) => this.received(reply),
+      died: (error) => {
+        const orphans = [...this.streams.values()];
+        this.streams.clear();
+        for (const stream of orphans) stream.orphaned();
+        onDied?.(error);
+      },
     });
-    const died = (error: Error) => {
-      if (this.dead) return;
-      this.dead = true;
-      const orphans = [...this.streams.values()];
-      this.streams.clear();
-      for (const stream of orphans) stream.orphaned();
-      onDied?.(error);
-    };
-    this.worker.on('error', died);
-    this.worker.on('exit', (code) => died(new Error(`the dsp worker exited (${code})`)));
+    this.ready = this.batches.ready;
+  }
+
+  get dead(): boolean {
+    return this.batches.dead;
   }
 
   get streamCount(): number {
@@ -142,59 +126,27 @@ class DspThread {
   open(frameSamples: number, local: () => FrameAnalyzer): ThreadedFrontEnd {
     const stream = new ThreadedFrontEnd(this, frameSamples, local);
     this.streams.set(stream.id, stream);
-    this.op(DspOp.open, stream.id);
+    this.batches.op(DspOp.open, stream.id);
     return stream;
   }
 
   /** @internal */
-  op(kind: DspOp, stream: number, a = 0, b = 0, c = 0): void {
-    this.ops.push(kind, stream, a, b, c);
-    if (kind === DspOp.close) this.streams.delete(stream);
-    if (this.scheduled) return;
-    this.scheduled = true;
-    const waitMs = this.sentAt + BATCH_EVERY_MS - performance.now();
-    if (waitMs > 0) setTimeout(this.sendNow, waitMs);
-    else setImmediate(this.sendNow);
-  }
-
-  /** @internal Copies `data` into the batch's bytes (at an even offset), returns where. */
-  stage(data: Uint8Array): number {
-    const at = this.bytesUsed + (this.bytesUsed & 1);
-    if (at + data.length > this.bytes.length) {
-      const grown = new Uint8Array(Math.max(this.bytes.length * 2, at + data.length));
-      grown.set(this.bytes.subarray(0, this.bytesUsed));
-      this.bytes = grown;
-    }
-    this.bytes.set(data, at);
-    this.bytesUsed = at + data.length;
-    return at;
+  closed(stream: number): void {
+    this.streams.delete(stream);
+    this.batches.op(DspOp.close, stream);
   }
 
   close(): Promise<number> {
-    this.dead = true;
-    // Unreferenced, a terminating worker would let the process exit before its exit is awaited.
-    this.worker.ref();
-    return this.worker.terminate();
+    return this.batches.close();
   }
 
-  private send(): void {
-    this.scheduled = false;
-    if (this.dead || this.ops.length === 0) return;
-    const batch: DspBatch = { ops: Int32Array.from(this.ops), bytes: this.bytes.slice(0, this.bytesUsed) };
-    this.ops = [];
-    this.bytesUsed = 0;
-    this.sentAt = performance.now();
-    if (this.unanswered++ === 0) this.worker.ref();
-    this.worker.postMessage(batch, [batch.ops.buffer, batch.bytes.buffer]);
-  }
-
-  private received({ ops, audio, speech }: DspReply): void {
-    if (--this.unanswered === 0) this.worker.unref();
-    for (let i = 0; i < ops.length; i += DSP_OP_SIZE) {
+  private received({ ops, bytes }: Batch): void {
+    const audio = new Int16Array(bytes.buffer);
+    for (let i = 0; i < ops.length; i += BATCH_OP_SIZE) {
       const stream = this.streams.get(ops[i + 1]);
       if (!stream) continue;
       const kind = ops[i];
-      if (kind === DspOp.frames) stream.delivered(audio, ops[i + 2], ops[i + 3], speech, ops[i + 4]);
+      if (kind === DspOp.frames) stream.delivered(audio, ops[i + 2] >> 1, ops[i + 3], ops[i + 4] === 1);
       else if (kind === DspOp.flushed) stream.flushDone();
       else if (kind === DspOp.done) stream.taken(ops[i + 2], ops[i + 3]);
     }
@@ -245,7 +197,8 @@ class ThreadedFrontEnd implements TrackFrontEnd {
     this.pushed += samples - skip;
     if (this.analyzer) return this.analyzer.opus(packet, skip, this.frames);
     this.inFlight.push(DspOp.opus, packet, skip);
-    this.thread!.op(DspOp.opus, this.id, this.thread!.stage(packet), packet.length, skip);
+    const batches = this.thread!.batches;
+    batches.op(DspOp.opus, this.id, batches.bytesOf(packet), packet.length, skip);
   }
 
   conceal(count: number, samples: number, skip: number): void {
@@ -253,7 +206,7 @@ class ThreadedFrontEnd implements TrackFrontEnd {
     this.pushed += samples - skip;
     if (this.analyzer) return this.analyzer.conceal(count, skip, this.frames);
     this.inFlight.push(DspOp.conceal, undefined, skip, count);
-    this.thread!.op(DspOp.conceal, this.id, count, skip);
+    this.thread!.batches.op(DspOp.conceal, this.id, count, skip);
   }
 
   pcm(samples: Int16Array): void {
@@ -261,8 +214,8 @@ class ThreadedFrontEnd implements TrackFrontEnd {
     this.pushed += samples.length;
     if (this.analyzer) return this.analyzer.pcm(samples, this.frames);
     this.inFlight.push(DspOp.pcm, samples);
-    const bytes = new Uint8Array(samples.buffer, samples.byteOffset, samples.byteLength);
-    this.thread!.op(DspOp.pcm, this.id, this.thread!.stage(bytes), samples.length);
+    const batches = this.thread!.batches;
+    batches.op(DspOp.pcm, this.id, batches.samplesOf(samples), samples.length);
   }
 
   flush(): void {
@@ -274,21 +227,21 @@ class ThreadedFrontEnd implements TrackFrontEnd {
       return;
     }
     this.inFlight.push(DspOp.flush);
-    this.thread!.op(DspOp.flush, this.id);
+    this.thread!.batches.op(DspOp.flush, this.id);
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.thread?.op(DspOp.close, this.id);
+    this.thread?.closed(this.id);
     this.thread = undefined;
   }
 
-  /** @internal `count` frames the worker made, from `audio` at `at`, their decisions from `speech` at `first`. */
-  delivered(audio: Int16Array, at: number, count: number, speech: Uint8Array, first: number): void {
+  /** @internal `count` frames the worker made, from `audio` at `at`, all speech or all not. */
+  delivered(audio: Int16Array, at: number, count: number, isSpeech: boolean): void {
     if (this.closed) return;
     const size = this.frameSamples;
-    for (let i = 0; i < count; i++) this.frames.frame(audio.subarray(at + i * size, at + (i + 1) * size), speech[first + i] === 1);
+    for (let i = 0; i < count; i++) this.frames.frame(audio.subarray(at + i * size, at + (i + 1) * size), isSpeech);
   }
 
   /** @internal The worker's flush is done: what was pushed before it has come back. */

@@ -12,8 +12,8 @@ export interface FrameOutput {
   frame(frame: Int16Array, isSpeech: boolean): void;
 }
 
-export class FrameAnalyzer {
-  private readonly decoder = new OpusDecoder();
+/** PCM of any chunking → whole frames, each with the VAD's decision. */
+export class FrameDecider {
   private readonly framer: Framer;
   private readonly vad: VoiceActivityDetector;
 
@@ -27,14 +27,6 @@ export class FrameAnalyzer {
     return this.framer.pendingSamples;
   }
 
-  opus(packet: Buffer, skip: number, out: FrameOutput): void {
-    this.pcm(this.decoder.decode(packet).subarray(skip), out);
-  }
-
-  conceal(count: number, skip: number, out: FrameOutput): void {
-    this.pcm(this.decoder.conceal(count).subarray(skip), out);
-  }
-
   pcm(samples: Int16Array, out: FrameOutput): void {
     if (samples.length === 0) return;
     for (const frame of this.framer.push(samples)) out.frame(frame, this.vad.isSpeech(frame));
@@ -43,5 +35,18 @@ export class FrameAnalyzer {
   /** The last partial frame, padded with silence. */
   flush(out: FrameOutput): void {
     for (const frame of this.framer.flush()) out.frame(frame, this.vad.isSpeech(frame));
+  }
+}
+
+/** Opus packets and lost packets too, decoded first. */
+export class FrameAnalyzer extends FrameDecider {
+  private readonly decoder = new OpusDecoder();
+
+  opus(packet: Buffer, skip: number, out: FrameOutput): void {
+    this.pcm(this.decoder.decode(packet).subarray(skip), out);
+  }
+
+  conceal(count: number, skip: number, out: FrameOutput): void {
+    this.pcm(this.decoder.conceal(count).subarray(skip), out);
   }
 }

@@ -6,8 +6,8 @@
  * live track's front end (decoding, framing and the VAD in a worker thread) gives back frames already
  * decided: the segmenter takes them from there.
  */
-import { Framer } from '../audio/framer.ts';
 import type { TrackFrontEnd } from '../audio/dsp-thread.ts';
+import { FrameDecider, type FrameOutput } from '../audio/frame-analyzer.ts';
 import type { StreamDenoiser } from '../audio/noise-suppressor.ts';
 import type { VoiceActivityDetector } from '../audio/vad.ts';
 import { Segmenter, type AudioWindow, type SegmenterOptions } from './segmenter.ts';
@@ -27,8 +27,9 @@ export interface WindowSink {
 
 export class VoiceWindows {
   readonly segmenter: Segmenter;
-  private readonly framer: Framer;
-  private readonly vad: VoiceActivityDetector | undefined;
+  /** Frames and the VAD's decisions here (none with a front end, which gives back frames decided). */
+  private readonly decider: FrameDecider | undefined;
+  private readonly decided: FrameOutput = { frame: (frame, isSpeech) => this.decidedFrame(frame, isSpeech) };
   private readonly sink: WindowSink;
   private readonly denoiser: StreamDenoiser | undefined;
   private readonly frontEnd: TrackFrontEnd | undefined;
@@ -45,14 +46,13 @@ export class VoiceWindows {
   constructor(hearing: VoiceActivityDetector | TrackFrontEnd, options: Partial<SegmenterOptions>, sink: WindowSink, denoiser?: StreamDenoiser) {
     this.sink = sink;
     this.segmenter = new Segmenter(options);
-    this.framer = new Framer((this.segmenter.options.sampleRate * this.segmenter.options.frameMs) / 1000);
     const flushed = () => {
       const done = this.flushes.shift();
       this.reported(() => this.flushRest());
       done?.();
     };
     if ('isSpeech' in hearing) {
-      this.vad = hearing;
+      this.decider = new FrameDecider(hearing, (this.segmenter.options.sampleRate * this.segmenter.options.frameMs) / 1000);
       this.denoiser = denoiser;
       denoiser?.start({
         audio: (pcm) => {
@@ -65,7 +65,7 @@ export class VoiceWindows {
       this.frontEnd = hearing;
       hearing.start({
         frame: (frame, isSpeech) => {
-          this.reported(() => this.decided(frame, isSpeech));
+          this.reported(() => this.decidedFrame(frame, isSpeech));
           this.caughtUp();
         },
         flushed,
@@ -85,7 +85,7 @@ export class VoiceWindows {
 
   /** Audio received, ms, with the part of a frame the framer holds (a fraction of a ms at worst). */
   get receivedMs(): number {
-    return this.segmenter.positionMs + ((this.framer.pendingSamples + this.heldSamples) * 1000) / this.segmenter.options.sampleRate;
+    return this.segmenter.positionMs + (((this.decider?.pendingSamples ?? 0) + this.heldSamples) * 1000) / this.segmenter.options.sampleRate;
   }
 
   /** Resolves once the denoiser or front end holds at most `samples` (a producer faster than it waits; one waiter at a time). */
@@ -138,11 +138,11 @@ export class VoiceWindows {
   }
 
   private frames(pcm: Int16Array): void {
-    for (const frame of this.framer.push(pcm)) this.pushFrame(frame);
+    this.decider!.pcm(pcm, this.decided);
   }
 
   private flushRest(): void {
-    for (const frame of this.framer.flush()) this.pushFrame(frame);
+    this.decider?.flush(this.decided);
     for (const window of this.segmenter.flush()) this.sink.window(window);
   }
 
@@ -163,11 +163,7 @@ export class VoiceWindows {
     }
   }
 
-  private pushFrame(frame: Int16Array): void {
-    this.decided(frame, this.vad!.isSpeech(frame));
-  }
-
-  private decided(frame: Int16Array, isSpeech: boolean): void {
+  private decidedFrame(frame: Int16Array, isSpeech: boolean): void {
     if (isSpeech) this.sink.speech?.();
     this.sink.frame?.(frame, isSpeech);
     for (const window of this.segmenter.push({ samples: frame, isSpeech })) this.sink.window(window);
