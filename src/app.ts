@@ -46,6 +46,7 @@ import { LocalObjectStore, S3ObjectStore } from './archive/object-store.ts';
 import { PIPELINE_SAMPLE_RATE } from './audio/opus-decoder.ts';
 import { trackVad, type VoiceActivityDetector } from './audio/vad.ts';
 import { DspThreads } from './audio/dsp-thread.ts';
+import { EVERY_SPEECH_FRAME, SpeechSampler } from './audio/voice-features.ts';
 import { gatewayComponents, type GatewayComponents } from './components.ts';
 import type { Config } from './config.ts';
 import { Draining, GatewayError } from './errors.ts';
@@ -208,7 +209,7 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
         segmenter: c.segmenter,
         partialBudget: c.stt.partialBudget,
         partialContextMs: c.stt.partialContextMs,
-        ...(dsp ? { frontEnd: dsp.stream() } : { vad: newVad(), denoiser: newDenoiser?.() }),
+        ...(dsp ? { frontEnd: dsp.stream(request.diarizer ? new SpeechSampler(EVERY_SPEECH_FRAME) : request.voice?.sampler) } : { vad: newVad(), denoiser: newDenoiser?.() }),
         transcriber: windowTranscriber,
         metrics,
         realTime: c.realTime,

@@ -16,6 +16,7 @@ import { allReady } from './worker-thread.ts';
 import { BATCH_OP_SIZE, WorkerBatches, type Batch } from './worker-batches.ts';
 import { FrameAnalyzer, type FrameOutput } from './frame-analyzer.ts';
 import { trackVad, type VadSettings } from './vad.ts';
+import { FEATURES, type SpeechSampler } from './voice-features.ts';
 
 /**
  * A batch waits this long after the previous one: with tracks' packets spread over each 20 ms, a message per
@@ -24,12 +25,13 @@ import { trackVad, type VadSettings } from './vad.ts';
 export const BATCH_EVERY_MS = 5;
 
 /**
- * The operations of a batch. Gateway → worker: `open`, `opus` (byte offset, length, skip), `conceal` (count,
- * skip), `pcm` (byte offset, samples), `flush`, `close`. Worker → gateway: `frames` (byte offset, count, 1
- * if the VAD called them speech: a run of frames with one decision), `flushed`, `done` (units taken, samples
- * its framer holds).
+ * The operations of a batch. Gateway → worker: `open` (speech frames heard and taken so far by its
+ * sampler), `listen` (the sampling plan: all, every, max), `opus` (byte offset, length, skip), `conceal`
+ * (count, skip), `pcm` (byte offset, samples), `flush`, `close`. Worker → gateway: `frames` (byte offset,
+ * count, 1 if the VAD called them speech: a run of frames with one decision), `voiced` (a speech frame's
+ * byte offset, and its voice features'), `flushed`, `done` (units taken, samples its framer holds).
  */
-export const DspOp = { open: 0, opus: 1, conceal: 2, pcm: 3, flush: 4, close: 5, frames: 6, flushed: 7, done: 8 } as const;
+export const DspOp = { open: 0, listen: 1, opus: 2, conceal: 3, pcm: 4, flush: 5, close: 6, frames: 7, voiced: 8, flushed: 9, done: 10 } as const;
 export type DspOp = (typeof DspOp)[keyof typeof DspOp];
 
 /** What a track's front end gives back: its whole frames in order, and each flush once done. */
@@ -78,12 +80,17 @@ export class DspThreads {
     return new DspThreads(threads, vad, frameSamples);
   }
 
-  /** A track's front end, in the worker with the fewest streams; `close()` it when the track ends. */
-  stream(): TrackFrontEnd {
+  /**
+   * A track's front end, in the worker with the fewest streams; `close()` it when the track ends.
+   * `voice`: the speech frames whose voice features the track needs (a diarizer's, a voice print's), from
+   * its counts now: the worker computes them with the frames it picks (the track, following the same
+   * sampler, takes them and computes what it picks that comes without).
+   */
+  stream(voice?: SpeechSampler): TrackFrontEnd {
     const local = () => new FrameAnalyzer(trackVad(this.vad), this.frameSamples);
     const alive = this.threads.filter((t) => !t.dead);
     if (alive.length === 0) return new ThreadedFrontEnd(undefined, this.frameSamples, local);
-    return alive.reduce((a, b) => (b.streamCount < a.streamCount ? b : a)).open(this.frameSamples, local);
+    return alive.reduce((a, b) => (b.streamCount < a.streamCount ? b : a)).open(this.frameSamples, local, voice);
   }
 
   async close(): Promise<void> {
@@ -123,10 +130,11 @@ class DspThread {
     return this.streams.size;
   }
 
-  open(frameSamples: number, local: () => FrameAnalyzer): ThreadedFrontEnd {
+  open(frameSamples: number, local: () => FrameAnalyzer, voice: SpeechSampler | undefined): ThreadedFrontEnd {
     const stream = new ThreadedFrontEnd(this, frameSamples, local);
     this.streams.set(stream.id, stream);
-    this.batches.op(DspOp.open, stream.id);
+    this.batches.op(DspOp.open, stream.id, voice?.heard, voice?.taken);
+    if (voice) this.batches.op(DspOp.listen, stream.id, voice.plan.all, voice.plan.every, voice.plan.max);
     return stream;
   }
 
@@ -142,11 +150,13 @@ class DspThread {
 
   private received({ ops, bytes }: Batch): void {
     const audio = new Int16Array(bytes.buffer);
+    const floats = new Float32Array(bytes.buffer, 0, bytes.length >> 2);
     for (let i = 0; i < ops.length; i += BATCH_OP_SIZE) {
       const stream = this.streams.get(ops[i + 1]);
       if (!stream) continue;
       const kind = ops[i];
       if (kind === DspOp.frames) stream.delivered(audio, ops[i + 2] >> 1, ops[i + 3], ops[i + 4] === 1);
+      else if (kind === DspOp.voiced) stream.voiced(audio, ops[i + 2] >> 1, floats, ops[i + 3] >> 2);
       else if (kind === DspOp.flushed) stream.flushDone();
       else if (kind === DspOp.done) stream.taken(ops[i + 2], ops[i + 3]);
     }
@@ -170,10 +180,12 @@ class ThreadedFrontEnd implements TrackFrontEnd {
   private pushed = 0;
   private returned = 0;
   private closed = false;
+  /** A voiced frame's features, as long as the output's call (it copies what it keeps). */
+  private readonly features = new Float32Array(FEATURES);
   private readonly frames: FrameOutput = {
-    frame: (frame, isSpeech) => {
+    frame: (frame, isSpeech, features) => {
       this.returned += frame.length;
-      this.output!.frame(frame, isSpeech);
+      this.output!.frame(frame, isSpeech, features);
     },
   };
 
@@ -242,6 +254,13 @@ class ThreadedFrontEnd implements TrackFrontEnd {
     if (this.closed) return;
     const size = this.frameSamples;
     for (let i = 0; i < count; i++) this.frames.frame(audio.subarray(at + i * size, at + (i + 1) * size), isSpeech);
+  }
+
+  /** @internal A speech frame the worker made, from `audio` at `at`, with its voice features from `floats` at `featuresAt`. */
+  voiced(audio: Int16Array, at: number, floats: Float32Array, featuresAt: number): void {
+    if (this.closed) return;
+    for (let i = 0; i < FEATURES; i++) this.features[i] = floats[featuresAt + i];
+    this.frames.frame(audio.subarray(at, at + this.frameSamples), true, this.features);
   }
 
   /** @internal The worker's flush is done: what was pushed before it has come back. */

@@ -9,16 +9,35 @@ import { FrameAnalyzer, type FrameOutput } from './frame-analyzer.ts';
 import { trackVad, type VadSettings } from './vad.ts';
 import { DspOp } from './dsp-thread.ts';
 import { BATCH_OP_SIZE, BatchWriter, type Batch } from './worker-batches.ts';
+import { FEATURES, SpeechSampler, VoiceFeatures } from './voice-features.ts';
 
 const port = parentPort!;
 const { vad, frameSamples } = workerData as { vad: VadSettings; frameSamples: number };
-const streams = new Map<number, FrameAnalyzer>();
+
+/** A track's analyzer and, when it asked for voice features, its sampler and extractor. */
+interface Stream {
+  analyzer: FrameAnalyzer;
+  counts: { heard: number; taken: number };
+  voice?: { sampler: SpeechSampler; extractor: VoiceFeatures };
+}
+
+const streams = new Map<number, Stream>();
 const replies = new BatchWriter();
+const features = new Float32Array(FEATURES);
 let replyingFor = 0;
+let voice: Stream['voice'];
 
 const out: FrameOutput = {
   frame(frame, isSpeech) {
     const at = replies.samplesOf(frame);
+    if (voice) {
+      if (voice.sampler.wants(isSpeech)) {
+        voice.extractor.frame(frame, features, 0);
+        replies.op(DspOp.voiced, replyingFor, at, replies.floatsOf(features));
+        return;
+      }
+      voice.extractor.skip(frame);
+    }
     const speech = isSpeech ? 1 : 0;
     // Only frames put bytes in a reply: after a `frames` op of this stream, this frame's bytes follow its
     // run's, and a run with one decision is one op.
@@ -35,17 +54,23 @@ port.on('message', ({ ops, bytes }: Batch) => {
     const a = ops[i + 2];
     const b = ops[i + 3];
     if (kind === DspOp.open) {
-      streams.set(stream, new FrameAnalyzer(trackVad(vad), frameSamples));
+      streams.set(stream, { analyzer: new FrameAnalyzer(trackVad(vad), frameSamples), counts: { heard: a, taken: b } });
       continue;
     }
-    const analyzer = streams.get(stream);
-    if (!analyzer) continue;
+    const state = streams.get(stream);
+    if (!state) continue;
+    if (kind === DspOp.listen) {
+      state.voice = { sampler: new SpeechSampler({ all: a, every: b, max: ops[i + 4] }, state.counts.heard, state.counts.taken), extractor: new VoiceFeatures() };
+      continue;
+    }
+    const analyzer = state.analyzer;
     if (kind === DspOp.close) {
       streams.delete(stream);
       taken.delete(stream);
       continue;
     }
     replyingFor = stream;
+    voice = state.voice;
     if (kind === DspOp.opus) analyzer.opus(Buffer.from(bytes.buffer, bytes.byteOffset + a, b), ops[i + 4], out);
     else if (kind === DspOp.conceal) analyzer.conceal(a, b, out);
     else if (kind === DspOp.pcm) analyzer.pcm(new Int16Array(bytes.buffer, bytes.byteOffset + a, b), out);
@@ -55,7 +80,7 @@ port.on('message', ({ ops, bytes }: Batch) => {
     }
     taken.set(stream, (taken.get(stream) ?? 0) + 1);
   }
-  for (const [stream, count] of taken) replies.op(DspOp.done, stream, count, streams.get(stream)!.pendingSamples);
+  for (const [stream, count] of taken) replies.op(DspOp.done, stream, count, streams.get(stream)!.analyzer.pendingSamples);
   const answer = replies.take();
   port.postMessage(answer, [answer.ops.buffer, answer.bytes.buffer]);
 });

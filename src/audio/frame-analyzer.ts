@@ -9,7 +9,8 @@ import { OpusDecoder } from './opus-decoder.ts';
 import type { VoiceActivityDetector } from './vad.ts';
 
 export interface FrameOutput {
-  frame(frame: Int16Array, isSpeech: boolean): void;
+  /** `features`: a speech frame's voice features, when they were asked for and computed with it. */
+  frame(frame: Int16Array, isSpeech: boolean, features?: Float32Array): void;
 }
 
 /** PCM of any chunking → whole frames, each with the VAD's decision. */

@@ -10,7 +10,7 @@ import { workerReady } from './worker-thread.ts';
 
 export const BATCH_OP_SIZE = 5;
 
-/** Either way: the operations, and the bytes they point into (each part at an even offset, so Int16 views fit). */
+/** Either way: the operations, and the bytes they point into (each part at a multiple of 4, so Int16 and Float32 views fit). */
 export interface Batch {
   ops: Int32Array<ArrayBuffer>;
   bytes: Uint8Array<ArrayBuffer>;
@@ -34,6 +34,7 @@ export class BatchWriter {
   private opsUsed = 0;
   private bytes = new Uint8Array(65536);
   private samples = new Int16Array(this.bytes.buffer);
+  private floats = new Float32Array(this.bytes.buffer);
   private bytesUsed = 0;
 
   get empty(): boolean {
@@ -81,6 +82,13 @@ export class BatchWriter {
     return at;
   }
 
+  /** Copies `values` in, returns their byte offset. */
+  floatsOf(values: Float32Array): number {
+    const at = this.reserve(values.byteLength);
+    this.floats.set(values, at >> 2);
+    return at;
+  }
+
   /** The batch written so far; the writer starts over. */
   take(): Batch {
     const batch: Batch = { ops: this.ops.slice(0, this.opsUsed), bytes: this.bytes.slice(0, this.bytesUsed) };
@@ -90,7 +98,7 @@ export class BatchWriter {
   }
 
   private reserve(length: number): number {
-    const at = this.bytesUsed + (this.bytesUsed & 1);
+    const at = (this.bytesUsed + 3) & ~3;
     if (at + length > this.bytes.length) {
       let size = this.bytes.length * 2;
       while (size < at + length) size *= 2;
@@ -98,6 +106,7 @@ export class BatchWriter {
       grown.set(this.bytes.subarray(0, this.bytesUsed));
       this.bytes = grown;
       this.samples = new Int16Array(grown.buffer);
+      this.floats = new Float32Array(grown.buffer);
     }
     this.bytesUsed = at + length;
     return at;

@@ -12,7 +12,7 @@
  * (`LiveDiarizer`); a recording is diarized whole (`diarizeRecording`): a first pass finds the speakers'
  * models over the whole file, a second assigns every piece to the nearest of them.
  */
-import { FEATURES, VoiceFeatures } from './voice-features.ts';
+import { FEATURES, SpeechSampler, VoiceFeatures, type SamplingPlan } from '../audio/voice-features.ts';
 import { voiceDistance, VoiceStats, type VoicePrint } from './voice-print.ts';
 
 /** A stretch of one speaker, ms; speakers are numbered from 1 in order of first appearance. */
@@ -120,7 +120,8 @@ export class FrameListener {
     this.position = Math.max(this.position, position);
   }
 
-  frame(samples: Int16Array, isSpeech: boolean): void {
+  /** `features`: a speech frame's, computed elsewhere (the extractor here then only hears the frame). */
+  frame(samples: Int16Array, isSpeech: boolean, features?: Float32Array): void {
     const position = this.position++;
     if (!isSpeech) {
       this.extractor.skip(samples);
@@ -128,7 +129,10 @@ export class FrameListener {
     }
     if (this.grows && this.frames.full) this.frames = SpeechFrames.grow(this.frames);
     const slot = this.frames.next(position);
-    this.extractor.frame(samples, this.frames.features, slot * FEATURES);
+    if (features) {
+      this.extractor.skip(samples);
+      this.frames.features.set(features, slot * FEATURES);
+    } else this.extractor.frame(samples, this.frames.features, slot * FEATURES);
   }
 }
 
@@ -239,9 +243,9 @@ export class LiveDiarizer {
     this.options = options;
   }
 
-  /** Every 20 ms frame of the track, with the VAD's decision, in order. */
-  frame(samples: Int16Array, isSpeech: boolean): void {
-    this.listener.frame(samples, isSpeech);
+  /** Every 20 ms frame of the track, with the VAD's decision, in order; a speech frame's features if computed elsewhere. */
+  frame(samples: Int16Array, isSpeech: boolean, features?: Float32Array): void {
+    this.listener.frame(samples, isSpeech, features);
   }
 
   /** A new connection of the track continues at track time `trackMs`: its frames are counted from there. */
@@ -326,26 +330,28 @@ export function splitBySpeaker<T extends { startMs: number; endMs: number }>(wor
   return runs;
 }
 
-/** One voice's print, from the speech frames of a clip or of a one-person track (nothing else kept). */
-/** A doctor's own track: every speech frame of its first 10 s is analysed for their voice print, then one in LEARN_EVERY. */
-const LEARN_ALL = 500;
-const LEARN_EVERY = 4;
-/** Frames analysed per track at most (4 min of speech). */
-const MAX_LEARNED = 3000;
+/**
+ * A doctor's own track: every speech frame of its first 10 s is analysed for their voice print, then one
+ * in four, up to 3000 (4 min of speech). A print is the statistics of the voice's frames: the sample gives
+ * the same print (within what the next visit changes) at a fraction of the cost, paid on every doctor's
+ * track whether or not a diarized track ever uses it.
+ */
+export const PRINT_SAMPLING: SamplingPlan = { all: 500, every: 4, max: 3000 };
 
+/** One voice's print, from the speech frames of a clip or of a one-person track (nothing else kept). */
 export class VoicePrinter {
+  /** Which frames are analysed; the DSP worker follows the same plan from the same counts. */
+  readonly sampler = new SpeechSampler(PRINT_SAMPLING);
   private readonly extractor = new VoiceFeatures();
   private readonly stats = new VoiceStats();
   private readonly features = new Float32Array(FEATURES);
-  private speechFrames = 0;
 
-  frame(samples: Int16Array, isSpeech: boolean): void {
-    // A print is the statistics of the voice's frames: past the first LEARN_ALL, one speech frame in
-    // LEARN_EVERY, up to MAX_LEARNED, gives the same print (within what the next visit changes) at a
-    // fraction of the cost, paid on every doctor's track whether or not a diarized track ever uses it.
-    const heard = isSpeech ? this.speechFrames++ : 0;
-    if (!isSpeech || (heard >= LEARN_ALL && heard % LEARN_EVERY !== 0) || this.stats.frames >= MAX_LEARNED) {
+  /** `features`: the frame's, computed elsewhere (used if the plan here takes the frame, which it then need not analyse). */
+  frame(samples: Int16Array, isSpeech: boolean, features?: Float32Array): void {
+    if (!this.sampler.wants(isSpeech)) return this.extractor.skip(samples);
+    if (features) {
       this.extractor.skip(samples);
+      this.stats.add(features, 0);
       return;
     }
     this.extractor.frame(samples, this.features, 0);
@@ -354,7 +360,7 @@ export class VoicePrinter {
 
   /** Speech frames heard so far. */
   get frames(): number {
-    return this.speechFrames;
+    return this.sampler.heard;
   }
 
   print(): VoicePrint {

@@ -3,7 +3,7 @@
  * between two prints. A print is what the gateway keeps of an enrolled voice: 17 numbers, from which no
  * audio can be made again.
  */
-import { CEPSTRA, PITCH } from './voice-features.ts';
+import { CEPSTRA, PITCH } from '../audio/voice-features.ts';
 
 export interface VoicePrint {
   /** Speech frames (20 ms) it was made of. */

@@ -16,8 +16,8 @@ export interface WindowSink {
   window(window: AudioWindow): void;
   /** A frame the VAD called speech (live tracks time their latency from the last one). */
   speech?(): void;
-  /** Every frame with the VAD's decision (a diarizer hears the voices of its speech frames). */
-  frame?(frame: Int16Array, isSpeech: boolean): void;
+  /** Every frame with the VAD's decision (a diarizer hears the voices of its speech frames); `features`: its voice features, when the front end computed them. */
+  frame?(frame: Int16Array, isSpeech: boolean, features?: Float32Array): void;
   /**
    * A throw while handling audio a denoiser gave back later (it would otherwise reach the worker's
    * message handler, and the process); without it the throw goes to whoever pushed or flushed.
@@ -29,7 +29,7 @@ export class VoiceWindows {
   readonly segmenter: Segmenter;
   /** Frames and the VAD's decisions here (none with a front end, which gives back frames decided). */
   private readonly decider: FrameDecider | undefined;
-  private readonly decided: FrameOutput = { frame: (frame, isSpeech) => this.decidedFrame(frame, isSpeech) };
+  private readonly decided: FrameOutput = { frame: (frame, isSpeech) => this.decidedFrame(frame, isSpeech, undefined) };
   private readonly sink: WindowSink;
   private readonly denoiser: StreamDenoiser | undefined;
   private readonly frontEnd: TrackFrontEnd | undefined;
@@ -64,8 +64,8 @@ export class VoiceWindows {
     } else {
       this.frontEnd = hearing;
       hearing.start({
-        frame: (frame, isSpeech) => {
-          this.reported(() => this.decidedFrame(frame, isSpeech));
+        frame: (frame, isSpeech, features) => {
+          this.reported(() => this.decidedFrame(frame, isSpeech, features));
           this.caughtUp();
         },
         flushed,
@@ -163,9 +163,9 @@ export class VoiceWindows {
     }
   }
 
-  private decidedFrame(frame: Int16Array, isSpeech: boolean): void {
+  private decidedFrame(frame: Int16Array, isSpeech: boolean, features: Float32Array | undefined): void {
     if (isSpeech) this.sink.speech?.();
-    this.sink.frame?.(frame, isSpeech);
+    this.sink.frame?.(frame, isSpeech, features);
     for (const window of this.segmenter.push({ samples: frame, isSpeech })) this.sink.window(window);
   }
 }

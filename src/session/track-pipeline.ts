@@ -213,7 +213,11 @@ export class TrackPipeline {
     this.windows = new VoiceWindows(options.frontEnd ?? options.vad!, { ...options.segmenter, sampleRate: PIPELINE_SAMPLE_RATE }, {
       window: (window) => this.dispatch(window),
       speech: () => void (this.lastSpeechAt = this.lastReceivedAt),
-      frame: options.diarizer ? (frame, isSpeech) => options.diarizer!.frame(frame, isSpeech) : options.voice ? (frame, isSpeech) => options.voice!.frame(frame, isSpeech) : undefined,
+      frame: options.diarizer
+        ? (frame, isSpeech, features) => options.diarizer!.frame(frame, isSpeech, features)
+        : options.voice
+          ? (frame, isSpeech, features) => options.voice!.frame(frame, isSpeech, features)
+          : undefined,
       error: (error) => this.failInternally(error),
     }, options.denoiser);
     options.diarizer?.continueAt(options.offsetMs);

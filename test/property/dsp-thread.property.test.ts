@@ -3,7 +3,8 @@
  * (fast-check, fixed seed): several tracks on two workers, random units (real Opus packets of 10–60 ms,
  * broken ones, lost packets, PCM of any length, each with part of its audio already in the track),
  * flushes anywhere, the event loop turning at random points. Each track's frames and the VAD's decisions
- * are the same as on this thread, its flushes end at the same frames, and what is held is what was pushed
+ * are the same as on this thread, and so are the voice features of the speech frames a sampling plan picks
+ * (from counts a track continues), its flushes end at the same frames, and what is held is what was pushed
  * and has not come out. A worker that dies keeps each track's time: every frame still comes (the units it
  * had not taken decoded here), every flush is answered, and new units go on.
  */
@@ -15,6 +16,7 @@ import { DspThreads, type TrackFrontEnd } from '../../src/audio/dsp-thread.ts';
 import { FrameAnalyzer } from '../../src/audio/frame-analyzer.ts';
 import { OpusTimeline } from '../../src/audio/opus-decoder.ts';
 import { trackVad, type VadSettings } from '../../src/audio/vad.ts';
+import { FEATURES, SpeechSampler, VoiceFeatures } from '../../src/audio/voice-features.ts';
 import { DEFAULT_CONDITIONER_OPTIONS } from '../../src/audio/conditioner.ts';
 
 const FRAME = 320;
@@ -50,23 +52,43 @@ const unitArbitrary: fc.Arbitrary<Unit> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ flush: true as const }) },
   { weight: 3, arbitrary: fc.constant({ turn: true as const }) },
 );
-const scriptArbitrary = fc.record({ units: fc.array(unitArbitrary, { minLength: 1, maxLength: 60 }), seed: fc.integer({ min: 1, max: 2 ** 30 }) });
+/** The voice features a track asks for: a sampling plan, and the counts its sampler starts from. */
+const voiceArbitrary = fc.record({ all: fc.nat(30), every: fc.integer({ min: 1, max: 4 }), max: fc.nat(200), heard: fc.nat(50), taken: fc.nat(50) });
+type Voice = typeof voiceArbitrary extends fc.Arbitrary<infer T> ? T : never;
+const scriptArbitrary = fc.record({ units: fc.array(unitArbitrary, { minLength: 1, maxLength: 60 }), seed: fc.integer({ min: 1, max: 2 ** 30 }), voice: fc.option(voiceArbitrary, { nil: undefined }) });
+type Script = { units: Unit[]; seed: number; voice?: Voice };
+const samplerOf = (voice: Voice | undefined) => voice && new SpeechSampler({ all: voice.all, every: voice.every, max: voice.max }, voice.heard, voice.taken);
 
 interface Heard {
   frames: Int16Array[];
   speech: boolean[];
+  /** Each frame's voice features, where they came with it. */
+  features: (number[] | undefined)[];
   /** Frames out when each flush ended. */
   flushedAt: number[];
 }
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** A FrameAnalyzer on this thread behind the TrackFrontEnd interface: the reference. */
-function inline(): TrackFrontEnd {
+/** A FrameAnalyzer and a feature extractor on this thread behind the TrackFrontEnd interface: the reference. */
+function inline(sampler?: SpeechSampler): TrackFrontEnd {
   const analyzer = new FrameAnalyzer(trackVad(vad), FRAME);
+  const extractor = new VoiceFeatures();
   let output: Parameters<TrackFrontEnd['start']>[0];
   return {
-    start: (o) => (output = o),
+    start: (o) =>
+      (output = {
+        frame: (frame, isSpeech) => {
+          if (!sampler?.wants(isSpeech)) {
+            extractor.skip(frame);
+            return o.frame(frame, isSpeech);
+          }
+          const features = new Float32Array(FEATURES);
+          extractor.frame(frame, features, 0);
+          o.frame(frame, isSpeech, features);
+        },
+        flushed: () => o.flushed(),
+      }),
     opus: (packet, _samples, skip) => analyzer.opus(packet, skip, output),
     conceal: (count, _samples, skip) => analyzer.conceal(count, skip, output),
     pcm: (samples) => analyzer.pcm(samples, output),
@@ -77,15 +99,16 @@ function inline(): TrackFrontEnd {
 }
 
 /** Runs each track's units, interleaved, on `make`'s front ends; the event loop turns where a unit says so. */
-async function run(scripts: { units: Unit[]; seed: number }[], make: () => TrackFrontEnd, checkHeld: boolean): Promise<Heard[]> {
-  const tracks = scripts.map(({ units, seed }) => {
-    const frontEnd = make();
-    const heard: Heard = { frames: [], speech: [], flushedAt: [] };
+async function run(scripts: Script[], make: (voice?: SpeechSampler) => TrackFrontEnd, checkHeld: boolean): Promise<Heard[]> {
+  const tracks = scripts.map(({ units, seed, voice }) => {
+    const frontEnd = make(samplerOf(voice));
+    const heard: Heard = { frames: [], speech: [], features: [], flushedAt: [] };
     const state = { frontEnd, heard, units, at: 0, pushed: 0, marks: [] as number[], timeline: new OpusTimeline(), pcm: signal(16000 * 20, seed, 16000), pcmAt: 0 };
     frontEnd.start({
-      frame: (frame, isSpeech) => {
+      frame: (frame, isSpeech, features) => {
         heard.frames.push(frame.slice());
         heard.speech.push(isSpeech);
+        heard.features.push(features && [...features]);
       },
       flushed: () => {
         heard.flushedAt.push(heard.frames.length);
@@ -141,25 +164,29 @@ function assertSameFrames(a: Heard, b: Heard, what: string): void {
     if (!a.frames[i].every((v, k) => v === b.frames[i][k])) assert.unreachable(`${what}: frame ${i} differs`);
   }
   assert.equal(a.speech, b.speech, `${what}: the same VAD decisions`);
+  assert.equal(a.features, b.features, `${what}: the same frames' voice features, the same values`);
   assert.equal(a.flushedAt, b.flushedAt, `${what}: flushes end at the same frames`);
 }
 
-test('in a worker, each track\'s frames and VAD decisions are those made on this thread, its flushes where they were asked', async () => {
+test('in a worker, each track\'s frames, VAD decisions and voice features are those made on this thread, its flushes where they were asked', async () => {
   let speechFrames = 0;
   let frames = 0;
+  let voiced = 0;
   await fc.assert(
     fc.asyncProperty(fc.array(scriptArbitrary, { minLength: 1, maxLength: 4 }), async (scripts) => {
-      const threaded = await run(scripts, () => threads.stream(), true);
+      const threaded = await run(scripts, (voice) => threads.stream(voice), true);
       const reference = await run(scripts, inline, false);
       for (let i = 0; i < scripts.length; i++) assertSameFrames(threaded[i], reference[i], `track ${i}`);
       for (const heard of threaded) {
         frames += heard.frames.length;
         speechFrames += heard.speech.filter(Boolean).length;
+        voiced += heard.features.filter(Boolean).length;
       }
     }),
     { numRuns: 60, seed: 20261204 },
   );
   assert.ok(speechFrames > frames * 0.2 && speechFrames < frames * 0.9, `the VAD decided both ways (${speechFrames} speech frames of ${frames})`);
+  assert.ok(voiced > speechFrames * 0.1 && voiced < speechFrames * 0.9, `some speech frames came with features, not all (${voiced} of ${speechFrames})`);
 });
 
 test('a worker that dies keeps every track\'s time: every frame comes, every flush is answered, and new units go on', async () => {
@@ -167,7 +194,7 @@ test('a worker that dies keeps every track\'s time: every frame comes, every flu
   const dying = await DspThreads.start(1, vad, FRAME, { workerUrl: new URL('../support/dying-dsp-worker.ts', import.meta.url), onDied: (error) => died.push(error) });
   const units: Unit[] = Array.from({ length: 200 }, (_, i) => (i % 7 === 6 ? { turn: true as const } : i % 50 === 25 ? { flush: true as const } : i % 11 === 3 ? { pcm: 250, skip: 0 } : { opus: i, ms: 1, broken: false, skip: 0 }));
   const scripts = [{ units, seed: 3 }, { units: units.slice(5), seed: 4 }];
-  const threaded = await run(scripts, () => dying.stream(), true);
+  const threaded = await run(scripts, (voice) => dying.stream(voice), true);
   const reference = await run(scripts, inline, false);
   assert.is(died.length, 1);
   for (let i = 0; i < scripts.length; i++) {

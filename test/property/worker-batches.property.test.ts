@@ -1,7 +1,7 @@
 /**
  * The batches the worker pools send both ways (BatchWriter, fast-check, fixed seed): any mix of operations,
- * byte strings and sample runs of any length, taken out in batches of any size, reads back as written:
- * each op's numbers, each part's bytes or samples at the offset it was given (even, so an Int16 view fits),
+ * byte strings, sample runs and floats of any length, taken out in batches of any size, reads back as written:
+ * each op's numbers, each part's bytes or samples at the offset it was given (a multiple of 4, so Int16 and Float32 views fit),
  * and a run extended in place holds its sum. A batch holds only its own parts, and the writer is empty after it.
  */
 import fc from 'fast-check';
@@ -14,6 +14,7 @@ const part = fc.oneof(
   fc.record({ kind: fc.constant('op' as const), numbers: fc.tuple(fc.nat(9), fc.nat(1000), int32, int32, int32) }),
   fc.record({ kind: fc.constant('bytes' as const), data: fc.uint8Array({ maxLength: 3000 }) }),
   fc.record({ kind: fc.constant('samples' as const), data: fc.int16Array({ maxLength: 3000 }) }),
+  fc.record({ kind: fc.constant('floats' as const), data: fc.float32Array({ maxLength: 40, noNaN: true }) }),
   fc.record({ kind: fc.constant('take' as const) }),
 );
 
@@ -22,7 +23,7 @@ test('what is written reads back from its batch, at even offsets', () => {
     fc.property(fc.array(part, { maxLength: 120 }), (parts) => {
       const writer = new BatchWriter();
       let ops: number[][] = [];
-      let data: { at: number; data: Uint8Array | Int16Array }[] = [];
+      let data: { at: number; data: Uint8Array | Int16Array | Float32Array }[] = [];
       const check = () => {
         const batch = writer.take();
         assert.is(writer.empty, true);
@@ -30,13 +31,18 @@ test('what is written reads back from its batch, at even offsets', () => {
         ops.forEach((numbers, i) => assert.equal([...batch.ops.subarray(i * BATCH_OP_SIZE, (i + 1) * BATCH_OP_SIZE)], numbers));
         let end = 0;
         for (const { at, data: written } of data) {
-          assert.is(at % 2, 0);
+          assert.is(at % 4, 0);
           assert.ok(at >= end, 'parts do not overlap');
-          const read = written instanceof Int16Array ? new Int16Array(batch.bytes.buffer, at, written.length) : batch.bytes.subarray(at, at + written.length);
+          const read =
+            written instanceof Int16Array
+              ? new Int16Array(batch.bytes.buffer, at, written.length)
+              : written instanceof Float32Array
+                ? new Float32Array(batch.bytes.buffer, at, written.length)
+                : batch.bytes.subarray(at, at + written.length);
           assert.equal([...read], [...written]);
           end = at + written.byteLength;
         }
-        assert.ok(batch.bytes.length <= end + 1, 'a batch holds its own parts only');
+        assert.is(batch.bytes.length, end, 'a batch holds its own parts only');
         ops = [];
         data = [];
       };
@@ -53,6 +59,7 @@ test('what is written reads back from its batch, at even offsets', () => {
           }
         } else if (p.kind === 'bytes') data.push({ at: writer.bytesOf(p.data), data: p.data });
         else if (p.kind === 'samples') data.push({ at: writer.samplesOf(p.data), data: p.data });
+        else if (p.kind === 'floats') data.push({ at: writer.floatsOf(p.data), data: p.data });
         else check();
       }
       check();

@@ -139,3 +139,40 @@ export class VoiceFeatures {
     for (let i = 0; i < n; i++) this.history[WINDOW - n + i] = samples[samples.length - n + i];
   }
 }
+
+/**
+ * Which speech frames of a track get their features computed: every one of the first `all`, then one in
+ * `every`, at most `max` in all. A diarized track needs every speech frame; a doctor's voice print is the
+ * statistics of a sample of them.
+ */
+export interface SamplingPlan {
+  all: number;
+  every: number;
+  max: number;
+}
+
+export const EVERY_SPEECH_FRAME: SamplingPlan = { all: 2 ** 31 - 1, every: 1, max: 2 ** 31 - 1 };
+
+/** A plan followed frame by frame (pure): the same decisions wherever it runs, from the same counts. */
+export class SpeechSampler {
+  readonly plan: SamplingPlan;
+  /** Speech frames heard, and those taken, so far (a track's next connection continues from them). */
+  heard: number;
+  taken: number;
+
+  constructor(plan: SamplingPlan, heard = 0, taken = 0) {
+    this.plan = plan;
+    this.heard = heard;
+    this.taken = taken;
+  }
+
+  /** Counts the frame; true when its features are wanted. */
+  wants(isSpeech: boolean): boolean {
+    if (!isSpeech) return false;
+    const heard = this.heard++;
+    const { all, every, max } = this.plan;
+    if ((heard >= all && heard % every !== 0) || this.taken >= max) return false;
+    this.taken++;
+    return true;
+  }
+}
