@@ -102,6 +102,7 @@ export interface AudioWindow {
   confirms?: number;
   /** The stretches the VAD called speech, [startMs, endMs] in track time, in order. */
   speech: [number, number][];
+  /** A view of the segmenter's frames, which it never writes again: read it, never write into it. */
   audio: Int16Array;
   /**
    * Set by the track's owner: windows with the same key start at the same sample of the same audio, so
@@ -110,18 +111,93 @@ export interface AudioWindow {
   stream?: string;
 }
 
-interface BufferedFrame {
-  samples: Int16Array;
-  isSpeech: boolean;
-  energy: number;
+/** Room a new block of the frame log has beyond the frames it carries over, at least: 4 s of 20 ms frames. */
+const MIN_BLOCK_ROOM = 200;
+
+/**
+ * The frames a segmenter holds: their samples, VAD decisions and energies, appended to a block that is
+ * never written again where it has been written. A window's audio is a view of its block (no copy: a
+ * partial every second of a long utterance copied all of it again, most of them for nothing), which
+ * stays valid for as long as the window is held. A full block is followed by a new one that carries over
+ * the frames still held, with room for half as many again (at least MIN_BLOCK_ROOM).
+ */
+class FrameLog {
+  private readonly frameSamples: number;
+  private samples: Int16Array;
+  private speech: Uint8Array;
+  private energy: Float64Array;
+  /** Absolute index of the block's first frame, and the frames written to it. */
+  private blockStart = 0;
+  private written = 0;
+  /** Absolute index of the first frame still held. */
+  first = 0;
+
+  constructor(frameSamples: number) {
+    this.frameSamples = frameSamples;
+    this.samples = new Int16Array(MIN_BLOCK_ROOM * frameSamples);
+    this.speech = new Uint8Array(MIN_BLOCK_ROOM);
+    this.energy = new Float64Array(MIN_BLOCK_ROOM);
+  }
+
+  /** Absolute index of the next frame. */
+  get end(): number {
+    return this.blockStart + this.written;
+  }
+
+  append(samples: Int16Array, isSpeech: boolean): void {
+    if (this.written === this.speech.length) this.nextBlock();
+    const at = this.written++;
+    this.samples.set(samples, at * this.frameSamples);
+    this.speech[at] = isSpeech ? 1 : 0;
+    this.energy[at] = meanSquare(samples);
+  }
+
+  isSpeech(frame: number): boolean {
+    return this.speech[this.indexOf(frame)] === 1;
+  }
+
+  energyOf(frame: number): number {
+    return this.energy[this.indexOf(frame)];
+  }
+
+  /** Frames [start, end) as one view (never written again). */
+  audio(start: number, end: number): Int16Array {
+    if (start < this.first || end > this.end) throw new Error(`segmenter: frames ${start}–${end} are no longer held`);
+    return this.samples.subarray((start - this.blockStart) * this.frameSamples, (end - this.blockStart) * this.frameSamples);
+  }
+
+  /** Frames before `frame` are not needed any more. */
+  dropBefore(frame: number): void {
+    this.first = Math.min(Math.max(this.first, frame), this.end);
+  }
+
+  private indexOf(frame: number): number {
+    if (frame < this.first || frame >= this.end) throw new Error(`segmenter: frame ${frame} is no longer held`);
+    return frame - this.blockStart;
+  }
+
+  private nextBlock(): void {
+    const from = this.first - this.blockStart;
+    const held = this.written - from;
+    const frames = held + Math.max(MIN_BLOCK_ROOM, held >> 1);
+    const samples = new Int16Array(frames * this.frameSamples);
+    samples.set(this.samples.subarray(from * this.frameSamples, this.written * this.frameSamples));
+    const speech = new Uint8Array(frames);
+    speech.set(this.speech.subarray(from, this.written));
+    const energy = new Float64Array(frames);
+    energy.set(this.energy.subarray(from, this.written));
+    this.samples = samples;
+    this.speech = speech;
+    this.energy = energy;
+    this.blockStart = this.first;
+    this.written = held;
+  }
 }
 
 export class Segmenter {
   readonly options: SegmenterOptions;
   private readonly frameSamples: number;
-  private readonly frames: BufferedFrame[] = [];
-  /** Absolute index of frames[0]. */
-  private firstBufferedFrame = 0;
+  private readonly frames: FrameLog;
   private nextFrame = 0;
   private inSpeech = false;
   private speechRun = 0;
@@ -152,6 +228,7 @@ export class Segmenter {
     if (o.overlapMs * 2 >= o.maxWindowMs - o.cutSearchMs) throw new RangeError('overlapMs too large for maxWindowMs');
     if (o.speculativeSilenceMs < 0 || (o.speculativeSilenceMs > 0 && o.speculativeSilenceMs >= o.silenceMs)) throw new RangeError('speculativeSilenceMs must be 0 or below silenceMs');
     this.frameSamples = (o.sampleRate * o.frameMs) / 1000;
+    this.frames = new FrameLog(this.frameSamples);
   }
 
   /** Track time reached so far, in milliseconds. */
@@ -168,7 +245,7 @@ export class Segmenter {
       throw new RangeError(`frame must hold ${this.frameSamples} samples, got ${frame.samples.length}`);
     }
     const index = this.nextFrame++;
-    this.frames.push({ samples: frame.samples, isSpeech: frame.isSpeech, energy: meanSquare(frame.samples) });
+    this.frames.append(frame.samples, frame.isSpeech);
     return this.inSpeech ? this.continueSpeech(index, frame.isSpeech) : this.awaitSpeech(index, frame.isSpeech);
   }
 
@@ -196,7 +273,7 @@ export class Segmenter {
     if (this.speechRun >= this.toFrames(this.options.minSpeechMs)) {
       const speechStart = index - this.speechRun + 1;
       this.inSpeech = true;
-      this.windowStart = Math.max(speechStart - this.toFrames(this.options.preRollMs), this.reopenFrom, this.firstBufferedFrame);
+      this.windowStart = Math.max(speechStart - this.toFrames(this.options.preRollMs), this.reopenFrom, this.frames.first);
       this.keepFrom = this.windowStart < this.lastWindowEnd ? this.lastWindowEnd : undefined;
       this.lastSpeechFrame = index;
       this.lastPartialFrame = index;
@@ -279,7 +356,7 @@ export class Segmenter {
         }
       }
     }
-    const cutInSpeech = this.frameAt(cut - 1).isSpeech || (cut <= index && this.frameAt(cut).isSpeech);
+    const cutInSpeech = this.frames.isSpeech(cut - 1) || (cut <= index && this.frames.isSpeech(cut));
     const overlap = pause ? 0 : !o.overlapOnlyInSpeech || cutInSpeech ? this.toFrames(o.overlapMs) : 0;
     const seam = cut - Math.floor(overlap / 2);
     const window = this.makeWindow('final', this.windowStart, cut, 'max-length', overlap > 0 ? seam : undefined);
@@ -300,12 +377,12 @@ export class Segmenter {
     const minFrames = Math.ceil(this.options.pauseCutMs / this.options.frameMs);
     let end = -1;
     for (let f = to; f >= from; f--) {
-      if (this.frameAt(f).isSpeech) {
+      if (this.frames.isSpeech(f)) {
         end = -1;
         continue;
       }
       if (end < 0) end = f + 1;
-      if (end - f >= minFrames && (f === from || this.frameAt(f - 1).isSpeech)) return { start: f, end };
+      if (end - f >= minFrames && (f === from || this.frames.isSpeech(f - 1))) return { start: f, end };
     }
     return undefined;
   }
@@ -313,19 +390,17 @@ export class Segmenter {
   private energyAround(frame: number): number {
     let sum = 0;
     for (let f = frame - 1; f <= frame + 1; f++) {
-      if (f >= this.firstBufferedFrame && f < this.nextFrame) sum += this.frameAt(f).energy + (this.frameAt(f).isSpeech ? 1e6 : 0);
+      if (f >= this.frames.first && f < this.nextFrame) sum += this.frames.energyOf(f) + (this.frames.isSpeech(f) ? 1e6 : 0);
     }
     return sum;
   }
 
   private makeWindow(kind: WindowKind, start: number, end: number, closedBy?: WindowCloseReason, keepUntil?: number): AudioWindow {
     const frameMs = this.options.frameMs;
-    const audio = new Int16Array((end - start) * this.frameSamples);
+    const audio = this.frames.audio(start, end);
     const speech: [number, number][] = [];
     for (let f = start; f < end; f++) {
-      const frame = this.frameAt(f);
-      audio.set(frame.samples, (f - start) * this.frameSamples);
-      if (!frame.isSpeech) continue;
+      if (!this.frames.isSpeech(f)) continue;
       const last = speech.at(-1);
       if (last && last[1] === f * frameMs) last[1] += frameMs;
       else speech.push([f * frameMs, (f + 1) * frameMs]);
@@ -345,17 +420,8 @@ export class Segmenter {
     return window;
   }
 
-  private frameAt(absoluteIndex: number): BufferedFrame {
-    const frame = this.frames[absoluteIndex - this.firstBufferedFrame];
-    if (!frame) throw new Error(`segmenter: frame ${absoluteIndex} is no longer buffered`);
-    return frame;
-  }
-
   private dropBefore(absoluteIndex: number): void {
-    const count = Math.min(absoluteIndex - this.firstBufferedFrame, this.frames.length);
-    if (count <= 0) return;
-    this.frames.splice(0, count);
-    this.firstBufferedFrame += count;
+    this.frames.dropBefore(absoluteIndex);
   }
 
   private toFrames(ms: number): number {
