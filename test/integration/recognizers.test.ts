@@ -2,8 +2,11 @@
  * Every recognizer a clinic may run, each a dialect of the test server taken from its documentation:
  * OpenAI whisper-1, a text-only model (gpt-4o-transcribe), Azure OpenAI (key and Entra token),
  * speaches, vLLM, whisper.cpp's server, Groq and LocalAI. For each: the gateway probes what it gives, then the
- * live and upload paths run in en/fa/ar with windows cut inside speech every 6 s (a continuous
- * dictation's seams), measured against the reference: WER at most 0.5 %, no doubled word.
+ * live and upload paths run with windows cut inside speech every 6 s (a continuous dictation's seams),
+ * measured against the reference: WER at most 0.5 %, no doubled word. whisper-1, the dialect the others
+ * vary, runs both paths in en/fa/ar; each other recognizer one language live and another uploaded, in
+ * turn, so that every language goes through every path on several dialects (the dialects' differences
+ * are in the wire format, not in the language).
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -87,8 +90,9 @@ function check(label: string, reference: string, hypothesis: string): number {
   return result.wer;
 }
 
-for (const recognizer of RECOGNIZERS) {
-  test(`${recognizer.name}: probed, then live and uploaded en/fa/ar with seams inside speech`, async () => {
+RECOGNIZERS.forEach((recognizer, i) => {
+  const runs = i === 0 ? LANGUAGES.flatMap((language) => [{ path: 'live', language }, { path: 'upload', language }]) : [{ path: 'live', language: LANGUAGES[i % 3] }, { path: 'upload', language: LANGUAGES[(i + 1) % 3] }];
+  test(`${recognizer.name}: probed, then ${runs.map((r) => `${r.path} ${r.language}`).join(', ')} with seams inside speech`, async () => {
     await writeFile(TOKEN_FILE, 'entra-access-token\n');
     const h = await startHarness({ ...SEAMS, ...recognizer.env }, recognizer.stt);
     try {
@@ -97,12 +101,10 @@ for (const recognizer of RECOGNIZERS) {
       assert.is(probe.at(-1)!.responseFormat, recognizer.format, 'the richest format the recognizer gives');
       const wers: string[] = [];
       await Promise.all(
-        LANGUAGES.map(async (language) => {
-          const reference = await loadReference(language);
-          const perTrack = await live(h, `${recognizer.stt.dialect}-${language}`, language);
-          wers.push(`live ${language} ${(check(`${recognizer.name} live ${language}`, reference.tracks.mix.map((w) => w.word).join(' '), perTrack) * 100).toFixed(2)}%`);
-          const text = await uploaded(h, language);
-          wers.push(`upload ${language} ${(check(`${recognizer.name} upload ${language}`, reference.tracks.mix.map((w) => w.word).join(' '), text) * 100).toFixed(2)}%`);
+        runs.map(async ({ path, language }) => {
+          const reference = (await loadReference(language)).tracks.mix.map((w) => w.word).join(' ');
+          const text = path === 'live' ? await live(h, `${recognizer.stt.dialect}-${language}`, language) : await uploaded(h, language);
+          wers.push(`${path} ${language} ${(check(`${recognizer.name} ${path} ${language}`, reference, text) * 100).toFixed(2)}%`);
         }),
       );
       const windows = h.stt.calls.filter((c) => !c.fileName.startsWith('probe.'));
@@ -112,6 +114,6 @@ for (const recognizer of RECOGNIZERS) {
       await h.close();
     }
   });
-}
+});
 
 test.run();
