@@ -234,7 +234,7 @@ export class SessionStore {
     const counter = this.db.$with('counter').as(
       this.db.update(sessions).set({ lastSeq: sql`${sessions.lastSeq} + 1` }).where(eq(sessions.id, unnumbered.sessionId)).returning({ seq: sessions.lastSeq }),
     );
-    // Every column in the table's order, each cast: an insert's select names no columns.
+    // Every column, each cast, in the order of the table's definition (drizzle checks it and names the columns).
     const [row] = await this.db
       .with(counter)
       .insert(segments)
