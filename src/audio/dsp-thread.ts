@@ -1,10 +1,11 @@
 /**
- * Each live track's Opus decoding and VAD where they do not hold the event loop: on one thread they were
- * a third of what every track cost it (decoding alone the largest part), and the delay they added to every
- * packet grew with the tracks. Each track's stream lives in one of a few worker threads (the one with the
+ * Each live track's Opus decoding, VAD and voice features where they do not hold the event loop: on one
+ * thread they were a third of what every track cost it (decoding alone the largest part), and the delay
+ * they added to every packet grew with the tracks. Each track's stream lives in one of a few worker threads (the one with the
  * fewest streams); its units go there in one batch for all the streams of that worker, at most every
  * BATCH_EVERY_MS (one message, the packets' and samples' bytes transferred, not a message per packet), and
- * its whole 20 ms frames come back the same way with the VAD's decisions, in order. The gateway keeps the
+ * its whole 20 ms frames come back the same way with the VAD's decisions, in order (with the voice
+ * features of the speech frames its diarizer or voice print would analyse). The gateway keeps the
  * track's timeline itself (`OpusTimeline`: what each unit stands for is known without decoding it), so
  * what is in flight counts as held (`heldSamples`) and nothing waits on the worker but the frames.
  *

@@ -1,8 +1,9 @@
 /**
- * The worker thread of `DspThreads`: a FrameAnalyzer (Opus decoder, framer, VAD) per track it is given.
- * Each batch from the gateway (one per turn of its event loop, every track's units in order) is answered
- * with one batch: the whole frames each track's units made with the VAD's decisions, flushes done, and per
- * track how many units were taken and what its framer holds.
+ * The worker thread of `DspThreads`: a FrameAnalyzer (Opus decoder, framer, VAD) per track it is given,
+ * and the voice features of the speech frames the track's sampling plan picks. Each batch from the gateway
+ * (every track's units in order) is answered with one batch: the whole frames each track's units made with
+ * the VAD's decisions (and the features of those picked), flushes done, and per track how many units were
+ * taken and what its framer holds.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { FrameAnalyzer, type FrameOutput } from './frame-analyzer.ts';
@@ -39,8 +40,8 @@ const out: FrameOutput = {
       voice.extractor.skip(frame);
     }
     const speech = isSpeech ? 1 : 0;
-    // Only frames put bytes in a reply: after a `frames` op of this stream, this frame's bytes follow its
-    // run's, and a run with one decision is one op.
+    // Bytes go into a reply only just before the op that points at them: after a `frames` op of this
+    // stream, this frame's bytes follow its run's, and a run with one decision is one op.
     if (replies.last(DspOp.frames, replyingFor, 2) === speech) replies.extendLast(1, 1);
     else replies.op(DspOp.frames, replyingFor, at, 1, speech);
   },
