@@ -31,13 +31,14 @@ async function liveFinals(h: Harness, sessionId: string, language: string, varia
 }
 
 /** WER per variant and language, live (both tracks) and uploaded (the doctor's track). */
-export async function measure(env: Record<string, string>, label: string, variants: readonly string[] = VARIANTS): Promise<Map<string, number>> {
+/** `languagesOf`: the languages a variant is measured in (all three unless it says fewer). */
+export async function measure(env: Record<string, string>, label: string, variants: readonly string[] = VARIANTS, languagesOf: (variant: string) => readonly string[] = () => LANGUAGES): Promise<Map<string, number>> {
   const h = await startHarness({ STT_SPEECH_CHECK: 'silero', ...env });
   const wer = new Map<string, number>();
   try {
     for (const variant of variants) {
       await Promise.all(
-        LANGUAGES.map(async (language) => {
+        languagesOf(variant).map(async (language) => {
           const { tracks } = await loadReference(language);
           const reference = (track: 'mix' | 'doctor') => tracks[track].map((w) => w.word).join(' ');
           wer.set(`live ${variant} ${language}`, wordErrorRate(reference('mix'), await liveFinals(h, `${label}-${variant}-${language}`, language, variant)).wer);
