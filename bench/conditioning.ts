@@ -7,16 +7,18 @@
  *  1. CPU: each step alone and all together over the windows the live VAD cuts, in ms of CPU per second
  *     of audio, and as % of a core per real-time track (a track sends about its own length to STT: the
  *     cost factor of `npm run bench`), against a baseline measured in the same run: copying the same
- *     windows' samples in and out (what any stage costs at least); and RNNoise (off by default), which
- *     runs on all of a track's audio as it streams.
+ *     windows' samples in and out (what any stage costs at least); and the two noise suppressors, which
+ *     run on all of a track's audio as it streams (the spectral one, on by default, and RNNoise), each
+ *     running all the time (their `auto` lets them go on a quiet track).
  *  2. Segmental SNR (20 ms frames, each clipped to [−10, 35] dB) of the audio sent to STT against the
  *     clean track, in the speech, with conditioning off and on (on: against the clean track through the
  *     same high-pass, so the filter's own phase shift is not counted as noise; the notch's dent in the
- *     voice is); for the fan and babble variants also with RNNoise on the track (the windows then cut
- *     from the denoised audio, as the gateway does with `AUDIO_NOISE_SUPPRESSION=rnnoise`).
+ *     voice is); for the hum, fan and babble variants also with a noise suppressor on the track, the
+ *     spectral one and RNNoise (the windows then cut from the denoised audio, as the gateway does).
  *  3. Windows the VAD opens on noise alone (no word of the reference in them), with the VAD hearing the
- *     track as received, through the track filter (notched once hum is found: what the gateway does), and
- *     through RNNoise and the track filter, against the clean track's; and the track filter's CPU per
+ *     track as received, through the track filter (notched once hum is found), through the spectral
+ *     suppressor and the track filter (what the gateway does by default), and through RNNoise and the
+ *     track filter, against the clean track's; and the track filter's CPU per
  *     real-time track (it runs on all the audio, not only on windows).
  */
 import { readFile } from 'node:fs/promises';
@@ -24,7 +26,8 @@ import { ensureCorpus, loadReference, type ReferenceWord } from '../scripts/make
 import { conditionWindow, DEFAULT_CONDITIONER_OPTIONS, type ConditionerOptions } from '../src/audio/conditioner.ts';
 import { FilteredVad, WebRtcVad, type VoiceActivityDetector } from '../src/audio/vad.ts';
 import { decodeWav } from '../src/audio/wav.ts';
-import { Rnnoise } from '../src/audio/noise-suppressor.ts';
+import { denoiseWhole, Rnnoise, streamOn, type StreamDenoiser } from '../src/audio/noise-suppressor.ts';
+import { SpectralDenoiser } from '../src/audio/spectral-denoiser.ts';
 import type { AudioWindow } from '../src/segmenter/segmenter.ts';
 import { VoiceWindows } from '../src/segmenter/voice-windows.ts';
 
@@ -65,15 +68,18 @@ async function load(): Promise<Track[]> {
 }
 
 const rnnoise = await Rnnoise.load();
+/** The noise suppressors, each a track's stream running all the time. */
+const SUPPRESSORS = { spectral: () => streamOn(new SpectralDenoiser()), RNNoise: () => rnnoise.stream() } satisfies Record<string, () => StreamDenoiser>;
+type Suppressor = keyof typeof SUPPRESSORS;
 
 /**
  * The final windows the live VAD (hearing the track as received, or through the track filter) and
- * segmenter cut from `samples`; with `denoised`, the track goes through RNNoise first (the windows too).
+ * segmenter cut from `samples`; with `denoised`, the track goes through that suppressor first (the windows too).
  */
-function windowsOf(samples: Int16Array, filtered = false, denoised = false): AudioWindow[] {
+function windowsOf(samples: Int16Array, filtered = false, denoised?: Suppressor): AudioWindow[] {
   const windows: AudioWindow[] = [];
   const vad: VoiceActivityDetector = filtered ? new FilteredVad(new WebRtcVad(RATE, 2), ALL) : new WebRtcVad(RATE, 2);
-  const cutter = new VoiceWindows(vad, { sampleRate: RATE }, { window: (w) => void (w.kind === 'final' && windows.push(w)) }, denoised ? rnnoise.stream() : undefined);
+  const cutter = new VoiceWindows(vad, { sampleRate: RATE }, { window: (w) => void (w.kind === 'final' && windows.push(w)) }, denoised && SUPPRESSORS[denoised]());
   for (let i = 0; i < samples.length; i += 320) cutter.push(samples.subarray(i, i + 320));
   void cutter.close();
   return windows;
@@ -135,23 +141,27 @@ for (const [name, total] of totals) {
   const perSecond = total / 3 / audioSeconds;
   console.log(`           ${name.padEnd(28)} ${perSecond.toFixed(3)} ms/s  (${(perSecond / 10).toFixed(3)} %)  ${(total / 3 / baseline).toFixed(1)}×`);
 }
-// RNNoise runs on all of a track's audio (not only its windows): over a third of the tracks (it is slow).
+// The suppressors run on all of a track's audio (not only its windows): over a third of the tracks (RNNoise is slow).
 const sample = tracks.filter((_, i) => i % 3 === 0);
 const sampleSeconds = sample.reduce((s, t) => s + t.samples.length, 0) / RATE;
+const spectralMs = cpuMs(() => {
+  for (const t of sample) denoiseWhole(new SpectralDenoiser(), t.samples);
+}) / sampleSeconds;
 const rnnoiseMs = cpuMs(() => {
   for (const t of sample) rnnoise.denoise(t.samples);
 }) / sampleSeconds;
-console.log(`           ${'RNNoise on the track (off)'.padEnd(28)} ${rnnoiseMs.toFixed(3)} ms/s of track  (${(rnnoiseMs / 10).toFixed(3)} %)`);
+console.log(`           ${'spectral suppressor, track'.padEnd(28)} ${spectralMs.toFixed(3)} ms/s of track  (${(spectralMs / 10).toFixed(3)} %)`);
+console.log(`           ${'RNNoise on the track (off)'.padEnd(28)} ${rnnoiseMs.toFixed(3)} ms/s of track  (${(rnnoiseMs / 10).toFixed(3)} %)  ${(rnnoiseMs / spectralMs).toFixed(0)}× the spectral suppressor`);
 
 // 2. Segmental SNR, the whole track conditioned as one window per VAD window (as sent), off and on.
 console.log('segsnr     segmental SNR against the clean track, in the speech (dB): off → on');
 for (const variant of VARIANTS.filter(Boolean)) {
   const rows = cut.filter((c) => c.track.name.endsWith(variant));
-  const snr = (options: ConditionerOptions, denoise = false) => {
+  const snr = (options: ConditionerOptions, denoise?: Suppressor) => {
     let sum = 0;
     for (const { track, windows: asReceived } of rows) {
       const sent = new Int16Array(track.samples.length);
-      for (const w of denoise ? windowsOf(track.samples, true, true) : asReceived) {
+      for (const w of denoise ? windowsOf(track.samples, true, denoise) : asReceived) {
         const at = (w.startMs * RATE) / 1000;
         sent.set(conditionWindow(w.audio, relative(w), options).audio.subarray(0, sent.length - at), at);
       }
@@ -160,12 +170,12 @@ for (const variant of VARIANTS.filter(Boolean)) {
     }
     return sum / rows.length;
   };
-  const denoised = /fan|babble/.test(variant) ? ` (with RNNoise first: ${snr(ALL, true).toFixed(1)})` : '';
+  const denoised = /hum|fan|babble/.test(variant) ? ` (with the spectral suppressor first: ${snr(ALL, 'spectral').toFixed(1)}; with RNNoise: ${snr(ALL, 'RNNoise').toFixed(1)})` : '';
   console.log(`           ${variant.slice(1).padEnd(6)} ${snr(NONE).toFixed(1)} → ${snr(ALL).toFixed(1)}${denoised}`);
 }
 
 // 3. Windows opened on noise alone.
-console.log('vad        windows opened on noise alone (no reference word in them), of all windows: VAD on the track as received / through the track filter (hum notch) / through RNNoise and the track filter');
+console.log('vad        windows opened on noise alone (no reference word in them), of all windows: VAD on the track as received / through the track filter (hum notch) / through the spectral suppressor and the track filter / through RNNoise and the track filter');
 for (const variant of VARIANTS) {
   const rows = cut.filter((c) => (variant ? c.track.name.endsWith(variant) : !/-(quiet|hum\d+|fan\d+|babble\d+)$/.test(c.track.name)));
   const count = (windowsFor: (t: Track) => AudioWindow[]) => {
@@ -181,8 +191,8 @@ for (const variant of VARIANTS) {
   };
   const filtered = (t: Track) => windowsOf(t.samples, true);
   // RNNoise (slow) where it is meant to help, and on the clean tracks to show what it costs them.
-  const denoised = !variant || /fan|babble/.test(variant) ? count((t) => windowsOf(t.samples, true, true)) : '—';
-  console.log(`           ${(variant.slice(1) || 'clean').padEnd(6)} ${count((t) => windowsOf(t.samples))} / ${count(filtered)} / ${denoised}`);
+  const denoised = !variant || /fan|babble/.test(variant) ? count((t) => windowsOf(t.samples, true, 'RNNoise')) : '—';
+  console.log(`           ${(variant.slice(1) || 'clean').padEnd(6)} ${count((t) => windowsOf(t.samples))} / ${count(filtered)} / ${count((t) => windowsOf(t.samples, true, 'spectral'))} / ${denoised}`);
 }
 const trackSeconds = tracks.reduce((s, t) => s + t.samples.length, 0) / RATE;
 const filterMs = (filtered: boolean) => cpuMs(() => {

@@ -70,6 +70,8 @@ import { WindowTranscriber } from './stt/window-transcriber.ts';
 import { speechGuard } from './stt/speech-guard.ts';
 import { ConditionerThread } from './audio/conditioner-thread.ts';
 import { DenoiserThreads } from './audio/denoiser-thread.ts';
+import { streamOn } from './audio/noise-suppressor.ts';
+import { SpectralDenoiser } from './audio/spectral-denoiser.ts';
 import { ClinicalPrompts, CLINICAL_PROMPTS_DIR } from './stt/clinical-vocabulary.ts';
 import { isClinicalTerm } from './stt/clinical-prompt.ts';
 import type { WindowSpeechDetector } from './audio/silero-vad.ts';
@@ -114,15 +116,20 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
   });
   const recognizer = adapters.transcriber ?? connected!;
   const inventedWords = await speechGuard(c.inventedWords, adapters.speechDetector);
-  // Noise suppression runs on each track as it streams, before the VAD (one model state per track, in worker threads).
-  const rnnoise = c.noiseSuppression === 'off' ? undefined : await DenoiserThreads.start(c.noiseSuppressionThreads, {
+  // Noise suppression runs on each track as it streams, before the VAD: RNNoise in worker threads of its
+  // own; the spectral suppressor (cheap) with the track's decoding, in a DSP worker or on this thread.
+  const denoisedTracks = (on: boolean) => metrics.denoisedTracks.inc(on ? 1 : -1);
+  const rnnoise = c.noiseSuppression !== 'rnnoise' && c.noiseSuppression !== 'auto' ? undefined : await DenoiserThreads.start(c.noiseSuppressionThreads, {
     onDied: (error) => log.error({ err: error }, 'a noise suppression worker died: its tracks go on without noise suppression'),
     onShed: (streams, lagMs) => {
       metrics.denoiserShed.inc(streams);
       log.warn({ streams, lagMs: Math.round(lagMs) }, 'a noise suppression worker fell behind: some of its tracks go on without noise suppression (more noisy tracks than AUDIO_NOISE_SUPPRESSION_THREADS keep up with)');
     },
   });
-  const newDenoiser = rnnoise && (() => rnnoise.stream({ auto: c.noiseSuppression === 'auto', onEngaged: (on) => metrics.denoisedTracks.inc(on ? 1 : -1) }));
+  const spectral = c.noiseSuppression === 'spectral';
+  const newDenoiser = rnnoise
+    ? () => rnnoise.stream({ auto: c.noiseSuppression === 'auto', onEngaged: denoisedTracks })
+    : spectral ? () => streamOn(new SpectralDenoiser({ auto: true, onEngaged: denoisedTracks })) : undefined;
   // Live tracks are decoded and heard by the VAD in worker threads, unless their VAD hears denoised audio or is the caller's.
   const dsp = c.dspThreads > 0 && !rnnoise && !adapters.vad
     ? await DspThreads.start(c.dspThreads, vadSettings, PIPELINE_SAMPLE_RATE / 50, { onDied: (error) => log.error({ err: error }, 'a DSP worker died: its tracks are decoded on the event loop from now on') })
@@ -209,7 +216,9 @@ export async function createGateway(config: Config, log: Logger, adapters: Gatew
         segmenter: c.segmenter,
         partialBudget: c.stt.partialBudget,
         partialContextMs: c.stt.partialContextMs,
-        ...(dsp ? { frontEnd: dsp.stream(request.diarizer ? new SpeechSampler(EVERY_SPEECH_FRAME) : request.voice?.sampler) } : { vad: newVad(), denoiser: newDenoiser?.() }),
+        ...(dsp
+          ? { frontEnd: dsp.stream(request.diarizer ? new SpeechSampler(EVERY_SPEECH_FRAME) : request.voice?.sampler, spectral ? { onEngaged: denoisedTracks } : undefined) }
+          : { vad: newVad(), denoiser: newDenoiser?.() }),
         transcriber: windowTranscriber,
         metrics,
         realTime: c.realTime,

@@ -38,9 +38,9 @@ export interface SttComponents {
   inventedWords: InventedWordsSettings;
   /** How the audio sent to STT is conditioned; undefined: sent as received. */
   conditioning: Omit<ConditionerOptions, 'sampleRate'> | undefined;
-  /** Broadband noise suppression of each track as it streams (what the VAD and the windows sent to STT hear). */
-  noiseSuppression: 'rnnoise' | 'auto' | 'off';
-  /** The worker threads noise suppression runs in. */
+  /** Noise suppression of each track as it streams (what the VAD and the windows sent to STT hear). */
+  noiseSuppression: 'spectral' | 'rnnoise' | 'auto' | 'off';
+  /** The worker threads RNNoise runs in. */
   noiseSuppressionThreads: number;
   queue: { redisUrl: string | undefined; name: string; lockMs: number; attempts: number; backoffMs: number };
   /** Base64 key-encryption key of audio at rest; undefined: the gateway makes one in `keyFile`. */

@@ -16,6 +16,7 @@
 import { allReady } from './worker-thread.ts';
 import { BATCH_OP_SIZE, WorkerBatches, type Batch } from './worker-batches.ts';
 import { FrameAnalyzer, type FrameOutput } from './frame-analyzer.ts';
+import { SpectralDenoiser } from './spectral-denoiser.ts';
 import { trackVad, type VadSettings } from './vad.ts';
 import { FEATURES, type SpeechSampler } from './voice-features.ts';
 
@@ -27,12 +28,13 @@ export const BATCH_EVERY_MS = 5;
 
 /**
  * The operations of a batch. Gateway → worker: `open` (speech frames heard and taken so far by its
- * sampler), `listen` (the sampling plan: all, every, max), `opus` (byte offset, length, skip), `conceal`
+ * sampler, 1 if the spectral noise suppressor runs before the VAD), `listen` (the sampling plan: all, every, max), `opus` (byte offset, length, skip), `conceal`
  * (count, skip), `pcm` (byte offset, samples), `flush`, `close`. Worker → gateway: `frames` (byte offset,
  * count, 1 if the VAD called them speech: a run of frames with one decision), `voiced` (a speech frame's
- * byte offset, and its voice features'), `flushed`, `done` (units taken, samples its framer holds).
+ * byte offset, and its voice features'), `flushed`, `done` (units taken, samples its framer and suppressor
+ * hold), `engaged` (1 when the suppressor starts, 0 when it lets go).
  */
-export const DspOp = { open: 0, listen: 1, opus: 2, conceal: 3, pcm: 4, flush: 5, close: 6, frames: 7, voiced: 8, flushed: 9, done: 10 } as const;
+export const DspOp = { open: 0, listen: 1, opus: 2, conceal: 3, pcm: 4, flush: 5, close: 6, frames: 7, voiced: 8, flushed: 9, done: 10, engaged: 11 } as const;
 export type DspOp = (typeof DspOp)[keyof typeof DspOp];
 
 /** What a track's front end gives back: its whole frames in order, and each flush once done. */
@@ -85,13 +87,17 @@ export class DspThreads {
    * A track's front end, in the worker with the fewest streams; `close()` it when the track ends.
    * `voice`: the speech frames whose voice features the track needs (a diarizer's, a voice print's), from
    * its counts now: the worker computes them with the frames it picks (the track, following the same
-   * sampler, takes them and computes what it picks that comes without).
+   * sampler, takes them and computes what it picks that comes without). `denoise`: the spectral noise
+   * suppressor runs before the VAD where the track's floor says steady noise is there (`auto`), and
+   * `onEngaged` is told when it starts and lets go.
    */
-  stream(voice?: SpeechSampler): TrackFrontEnd {
-    const local = () => new FrameAnalyzer(trackVad(this.vad), this.frameSamples);
+  stream(voice?: SpeechSampler, denoise?: { onEngaged?(engaged: boolean): void }): TrackFrontEnd {
+    const local = (onEngaged: (engaged: boolean) => void) =>
+      new FrameAnalyzer(trackVad(this.vad), this.frameSamples, denoise ? new SpectralDenoiser({ auto: true, onEngaged }) : undefined);
     const alive = this.threads.filter((t) => !t.dead);
-    if (alive.length === 0) return new ThreadedFrontEnd(undefined, this.frameSamples, local);
-    return alive.reduce((a, b) => (b.streamCount < a.streamCount ? b : a)).open(this.frameSamples, local, voice);
+    const onEngaged = denoise?.onEngaged;
+    if (alive.length === 0) return new ThreadedFrontEnd(undefined, this.frameSamples, local, onEngaged);
+    return alive.reduce((a, b) => (b.streamCount < a.streamCount ? b : a)).open(this.frameSamples, local, voice, denoise !== undefined, onEngaged);
   }
 
   async close(): Promise<void> {
@@ -131,10 +137,10 @@ class DspThread {
     return this.streams.size;
   }
 
-  open(frameSamples: number, local: () => FrameAnalyzer, voice: SpeechSampler | undefined): ThreadedFrontEnd {
-    const stream = new ThreadedFrontEnd(this, frameSamples, local);
+  open(frameSamples: number, local: LocalAnalyzer, voice: SpeechSampler | undefined, denoise: boolean, onEngaged: ((engaged: boolean) => void) | undefined): ThreadedFrontEnd {
+    const stream = new ThreadedFrontEnd(this, frameSamples, local, onEngaged);
     this.streams.set(stream.id, stream);
-    this.batches.op(DspOp.open, stream.id, voice?.heard, voice?.taken);
+    this.batches.op(DspOp.open, stream.id, voice?.heard, voice?.taken, denoise ? 1 : 0);
     if (voice) this.batches.op(DspOp.listen, stream.id, voice.plan.all, voice.plan.every, voice.plan.max);
     return stream;
   }
@@ -160,9 +166,13 @@ class DspThread {
       else if (kind === DspOp.voiced) stream.voiced(audio, ops[i + 2] >> 1, floats, ops[i + 3] >> 2);
       else if (kind === DspOp.flushed) stream.flushDone();
       else if (kind === DspOp.done) stream.taken(ops[i + 2], ops[i + 3]);
+      else if (kind === DspOp.engaged) stream.engage(ops[i + 2] === 1);
     }
   }
 }
+
+/** A track's analyzer made in the gateway, telling `onEngaged` when its noise suppressor starts or lets go. */
+type LocalAnalyzer = (onEngaged: (engaged: boolean) => void) => FrameAnalyzer;
 
 /** A track's front end in a worker (or, its worker gone, in the gateway from the units it had not answered for). */
 class ThreadedFrontEnd implements TrackFrontEnd {
@@ -170,7 +180,10 @@ class ThreadedFrontEnd implements TrackFrontEnd {
   private thread: DspThread | undefined;
   private analyzer: FrameAnalyzer | undefined;
   private readonly frameSamples: number;
-  private readonly makeAnalyzer: () => FrameAnalyzer;
+  private readonly makeAnalyzer: LocalAnalyzer;
+  private readonly onEngaged: ((engaged: boolean) => void) | undefined;
+  /** The noise suppressor runs (as the worker last said, or the analyzer here). */
+  private engaged = false;
   private output: FramedOutput | undefined;
   /** Units sent and not taken by the worker, oldest first: replayed here should it die. */
   private readonly inFlight = new UnitQueue();
@@ -190,11 +203,12 @@ class ThreadedFrontEnd implements TrackFrontEnd {
     },
   };
 
-  constructor(thread: DspThread | undefined, frameSamples: number, makeAnalyzer: () => FrameAnalyzer) {
+  constructor(thread: DspThread | undefined, frameSamples: number, makeAnalyzer: LocalAnalyzer, onEngaged: ((engaged: boolean) => void) | undefined) {
     this.thread = thread;
     this.frameSamples = frameSamples;
     this.makeAnalyzer = makeAnalyzer;
-    if (!thread) this.analyzer = makeAnalyzer();
+    this.onEngaged = onEngaged;
+    if (!thread) this.analyzer = this.localAnalyzer();
   }
 
   get heldSamples(): number {
@@ -248,6 +262,15 @@ class ThreadedFrontEnd implements TrackFrontEnd {
     this.closed = true;
     this.thread?.closed(this.id);
     this.thread = undefined;
+    this.analyzer?.close();
+    this.engage(false);
+  }
+
+  /** @internal The noise suppressor started (true) or let go. */
+  engage(engaged: boolean): void {
+    if (engaged === this.engaged || (engaged && this.closed)) return;
+    this.engaged = engaged;
+    this.onEngaged?.(engaged);
   }
 
   /** @internal `count` frames the worker made, from `audio` at `at`, all speech or all not. */
@@ -277,11 +300,15 @@ class ThreadedFrontEnd implements TrackFrontEnd {
     this.heldByFramer = held;
   }
 
+  private localAnalyzer(): FrameAnalyzer {
+    return this.makeAnalyzer((engaged) => this.engage(engaged));
+  }
+
   /** @internal The worker is gone: the units it had not taken are decoded here, and from now on everything is. */
   orphaned(): void {
     this.thread = undefined;
     if (this.closed) return;
-    const analyzer = this.makeAnalyzer();
+    const analyzer = this.localAnalyzer();
     this.analyzer = analyzer;
     if (this.heldByFramer > 0) analyzer.pcm(new Int16Array(this.heldByFramer), this.frames);
     this.inFlight.drain((kind, data, skip, count) => {

@@ -1,12 +1,13 @@
 /**
- * The worker thread of `DspThreads`: a FrameAnalyzer (Opus decoder, framer, VAD) per track it is given,
- * and the voice features of the speech frames the track's sampling plan picks. Each batch from the gateway
+ * The worker thread of `DspThreads`: a FrameAnalyzer (Opus decoder, spectral noise suppressor, framer,
+ * VAD) per track it is given, and the voice features of the speech frames the track's sampling plan picks. Each batch from the gateway
  * (every track's units in order) is answered with one batch: the whole frames each track's units made with
  * the VAD's decisions (and the features of those picked), flushes done, and per track how many units were
- * taken and what its framer holds.
+ * taken and what its framer (and noise suppressor) holds, and when a suppressor starts or lets go.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { FrameAnalyzer, type FrameOutput } from './frame-analyzer.ts';
+import { SpectralDenoiser } from './spectral-denoiser.ts';
 import { trackVad, type VadSettings } from './vad.ts';
 import { DspOp } from './dsp-thread.ts';
 import { BATCH_OP_SIZE, BatchWriter, type Batch } from './worker-batches.ts';
@@ -55,7 +56,11 @@ port.on('message', ({ ops, bytes }: Batch) => {
     const a = ops[i + 2];
     const b = ops[i + 3];
     if (kind === DspOp.open) {
-      streams.set(stream, { analyzer: new FrameAnalyzer(trackVad(vad), frameSamples), counts: { heard: a, taken: b } });
+      const engaged = (on: boolean) => streams.has(stream) && replies.op(DspOp.engaged, stream, on ? 1 : 0);
+      // Told at once that the suppressor runs, before the stream is in the map: the gateway knows it starts so.
+      const denoiser = ops[i + 4] === 1 ? new SpectralDenoiser({ auto: true, onEngaged: engaged }) : undefined;
+      streams.set(stream, { analyzer: new FrameAnalyzer(trackVad(vad), frameSamples, denoiser), counts: { heard: a, taken: b } });
+      if (denoiser) replies.op(DspOp.engaged, stream, 1);
       continue;
     }
     const state = streams.get(stream);
@@ -68,6 +73,7 @@ port.on('message', ({ ops, bytes }: Batch) => {
     if (kind === DspOp.close) {
       streams.delete(stream);
       taken.delete(stream);
+      analyzer.close();
       continue;
     }
     replyingFor = stream;

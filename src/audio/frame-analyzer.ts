@@ -1,10 +1,11 @@
 /**
- * One track's audio as the VAD hears it: Opus packets, lost packets and PCM → 16 kHz PCM → 20 ms frames,
- * each with the VAD's decision. What a DSP worker thread runs per track (and the gateway itself for the
+ * One track's audio as the VAD hears it: Opus packets, lost packets and PCM → 16 kHz PCM → (a noise
+ * suppressor on this thread) → 20 ms frames, each with the VAD's decision. What a DSP worker thread runs per track (and the gateway itself for the
  * tracks of a worker that died). `skip`: samples at the start of a unit's audio the track already has
  * (decoded all the same: the decoder's state follows the packets it continues from).
  */
 import { Framer } from './framer.ts';
+import type { BlockDenoiser } from './noise-suppressor.ts';
 import { OpusDecoder } from './opus-decoder.ts';
 import type { VoiceActivityDetector } from './vad.ts';
 
@@ -13,29 +14,42 @@ export interface FrameOutput {
   frame(frame: Int16Array, isSpeech: boolean, features?: Float32Array): void;
 }
 
-/** PCM of any chunking → whole frames, each with the VAD's decision. */
+/** PCM of any chunking → (denoised) → whole frames, each with the VAD's decision. */
 export class FrameDecider {
   private readonly framer: Framer;
   private readonly vad: VoiceActivityDetector;
+  private readonly denoiser: BlockDenoiser | undefined;
 
-  constructor(vad: VoiceActivityDetector, frameSamples: number) {
+  /** `denoiser`: what the VAD and the frames hear instead of the audio as received (closed with `close()`). */
+  constructor(vad: VoiceActivityDetector, frameSamples: number, denoiser?: BlockDenoiser) {
     this.vad = vad;
     this.framer = new Framer(frameSamples);
+    this.denoiser = denoiser;
   }
 
-  /** Samples held until their frame is whole. */
+  /** Samples held until their frame is whole (and by the denoiser). */
   get pendingSamples(): number {
-    return this.framer.pendingSamples;
+    return this.framer.pendingSamples + (this.denoiser?.heldSamples ?? 0);
   }
 
   pcm(samples: Int16Array, out: FrameOutput): void {
     if (samples.length === 0) return;
-    for (const frame of this.framer.push(samples)) out.frame(frame, this.vad.isSpeech(frame));
+    this.frames(this.denoiser ? this.denoiser.process(samples) : samples, out);
   }
 
-  /** The last partial frame, padded with silence. */
+  /** What the denoiser holds and the last partial frame, padded with silence. */
   flush(out: FrameOutput): void {
+    if (this.denoiser) this.frames(this.denoiser.flush(), out);
     for (const frame of this.framer.flush()) out.frame(frame, this.vad.isSpeech(frame));
+  }
+
+  /** The denoiser's state released. */
+  close(): void {
+    this.denoiser?.close();
+  }
+
+  private frames(samples: Int16Array, out: FrameOutput): void {
+    for (const frame of this.framer.push(samples)) out.frame(frame, this.vad.isSpeech(frame));
   }
 }
 

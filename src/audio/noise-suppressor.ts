@@ -67,7 +67,7 @@ export const DENOISER_LATENCY_SAMPLES = (MODEL_DELAY_48K + 2 * FILTER_DELAY_48K 
 const ENGAGE_FLOOR_DBFS = -50;
 /** …and let go once they fall below this (the fan switched off), dBFS. */
 const RELEASE_FLOOR_DBFS = -60;
-/** The floor is the quietest 10 ms over the last `FLOOR_SEGMENTS` stretches of this many blocks (2 s each). */
+/** The floor is the quietest 10 ms over the last `FLOOR_SEGMENTS` stretches of this many 10 ms blocks (2 s each). */
 const FLOOR_SEGMENT_BLOCKS = 200;
 const FLOOR_SEGMENTS = 4;
 
@@ -97,44 +97,17 @@ export class Rnnoise {
    * (also at once) or stops (also at close).
    */
   track(options: DenoiserOptions = {}): TrackDenoiser {
-    return new TrackDenoiser(this, options.auto ?? false, options.onEngaged);
+    return new TrackDenoiser(this, options);
   }
 
   /** A track's denoiser as a stream on this thread: its output comes out during `push` and `flush`. */
   stream(options: DenoiserOptions = {}): StreamDenoiser {
-    const track = this.track(options);
-    let output: DenoisedOutput | undefined;
-    return {
-      get heldSamples() {
-        return track.heldSamples;
-      },
-      start: (to) => void (output = to),
-      push: (pcm) => {
-        const out = track.process(pcm);
-        if (out.length > 0) output!.audio(out);
-      },
-      flush: () => {
-        const out = track.flush();
-        if (out.length > 0) output!.audio(out);
-        output!.flushed();
-      },
-      close: () => track.close(),
-    };
+    return streamOn(this.track(options));
   }
 
   /** A whole recording denoised, aligned with it (benches and tests: the track denoiser over one buffer). */
   denoise(audio: Int16Array): Int16Array {
-    const denoiser = this.track();
-    try {
-      const head = denoiser.process(audio);
-      const rest = denoiser.flush();
-      const out = new Int16Array(audio.length);
-      out.set(head);
-      out.set(rest, head.length);
-      return out;
-    } finally {
-      denoiser.close();
-    }
+    return denoiseWhole(this.track(), audio);
   }
 
   /** @internal One 48 kHz frame through a model state, in place. */
@@ -156,26 +129,58 @@ export class Rnnoise {
   }
 }
 
+/** A track's denoiser on this thread as a stream: its output comes out during `push` and `flush`. */
+export function streamOn(track: BlockDenoiser): StreamDenoiser {
+  let output: DenoisedOutput | undefined;
+  return {
+    get heldSamples() {
+      return track.heldSamples;
+    },
+    start: (to) => void (output = to),
+    push: (pcm) => {
+      const out = track.process(pcm);
+      if (out.length > 0) output!.audio(out);
+    },
+    flush: () => {
+      const out = track.flush();
+      if (out.length > 0) output!.audio(out);
+      output!.flushed();
+    },
+    close: () => track.close(),
+  };
+}
+
+/** A whole recording through a track's denoiser, aligned with it (benches and tests); the denoiser is closed after. */
+export function denoiseWhole(denoiser: BlockDenoiser, audio: Int16Array): Int16Array {
+  try {
+    const head = denoiser.process(audio);
+    const rest = denoiser.flush();
+    const out = new Int16Array(audio.length);
+    out.set(head);
+    out.set(rest, head.length);
+    return out;
+  } finally {
+    denoiser.close();
+  }
+}
+
+/** The track's level is measured in blocks of 10 ms for its floor. */
+const FLOOR_BLOCK = 160;
+
 /**
- * One track's audio through RNNoise as it streams (pure but for the model's state): 16 kHz PCM of any
- * chunking in, the same audio denoised out, `DENOISER_LATENCY_SAMPLES` (21 ms) later — held back, never
- * shifted: output sample i is input sample i, so track time is unchanged. `flush()` gives what is held
- * (at the end of the audio, or where it has a hole); the stream goes on after it as if new. In `auto`
- * mode the model runs from the start until the track's floor (its quietest 10 ms over the last 8 s, taken
- * every 2 s, decided from 4 s on) is below −60 dBFS, and again once it is above −50 dBFS; otherwise the audio comes out as it went in, as late.
+ * One track's audio through a noise model that works in fixed blocks, as it streams: 16 kHz PCM of any
+ * chunking in, the same audio denoised out, the model's `latency` later — held back, never shifted:
+ * output sample i is input sample i, so track time is unchanged. `flush()` gives what is held (at the end
+ * of the audio, or where it has a hole; the model runs on over silence that is never given out); the
+ * stream goes on after it as if new. In `auto` mode the model runs from the start until the track's floor
+ * (its quietest 10 ms over the last 8 s, taken every 2 s, decided from 4 s on) is below −60 dBFS, and
+ * again once it is above −50 dBFS; otherwise the audio comes out as it went in, as late. What the model
+ * is (RNNoise, the spectral suppressor) is the subclass's `runBlock`.
  */
-export class TrackDenoiser {
-  private readonly rnnoise: Rnnoise;
-  private state: number;
-  /** The 16 kHz samples of the 10 ms block being gathered. */
-  private readonly block = new Int16Array(FRAME_16K);
+export abstract class BlockDenoiser {
+  private readonly block: Int16Array;
   private blockCount = 0;
-  /** The last TAPS/3 input samples (the up-sampling filter's memory), newest last. */
-  private readonly upHistory = new Float64Array(Math.ceil(TAPS / 3));
-  /** Back down to 16 kHz, each output's span ending DOWN_PHASE into its three 48 kHz samples. */
-  private readonly downsampler = new Decimator48To16(DOWN_PHASE);
-  private readonly frame48 = new Float32Array(FRAME_48K);
-  private readonly out16 = new Int16Array(FRAME_16K);
+  private readonly latency: number;
   /** Samples fed through the chain (input and padding) and come out of it. */
   private fed = 0;
   private produced = 0;
@@ -183,25 +188,27 @@ export class TrackDenoiser {
   private padding: [number, number][] = [];
   private realIn = 0;
   private realOut = 0;
-  /** The last DENOISER_LATENCY_SAMPLES + one block of input: what comes out when the model does not run. */
-  private readonly past = new Int16Array(DENOISER_LATENCY_SAMPLES + FRAME_16K);
   private readonly auto: boolean;
   private readonly onEngaged: ((engaged: boolean) => void) | undefined;
-  private engaged: boolean;
-  /** The quietest block level of the stretch being measured and of the stretches before it, dBFS. */
+  /** The model runs on the blocks (else they pass as they came, as late). */
+  protected engaged: boolean;
+  private closed = false;
+  private floorSum = 0;
+  private floorCount = 0;
+  /** The quietest 10 ms level of the stretch being measured and of the stretches before it, dBFS. */
   private segmentMin = Infinity;
   private segmentBlocks = 0;
   private readonly floors: number[] = [];
 
-  constructor(rnnoise: Rnnoise, auto: boolean, onEngaged?: (engaged: boolean) => void) {
-    this.rnnoise = rnnoise;
-    this.state = rnnoise.createState();
-    this.auto = auto;
-    this.onEngaged = onEngaged;
+  protected constructor(blockSamples: number, latency: number, options: DenoiserOptions) {
+    this.block = new Int16Array(blockSamples);
+    this.latency = latency;
+    this.auto = options.auto ?? false;
+    this.onEngaged = options.onEngaged;
     // Auto starts engaged: a track's first words come before any floor can be known, and on a quiet
     // track the model lets go within seconds (it costs those seconds only).
     this.engaged = true;
-    onEngaged?.(true);
+    this.onEngaged?.(true);
   }
 
   /** Input samples not given back yet (they come out with later input, or from `flush()`). */
@@ -211,43 +218,62 @@ export class TrackDenoiser {
 
   /** Denoised audio for what came in (a fresh array: the segmenter keeps views of it). */
   process(input: Int16Array): Int16Array {
+    const size = this.block.length;
     const out = new Int16Array(input.length + this.heldSamples);
     let written = 0;
     for (let i = 0; i < input.length; ) {
-      const take = Math.min(FRAME_16K - this.blockCount, input.length - i);
+      const take = Math.min(size - this.blockCount, input.length - i);
       this.block.set(input.subarray(i, i + take), this.blockCount);
       this.blockCount += take;
       this.realIn += take;
       i += take;
-      if (this.blockCount === FRAME_16K) written = this.emit(this.runBlock(true), out, written);
+      if (this.blockCount === size) written = this.emit(this.nextBlock(true), out, written);
     }
     return out.subarray(0, written);
   }
 
   /** What is held, denoised: the chain runs on over silence (padding, never given out) until the last input sample is out. */
   flush(): Int16Array {
+    const size = this.block.length;
     const out = new Int16Array(this.heldSamples);
     let written = 0;
     while (written < out.length) {
-      this.padding.push([this.fed + this.blockCount, this.fed + FRAME_16K]);
+      this.padding.push([this.fed + this.blockCount, this.fed + size]);
       this.block.fill(0, this.blockCount);
-      written = this.emit(this.runBlock(false), out, written);
+      written = this.emit(this.nextBlock(false), out, written);
     }
     return out;
   }
 
-  /** The model state goes back to the module. */
+  /** The model's state is released; nothing comes out after. */
   close(): void {
-    if (this.state === 0) return;
+    if (this.closed) return;
+    this.closed = true;
     if (this.engaged) this.onEngaged?.(false);
-    this.rnnoise.destroyState(this.state);
-    this.state = 0;
+    this.release();
+  }
+
+  /**
+   * The next block out of the model (`latency` behind `block`, the block just gathered): denoised while
+   * `engaged`, else the audio as it came. The returned array is read before the next call.
+   */
+  protected abstract runBlock(block: Int16Array): Int16Array;
+
+  /** The model's state goes back. */
+  protected abstract release(): void;
+
+  /** `heard`: audio, not a flush's padding (only audio tells the noise floor). */
+  private nextBlock(heard: boolean): Int16Array {
+    if (this.auto && heard) this.measureFloor();
+    this.fed += this.block.length;
+    this.blockCount = 0;
+    return this.runBlock(this.block);
   }
 
   /** The chain's output block into `out` from `written`, leaving out the start-up lag and padding; returns the new count. */
   private emit(block: Int16Array, out: Int16Array, written: number): number {
     for (let i = 0; i < block.length; i++) {
-      const source = this.produced++ - DENOISER_LATENCY_SAMPLES;
+      const source = this.produced++ - this.latency;
       if (source < 0 || this.isPadding(source)) continue;
       out[written++] = block[i];
       this.realOut++;
@@ -260,18 +286,61 @@ export class TrackDenoiser {
     return this.padding.length > 0 && this.padding[0][0] <= source;
   }
 
-  /**
-   * The gathered 10 ms block: up to 48 kHz, RNNoise, back down to 16 kHz (into `out16`); or, while the
-   * model is not engaged, the input of DENOISER_LATENCY_SAMPLES ago. `heard`: audio, not a flush's padding
-   * (only audio tells the noise floor).
-   */
-  private runBlock(heard: boolean): Int16Array {
+  /** The block's 10 ms levels into the floor; engages or lets go the model when the floor crosses its thresholds. */
+  private measureFloor(): void {
+    const block = this.block;
+    for (let i = 0; i < block.length; i++) {
+      this.floorSum += block[i] * block[i];
+      if (++this.floorCount < FLOOR_BLOCK) continue;
+      this.floorLevel(10 * Math.log10(this.floorSum / FLOOR_BLOCK / 32768 ** 2 + 1e-12));
+      this.floorSum = 0;
+      this.floorCount = 0;
+    }
+  }
+
+  private floorLevel(dbfs: number): void {
+    this.segmentMin = Math.min(this.segmentMin, dbfs);
+    if (++this.segmentBlocks < FLOOR_SEGMENT_BLOCKS) return;
+    this.floors.push(this.segmentMin);
+    if (this.floors.length > FLOOR_SEGMENTS) this.floors.shift();
+    this.segmentMin = Infinity;
+    this.segmentBlocks = 0;
+    // A decision needs half the history: a track's first seconds are no floor yet.
+    if (this.floors.length < FLOOR_SEGMENTS / 2) return;
+    const floor = Math.min(...this.floors);
+    const engage = this.engaged ? floor >= RELEASE_FLOOR_DBFS : floor > ENGAGE_FLOOR_DBFS;
+    if (engage === this.engaged) return;
+    this.engaged = engage;
+    this.onEngaged?.(engage);
+  }
+}
+
+/**
+ * One track's audio through RNNoise as it streams (pure but for the model's state), in its 10 ms blocks:
+ * up to 48 kHz, the model, back down to 16 kHz, `DENOISER_LATENCY_SAMPLES` (21 ms) behind.
+ */
+export class TrackDenoiser extends BlockDenoiser {
+  private readonly rnnoise: Rnnoise;
+  private state: number;
+  /** The last TAPS/3 input samples (the up-sampling filter's memory), newest last. */
+  private readonly upHistory = new Float64Array(Math.ceil(TAPS / 3));
+  /** Back down to 16 kHz, each output's span ending DOWN_PHASE into its three 48 kHz samples. */
+  private readonly downsampler = new Decimator48To16(DOWN_PHASE);
+  private readonly frame48 = new Float32Array(FRAME_48K);
+  private readonly out16 = new Int16Array(FRAME_16K);
+  /** The last DENOISER_LATENCY_SAMPLES + one block of input: what comes out when the model does not run. */
+  private readonly past = new Int16Array(DENOISER_LATENCY_SAMPLES + FRAME_16K);
+
+  constructor(rnnoise: Rnnoise, options: DenoiserOptions) {
+    super(FRAME_16K, DENOISER_LATENCY_SAMPLES, options);
+    this.rnnoise = rnnoise;
+    this.state = rnnoise.createState();
+  }
+
+  protected runBlock(block: Int16Array): Int16Array {
     const past = this.past;
     past.copyWithin(0, FRAME_16K);
-    past.set(this.block, past.length - FRAME_16K);
-    if (this.auto && heard) this.measureFloor();
-    this.fed += FRAME_16K;
-    this.blockCount = 0;
+    past.set(block, past.length - FRAME_16K);
     if (!this.engaged) {
       this.out16.set(past.subarray(0, FRAME_16K));
       return this.out16;
@@ -280,7 +349,7 @@ export class TrackDenoiser {
     const frame = this.frame48;
     for (let n = 0; n < FRAME_16K; n++) {
       up.copyWithin(0, 1);
-      up[up.length - 1] = this.block[n];
+      up[up.length - 1] = block[n];
       // Output 3n + r meets the input samples at taps j ≡ r (mod 3): j = r, r + 3, … back through the history.
       for (let r = 0; r < 3; r++) {
         let acc = 0;
@@ -294,22 +363,8 @@ export class TrackDenoiser {
     return this.out16;
   }
 
-  /** The block's level into the floor; engages or lets go the model when the floor crosses its thresholds. */
-  private measureFloor(): void {
-    let sum = 0;
-    for (let i = 0; i < FRAME_16K; i++) sum += this.block[i] * this.block[i];
-    this.segmentMin = Math.min(this.segmentMin, 10 * Math.log10(sum / FRAME_16K / 32768 ** 2 + 1e-12));
-    if (++this.segmentBlocks < FLOOR_SEGMENT_BLOCKS) return;
-    this.floors.push(this.segmentMin);
-    if (this.floors.length > FLOOR_SEGMENTS) this.floors.shift();
-    this.segmentMin = Infinity;
-    this.segmentBlocks = 0;
-    // A decision needs half the history: a track's first seconds are no floor yet.
-    if (this.floors.length < FLOOR_SEGMENTS / 2) return;
-    const floor = Math.min(...this.floors);
-    const engage = this.engaged ? floor >= RELEASE_FLOOR_DBFS : floor > ENGAGE_FLOOR_DBFS;
-    if (engage === this.engaged) return;
-    this.engaged = engage;
-    this.onEngaged?.(engage);
+  protected release(): void {
+    this.rnnoise.destroyState(this.state);
+    this.state = 0;
   }
 }

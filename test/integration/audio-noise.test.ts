@@ -1,39 +1,49 @@
 /**
  * Audio conditioning under broadband noise, end to end (the runs of audio-conditioning.test.ts): under a
- * fan's hiss (10 and 5 dB SNR) only noise suppression helps: RNNoise on the track where its noise floor
- * calls for it (`auto`, the setting for rooms with fans; the VAD hears the denoised audio, so windows are cut at the pauses the
- * hiss hid) must bring both to ≤ 2 %, live and uploaded, where the other steps alone leave them > 50 %.
- * A waiting room's babble (speech, reversed) at 10 dB SNR no step removes: measured, and RNNoise must not
- * make it worse (at 5 dB both are lost). RNNoise's runs cover the fan in all three languages; the runs
- * without it (that the noise buries the words: the same noise in every language) and babble take one
- * language each, in turn.
+ * fan's hiss (10 and 5 dB SNR) only noise suppression helps: the spectral suppressor (the default) and
+ * RNNoise, each on the track where its noise floor calls for it (the VAD hears the denoised audio, so
+ * windows are cut at the pauses the hiss hid), must bring both to ≤ 2 %, live and uploaded (the spectral
+ * suppressor at 5 dB to ≤ 6 %), where the other steps alone leave them > 50 %. A waiting room's babble (speech, reversed) at 10 dB SNR no step
+ * removes: measured, and neither suppressor may make it worse (at 5 dB all are lost). The spectral
+ * suppressor's fan runs are in all three languages; RNNoise's, the runs without suppression (that the
+ * noise buries the words: the same noise in every language) and babble take one language each, in turn.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BABBLE, FAN, format, LANGUAGES, measure } from '../support/conditioning-runs.ts';
 
-/** One language per variant where one is enough: fan at 10 dB in en, at 5 dB in fa, babble in ar. */
+/** One language per variant where one is enough, in turn: without suppression fan at 10 dB in en, at 5 dB in fa, babble in ar. */
 const ONE_LANGUAGE: Record<string, string> = { fan10: 'en', fan5: 'fa', babble10: 'ar' };
 const one = (variant: string) => [ONE_LANGUAGE[variant]];
+/** RNNoise's: the next language round. */
+const NEXT: Record<string, string> = { en: 'fa', fa: 'ar', ar: 'en' };
+const next = (variant: string) => [NEXT[ONE_LANGUAGE[variant]]];
 
-test('under a fan\'s broadband hiss: RNNoise where the floor calls for it (auto) is what helps; babble nothing removes', async () => {
+test('under a fan\'s broadband hiss: a noise suppressor where the floor calls for it is what helps; babble nothing removes', async () => {
   const plain = await measure({ AUDIO_NOISE_SUPPRESSION: 'off' }, 'fan-plain', [...FAN, ...BABBLE], one);
-  // Two denoiser workers: one is busy the whole run (nine streams at full speed at once), and the test measures quality, not cost.
-  const denoised = await measure({ AUDIO_NOISE_SUPPRESSION: 'auto', AUDIO_NOISE_SUPPRESSION_THREADS: '2' }, 'fan-auto', [...FAN, ...BABBLE], (variant) => (variant.startsWith('babble') ? one(variant) : LANGUAGES));
-  assert.is(denoised.size, (FAN.length * LANGUAGES.length + BABBLE.length) * 2, 'every run with RNNoise measured');
-  console.log(`fan, conditioning without RNNoise: ${format(plain)}\nfan, with RNNoise on auto:         ${format(denoised)}`);
-  for (const [key, value] of denoised) {
-    // Babble is speech: no step takes it out (measured, not a goal); it must not make things worse.
-    if (key.includes('babble')) {
-      assert.ok(value <= plain.get(key)! + 0.02, `${key}: RNNoise makes babble worse`);
-      continue;
+  const spectral = await measure({ AUDIO_NOISE_SUPPRESSION: 'spectral' }, 'fan-spectral', [...FAN, ...BABBLE], (variant) => (variant.startsWith('babble') ? one(variant) : LANGUAGES));
+  assert.is(spectral.size, (FAN.length * LANGUAGES.length + BABBLE.length) * 2, 'every run with the spectral suppressor measured');
+  // Two denoiser workers: one is busy the whole run (streams at full speed at once), and the test measures quality, not cost.
+  const rnnoise = await measure({ AUDIO_NOISE_SUPPRESSION: 'auto', AUDIO_NOISE_SUPPRESSION_THREADS: '2' }, 'fan-auto', [...FAN, ...BABBLE], next);
+  assert.is(rnnoise.size, (FAN.length + BABBLE.length) * 2, 'every run with RNNoise measured');
+  console.log(`fan, conditioning without noise suppression: ${format(plain)}\nfan, spectral suppressor:  ${format(spectral)}\nfan, RNNoise on auto:      ${format(rnnoise)}`);
+  const babbleWithout = [...plain].filter(([key]) => key.includes('babble')).map(([, value]) => value);
+  for (const [name, runs] of [['the spectral suppressor', spectral], ['RNNoise', rnnoise]] as const) {
+    for (const [key, value] of runs) {
+      // Babble is speech: no step takes it out (measured, not a goal); a suppressor must not make it worse.
+      if (key.includes('babble')) {
+        assert.ok(value <= Math.max(...babbleWithout) + 0.02, `${key}: ${name} makes babble worse`);
+        continue;
+      }
+      // The spectral suppressor leaves a little more of a 5 dB hiss than RNNoise (0–2.8 % measured): its bound there is looser.
+      const bound = runs === spectral && key.includes('fan5') ? 0.06 : 0.02;
+      assert.ok(value <= bound, `${key}: WER ${(value * 100).toFixed(1)} % with ${name}`);
     }
-    assert.ok(value <= 0.02, `${key}: WER ${(value * 100).toFixed(1)} % with RNNoise`);
   }
   // Without it the hiss buries the words: the corpus tests noise suppression, not the recognizer.
   const fanWithout = [...plain].filter(([key]) => key.includes('fan'));
-  assert.is(fanWithout.length, FAN.length * 2, 'the fan without RNNoise measured live and uploaded');
-  for (const [key, value] of fanWithout) assert.ok(value > 0.5, `${key}: ${(value * 100).toFixed(1)} % without RNNoise`);
+  assert.is(fanWithout.length, FAN.length * 2, 'the fan without noise suppression measured live and uploaded');
+  for (const [key, value] of fanWithout) assert.ok(value > 0.5, `${key}: ${(value * 100).toFixed(1)} % without noise suppression`);
 });
 
 test.run();

@@ -4,8 +4,8 @@
  * broken ones, lost packets, PCM of any length, each with part of its audio already in the track),
  * flushes anywhere, the event loop turning at random points. Each track's frames and the VAD's decisions
  * are the same as on this thread, and so are the voice features of the speech frames a sampling plan picks
- * (from counts a track continues), its flushes end at the same frames, and what is held is what was pushed
- * and has not come out. A worker that dies keeps each track's time: every frame still comes (the units it
+ * (from counts a track continues), with the spectral noise suppressor before the VAD or without it, its
+ * flushes end at the same frames, and what is held is what was pushed and has not come out. A worker that dies keeps each track's time: every frame still comes (the units it
  * had not taken decoded here), every flush is answered, and new units go on.
  */
 import fc from 'fast-check';
@@ -18,6 +18,7 @@ import { OpusTimeline } from '../../src/audio/opus-decoder.ts';
 import { trackVad, type VadSettings } from '../../src/audio/vad.ts';
 import { FEATURES, SpeechSampler, VoiceFeatures } from '../../src/audio/voice-features.ts';
 import { DEFAULT_CONDITIONER_OPTIONS } from '../../src/audio/conditioner.ts';
+import { SpectralDenoiser } from '../../src/audio/spectral-denoiser.ts';
 
 const FRAME = 320;
 const vad: VadSettings = { sampleRate: 16000, aggressiveness: 2, hearing: { ...DEFAULT_CONDITIONER_OPTIONS, sampleRate: 16000 } };
@@ -55,8 +56,10 @@ const unitArbitrary: fc.Arbitrary<Unit> = fc.oneof(
 /** The voice features a track asks for: a sampling plan, and the counts its sampler starts from. */
 const voiceArbitrary = fc.record({ all: fc.nat(30), every: fc.integer({ min: 1, max: 4 }), max: fc.nat(200), heard: fc.nat(50), taken: fc.nat(50) });
 type Voice = typeof voiceArbitrary extends fc.Arbitrary<infer T> ? T : never;
-const scriptArbitrary = fc.record({ units: fc.array(unitArbitrary, { minLength: 1, maxLength: 60 }), seed: fc.integer({ min: 1, max: 2 ** 30 }), voice: fc.option(voiceArbitrary, { nil: undefined }) });
-type Script = { units: Unit[]; seed: number; voice?: Voice };
+const scriptArbitrary = fc.record({ units: fc.array(unitArbitrary, { minLength: 1, maxLength: 60 }), seed: fc.integer({ min: 1, max: 2 ** 30 }), voice: fc.option(voiceArbitrary, { nil: undefined }), denoise: fc.boolean() });
+type Script = { units: Unit[]; seed: number; voice?: Voice; denoise?: boolean };
+/** A track's front end: `voice`, the features it asks for; `onEngaged`, set when the spectral suppressor runs before the VAD. */
+type MakeFrontEnd = (voice?: SpeechSampler, onEngaged?: (engaged: boolean) => void) => TrackFrontEnd;
 const samplerOf = (voice: Voice | undefined) => voice && new SpeechSampler({ all: voice.all, every: voice.every, max: voice.max }, voice.heard, voice.taken);
 
 interface Heard {
@@ -66,13 +69,15 @@ interface Heard {
   features: (number[] | undefined)[];
   /** Frames out when each flush ended. */
   flushedAt: number[];
+  /** What the front end said of its noise suppressor, in order. */
+  engaged: boolean[];
 }
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** A FrameAnalyzer and a feature extractor on this thread behind the TrackFrontEnd interface: the reference. */
-function inline(sampler?: SpeechSampler): TrackFrontEnd {
-  const analyzer = new FrameAnalyzer(trackVad(vad), FRAME);
+function inline(sampler?: SpeechSampler, onEngaged?: (engaged: boolean) => void): TrackFrontEnd {
+  const analyzer = new FrameAnalyzer(trackVad(vad), FRAME, onEngaged && new SpectralDenoiser({ auto: true, onEngaged }));
   const extractor = new VoiceFeatures();
   let output: Parameters<TrackFrontEnd['start']>[0];
   return {
@@ -93,16 +98,16 @@ function inline(sampler?: SpeechSampler): TrackFrontEnd {
     conceal: (count, _samples, skip) => analyzer.conceal(count, skip, output),
     pcm: (samples) => analyzer.pcm(samples, output),
     flush: () => (analyzer.flush(output), output.flushed()),
-    close: () => undefined,
+    close: () => analyzer.close(),
     heldSamples: 0,
   };
 }
 
 /** Runs each track's units, interleaved, on `make`'s front ends; the event loop turns where a unit says so. */
-async function run(scripts: Script[], make: (voice?: SpeechSampler) => TrackFrontEnd, checkHeld: boolean): Promise<Heard[]> {
-  const tracks = scripts.map(({ units, seed, voice }) => {
-    const frontEnd = make(samplerOf(voice));
-    const heard: Heard = { frames: [], speech: [], features: [], flushedAt: [] };
+async function run(scripts: Script[], make: MakeFrontEnd, checkHeld: boolean): Promise<Heard[]> {
+  const tracks = scripts.map(({ units, seed, voice, denoise }) => {
+    const heard: Heard = { frames: [], speech: [], features: [], flushedAt: [], engaged: [] };
+    const frontEnd = make(samplerOf(voice), denoise ? (engaged) => heard.engaged.push(engaged) : undefined);
     const state = { frontEnd, heard, units, at: 0, pushed: 0, marks: [] as number[], timeline: new OpusTimeline(), pcm: signal(16000 * 20, seed, 16000), pcmAt: 0 };
     frontEnd.start({
       frame: (frame, isSpeech, features) => {
@@ -166,6 +171,7 @@ function assertSameFrames(a: Heard, b: Heard, what: string): void {
   assert.equal(a.speech, b.speech, `${what}: the same VAD decisions`);
   assert.equal(a.features, b.features, `${what}: the same frames' voice features, the same values`);
   assert.equal(a.flushedAt, b.flushedAt, `${what}: flushes end at the same frames`);
+  assert.equal(a.engaged, b.engaged, `${what}: the suppressor started and let go as here`);
 }
 
 test('in a worker, each track\'s frames, VAD decisions and voice features are those made on this thread, its flushes where they were asked', async () => {
@@ -174,7 +180,7 @@ test('in a worker, each track\'s frames, VAD decisions and voice features are th
   let voiced = 0;
   await fc.assert(
     fc.asyncProperty(fc.array(scriptArbitrary, { minLength: 1, maxLength: 4 }), async (scripts) => {
-      const threaded = await run(scripts, (voice) => threads.stream(voice), true);
+      const threaded = await run(scripts, (voice, onEngaged) => threads.stream(voice, onEngaged && { onEngaged }), true);
       const reference = await run(scripts, inline, false);
       for (let i = 0; i < scripts.length; i++) assertSameFrames(threaded[i], reference[i], `track ${i}`);
       for (const heard of threaded) {
@@ -193,13 +199,14 @@ test('a worker that dies keeps every track\'s time: every frame comes, every flu
   const died: Error[] = [];
   const dying = await DspThreads.start(1, vad, FRAME, { workerUrl: new URL('../support/dying-dsp-worker.ts', import.meta.url), onDied: (error) => died.push(error) });
   const units: Unit[] = Array.from({ length: 200 }, (_, i) => (i % 7 === 6 ? { turn: true as const } : i % 50 === 25 ? { flush: true as const } : i % 11 === 3 ? { pcm: 250, skip: 0 } : { opus: i, ms: 1, broken: false, skip: 0 }));
-  const scripts = [{ units, seed: 3 }, { units: units.slice(5), seed: 4 }];
-  const threaded = await run(scripts, (voice) => dying.stream(voice), true);
+  const scripts = [{ units, seed: 3 }, { units: units.slice(5), seed: 4, denoise: true }];
+  const threaded = await run(scripts, (voice, onEngaged) => dying.stream(voice, onEngaged && { onEngaged }), true);
   const reference = await run(scripts, inline, false);
   assert.is(died.length, 1);
   for (let i = 0; i < scripts.length; i++) {
     assert.is(threaded[i].frames.length, reference[i].frames.length, `track ${i}: every frame came`);
     assert.equal(threaded[i].flushedAt, reference[i].flushedAt, `track ${i}: every flush answered where it was asked`);
+    assert.equal(threaded[i].engaged, reference[i].engaged, `track ${i}: the suppressor's state told as here`);
   }
   const after = dying.stream();
   const late: boolean[] = [];
