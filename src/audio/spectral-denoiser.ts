@@ -4,9 +4,11 @@
  * analysis and synthesis, fft.js); the noise's power in each band learnt while speech is absent from it,
  * absence told by the band's smoothed power staying near its minimum over the last 1.5 s (MCRA, Cohen and
  * Berdugo: speech comes and goes, the fan does not); and a Wiener gain per band from a decision-directed
- * estimate of the speech-to-noise ratio (Ephraim and Malah: smoothed over time, so the pauses do not
- * twinkle with "musical" noise), never below −30 dB. It costs about 1/30 of RNNoise, which also takes
- * out some of what comes and goes, but is too dear to run on every track (see the README).
+ * estimate of the speech-to-noise ratio (Ephraim and Malah: smoothed over time), weighted by the band's
+ * speech presence so that where speech is absent the gain rests on its floor, −40 dB, rather than
+ * twinkling with the noise ("musical" noise, which the VAD hears as speech starting). It costs about
+ * 1/30 of RNNoise, which also takes out some of what comes and goes, but is too dear to run on every
+ * track (see the README).
  */
 import FFT from 'fft.js';
 import { BlockDenoiser, type DenoiserOptions } from './noise-suppressor.ts';
@@ -28,12 +30,13 @@ const PRESENCE_SMOOTHING = 0.2;
 /** The noise estimate's memory where speech is absent (a time constant of 20 windows, 0.3 s). */
 const NOISE_SMOOTHING = 0.95;
 /** The decision-directed estimate's memory (how much of the last window's clean speech the ratio keeps). */
-const DECISION_DIRECTED = 0.95;
+const DECISION_DIRECTED = 0.9;
 /**
- * The deepest cut (−30 dB): what is left of a 10 dB SNR hiss in the pauses then sits under −50 dBFS; deeper
- * only adds artefacts to the remainder.
+ * The deepest cut (−40 dB): what is left of a 5 dB SNR hiss in the pauses then sits well under −50 dBFS,
+ * where the VAD does not hear it as speech.
  */
-const MIN_GAIN = 10 ** (-30 / 20);
+const MIN_GAIN = 10 ** (-40 / 20);
+const LOG_MIN_GAIN = Math.log(MIN_GAIN);
 
 /** Bands under this (the lowest male voice, ~80 Hz, at 31.25 Hz per band) hold only rumble: they get the deepest cut. */
 const LOWEST_VOICE_BIN = 3;
@@ -114,7 +117,11 @@ export class SpectralDenoiser extends BlockDenoiser {
       const noise = Math.max(this.noise[k], 1e-3);
       const posterior = power / noise;
       const prior = DECISION_DIRECTED * (this.cleanPower[k] / noise) + (1 - DECISION_DIRECTED) * Math.max(posterior - 1, 0);
-      const gain = k < LOWEST_VOICE_BIN ? MIN_GAIN : Math.max(MIN_GAIN, prior / (1 + prior));
+      const wiener = Math.max(MIN_GAIN, prior / (1 + prior));
+      // Where speech is likely absent the gain settles on the floor instead of following the noise's
+      // own flicker (what a VAD hears as speech starting): the Wiener gain weighted by speech presence.
+      const presence = this.presence[k];
+      const gain = k < LOWEST_VOICE_BIN ? MIN_GAIN : Math.exp(presence * Math.log(wiener) + (1 - presence) * LOG_MIN_GAIN);
       this.cleanPower[k] = gain * gain * power;
       spectrum[2 * k] *= gain;
       spectrum[2 * k + 1] *= gain;
