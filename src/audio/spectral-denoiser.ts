@@ -121,7 +121,7 @@ export class SpectralDenoiser extends BlockDenoiser {
       // Where speech is likely absent the gain settles on the floor instead of following the noise's
       // own flicker (what a VAD hears as speech starting): the Wiener gain weighted by speech presence.
       const presence = this.presence[k];
-      const gain = k < LOWEST_VOICE_BIN ? MIN_GAIN : Math.exp(presence * Math.log(wiener) + (1 - presence) * LOG_MIN_GAIN);
+      const gain = k < LOWEST_VOICE_BIN || presence < 1e-3 ? MIN_GAIN : Math.exp(presence * Math.log(wiener) + (1 - presence) * LOG_MIN_GAIN);
       this.cleanPower[k] = gain * gain * power;
       spectrum[2 * k] *= gain;
       spectrum[2 * k + 1] *= gain;
