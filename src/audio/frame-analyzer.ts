@@ -19,6 +19,8 @@ export class FrameDecider {
   private readonly framer: Framer;
   private readonly vad: VoiceActivityDetector;
   private readonly denoiser: BlockDenoiser | undefined;
+  /** Frames of what the VAD hears, in step with `framer`'s, once the audio comes with a view of its own. */
+  private heardFramer: Framer | undefined;
 
   /** `denoiser`: what the VAD and the frames hear instead of the audio as received (closed with `close()`). */
   constructor(vad: VoiceActivityDetector, frameSamples: number, denoiser?: BlockDenoiser) {
@@ -32,15 +34,18 @@ export class FrameDecider {
     return this.framer.pendingSamples + (this.denoiser?.heldSamples ?? 0);
   }
 
-  pcm(samples: Int16Array, out: FrameOutput): void {
+  /** `heard`: what the VAD hears of the same samples (a denoiser's view of them), when not the samples themselves. */
+  pcm(samples: Int16Array, out: FrameOutput, heard?: Int16Array): void {
     if (samples.length === 0) return;
-    this.frames(this.denoiser ? this.denoiser.process(samples) : samples, out);
+    if (!this.denoiser) return this.frames(samples, heard, out);
+    const denoised = this.denoiser.process(samples);
+    this.frames(denoised, this.denoiser.lastHeard, out);
   }
 
   /** What the denoiser holds and the last partial frame, padded with silence. */
   flush(out: FrameOutput): void {
-    if (this.denoiser) this.frames(this.denoiser.flush(), out);
-    for (const frame of this.framer.flush()) out.frame(frame, this.vad.isSpeech(frame));
+    if (this.denoiser) this.frames(this.denoiser.flush(), this.denoiser.lastHeard, out);
+    this.decide(this.framer.flush(), this.heardFramer?.flush(), out);
   }
 
   /** The denoiser's state released. */
@@ -48,8 +53,13 @@ export class FrameDecider {
     this.denoiser?.close();
   }
 
-  private frames(samples: Int16Array, out: FrameOutput): void {
-    for (const frame of this.framer.push(samples)) out.frame(frame, this.vad.isSpeech(frame));
+  private frames(samples: Int16Array, heard: Int16Array | undefined, out: FrameOutput): void {
+    if (heard && !this.heardFramer) this.heardFramer = new Framer(this.framer.frameSamples);
+    this.decide(this.framer.push(samples), this.heardFramer?.push(heard ?? samples), out);
+  }
+
+  private decide(frames: Int16Array[], heard: Int16Array[] | undefined, out: FrameOutput): void {
+    for (let i = 0; i < frames.length; i++) out.frame(frames[i], this.vad.isSpeech(heard ? heard[i] : frames[i]));
   }
 }
 

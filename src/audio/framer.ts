@@ -5,7 +5,7 @@
  * written to after it is pushed.
  */
 export class Framer {
-  private readonly frameSamples: number;
+  readonly frameSamples: number;
   private pending: Int16Array;
   private pendingCount = 0;
 

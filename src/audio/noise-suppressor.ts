@@ -21,7 +21,8 @@ interface RnnoiseModule {
 
 /** Where a stream denoiser's output goes: the denoised samples, in order, and the end of each flush. */
 export interface DenoisedOutput {
-  audio(pcm: Int16Array): void;
+  /** `heard`: what the VAD hears of the same samples, when the model gives it apart (read during the call only). */
+  audio(pcm: Int16Array, heard?: Int16Array): void;
   /** Everything pushed before the flush has come out. */
   flushed(): void;
 }
@@ -139,11 +140,11 @@ export function streamOn(track: BlockDenoiser): StreamDenoiser {
     start: (to) => void (output = to),
     push: (pcm) => {
       const out = track.process(pcm);
-      if (out.length > 0) output!.audio(out);
+      if (out.length > 0) output!.audio(out, track.lastHeard);
     },
     flush: () => {
       const out = track.flush();
-      if (out.length > 0) output!.audio(out);
+      if (out.length > 0) output!.audio(out, track.lastHeard);
       output!.flushed();
     },
     close: () => track.close(),
@@ -192,6 +193,15 @@ export abstract class BlockDenoiser {
   private readonly onEngaged: ((engaged: boolean) => void) | undefined;
   /** The model runs on the blocks (else they pass as they came, as late). */
   protected engaged: boolean;
+  /**
+   * The gain the VAD's view of the block `runBlock` returns gets on top (a model that tells how likely
+   * speech is lets the VAD hear its pauses as silence; the windows keep what is left of the noise there).
+   */
+  protected heardGain = 1;
+  /** The VAD's view of the output is kept apart (the model sets `heardGain`); else it is the output. */
+  private readonly hearsApart: boolean;
+  private heard = new Int16Array(0);
+  private heardCount = 0;
   private closed = false;
   private floorSum = 0;
   private floorCount = 0;
@@ -200,9 +210,10 @@ export abstract class BlockDenoiser {
   private segmentBlocks = 0;
   private readonly floors: number[] = [];
 
-  protected constructor(blockSamples: number, latency: number, options: DenoiserOptions) {
+  protected constructor(blockSamples: number, latency: number, options: DenoiserOptions, hearsApart = false) {
     this.block = new Int16Array(blockSamples);
     this.latency = latency;
+    this.hearsApart = hearsApart;
     this.auto = options.auto ?? false;
     this.onEngaged = options.onEngaged;
     // Auto starts engaged: a track's first words come before any floor can be known, and on a quiet
@@ -216,10 +227,19 @@ export abstract class BlockDenoiser {
     return this.realIn - this.realOut;
   }
 
+  /**
+   * What the VAD hears of the audio the last `process` or `flush` gave out, sample for sample: that audio
+   * itself, or the model's view of it (valid until the next call: read it at once).
+   */
+  get lastHeard(): Int16Array | undefined {
+    return this.hearsApart ? this.heard.subarray(0, this.heardCount) : undefined;
+  }
+
   /** Denoised audio for what came in (a fresh array: the segmenter keeps views of it). */
   process(input: Int16Array): Int16Array {
     const size = this.block.length;
     const out = new Int16Array(input.length + this.heldSamples);
+    this.startHeard(out.length);
     let written = 0;
     for (let i = 0; i < input.length; ) {
       const take = Math.min(size - this.blockCount, input.length - i);
@@ -236,6 +256,7 @@ export abstract class BlockDenoiser {
   flush(): Int16Array {
     const size = this.block.length;
     const out = new Int16Array(this.heldSamples);
+    this.startHeard(out.length);
     let written = 0;
     while (written < out.length) {
       this.padding.push([this.fed + this.blockCount, this.fed + size]);
@@ -272,13 +293,23 @@ export abstract class BlockDenoiser {
 
   /** The chain's output block into `out` from `written`, leaving out the start-up lag and padding; returns the new count. */
   private emit(block: Int16Array, out: Int16Array, written: number): number {
+    const heard = this.hearsApart ? this.heard : undefined;
+    const gain = this.heardGain;
     for (let i = 0; i < block.length; i++) {
       const source = this.produced++ - this.latency;
       if (source < 0 || this.isPadding(source)) continue;
+      if (heard) heard[written] = Math.round(block[i] * gain);
       out[written++] = block[i];
       this.realOut++;
     }
+    this.heardCount = written;
     return written;
+  }
+
+  /** Room for the VAD's view of up to `samples` coming out (kept between calls: it is read at once). */
+  private startHeard(samples: number): void {
+    this.heardCount = 0;
+    if (this.hearsApart && this.heard.length < samples) this.heard = new Int16Array(Math.max(samples, this.heard.length * 2));
   }
 
   private isPadding(source: number): boolean {

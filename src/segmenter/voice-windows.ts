@@ -55,8 +55,8 @@ export class VoiceWindows {
       this.decider = new FrameDecider(hearing, (this.segmenter.options.sampleRate * this.segmenter.options.frameMs) / 1000);
       this.denoiser = denoiser;
       denoiser?.start({
-        audio: (pcm) => {
-          this.reported(() => this.frames(pcm));
+        audio: (pcm, heard) => {
+          this.reported(() => this.frames(pcm, heard));
           this.caughtUp();
         },
         flushed,
@@ -137,8 +137,8 @@ export class VoiceWindows {
     this.frontEnd?.close();
   }
 
-  private frames(pcm: Int16Array): void {
-    this.decider!.pcm(pcm, this.decided);
+  private frames(pcm: Int16Array, heard?: Int16Array): void {
+    this.decider!.pcm(pcm, this.decided, heard);
   }
 
   private flushRest(): void {

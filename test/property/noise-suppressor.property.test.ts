@@ -8,7 +8,9 @@
  *  - flushing mid-stream (a hole in the audio) gives back exactly what is held, and the stream goes on;
  *  - silence stays (near) silence, and nothing leaves the 16-bit range;
  *  - the spectral suppressor never gives out more than came in (over a signal, within 0.5 dB: its gains
- *    are at most 1), so a tone or a hiss is never made louder.
+ *    are at most 1), so a tone or a hiss is never made louder; what the VAD hears of its output is that
+ *    output sample for sample at a gain of at most 1, and the output itself where the model does not run;
+ *    under a fan's hiss the VAD hears the pauses as pauses (the windows cut where the clean track's are).
  * And on the corpus: speech through it lines up with the speech that went in (the cross-correlation
  * peaks at lag 0), and a fan's hiss at 10 dB SNR comes out at least 10 dB lower in the pauses while the
  * speech keeps its level within 3 dB. Through VoiceWindows, the track time (receivedMs) stays that of the
@@ -237,6 +239,57 @@ test('spectral: never more out than in, so a tone or a hiss is never made louder
     }),
     RUNS,
   );
+});
+
+test('spectral: the VAD hears the output at a gain of at most 1, the output itself where the model does not run', () => {
+  fc.assert(
+    fc.property(signalArbitrary, fc.array(fc.integer({ min: 1, max: 2000 }), { minLength: 1, maxLength: 8 }), (spec, sizes) => {
+      const x = signal({ ...spec, seconds: spec.seconds * 4 });
+      const denoiser = new SpectralDenoiser({ auto: spec.seed % 2 === 0 });
+      let ratio = 0;
+      const check = (out: Int16Array) => {
+        const heard = denoiser.lastHeard!;
+        assert.is(heard.length, out.length);
+        for (let i = 0; i < out.length; i++) {
+          assert.ok(Math.abs(heard[i]) <= Math.abs(out[i]), `heard ${heard[i]} louder than ${out[i]}`);
+          if (out[i] !== 0) ratio = Math.max(ratio, heard[i] / out[i]);
+        }
+      };
+      for (const chunk of chunks(x, sizes)) check(denoiser.process(chunk));
+      check(denoiser.flush());
+      denoiser.close();
+    }),
+    RUNS,
+  );
+  const quiet = new SpectralDenoiser({ auto: true });
+  // A tone with pauses of silence: the floor says quiet, the model lets go at 4 s.
+  const clean = signal({ seconds: 8, tone: 300, level: 3000, noise: 0, seed: 5 }).map((v, i) => (Math.floor(i / 8000) % 2 === 0 ? v : 0));
+  const out = quiet.process(clean);
+  const from = 16000 * 7;
+  assert.equal(quiet.lastHeard!.subarray(from), out.subarray(from), 'let go, the VAD hears the audio as it comes out');
+  quiet.close();
+});
+
+test('spectral: under a fan\'s hiss the VAD hears the pauses: the windows are cut where the clean track\'s are, none on the hiss alone', async () => {
+  const corpusDir = await ensureCorpus();
+  const words = (await loadReference('en')).tracks.doctor;
+  const cut = async (file: string) => {
+    const samples = decodeWav(await readFile(`${corpusDir}/en/${file}.wav`)).samples;
+    const windows: { startMs: number; endMs: number }[] = [];
+    const voice = new VoiceWindows(new WebRtcVad(16000, 2), { sampleRate: 16000 }, { window: (w) => void (w.kind === 'final' && windows.push(w)) }, streamOn(new SpectralDenoiser({ auto: true })));
+    for (let i = 0; i < samples.length; i += 320) voice.push(samples.subarray(i, i + 320));
+    await voice.close();
+    return windows;
+  };
+  const clean = await cut('doctor');
+  for (const variant of ['fan10', 'fan5']) {
+    const noisy = await cut(`doctor-${variant}`);
+    const speech = noisy.filter((w) => words.some((word) => word.endMs > w.startMs && word.startMs < w.endMs));
+    const onNoise = noisy.length - speech.length;
+    assert.is(speech.length, clean.length, `${variant}: ${speech.length} windows with speech, ${clean.length} clean`);
+    for (let i = 0; i < clean.length; i++) assert.ok(Math.abs(speech[i].startMs - clean[i].startMs) <= 300 && Math.abs(speech[i].endMs - clean[i].endMs) <= 300, `${variant}: window ${i} ${speech[i].startMs}–${speech[i].endMs} vs ${clean[i].startMs}–${clean[i].endMs} ms`);
+    assert.ok(onNoise <= 2, `${variant}: ${onNoise} windows on the hiss alone`);
+  }
 });
 
 test.run();
