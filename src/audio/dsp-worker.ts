@@ -1,9 +1,10 @@
 /**
  * The worker thread of `DspThreads`: a FrameAnalyzer (Opus decoder, spectral noise suppressor, framer,
- * VAD) per track it is given, and the voice features of the speech frames the track's sampling plan picks. Each batch from the gateway
- * (every track's units in order) is answered with one batch: the whole frames each track's units made with
- * the VAD's decisions (and the features of those picked), flushes done, and per track how many units were
- * taken and what its framer (and noise suppressor) holds, and when a suppressor starts or lets go.
+ * VAD) per track it is given, and the voice features of the speech frames the track's sampling plan
+ * picks. Each batch from the gateway (every track's units in order) is answered with one batch: the whole
+ * frames each track's units made with the VAD's decisions (and the features of those picked), flushes
+ * done, per track how many units were taken and what its framer (and noise suppressor) holds, and when a
+ * suppressor starts or lets go.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { FrameAnalyzer, type FrameOutput } from './frame-analyzer.ts';

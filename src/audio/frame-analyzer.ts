@@ -1,7 +1,7 @@
 /**
  * One track's audio as the VAD hears it: Opus packets, lost packets and PCM → 16 kHz PCM → (a noise
- * suppressor on this thread) → 20 ms frames, each with the VAD's decision. What a DSP worker thread runs per track (and the gateway itself for the
- * tracks of a worker that died). `skip`: samples at the start of a unit's audio the track already has
+ * suppressor on this thread) → 20 ms frames, each with the VAD's decision. What a DSP worker thread runs
+ * per track (and the gateway itself for the tracks of a worker that died). `skip`: samples at the start of a unit's audio the track already has
  * (decoded all the same: the decoder's state follows the packets it continues from).
  */
 import { Framer } from './framer.ts';
