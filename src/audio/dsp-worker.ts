@@ -59,7 +59,8 @@ port.on('message', ({ ops, bytes }: Batch) => {
     if (kind === DspOp.open) {
       const engaged = (on: boolean) => streams.has(stream) && replies.op(DspOp.engaged, stream, on ? 1 : 0);
       // Told at once that the suppressor runs, before the stream is in the map: the gateway knows it starts so.
-      const denoiser = ops[i + 4] === 1 ? new SpectralDenoiser({ auto: true, onEngaged: engaged }) : undefined;
+      // Its output is reused: the frames are copied into the replies.
+      const denoiser = ops[i + 4] === 1 ? new SpectralDenoiser({ auto: true, onEngaged: engaged, reuseOutput: true }) : undefined;
       streams.set(stream, { analyzer: new FrameAnalyzer(trackVad(vad), frameSamples, denoiser), counts: { heard: a, taken: b } });
       if (denoiser) replies.op(DspOp.engaged, stream, 1);
       continue;

@@ -49,6 +49,11 @@ export interface DenoiserOptions {
   auto?: boolean;
   /** Told each time the model starts (also at once) or stops (also at close). */
   onEngaged?(engaged: boolean): void;
+  /**
+   * What `process` and `flush` give out is one array, written again by the next call (for a consumer that
+   * copies what it keeps, as the DSP worker does into its replies: no array per packet); else a fresh one.
+   */
+  reuseOutput?: boolean;
 }
 
 /** RNNoise's frame: 10 ms at 48 kHz. */
@@ -202,6 +207,8 @@ export abstract class BlockDenoiser {
   private readonly hearsApart: boolean;
   private heard = new Int16Array(0);
   private heardCount = 0;
+  /** The array output goes to with `reuseOutput`. */
+  private output: Int16Array | undefined;
   private closed = false;
   private floorSum = 0;
   private floorCount = 0;
@@ -214,6 +221,7 @@ export abstract class BlockDenoiser {
     this.block = new Int16Array(blockSamples);
     this.latency = latency;
     this.hearsApart = hearsApart;
+    if (options.reuseOutput) this.output = new Int16Array(0);
     this.auto = options.auto ?? false;
     this.onEngaged = options.onEngaged;
     // Auto starts engaged: a track's first words come before any floor can be known, and on a quiet
@@ -235,10 +243,10 @@ export abstract class BlockDenoiser {
     return this.hearsApart ? this.heard.subarray(0, this.heardCount) : undefined;
   }
 
-  /** Denoised audio for what came in (a fresh array: the segmenter keeps views of it). */
+  /** Denoised audio for what came in (a fresh array unless `reuseOutput`: the segmenter keeps views of it). */
   process(input: Int16Array): Int16Array {
     const size = this.block.length;
-    const out = new Int16Array(input.length + this.heldSamples);
+    const out = this.outputFor(input.length + this.heldSamples);
     this.startHeard(out.length);
     let written = 0;
     for (let i = 0; i < input.length; ) {
@@ -255,7 +263,7 @@ export abstract class BlockDenoiser {
   /** What is held, denoised: the chain runs on over silence (padding, never given out) until the last input sample is out. */
   flush(): Int16Array {
     const size = this.block.length;
-    const out = new Int16Array(this.heldSamples);
+    const out = this.outputFor(this.heldSamples);
     this.startHeard(out.length);
     let written = 0;
     while (written < out.length) {
@@ -295,6 +303,16 @@ export abstract class BlockDenoiser {
   private emit(block: Int16Array, out: Int16Array, written: number): number {
     const heard = this.hearsApart ? this.heard : undefined;
     const gain = this.heardGain;
+    if (this.padding.length === 0 && this.produced >= this.latency) {
+      // All of it is audio (the usual case): copied whole.
+      out.set(block, written);
+      if (heard && gain === 1) heard.set(block, written);
+      else if (heard) for (let i = 0; i < block.length; i++) heard[written + i] = Math.round(block[i] * gain);
+      this.produced += block.length;
+      this.realOut += block.length;
+      this.heardCount = written + block.length;
+      return this.heardCount;
+    }
     for (let i = 0; i < block.length; i++) {
       const source = this.produced++ - this.latency;
       if (source < 0 || this.isPadding(source)) continue;
@@ -304,6 +322,12 @@ export abstract class BlockDenoiser {
     }
     this.heardCount = written;
     return written;
+  }
+
+  private outputFor(samples: number): Int16Array {
+    if (!this.output) return new Int16Array(samples);
+    if (this.output.length < samples) this.output = new Int16Array(Math.max(samples, this.output.length * 2));
+    return this.output.subarray(0, samples);
   }
 
   /** Room for the VAD's view of up to `samples` coming out (kept between calls: it is read at once). */

@@ -109,7 +109,19 @@ export class SpectralDenoiser extends BlockDenoiser {
     input.copyWithin(0, HOP);
     for (let i = 0; i < HOP; i++) input[HOP + i] = block[i];
     const overlap = this.overlap;
+    const out = this.out;
     const before = this.voice;
+    if (!this.engaged && !this.wasEngaged) {
+      // Neither window runs: the hop comes out as it went in, and the overlap holds what the next window
+      // needs should it run (this window's second half as it came).
+      for (let n = 0; n < HOP; n++) {
+        out[n] = input[n];
+        overlap[n] = input[HOP + n] * HANN[HOP + n];
+      }
+      this.voice = 1;
+      this.heardGain = 1;
+      return out;
+    }
     if (this.engaged) this.addDenoised();
     else {
       for (let n = 0; n < WINDOW; n++) overlap[n] += input[n] * HANN[n];
@@ -118,7 +130,6 @@ export class SpectralDenoiser extends BlockDenoiser {
     // The hop that comes out is this window's first half and the last one's second: speech in either keeps it.
     this.heardGain = MIN_GAIN ** (1 - Math.max(before, this.voice));
     this.wasEngaged = this.engaged;
-    const out = this.out;
     for (let n = 0; n < HOP; n++) out[n] = Math.max(-32768, Math.min(32767, Math.round(overlap[n])));
     overlap.copyWithin(0, HOP);
     overlap.fill(0, HOP);
