@@ -92,7 +92,7 @@ const shared = {
   /**
    * Noise taken out of each track as it streams, before the VAD, over a track's first 4 s and then only
    * while its noise floor stays above −50 dBFS (a fan), the other tracks passing through untouched:
-   * `spectral`, steady noise (≈ 0.15 % of a core per noisy real-time track, with the track's decoding);
+   * `spectral`, steady noise (≈ 0.14 % of a core per noisy real-time track, with the track's decoding);
    * `auto`, RNNoise (broadband noise, also some that comes and goes: ≈ 4 %, in worker threads of its own);
    * `rnnoise`, RNNoise on every track all the time.
    */

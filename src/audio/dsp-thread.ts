@@ -28,7 +28,8 @@ export const BATCH_EVERY_MS = 5;
 
 /**
  * The operations of a batch. Gateway → worker: `open` (speech frames heard and taken so far by its
- * sampler, 1 if the spectral noise suppressor runs before the VAD), `listen` (the sampling plan: all, every, max), `opus` (byte offset, length, skip), `conceal`
+ * sampler, 1 if the spectral noise suppressor runs before the VAD), `listen` (the sampling plan: all,
+ * every, max), `opus` (byte offset, length, skip), `conceal`
  * (count, skip), `pcm` (byte offset, samples), `flush`, `close`. Worker → gateway: `frames` (byte offset,
  * count, 1 if the VAD called them speech: a run of frames with one decision), `voiced` (a speech frame's
  * byte offset, and its voice features'), `flushed`, `done` (units taken, samples its framer and suppressor
