@@ -6,6 +6,10 @@
  *  - Speech starts after `minSpeechMs` of consecutive speech frames; the window begins `preRollMs`
  *    earlier so the first syllable is not clipped.
  *  - Speech ends after `silenceMs` of non-speech; the window keeps `trailingPadMs` after the last speech.
+ *  - A pause hardly longer than that (speech again within `silenceMs + preRollMs`) is sent whole with
+ *    the next utterance, from the previous one's last speech, with a seam at the previous window's end
+ *    (`keepFromMs`): a VAD that hears a word's weak onset (an unvoiced consonant under noise) as silence
+ *    makes such a pause out of its first syllables, which the pre-roll alone would cut.
  *  - While speech goes on, a `partial` window (start of utterance → now) is emitted every
  *    `partialIntervalMs`, for live captions.
  *  - A window never exceeds `maxWindowMs` (Whisper sees 30 s at most). Near the limit it is cut in the
@@ -208,8 +212,10 @@ export class Segmenter {
   private lastPartialFrame = 0;
   /** No new window may start before this frame (end of the previous final), overlap aside. */
   private lastWindowEnd = 0;
-  /** A new utterance's window starts at this frame at the earliest: `lastWindowEnd`, or before it after an early commit. */
+  /** A new utterance's window starts at this frame at the earliest: the pause after the last utterance's speech, or `lastWindowEnd` after a cut. */
   private reopenFrom = 0;
+  /** `reopenFrom` is the start of the pause after the last utterance's speech (it closed on silence). */
+  private reopensAtPause = false;
   private windowIds = 0;
   private utteranceIds = 0;
   private utteranceId = 0;
@@ -257,8 +263,7 @@ export class Segmenter {
     if (!this.inSpeech || this.speculation?.id !== id) return [];
     const end = this.speculation.end;
     // Only non-speech lies between the last speech frame and the end (speech would have cancelled it).
-    const reopenFrom = Math.max(this.lastSpeechFrame + 1, end - this.toFrames(this.options.preRollMs), this.lastWindowEnd);
-    return this.closeUtterance(end, 'silence', reopenFrom);
+    return this.closeUtterance(end, 'silence', this.lastSpeechFrame + 1);
   }
 
   /** End of input: closes an open utterance as a final window. Safe to call at any point, and again. */
@@ -273,7 +278,7 @@ export class Segmenter {
     if (this.speechRun >= this.toFrames(this.options.minSpeechMs)) {
       const speechStart = index - this.speechRun + 1;
       this.inSpeech = true;
-      this.windowStart = Math.max(speechStart - this.toFrames(this.options.preRollMs), this.reopenFrom, this.frames.first);
+      this.windowStart = this.windowStartFor(speechStart);
       this.keepFrom = this.windowStart < this.lastWindowEnd ? this.lastWindowEnd : undefined;
       this.lastSpeechFrame = index;
       this.lastPartialFrame = index;
@@ -282,8 +287,17 @@ export class Segmenter {
       this.utteranceId = ++this.utteranceIds;
       return [];
     }
-    this.dropBefore(Math.max(index + 1 - this.toFrames(this.options.preRollMs + this.options.minSpeechMs), this.reopenFrom));
+    this.dropBefore(this.windowStartFor(index + 1 - this.toFrames(this.options.minSpeechMs)));
     return [];
+  }
+
+  /** Where the window of speech starting at `speechStart` begins: the whole pause after a short one, else `preRollMs` before. */
+  private windowStartFor(speechStart: number): number {
+    const o = this.options;
+    // Never more than half a window of it: the window must have room for the speech it is sent for.
+    const pauseFrames = speechStart - this.reopenFrom;
+    const wholePause = this.reopensAtPause && pauseFrames <= this.toFrames(o.silenceMs + o.preRollMs) && pauseFrames + this.toFrames(o.minSpeechMs) <= this.toFrames(o.maxWindowMs) / 2;
+    return Math.max(wholePause ? this.reopenFrom : speechStart - this.toFrames(o.preRollMs), this.reopenFrom, this.frames.first);
   }
 
   private continueSpeech(index: number, isSpeech: boolean): AudioWindow[] {
@@ -297,7 +311,7 @@ export class Segmenter {
     }
     if (this.silenceRun >= this.toFrames(o.silenceMs)) {
       const end = Math.min(this.lastSpeechFrame + 1 + this.toFrames(o.trailingPadMs), index + 1);
-      return this.closeUtterance(end, 'silence');
+      return this.closeUtterance(end, 'silence', this.lastSpeechFrame + 1);
     }
     if (index + 1 - this.windowStart >= this.toFrames(o.maxWindowMs)) {
       return [this.cutAtQuietestPoint(index)];
@@ -323,7 +337,7 @@ export class Segmenter {
    * ends at the seam: the window before the cut holds all of it, so nothing is left to send and no window
    * is made.
    */
-  private closeUtterance(end: number, reason: WindowCloseReason, reopenFrom = end): AudioWindow[] {
+  private closeUtterance(end: number, reason: WindowCloseReason, pauseFrom?: number): AudioWindow[] {
     const windows = end > (this.keepFrom ?? this.windowStart) ? [this.makeWindow('final', this.windowStart, end, reason)] : [];
     // No speech came after the speculative window (it would have cancelled it): its transcript stands.
     if (this.speculation && windows[0]) windows[0].confirms = this.speculation.id;
@@ -332,9 +346,10 @@ export class Segmenter {
     this.speechRun = 0;
     this.silenceRun = 0;
     // Never before the end of a max-length cut window: the next utterance must not re-send its audio.
-    this.reopenFrom = Math.max(this.lastWindowEnd, reopenFrom);
+    this.reopenFrom = Math.max(this.lastWindowEnd, pauseFrom ?? end);
+    this.reopensAtPause = pauseFrom !== undefined && this.reopenFrom === pauseFrom;
     this.lastWindowEnd = Math.max(this.lastWindowEnd, end);
-    this.dropBefore(Math.max(this.reopenFrom, this.nextFrame - this.toFrames(this.options.preRollMs + this.options.minSpeechMs)));
+    this.dropBefore(this.windowStartFor(this.nextFrame - this.toFrames(this.options.minSpeechMs)));
     return windows;
   }
 
@@ -364,6 +379,7 @@ export class Segmenter {
     this.keepFrom = overlap > 0 ? seam : undefined;
     this.lastWindowEnd = cut;
     this.reopenFrom = cut;
+    this.reopensAtPause = false;
     this.lastPartialFrame = index;
     this.speculation = undefined;
     this.utteranceId = ++this.utteranceIds;

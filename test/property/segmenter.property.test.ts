@@ -147,9 +147,16 @@ function assertWellFormed(o: SegmenterOptions, runs: { speech: boolean; frames: 
     // overlap), but never at its seam: it would own no audio.
     assert.ok(next.startMs >= prev.startMs && (next.keepFromMs === undefined ? next.endMs > prev.endMs : next.endMs > next.keepFromMs), 'finals in order');
     if (next.keepFromMs !== undefined && prev.keepUntilMs === undefined) {
-      assert.ok(prev.confirms !== undefined && prev.closedBy === 'silence', `final ${next.id} overlaps final ${prev.id}, which no early commit closed`);
-      assert.is(next.keepFromMs, prev.endMs, 'the seam after an early commit is the committed window end');
-      assert.ok(next.startMs < prev.endMs && prev.endMs - next.startMs <= o.preRollMs, 'the next window reaches back by its pre-roll at most');
+      assert.ok(prev.closedBy === 'silence', `final ${next.id} overlaps final ${prev.id}, which no pause closed`);
+      assert.is(next.keepFromMs, prev.endMs, 'the seam after a pause is the previous window end');
+      assert.ok(next.startMs < prev.endMs, 'the next window reaches back into the previous one');
+      if (prev.endMs - next.startMs > o.preRollMs) {
+        // Further than its pre-roll only to send a short pause whole: from the previous speech on.
+        assert.ok(next.startMs > 0 && speechFlags[next.startMs / f - 1], `final ${next.id} starts at the pause after ${prev.id}'s speech`);
+        let speech = next.startMs / f;
+        while (!speechFlags[speech]) speech++;
+        assert.ok(speech * f - next.startMs <= Math.min(o.silenceMs + o.preRollMs, o.maxWindowMs / 2), `the pause before final ${next.id} is short`);
+      }
       for (let t = next.startMs; t < prev.endMs; t += f) assert.not.ok(speechFlags[t / f], `speech at ${t} ms heard by both ${prev.id} and ${next.id}`);
     } else if (next.keepFromMs !== undefined) {
       assert.equal(next.keepFromMs, prev.keepUntilMs, 'a seam is shared by the two windows of a cut');

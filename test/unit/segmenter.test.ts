@@ -55,9 +55,19 @@ test('pre-roll is clipped at the start of the track', () => {
 
 test('a pause shorter than silenceMs does not split; a longer one does', () => {
   assert.equal(run([[500, 'silence'], [1000, 'speech'], [400, 'silence'], [1000, 'speech'], [1000, 'silence']]).finals.length, 1);
-  const split = run([[500, 'silence'], [1000, 'speech'], [700, 'silence'], [1000, 'speech'], [1000, 'silence']]).finals;
+  const split = run([[500, 'silence'], [1000, 'speech'], [900, 'silence'], [1000, 'speech'], [1000, 'silence']]).finals;
   assert.equal(split.length, 2);
   assert.ok(split[1].startMs >= split[0].endMs, 'windows of separate utterances do not overlap');
+  assert.equal(split[1].keepFromMs, undefined);
+});
+
+test('a pause hardly longer than silenceMs goes whole with the next utterance, its seam at the previous window end', () => {
+  // 700 ms of pause (under silenceMs + preRollMs): a weak onset heard as silence may lie anywhere in it.
+  const [first, second] = run([[500, 'silence'], [1000, 'speech'], [700, 'silence'], [1000, 'speech'], [1000, 'silence']]).finals;
+  assert.is(first.endMs, 1800, 'the first keeps its trailing pad');
+  assert.is(second.startMs, 1500, 'the second starts where the first one\'s speech ended');
+  assert.is(second.keepFromMs, first.endMs);
+  assert.equal(second.speech[0], [2200, 3200], 'its speech is its own');
 });
 
 test('partials every second while speech goes on, each from the utterance start to now', () => {
