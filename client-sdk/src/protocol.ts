@@ -130,7 +130,7 @@ export type IngestEvent =
       resumeWindowMs: number;
     }
   | {
-      /** The gateway has the track's audio up to `receivedMs` (track time); sent every 200 ms of audio, and at least every 200 ms while audio arrives. */
+      /** The gateway has the track's audio up to `receivedMs` (track time); sent every 500 ms of audio, and at least every 500 ms while audio arrives. */
       type: 'ack';
       receivedMs: number;
       /**

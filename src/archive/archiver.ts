@@ -15,6 +15,7 @@ import { Encrypter } from 'age-encryption';
 import pRetry from 'p-retry';
 import type { Logger } from '../log.ts';
 import type { SessionStore } from '../store/session-store.ts';
+import { ageRecipient } from './age-recipient.ts';
 import type { ObjectStore } from './object-store.ts';
 import { insideRoot, pathSegment } from './safe-path.ts';
 import { IN_PROCESS_SPOOLS, type CompletedArchive, type TrackSpool, type TrackSpools } from './track-archive.ts';
@@ -161,7 +162,7 @@ export class Archiver {
     const dir = this.spoolFor(key);
     await mkdir(dir, { recursive: true });
     const encrypter = new Encrypter();
-    for (const recipient of this.options.recipients) encrypter.addRecipient(recipient);
+    for (const recipient of this.options.recipients) encrypter.addRecipient(ageRecipient(recipient));
     const sha256 = createHash('sha256');
     const plaintext = Readable.toWeb(source) as ReadableStream<Uint8Array>;
     const hashed = plaintext.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({ transform: (chunk, out) => (sha256.update(chunk), out.enqueue(chunk)) }));

@@ -17,6 +17,7 @@ import { mkdir, open, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import opus from '@discordjs/opus';
 import { Encrypter } from 'age-encryption';
+import { ageRecipient } from './age-recipient.ts';
 import { Framer } from '../audio/framer.ts';
 import { OggOpusWriter } from './ogg-opus-writer.ts';
 
@@ -105,7 +106,7 @@ export class TrackArchive implements TrackSpool {
   private constructor(options: TrackArchiveOptions) {
     this.options = options;
     this.writer = new OggOpusWriter({ serial: options.serial, inputSampleRate: options.inputSampleRate });
-    for (const recipient of options.recipients) this.encrypter.addRecipient(recipient);
+    for (const recipient of options.recipients) this.encrypter.addRecipient(ageRecipient(recipient));
   }
 
   static async open(options: TrackArchiveOptions): Promise<TrackArchive> {
