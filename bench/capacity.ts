@@ -14,6 +14,9 @@
  *   BENCH_CAPACITY_GATEWAYS=2  (a gateway process per core behind nginx, deploy/nginx/nginx.conf: a fleet on one machine)
  *   BENCH_CAPACITY_PHASES=together  (every track's packet in the same instant of each period: the worst case)
  *   BENCH_CAPACITY_PACKET_MS=60  (60 ms Opus packets instead of 20 ms: what a producer that can choose saves the gateway)
+ *   BENCH_CAPACITY_WARMUP=20  (measure only after the tracks have streamed this long: a visit's steady state,
+ *     without the costs of its first seconds, such as the noise suppressor running until it has heard the
+ *     track's floor, and JIT warm-up)
  */
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -32,6 +35,7 @@ const paths = (process.env.BENCH_CAPACITY_PATHS ?? 'ws,rtp').split(',') as ('ws'
 const gatewayCount = Number(process.env.BENCH_CAPACITY_GATEWAYS ?? 1);
 const phases = process.env.BENCH_CAPACITY_PHASES === 'together' ? 'together' : 'spread';
 const packetMs = Number(process.env.BENCH_CAPACITY_PACKET_MS ?? 20);
+const warmupSeconds = Number(process.env.BENCH_CAPACITY_WARMUP ?? 0);
 const gatewayEnv = JSON.parse(process.env.BENCH_CAPACITY_GATEWAY_ENV ?? '{}') as Record<string, string>;
 const MAX_LOOP_DELAY_MS = 20;
 /** An event loop this late at p99 no longer keeps up: larger N only says so more. */
@@ -48,7 +52,7 @@ const stt = await startSttStub();
 const identity = await createTestIdentity();
 /** One key-encryption key for the fleet: each gateway reads the track tails another sealed. */
 const atRestKey = randomBytes(32).toString('base64');
-console.log(`${seconds} s of continuous Opus speech per track at real time in ${packetMs} ms packets, the tracks' packets ${phases === 'spread' ? `spread over each ${packetMs} ms` : `all at the same instant of each ${packetMs} ms`}; ${gatewayCount > 1 ? `${gatewayCount} gateway processes behind nginx (PostgreSQL, Redis, archive on)` : 'the gateway alone in its process (PostgreSQL, archive on)'}, the senders in another, the STT stub in this one; ${availableParallelism()} cores\n`);
+console.log(`${seconds} s of continuous Opus speech per track at real time${warmupSeconds > 0 ? ` (measured after ${warmupSeconds} s of it)` : ''} in ${packetMs} ms packets, the tracks' packets ${phases === 'spread' ? `spread over each ${packetMs} ms` : `all at the same instant of each ${packetMs} ms`}; ${gatewayCount > 1 ? `${gatewayCount} gateway processes behind nginx (PostgreSQL, Redis, archive on)` : 'the gateway alone in its process (PostgreSQL, archive on)'}, the senders in another, the STT stub in this one; ${availableParallelism()} cores\n`);
 const found: Record<string, number> = {};
 try {
   for (const path of paths) {
@@ -74,9 +78,10 @@ try {
       const cpuOf = async () => (await Promise.all(gateways.map((g) => cpuSeconds(g.child)))).reduce((a, b) => a + b, 0);
       const loopP99s = () => Promise.all(gateways.map((g) => gauge(g.baseUrl, 'nodejs_eventloop_lag_p99_seconds')));
       const idleRss = await rss();
-      const senders = startProcess(['bench/capacity-senders.ts'], { BASE_URL: nginx?.baseUrl ?? gateways[0].baseUrl, COUNT: String(n), SECONDS: String(seconds), PATH_KIND: path, SESSION_PREFIX: `cap-${path}-${n}`, PHASES: phases, PACKET_MS: String(packetMs) });
+      const senders = startProcess(['bench/capacity-senders.ts'], { BASE_URL: nginx?.baseUrl ?? gateways[0].baseUrl, COUNT: String(n), SECONDS: String(seconds + warmupSeconds), PATH_KIND: path, SESSION_PREFIX: `cap-${path}-${n}`, PHASES: phases, PACKET_MS: String(packetMs) });
       const lines = createInterface({ input: senders.stdout! })[Symbol.asyncIterator]();
       await lines.next();
+      await new Promise((r) => setTimeout(r, warmupSeconds * 1000));
       // Scraping resets the event-loop delay histogram: what the next scrape reports is the load's.
       await loopP99s();
       const cpuBefore = await cpuOf();
@@ -104,7 +109,7 @@ try {
       const ok = lost === 0 && delayMs < MAX_LOOP_DELAY_MS && report.worstLateMs < 100;
       if (ok) found[path] = n;
       const rssPerTrack = (loadedRss - idleRss) / n / 2 ** 20;
-      console.log(`| ${n} | ${report.sent} | ${lost} | ${delayMs.toFixed(1)} ms | ${((cpu / wall) * 100).toFixed(1)} %${nginx ? ` (nginx ${((nginxCpu / wall) * 100).toFixed(1)} %)` : ''} | ${perTrack.toFixed(3)} % | ${(perTrack / baselinePerTrack).toFixed(2)}× | ${rssPerTrack.toFixed(2)} MB | ${((report.senderCpuSeconds / wall) * 100).toFixed(1)} %${report.worstLateMs >= 100 ? ` (sender ${report.worstLateMs} ms late)` : ''} |`);
+      console.log(`| ${n} | ${report.sent} | ${lost} | ${delayMs.toFixed(1)} ms | ${((cpu / wall) * 100).toFixed(1)} %${nginx ? ` (nginx ${((nginxCpu / wall) * 100).toFixed(1)} %)` : ''} | ${perTrack.toFixed(3)} % | ${(perTrack / baselinePerTrack).toFixed(2)}× | ${rssPerTrack.toFixed(2)} MB | ${((report.senderCpuSeconds / (wall + warmupSeconds)) * 100).toFixed(1)} %${report.worstLateMs >= 100 ? ` (sender ${report.worstLateMs} ms late)` : ''} |`);
       // Past the goal the table goes on while the event loop keeps up, to show how the cost grows (the CPU
       // is no measure of that: worker threads, RNNoise's above all, add theirs on the other cores).
       if (lost > 0 || delayMs > SATURATED_LOOP_DELAY_MS) break;
