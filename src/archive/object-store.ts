@@ -97,7 +97,8 @@ export class LocalObjectStore implements ObjectStore {
     await mkdir(dirname(target), { recursive: true });
     await copyFile(path, `${target}.partial`);
     await rename(`${target}.partial`, target);
-    await writeFile(`${target}.meta.json`, JSON.stringify(metadata));
+    // A streamed slice has none: no file for it (a live track puts a slice a second).
+    if (Object.keys(metadata).length > 0) await writeFile(`${target}.meta.json`, JSON.stringify(metadata));
   }
 
   async putBytes(key: string, bytes: Uint8Array): Promise<void> {
