@@ -212,7 +212,12 @@ test('SIGKILL mid-session: restart, resume streaming, end: every final from befo
       env: { ...process.env, ...database.env, DATA_DIR: dataDir, ARCHIVE_RECIPIENTS: identity.recipient, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: TEST_JWT_SECRET, STT_BASE_URL: stt.baseUrl, OPENAI_API_KEY: 'k', LOG_LEVEL: 'error' },
       stdio: ['ignore', 'ignore', 'inherit'],
     });
-    for (let i = 0; i < 200 && !(await fetch(`${baseUrl}/healthz`).then((r) => r.ok, () => false)); i++) await new Promise((r) => setTimeout(r, 50));
+    // A restart recovers the killed gateway's spools before it listens: under CI load that took over 10 s once.
+    const until = performance.now() + 60000;
+    while (!(await fetch(`${baseUrl}/healthz`).then((r) => r.ok, () => false))) {
+      if (performance.now() > until || child.exitCode !== null) throw new Error(`the gateway did not answer /healthz within 60 s (exit code ${child.exitCode})`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
     return child;
   };
   let gateway = await startGateway();
