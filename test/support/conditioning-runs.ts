@@ -52,5 +52,29 @@ export async function measure(env: Record<string, string>, label: string, varian
   return wer;
 }
 
+/** A run's WER may be this high in one language; a live run's windows follow its timing (one word in a visit of 110 is 0.9 %). */
+const ONE_LANGUAGE_BOUND = 0.05;
+
+/**
+ * Asserts the goal on runs keyed `<live|upload> <variant> <language>` (`measure`'s): per path and variant
+ * the corpus's WER, its languages' words pooled (as WER is reported), at most `bound`, and no language
+ * above ONE_LANGUAGE_BOUND. Returns the pooled figures, for the log.
+ */
+export async function assertCorpusWer(runs: Map<string, number>, bound: number, what: string): Promise<string> {
+  const groups = new Map<string, { errors: number; words: number }>();
+  for (const [key, wer] of runs) {
+    const [path, variant, language] = key.split(' ');
+    const { tracks } = await loadReference(language);
+    const words = tracks[path === 'live' ? 'mix' : 'doctor'].length;
+    const group = groups.get(`${path} ${variant}`) ?? { errors: 0, words: 0 };
+    group.errors += wer * words;
+    group.words += words;
+    groups.set(`${path} ${variant}`, group);
+    assert.ok(wer <= ONE_LANGUAGE_BOUND, `${key}: WER ${(wer * 100).toFixed(1)} % with ${what}`);
+  }
+  for (const [group, { errors, words }] of groups) assert.ok(errors / words <= bound, `${group}: corpus WER ${((errors / words) * 100).toFixed(1)} % with ${what}`);
+  return [...groups].map(([group, { errors, words }]) => `${group} ${((errors / words) * 100).toFixed(1)}%`).join(', ');
+}
+
 export const format = (wer: Map<string, number>) => [...wer].map(([k, v]) => `${k} ${(v * 100).toFixed(1)}%`).join(', ');
 
