@@ -172,13 +172,14 @@ export interface GatewayComponents extends SttComponents {
 
 /** Throws ConfigError when fields that are each valid do not fit together. */
 export function gatewayComponents(config: Config): GatewayComponents {
+  // The endpointing silence, up to half a second: it is there when the utterance closes (no latency), and
+  // a word's weak ending the VAD heard as silence (a fricative under a fan) is then heard whole, not cut
+  // at 300 ms; a longer endpointing (dictation) would only send more silence.
+  const trailingPadMs = Math.min(500, config.SEGMENT_SILENCE_MS);
   const segmenter: Partial<SegmenterOptions> = {
     preRollMs: config.SEGMENT_PRE_ROLL_MS,
     silenceMs: config.SEGMENT_SILENCE_MS,
-    // The endpointing silence, up to half a second: it is there when the utterance closes (no latency), and
-    // a word's weak ending the VAD heard as silence (a fricative under a fan) is then heard whole, not cut
-    // at 300 ms; a longer endpointing (dictation) would only send more silence.
-    trailingPadMs: Math.min(500, config.SEGMENT_SILENCE_MS),
+    trailingPadMs,
     maxWindowMs: config.SEGMENT_MAX_WINDOW_MS,
     cutSearchMs: Math.min(4000, Math.floor(config.SEGMENT_MAX_WINDOW_MS / 4)),
     overlapMs: config.SEGMENT_OVERLAP_MS,
@@ -186,7 +187,7 @@ export function gatewayComponents(config: Config): GatewayComponents {
     // Off when not below the endpointing silence (it would never come first).
     speculativeSilenceMs: config.SEGMENT_SPECULATIVE_MS < config.SEGMENT_SILENCE_MS ? config.SEGMENT_SPECULATIVE_MS : 0,
   };
-  const uploadSegmenter = { ...segmenter, speculativeSilenceMs: 0, silenceMs: config.UPLOAD_SILENCE_MS, trailingPadMs: Math.min(500, config.SEGMENT_SILENCE_MS, config.UPLOAD_SILENCE_MS), maxWindowMs: config.UPLOAD_MAX_WINDOW_MS, cutSearchMs: Math.min(4000, Math.floor(config.UPLOAD_MAX_WINDOW_MS / 4)) };
+  const uploadSegmenter = { ...segmenter, speculativeSilenceMs: 0, silenceMs: config.UPLOAD_SILENCE_MS, trailingPadMs: Math.min(trailingPadMs, config.UPLOAD_SILENCE_MS), maxWindowMs: config.UPLOAD_MAX_WINDOW_MS, cutSearchMs: Math.min(4000, Math.floor(config.UPLOAD_MAX_WINDOW_MS / 4)) };
   for (const [names, options] of [['SEGMENT_*', segmenter], ['UPLOAD_*', uploadSegmenter]] as const) {
     try {
       new Segmenter(options);

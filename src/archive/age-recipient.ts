@@ -38,7 +38,8 @@ class X25519Recipient implements Recipient {
 
 /** The recipient to give an age `Encrypter` for `recipient` (a recipient string from the configuration). */
 export function ageRecipient(recipient: string): Recipient | string {
-  if (!recipient.startsWith('age1') || recipient.length > 90) return recipient;
+  // The library takes lower-case recipients only; bech32 would read an upper-case one too.
+  if (!recipient.startsWith('age1')) return recipient;
   try {
     const { prefix, bytes } = bech32.decodeToBytes(recipient);
     return prefix === 'age' && bytes.length === 32 ? new X25519Recipient(Buffer.from(bytes)) : recipient;

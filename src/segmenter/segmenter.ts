@@ -6,10 +6,11 @@
  *  - Speech starts after `minSpeechMs` of consecutive speech frames; the window begins `preRollMs`
  *    earlier so the first syllable is not clipped.
  *  - Speech ends after `silenceMs` of non-speech; the window keeps `trailingPadMs` after the last speech.
- *  - A pause hardly longer than that (speech again within `silenceMs + preRollMs`) is sent whole with
- *    the next utterance, from the previous one's last speech, with a seam at the previous window's end
- *    (`keepFromMs`): a VAD that hears a word's weak onset (an unvoiced consonant under noise) as silence
- *    makes such a pause out of its first syllables, which the pre-roll alone would cut.
+ *  - After a pause the next window's pre-roll may reach back into the previous window's silent tail
+ *    (never its speech), with a seam at that window's end (`keepFromMs`). A pause hardly longer than
+ *    `silenceMs` (speech again within `silenceMs + preRollMs`) is sent whole, from the previous speech
+ *    on: a VAD that hears a word's weak onset (an unvoiced consonant under noise) as silence makes such
+ *    a pause out of its first syllables, which the pre-roll alone would cut.
  *  - While speech goes on, a `partial` window (start of utterance → now) is emitted every
  *    `partialIntervalMs`, for live captions.
  *  - A window never exceeds `maxWindowMs` (Whisper sees 30 s at most). Near the limit it is cut in the
@@ -26,9 +27,9 @@
  *    the final window says which speculative window `confirms` it: the final adds only non-speech audio,
  *    so the speculative transcript stands for it. `commitSpeculation` closes the utterance at once at the
  *    speculative window's end (its transcript matched the last partial): speech after it starts a new
- *    utterance, so nothing published is ever taken back. That utterance's pre-roll may reach back into
- *    the committed window's silent tail (never its speech), with a seam at its end (`keepFromMs`): a
- *    word the VAD heard late, begun before the commit, is heard whole by the new window.
+ *    utterance, so nothing published is ever taken back; as after any pause, that utterance's window
+ *    may reach back into the committed window's silent tail: a word the VAD heard late, begun before
+ *    the commit, is heard whole by the new window.
  */
 
 export interface SegmenterOptions {
