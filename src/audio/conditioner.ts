@@ -142,6 +142,37 @@ export function tonePower(x: Float32Array, hz: number, rate: number): number {
 }
 
 /**
+ * `tonePower` at `hz` and at `hz ± offset`, in one pass: three independent recurrences the processor
+ * runs side by side (about three times faster than three passes; the same arithmetic, so the same powers).
+ */
+function tonePowersAround(x: Float32Array, hz: number, offset: number, rate: number): { at: number; beside: number } {
+  const cc = 2 * Math.cos((2 * Math.PI * hz) / rate);
+  const cl = 2 * Math.cos((2 * Math.PI * (hz - offset)) / rate);
+  const ch = 2 * Math.cos((2 * Math.PI * (hz + offset)) / rate);
+  let c1 = 0;
+  let c2 = 0;
+  let l1 = 0;
+  let l2 = 0;
+  let h1 = 0;
+  let h2 = 0;
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i];
+    const c = v + cc * c1 - c2;
+    c2 = c1;
+    c1 = c;
+    const l = v + cl * l1 - l2;
+    l2 = l1;
+    l1 = l;
+    const h = v + ch * h1 - h2;
+    h2 = h1;
+    h1 = h;
+  }
+  const n2 = x.length * x.length;
+  const power = (s1: number, s2: number, coefficient: number) => (s1 * s1 + s2 * s2 - coefficient * s1 * s2) / n2;
+  return { at: power(c1, c2, cc), beside: (power(l1, l2, cl) + power(h1, h2, ch)) / 2 };
+}
+
+/**
  * The mains frequency whose fundamental and first harmonics stand `prominenceDb` above the spectrum
  * beside them (±15 Hz), and no more than 40 dB under the window's level, or undefined. Needs at least half a second: shorter windows are left alone.
  */
@@ -156,9 +187,9 @@ export function detectHum(x: Float32Array, rate: number, prominenceDb: number): 
     let hum = 0;
     let beside = 0;
     for (let harmonic = 1; harmonic <= 3; harmonic++) {
-      const f = hz * harmonic;
-      hum += tonePower(x, f, rate);
-      beside += (tonePower(x, f - 15, rate) + tonePower(x, f + 15, rate)) / 2;
+      const powers = tonePowersAround(x, hz * harmonic, 15, rate);
+      hum += powers.at;
+      beside += powers.beside;
     }
     const prominence = 10 * Math.log10((hum + 1e-12) / (beside + 1e-12));
     if (hum >= floor && prominence >= prominenceDb && (!best || prominence > best.prominence)) best = { hz, prominence };
@@ -174,7 +205,7 @@ const dbfs = (rms: number) => 20 * Math.log10(rms / 32768 + 1e-12);
  */
 export function conditionWindow(audio: Int16Array, speech: readonly (readonly [number, number])[], options: ConditionerOptions): { audio: Int16Array; conditioning: Conditioning } {
   const rate = options.sampleRate;
-  const x = Float32Array.from(audio);
+  const x = new Float32Array(audio);
   if (options.highPassHz > 0) {
     // Butterworth, 4th order: two sections with the Q of its poles.
     Biquad.highPass(options.highPassHz, rate, 0.5412).run(x, rate / 10);
@@ -205,7 +236,11 @@ export function conditionWindow(audio: Int16Array, speech: readonly (readonly [n
   const gain = 10 ** (conditioning.gainDb / 20);
   const limit = 32768 * 10 ** (options.peakDbfs / 20);
   const out = new Int16Array(x.length);
-  for (let i = 0; i < x.length; i++) out[i] = limitPeak(x[i] * gain, limit);
+  const knee = limit / 2;
+  for (let i = 0; i < x.length; i++) {
+    const sample = x[i] * gain;
+    out[i] = sample <= knee && sample >= -knee ? Math.round(sample) : limitPeak(sample, limit);
+  }
   return { audio: out, conditioning };
 }
 
@@ -227,7 +262,8 @@ const HUM_CHECK_EVERY = 8;
 
 /**
  * A track's audio as the VAD should hear it, frame by frame: notched once mains hum is found (looked
- * for in half a second of every four, so hum that starts mid-visit is caught within a few seconds).
+ * for in half a second of every four, so hum that starts mid-visit is caught within a few seconds, and
+ * confirmed in the half second after: a voice can pass one check).
  * Under hum the WebRTC VAD calls everything speech, or opens windows on the hum's swells; through this
  * it cuts what it cuts on clean audio (`npm run bench:conditioning`; a high-pass in front of it changed
  * nothing there: the WebRTC VAD filters low frequencies itself). Without hum the frame passes as it is,
@@ -238,6 +274,8 @@ export class TrackFilter {
   private readonly options: ConditionerOptions;
   private notches: Biquad[] = [];
   private humHz: 50 | 60 | undefined;
+  /** Hum found by the last check and not yet by a second one. */
+  private unconfirmed: 50 | 60 | undefined;
   /** The half second being gathered for the next check. */
   private readonly half: Float32Array;
   /** Samples into the current check cycle (its first half second is gathered). */
@@ -297,8 +335,17 @@ export class TrackFilter {
   private checkForHum(): void {
     const rate = this.options.sampleRate;
     const found = detectHum(this.half, rate, this.options.humProminenceDb);
+    const unconfirmed = this.unconfirmed;
+    this.unconfirmed = undefined;
     // A check without hum (the fan switched off) keeps the notches: one more check decides nothing.
     if (!found || found === this.humHz) return;
+    if (found !== unconfirmed) {
+      // A voice held on 100 or 120 Hz can pass for hum for half a second (the corpus's clean tracks did,
+      // once a minute): the very next half second is checked, and only hum heard in both is notched.
+      this.unconfirmed = found;
+      this.cycleAt = 0;
+      return;
+    }
     this.humHz = found;
     this.notches = [];
     for (let harmonic = 1; harmonic <= this.options.humHarmonics && found * harmonic < rate / 2 - 100; harmonic++) this.notches.push(Biquad.notch(found * harmonic, rate, 30));
