@@ -19,7 +19,7 @@ const filters = process.argv.slice(2);
 const fileTimeoutMs = Number(process.env.TEST_FILE_TIMEOUT_S ?? 600) * 1000;
 const jobs = Math.max(1, Number(process.env.TEST_JOBS ?? 2));
 /** The files that run longest (several minutes of real-time streaming or a browser) start first. */
-const LONGEST = ['e2e/browser', 'live-pipeline', 'audio-conditioning', 'audio-noise', 'producer-resume', 'recognizers', 'rtp-webrtc', 'invented-words', 'persistence'];
+const LONGEST = ['fleet', 'e2e/browser', 'live-pipeline', 'audio-conditioning', 'audio-noise', 'producer-resume', 'recognizers', 'rtp-webrtc', 'invented-words', 'persistence'];
 const rank = (file: string) => {
   const longest = LONGEST.findIndex((name) => file.includes(name));
   return longest >= 0 ? longest : LONGEST.length + Number(!file.includes('/integration/'));
