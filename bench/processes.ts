@@ -29,9 +29,17 @@ export async function treeCpuSeconds(pid: number): Promise<number> {
   return total;
 }
 
-/** `BENCH_NODE_ARGS` (e.g. `--cpu-prof --trace-gc`) go to the gateways' Node, to look inside what a bench measures. */
+/** The Node flags `npm start` runs the gateway with (package.json), so a bench measures the gateway as it ships. */
+const shippedNodeArgs: string[] = (JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } }).scripts.start
+  .split(' ')
+  .filter((word) => word.startsWith('--'));
+
+/**
+ * `BENCH_NODE_ARGS` (e.g. `--cpu-prof --trace-gc`) go to the gateways' Node after the shipped flags, to look
+ * inside what a bench measures or to measure another setting (a V8 flag given twice: the last one counts).
+ */
 export function startProcess(args: string[], env: Record<string, string>, stdout: 'pipe' | 'inherit' = 'pipe'): ChildProcess {
-  const nodeArgs = args[0] === 'src/main.ts' ? (process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []) : [];
+  const nodeArgs = args[0] === 'src/main.ts' ? [...shippedNodeArgs, ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [])] : [];
   return spawn(process.execPath, [...nodeArgs, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', stdout, 'inherit'] });
 }
 
