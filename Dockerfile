@@ -27,5 +27,6 @@ USER node
 EXPOSE 8080
 HEALTHCHECK CMD node -e "fetch('http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 # The same image runs an upload worker with: node src/worker.ts
-# A young generation of at most 4 MB per isolate: 0.6–1.1 MB less memory per live track, no CPU lost (README, Sizing).
+# npm start's flags (package.json; not npm itself as PID 1, which would not pass signals on): a young generation
+# of at most 4 MB per isolate, 0.6–1.1 MB less memory per live track, no CPU lost (README, Sizing).
 CMD ["node", "--max-semi-space-size=4", "src/main.ts"]
