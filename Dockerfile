@@ -3,6 +3,8 @@ FROM node:24-bookworm-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
+# Fixes to dependencies, applied by npm's postinstall (patch-package): patches/README.md.
+COPY patches ./patches
 RUN npm ci --no-audit --no-fund
 COPY client-sdk ./client-sdk
 RUN node_modules/.bin/tsc -p client-sdk && npm prune --omit=dev --no-audit --no-fund

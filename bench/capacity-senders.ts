@@ -1,13 +1,16 @@
 /**
  * The capacity bench's load, made to cost almost nothing: COUNT tracks of pre-encoded Opus (the corpus's
  * two-person visit, looped: continuous speech) replayed from this one process on one 1 ms timer at real time,
- * as WebSocket `opus` frames (PATH=ws) or plain RTP datagrams from one UDP socket (PATH=rtp), each track at
- * its own phase of the packet period (PHASES=together: all at once). Packets of 20 ms (the corpus's Ogg)
+ * as WebSocket `opus` frames (PATH=ws), plain RTP datagrams from one UDP socket (PATH=rtp) or WebRTC peers
+ * publishing over WHIP (PATH=whip: werift peers, whose SRTP and ICE cost this process far more than the
+ * others; the bench counts this process's CPU apart), each track at its own phase of the packet period
+ * (PHASES=together: all at once). Packets of 20 ms (the corpus's Ogg)
  * or, with PACKET_MS=60, of 60 ms (its WebM: fewer, larger messages for the same audio). Prints one
  * line when every track is open, then, after SECONDS of audio, one JSON line: packets sent, the sender's
  * own CPU seconds, and the timer's worst lateness (a sender that falls behind would be measuring itself).
  */
 import { createSocket } from 'node:dgram';
+import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket } from 'werift';
 import { WebSocket } from 'ws';
 import { oggPackets, webmPackets } from '../test/support/producer.ts';
 import { signToken } from '../test/support/tokens.ts';
@@ -15,7 +18,7 @@ import { signToken } from '../test/support/tokens.ts';
 const baseUrl = process.env.BASE_URL!;
 const count = Number(process.env.COUNT);
 const seconds = Number(process.env.SECONDS);
-const path = process.env.PATH_KIND === 'rtp' ? 'rtp' : 'ws';
+const path = process.env.PATH_KIND === 'rtp' || process.env.PATH_KIND === 'whip' ? process.env.PATH_KIND : 'ws';
 const prefix = process.env.SESSION_PREFIX ?? 'capacity';
 const FRAME_MS = Number(process.env.PACKET_MS ?? 20);
 if (FRAME_MS !== 20 && FRAME_MS !== 60) throw new Error(`PACKET_MS=${FRAME_MS}: the corpus has 20 ms (Ogg) and 60 ms (WebM) packets`);
@@ -85,6 +88,33 @@ async function openRtp(session: string, track: string, ssrc: number, start: numb
   };
 }
 
+async function openWhip(session: string, track: string, start: number): Promise<Sender> {
+  const producerToken = await signToken({ role: 'producer', session });
+  const pc = new RTCPeerConnection({ codecs: { audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111 })] }, iceUseIpv6: false });
+  const media = new MediaStreamTrack({ kind: 'audio' });
+  pc.addTransceiver(media, { direction: 'sendonly' });
+  await pc.setLocalDescription(await pc.createOffer());
+  while (pc.iceGatheringState !== 'complete') await new Promise((r) => setTimeout(r, 10));
+  const response = await fetch(`${baseUrl}/v1/sessions/${session}/tracks/${track}/whip?role=${track === 't0' ? 'doctor' : 'patient'}&language=en`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${producerToken}`, 'content-type': 'application/sdp' },
+    body: pc.localDescription!.sdp,
+  });
+  if (response.status !== 201) throw new Error(`whip ${response.status} ${await response.text()}`);
+  const location = response.headers.get('location')!;
+  await pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
+  while (pc.connectionState !== 'connected') await new Promise((r) => setTimeout(r, 10));
+  return {
+    send(index) {
+      media.writeRtp(new RtpPacket(new RtpHeader({ payloadType: 111, sequenceNumber: index & 0xffff, timestamp: (index * 48 * FRAME_MS) >>> 0 }), packets[(start + index) % packets.length]));
+    },
+    close: async () => {
+      await fetch(`${baseUrl}${location}`, { method: 'DELETE', headers: { authorization: `Bearer ${producerToken}` } });
+      await pc.close();
+    },
+  };
+}
+
 const senders: Sender[] = [];
 for (let i = 0; i < count; i += 8) {
   senders.push(
@@ -93,6 +123,7 @@ for (let i = 0; i < count; i += 8) {
         const n = i + j;
         const session = `${prefix}-${Math.floor(n / TRACKS_PER_SESSION)}`;
         const track = `t${n % TRACKS_PER_SESSION}`;
+        if (path === 'whip') return openWhip(session, track, startOf(n));
         return path === 'rtp' ? openRtp(session, track, 0x1000 + n, startOf(n)) : openWebSocket(session, track, startOf(n));
       }),
     )),

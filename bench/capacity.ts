@@ -7,9 +7,11 @@
  * that arrived waits before it is decoded and segmented: the added latency), its CPU per track and its
  * resident memory per track (over the idle gateway's). The answer per path is the largest N with no packet
  * lost, event-loop delay p99 < 20 ms; the latency goal (< 50 ms) follows from it. Baseline for the ratio:
- * the CPU per track at the smallest N, measured in the same run. WHIP: `npm run bench:webrtc`.
+ * the CPU per track at the smallest N, measured in the same run. WHIP's senders are werift peers, which cost
+ * far more than the gateway's side of them: their CPU is printed apart, and on a small machine they take
+ * cores the gateway would otherwise have (its event-loop delay then measures the machine, not the gateway).
  *
- *   BENCH_CAPACITY_SECONDS=20  BENCH_CAPACITY_COUNTS=25,50,100,150,200  BENCH_CAPACITY_PATHS=ws,rtp
+ *   BENCH_CAPACITY_SECONDS=20  BENCH_CAPACITY_COUNTS=25,50,100,150,200  BENCH_CAPACITY_PATHS=ws,rtp,whip
  *   BENCH_CAPACITY_GATEWAY_ENV='{"STT_PARTIAL_BUDGET":"0"}'  (the gateway's configuration on top: what a setting costs)
  *   BENCH_CAPACITY_GATEWAYS=2  (a gateway process per core behind nginx, deploy/nginx/nginx.conf: a fleet on one machine)
  *   BENCH_CAPACITY_PHASES=together  (every track's packet in the same instant of each period: the worst case)
@@ -31,7 +33,8 @@ import { startSttStub } from './stt-stub.ts';
 
 const seconds = Number(process.env.BENCH_CAPACITY_SECONDS ?? 20);
 const counts = (process.env.BENCH_CAPACITY_COUNTS ?? '25,50,100,150,200').split(',').map(Number);
-const paths = (process.env.BENCH_CAPACITY_PATHS ?? 'ws,rtp').split(',') as ('ws' | 'rtp')[];
+const paths = (process.env.BENCH_CAPACITY_PATHS ?? 'ws,rtp,whip').split(',') as ('ws' | 'rtp' | 'whip')[];
+const PATH_TITLES = { ws: 'WebSocket `opus`', rtp: 'plain RTP', whip: 'WHIP (WebRTC)' };
 const gatewayCount = Number(process.env.BENCH_CAPACITY_GATEWAYS ?? 1);
 const phases = process.env.BENCH_CAPACITY_PHASES === 'together' ? 'together' : 'spread';
 const packetMs = Number(process.env.BENCH_CAPACITY_PACKET_MS ?? 20);
@@ -56,7 +59,7 @@ console.log(`${seconds} s of continuous Opus speech per track at real time${warm
 const found: Record<string, number> = {};
 try {
   for (const path of paths) {
-    console.log(`### ${path === 'ws' ? 'WebSocket `opus`' : 'plain RTP'}\n`);
+    console.log(`### ${PATH_TITLES[path]}\n`);
     console.log('| tracks | sent packets | lost packets | event-loop delay p99 | gateway CPU | CPU per track | ratio to smallest N | RSS per track | sender CPU |');
     console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     let baselinePerTrack = 0;
