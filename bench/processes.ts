@@ -5,6 +5,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { shippedNodeArgs } from '../test/support/fleet.ts';
 import { freePort } from '../test/support/net.ts';
 import { signToken, TEST_JWT_SECRET } from '../test/support/tokens.ts';
 
@@ -28,11 +29,6 @@ export async function treeCpuSeconds(pid: number): Promise<number> {
   for (const child of children) total += await treeCpuSeconds(child);
   return total;
 }
-
-/** The Node flags `npm start` runs the gateway with (package.json), so a bench measures the gateway as it ships. */
-const shippedNodeArgs: string[] = (JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } }).scripts.start
-  .split(' ')
-  .filter((word) => word.startsWith('--'));
 
 /**
  * `BENCH_NODE_ARGS` (e.g. `--cpu-prof --trace-gc`) go to the gateways' Node after the shipped flags, to look

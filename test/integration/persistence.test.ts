@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createTestIdentity, decryptWithAgeCli } from '../support/age.ts';
 import { createTestDatabase, type TestDriver } from '../support/databases.ts';
+import { shippedNodeArgs } from '../support/fleet.ts';
 import { startHarness } from '../support/harness.ts';
 import { chunksFor, ingestUrl, streamChunks } from '../support/producer.ts';
 import { freePort } from '../support/net.ts';
@@ -208,7 +209,7 @@ test('SIGKILL mid-session: restart, resume streaming, end: every final from befo
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
   const startGateway = async (): Promise<ChildProcess> => {
-    const child = spawn(process.execPath, ['src/main.ts'], {
+    const child = spawn(process.execPath, [...shippedNodeArgs, 'src/main.ts'], {
       env: { ...process.env, ...database.env, DATA_DIR: dataDir, ARCHIVE_RECIPIENTS: identity.recipient, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: TEST_JWT_SECRET, STT_BASE_URL: stt.baseUrl, OPENAI_API_KEY: 'k', LOG_LEVEL: 'error' },
       stdio: ['ignore', 'ignore', 'inherit'],
     });

@@ -20,6 +20,7 @@ import { gatewayComponents } from '../../src/components.ts';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/log.ts';
 import { ensureCorpus, loadReference } from '../../scripts/make-corpus.ts';
+import { shippedNodeArgs } from '../support/fleet.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
 import { chunksFor, ingestUrl, streamChunks } from '../support/producer.ts';
 import { SttServer, type Fault, type SttServerOptions } from '../support/stt-server.ts';
@@ -66,7 +67,7 @@ test('start-up from the command line: exit 78 and one line naming the recognizer
   const server = await new SttServer({ corpusDir, apiKey: 'sk-right' }).start();
   const dataDir = await mkdtemp(join(tmpdir(), 'helssa-main-'));
   try {
-    const child = spawn(process.execPath, ['src/main.ts'], {
+    const child = spawn(process.execPath, [...shippedNodeArgs, 'src/main.ts'], {
       env: { PATH: process.env.PATH, JWT_SECRET: TEST_JWT_SECRET, ARCHIVE_INSECURE_DISABLE: 'true', DATA_DIR: dataDir, STT_BASE_URL: server.baseUrl, OPENAI_API_KEY: 'sk-wrong', PORT: '0', LOG_LEVEL: 'silent' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -21,6 +21,11 @@ export interface FleetGateway {
   stop(): Promise<void>;
 }
 
+/** The Node flags `npm start` runs the gateway with (package.json): tests and benches run it as it ships. */
+export const shippedNodeArgs: readonly string[] = (JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } }).scripts.start
+  .split(' ')
+  .filter((word) => word.startsWith('--'));
+
 /** Debian's libfaketime (package faketime), thread-safe build: a process's wall clock moved, its monotonic clock left alone. */
 function libfaketime(): string {
   const dir = readdirSync('/usr/lib').map((arch) => join('/usr/lib', arch, 'faketime', 'libfaketimeMT.so.1')).find((path) => existsSync(path));
@@ -35,7 +40,7 @@ function libfaketime(): string {
 export async function startGatewayProcess(id: string, env: Record<string, string>, clockOffsetS = 0): Promise<FleetGateway> {
   const port = await freePort();
   const clock = clockOffsetS === 0 ? {} : { LD_PRELOAD: libfaketime(), FAKETIME: `${clockOffsetS >= 0 ? '+' : ''}${clockOffsetS}s`, FAKETIME_DONT_FAKE_MONOTONIC: '1' };
-  const child = spawn(process.execPath, ['src/main.ts'], {
+  const child = spawn(process.execPath, [...shippedNodeArgs, 'src/main.ts'], {
     env: { ...process.env, ...env, ...clock, INSTANCE_ID: id, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', process.env.FLEET_LOG_LEVEL ? 'inherit' : 'ignore', 'inherit'],
   });
