@@ -10,10 +10,11 @@
  * own CPU seconds, and the timer's worst lateness (a sender that falls behind would be measuring itself).
  */
 import { createSocket } from 'node:dgram';
-import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket } from 'werift';
+import { RtpHeader, RtpPacket } from 'werift';
 import { WebSocket } from 'ws';
 import { oggPackets, webmPackets } from '../test/support/producer.ts';
 import { signToken } from '../test/support/tokens.ts';
+import { publishOverWhip } from '../test/support/whip-publisher.ts';
 
 const baseUrl = process.env.BASE_URL!;
 const count = Number(process.env.COUNT);
@@ -89,29 +90,12 @@ async function openRtp(session: string, track: string, ssrc: number, start: numb
 }
 
 async function openWhip(session: string, track: string, start: number): Promise<Sender> {
-  const producerToken = await signToken({ role: 'producer', session });
-  const pc = new RTCPeerConnection({ codecs: { audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111 })] }, iceUseIpv6: false });
-  const media = new MediaStreamTrack({ kind: 'audio' });
-  pc.addTransceiver(media, { direction: 'sendonly' });
-  await pc.setLocalDescription(await pc.createOffer());
-  while (pc.iceGatheringState !== 'complete') await new Promise((r) => setTimeout(r, 10));
-  const response = await fetch(`${baseUrl}/v1/sessions/${session}/tracks/${track}/whip?role=${track === 't0' ? 'doctor' : 'patient'}&language=en`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${producerToken}`, 'content-type': 'application/sdp' },
-    body: pc.localDescription!.sdp,
-  });
-  if (response.status !== 201) throw new Error(`whip ${response.status} ${await response.text()}`);
-  const location = response.headers.get('location')!;
-  await pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
-  while (pc.connectionState !== 'connected') await new Promise((r) => setTimeout(r, 10));
+  const publisher = await publishOverWhip(baseUrl, session, track, `role=${track === 't0' ? 'doctor' : 'patient'}&language=en`, await signToken({ role: 'producer', session }));
   return {
     send(index) {
-      media.writeRtp(new RtpPacket(new RtpHeader({ payloadType: 111, sequenceNumber: index & 0xffff, timestamp: (index * 48 * FRAME_MS) >>> 0 }), packets[(start + index) % packets.length]));
+      publisher.track.writeRtp(new RtpPacket(new RtpHeader({ payloadType: 111, sequenceNumber: index & 0xffff, timestamp: (index * 48 * FRAME_MS) >>> 0 }), packets[(start + index) % packets.length]));
     },
-    close: async () => {
-      await fetch(`${baseUrl}${location}`, { method: 'DELETE', headers: { authorization: `Bearer ${producerToken}` } });
-      await pc.close();
-    },
+    close: () => publisher.close(),
   };
 }
 

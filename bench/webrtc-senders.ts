@@ -7,10 +7,11 @@
  */
 import { readFile } from 'node:fs/promises';
 import opus from '@discordjs/opus';
-import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket } from 'werift';
+import { RtpHeader, RtpPacket } from 'werift';
 import { ensureCorpus } from '../scripts/make-corpus.ts';
 import { decodeWav } from '../src/audio/wav.ts';
 import { signToken } from '../test/support/tokens.ts';
+import { publishOverWhip, type WhipPublisher } from '../test/support/whip-publisher.ts';
 
 const baseUrl = process.env.BASE_URL!;
 const count = Number(process.env.COUNT);
@@ -22,34 +23,12 @@ const encoder = new opus.OpusEncoder(48000, 1);
 const packets: Buffer[] = [];
 for (let i = 0; i + 960 <= samples.length && packets.length < seconds * 50; i += 960) packets.push(encoder.encode(Buffer.from(samples.buffer, samples.byteOffset + i * 2, 1920)));
 
-interface Sender {
-  pc: RTCPeerConnection;
-  track: MediaStreamTrack;
-  location: string;
-  token: string;
-}
-
-async function connect(index: number): Promise<Sender> {
+const connect = async (index: number) => {
   const sessionId = `${prefix}-${index}`;
-  const token = await signToken({ role: 'producer', session: sessionId });
-  const pc = new RTCPeerConnection({ codecs: { audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111 })] }, iceUseIpv6: false });
-  const track = new MediaStreamTrack({ kind: 'audio' });
-  pc.addTransceiver(track, { direction: 'sendonly' });
-  await pc.setLocalDescription(await pc.createOffer());
-  while (pc.iceGatheringState !== 'complete') await new Promise((r) => setTimeout(r, 10));
-  const response = await fetch(`${baseUrl}/v1/sessions/${sessionId}/tracks/mic/whip?role=doctor&language=en`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/sdp' },
-    body: pc.localDescription!.sdp,
-  });
-  if (response.status !== 201) throw new Error(`WHIP ${response.status}: ${await response.text()}`);
-  const location = response.headers.get('location')!;
-  await pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
-  while (pc.connectionState !== 'connected') await new Promise((r) => setTimeout(r, 10));
-  return { pc, track, location, token };
-}
+  return publishOverWhip(baseUrl, sessionId, 'mic', 'role=doctor&language=en', await signToken({ role: 'producer', session: sessionId }));
+};
 
-const senders: Sender[] = [];
+const senders: WhipPublisher[] = [];
 for (let i = 0; i < count; i++) senders.push(await connect(i));
 let sent = 0;
 process.stdout.write(`${JSON.stringify({ phase: 'streaming' })}\n`);
@@ -72,9 +51,6 @@ await new Promise<void>((resolve) => {
 });
 // The last packets are on the wire before the tracks are ended.
 await new Promise((r) => setTimeout(r, 300));
-for (const sender of senders) {
-  await fetch(`${baseUrl}${sender.location}`, { method: 'DELETE', headers: { authorization: `Bearer ${sender.token}` } });
-  await sender.pc.close();
-}
+for (const sender of senders) await sender.close();
 process.stdout.write(`${JSON.stringify({ sent, connected: senders.length, packetsPerPeer: packets.length })}\n`);
 process.exit(0);

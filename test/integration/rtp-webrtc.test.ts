@@ -9,13 +9,14 @@ import { createSocket } from 'node:dgram';
 import { promisify } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { RTCPeerConnection, RTCRtpCodecParameters, MediaStreamTrack, RtpHeader, RtpPacket } from 'werift';
+import { RTCPeerConnection, RtpHeader, RtpPacket, type MediaStreamTrack } from 'werift';
 import opus from '@discordjs/opus';
 import { loadReference } from '../../scripts/make-corpus.ts';
 import { decodeWav } from '../../src/audio/wav.ts';
 import { readFile } from 'node:fs/promises';
 import { startHarness, type Harness } from '../support/harness.ts';
 import { CaptionCollector } from '../support/viewer.ts';
+import { senderPeer } from '../support/whip-publisher.ts';
 import { doubledWords, wordErrorRate } from '../support/wer.ts';
 import { RESUME_TOKEN_HEADER, type SessionEvent } from '../../client-sdk/src/protocol.ts';
 
@@ -97,13 +98,6 @@ async function whipOffer(h: Harness, sessionId: string, trackId: string, token: 
   await pc.setLocalDescription(await pc.createOffer());
   await waitUntil(() => pc.iceGatheringState === 'complete', 10000, 'ICE gathering');
   return api(h, 'POST', `/v1/sessions/${sessionId}/tracks/${trackId}/whip?role=doctor&language=en`, token, pc.localDescription!.sdp);
-}
-
-function senderPeer(): { pc: RTCPeerConnection; track: MediaStreamTrack } {
-  const pc = new RTCPeerConnection({ codecs: { audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111 })] }, iceUseIpv6: false });
-  const track = new MediaStreamTrack({ kind: 'audio' });
-  pc.addTransceiver(track, { direction: 'sendonly' });
-  return { pc, track };
 }
 
 test('WHIP: a werift sender streams a consultation track; DELETE ends it; no peer or socket is left', async () => {

@@ -1,14 +1,16 @@
 /**
- * werift's SRTP as patched here (patches/werift+*.patch: session keys as KeyObjects, made once): packets
- * of both profiles WebRTC negotiates still open on the other side, tampered ones are still refused, and the
- * patch is in place (the keys a fresh install's ciphers hold are KeyObjects). Chromium publishing over WHIP
- * (test/integration/browser.test.ts) checks the same against another SRTP implementation.
+ * werift as patched here (patches/werift+*.patch): SRTP with its session keys as KeyObjects, made once:
+ * packets of both profiles WebRTC negotiates still open on the other side, tampered ones are still refused,
+ * and the patch is in place (the keys a fresh install's ciphers hold are KeyObjects); a byte's bits read by
+ * arithmetic: the same as werift's string form for every byte, and RTP headers still parse to what was
+ * written. Chromium publishing over WHIP (test/e2e/browser.test.ts) checks the same against another SRTP
+ * implementation.
  */
 import { KeyObject, randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ProtectionProfileAeadAes128Gcm, ProtectionProfileAes128CmHmacSha1_80, RtpHeader, SrtcpSession, SrtpSession } from 'werift';
+import { getBit, ProtectionProfileAeadAes128Gcm, ProtectionProfileAes128CmHmacSha1_80, RtpHeader, RtpPacket, SrtcpSession, SrtpSession } from 'werift';
 
 const PROFILES = { 'AES-CM-128 HMAC-SHA1-80': ProtectionProfileAes128CmHmacSha1_80, 'AEAD-AES-128-GCM': ProtectionProfileAeadAes128Gcm } as const;
 
@@ -64,6 +66,34 @@ test('the patch is in place: every session key a cipher holds is a KeyObject, ma
     const keys = ['srtpSessionKey', 'srtcpSessionKey', ...(profile === ProtectionProfileAes128CmHmacSha1_80 ? ['srtpSessionAuthTag', 'srtcpSessionAuthTag'] : [])];
     for (const key of keys) assert.instance(cipher[key], KeyObject, `${key} (profile ${profile})`);
   }
+});
+
+test("a byte's bits: werift's string form's answer for every byte, start and length", () => {
+  const byString = (bits: number, start: number, length: number) => Number.parseInt(bits.toString(2).padStart(8, '0').slice(start, start + length), 2);
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 7 }), fc.integer({ min: 1, max: 8 }), (byte, start, length) => {
+      fc.pre(start + length <= 8);
+      assert.is(getBit(byte, start, length), byString(byte, start, length));
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+test('RTP headers parse to what was written: marker, payload type, sequence, timestamp, SSRC, CSRCs', () => {
+  fc.assert(
+    fc.property(
+      fc.record({ marker: fc.boolean(), payloadType: fc.integer({ min: 0, max: 127 }), sequenceNumber: fc.integer({ min: 0, max: 0xffff }), timestamp: fc.integer({ min: 0, max: 0xffffffff }), ssrc: fc.integer({ min: 0, max: 0xffffffff }), csrc: fc.array(fc.integer({ min: 0, max: 0xffffffff }), { maxLength: 15 }) }),
+      fc.uint8Array({ minLength: 1, maxLength: 200 }),
+      (fields, payload) => {
+        const written = new RtpPacket(new RtpHeader({ ...fields, csrcLength: fields.csrc.length }), Buffer.from(payload)).serialize();
+        const parsed = RtpPacket.deSerialize(written);
+        const { version, padding, extension, marker, payloadType, sequenceNumber, timestamp, ssrc, csrc } = parsed.header;
+        assert.equal({ version, padding, extension, marker, payloadType, sequenceNumber, timestamp, ssrc, csrc }, { version: 2, padding: false, extension: false, ...fields });
+        assert.equal(parsed.payload, Buffer.from(payload));
+      },
+    ),
+    { numRuns: 500 },
+  );
 });
 
 test.run();
