@@ -164,7 +164,9 @@ function assertWellFormed(o: SegmenterOptions, runs: { speech: boolean; frames: 
       assert.ok(prev.endMs - next.startMs <= o.overlapMs, 'overlap at most overlapMs');
     } else {
       assert.ok(next.startMs >= prev.endMs, `finals ${prev.id} and ${next.id} overlap without a seam`);
-      if (prev.closedBy === 'max-length' && next.startMs === prev.endMs && o.overlapMs > 0 && !o.overlapOnlyInSpeech) {
+      // (A cut with an overlap whose second half held no speech sends no window after it: the next one,
+      // a new utterance, may then start at the cut.)
+      if (prev.closedBy === 'max-length' && prev.keepUntilMs === undefined && o.overlapMs > 0 && !o.overlapOnlyInSpeech) {
         // Cut with no overlap in live mode: only in a pause, the cut inside its stretch of non-speech.
         assert.ok(o.pauseCutMs > 0, 'no overlap without a pause rule');
         const cut = prev.endMs / f;
@@ -213,6 +215,16 @@ test('segmenter: speech resuming just after an early commit is heard whole, its 
   const soon = fc.array(fc.option(fc.integer({ min: 0, max: 3 }), { nil: undefined, freq: 4 }), { maxLength: 30 });
   const speculating = options.filter((o) => o.speculativeSilenceMs > 0 && o.preRollMs > 0);
   fc.assert(fc.property(speculating, conversation, fc.constant(Number.MAX_SAFE_INTEGER), soon, assertWellFormed), { numRuns: 300, seed: 20261201 });
+});
+
+test('segmenter: after a cut with overlap whose second half holds no speech, a new utterance may start at the cut', () => {
+  // Found by fast-check: the cut's remainder ends before its seam (a speculation committed at once), so
+  // no window follows the cut; the next speech opens a new utterance at the cut, with no overlap.
+  const o: SegmenterOptions = { sampleRate: 1000, frameMs: 10, preRollMs: 50, minSpeechMs: 10, silenceMs: 150, trailingPadMs: 0, partialIntervalMs: 0, maxWindowMs: 400, cutSearchMs: 10, overlapMs: 80, overlapOnlyInSpeech: false, pauseCutMs: 0, speculativeSilenceMs: 90 };
+  const runs = [[true, 1], [false, 20], [true, 27], [false, 10], [true, 13], [false, 5]].map(([speech, frames]) => ({ speech: speech as boolean, frames: frames as number, level: 1 }));
+  assertWellFormed(o, runs, Number.MAX_SAFE_INTEGER, [undefined, 0]);
+  const finals = replay(o, runs, Number.MAX_SAFE_INTEGER, [undefined, 0]).windows.filter((w) => w.kind === 'final');
+  assert.ok(finals.some((w, i) => i > 0 && w.keepFromMs === undefined && finals[i - 1].keepUntilMs !== undefined && w.startMs === finals[i - 1].endMs), 'the shape this test is for');
 });
 
 test('segmenter: the upload crash shape (max-length cut in a pause, file ends before the silence limit)', () => {
