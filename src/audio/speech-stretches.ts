@@ -60,3 +60,44 @@ export function stretchesMs(stretches: readonly (readonly [number, number])[]): 
   for (const [a, b] of stretches) sum += b - a;
   return sum;
 }
+
+/**
+ * Where a window's words count as heard: the checked stretches (a neural VAD's), widened into the
+ * frame VAD's runs the neural VAD agrees with. A run of `heard` (runs apart by at most `joinMs` taken as
+ * one) that meets a stretch of `agreeing` (where the neural VAD reached its threshold, however briefly:
+ * the checked stretches and the blips too short to be one) is added from `widenMs` before the first
+ * such stretch to `widenMs` after the last, within the run. A neural VAD is late on a weak onset and only
+ * briefly sure of a quiet word (an unvoiced first consonant under hum, a word after a long pause) that
+ * the frame VAD heard whole; a run only the frame VAD calls speech (a noise burst) widens nothing, and
+ * no run widens anything by more than `widenMs` (a frame VAD that hears a fan as one long run of speech
+ * must not let words invented in it through). Inputs and output are ordered, disjoint [start, end].
+ */
+export function confirmedRuns(
+  checked: readonly (readonly [number, number])[],
+  heard: readonly (readonly [number, number])[],
+  options: { joinMs: number; widenMs: number; agreeing?: readonly (readonly [number, number])[] },
+): [number, number][] {
+  const agreeing = options.agreeing ?? checked;
+  const spans: [number, number][] = checked.map(([a, b]) => [a, b]);
+  for (let i = 0; i < heard.length; ) {
+    const start = heard[i][0];
+    let end = heard[i][1];
+    for (i++; i < heard.length && heard[i][0] - end <= options.joinMs; i++) end = Math.max(end, heard[i][1]);
+    let first = Infinity;
+    let last = -Infinity;
+    for (const [a, b] of agreeing) {
+      if (a >= end || b <= start) continue;
+      first = Math.min(first, a);
+      last = Math.max(last, b);
+    }
+    if (first < last) spans.push([Math.max(start, first - options.widenMs), Math.min(end, last + options.widenMs)]);
+  }
+  spans.sort((x, y) => x[0] - y[0]);
+  const out: [number, number][] = [];
+  for (const [a, b] of spans) {
+    const previous = out.at(-1);
+    if (previous && a <= previous[1]) previous[1] = Math.max(previous[1], b);
+    else out.push([a, b]);
+  }
+  return out;
+}

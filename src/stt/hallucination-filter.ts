@@ -5,7 +5,8 @@
  * check (a second VAD over the window) says where speech really is, and that decides:
  *
  *  - `outside_speech`: a word with the recognizer's own timestamps whose centre lies outside the checked
- *    speech (padded by `speechPadMs`, for timestamps that are a little off) was not heard in speech.
+ *    speech (padded by `speechPadMs`, for timestamps that are a little off; widened where the segmenting
+ *    VAD heard a weak onset with it, `heard`) was not heard in speech.
  *  - `loop`: an n-gram (1–4 words) repeated more than a person repeats it (4 times for one word, 3 for
  *    longer ones) is collapsed to one occurrence.
  *  - `phrase`: a listed stock phrase is dropped where the speech under it is weak: with timestamps, when
@@ -38,6 +39,8 @@ export interface WindowEvidence {
   speech: readonly (readonly [number, number])[];
   /** The speech comes from the speech check (a neural VAD); otherwise from the segmenting VAD, which also calls noise speech. */
   checked: boolean;
+  /** Where a word may lie and count as heard, when wider than `speech` (see `confirmedRuns`); phrases are still judged by `speech`. */
+  heard?: readonly (readonly [number, number])[];
   /** The words' times are the recognizer's, not estimates. */
   timed: boolean;
 }
@@ -108,7 +111,7 @@ export function filterHallucinations(words: readonly Word[], evidence: WindowEvi
     const pad = options.speechPadMs;
     const heard = kept.filter((w) => {
       const centre = (w.startMs + w.endMs) / 2;
-      return evidence.speech.some(([a, b]) => centre >= a - pad && centre <= b + pad);
+      return (evidence.heard ?? evidence.speech).some(([a, b]) => centre >= a - pad && centre <= b + pad);
     });
     count('outside_speech', kept.length - heard.length);
     kept = heard;

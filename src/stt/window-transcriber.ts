@@ -22,7 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Word } from '../../client-sdk/src/protocol.ts';
 import type { AudioWindow } from '../segmenter/segmenter.ts';
 import type { WindowProcessor } from './window-queue.ts';
-import { speechStretches, stretchesMs } from '../audio/speech-stretches.ts';
+import { confirmedRuns, speechStretches, stretchesMs } from '../audio/speech-stretches.ts';
 import type { WindowSpeechDetector } from '../audio/silero-vad.ts';
 import type { Conditioning } from '../audio/conditioner.ts';
 import type { WindowConditioner } from '../audio/conditioner-thread.ts';
@@ -76,9 +76,22 @@ export type WindowKindSent = 'partial' | 'final' | 'speculative' | 'upload';
 
 /** What the speech check found in a window: its stretches of speech in track time. */
 interface SpeechFound {
+  /** The speech check's stretches (track time). */
   speech: [number, number][];
   speechMs: number;
+  /** Where words count as heard: those stretches widened into the segmenting VAD's runs Silero agrees with. */
+  heard: [number, number][];
 }
+
+/**
+ * Where words count as heard (`confirmedRuns`): the segmenting VAD's runs this close are one (Silero's
+ * own hysteresis ends speech only after 100 ms below its threshold), and the checked speech is widened
+ * into them by at most `widenMs`, the onset Silero is late on. An Arabic word after a 7 s pause, under
+ * the corpus's hum, lay 380 ms before Silero's stretch (its centre 130 ms past the filter's pad): widened
+ * by 120 ms it was still dropped, by 160 or 200 kept; a quiet one gave Silero a single 32 ms chunk above
+ * 0.5. At 200 ms a word invented half a second before speech, in a run the VAD heard as one, still goes.
+ */
+const HEARD = { joinMs: 100, widenMs: 200 };
 
 export interface SttBacklog {
   windows: number;
@@ -256,9 +269,12 @@ export class WindowTranscriber {
     }
     const speech = speechStretches(probabilities, check.detector.chunkMs).map(([a, b]): [number, number] => [window.startMs + a, window.startMs + b]);
     const speechMs = stretchesMs(speech);
-    if (speechMs >= check.minSpeechMs) return { speech, speechMs };
-    this.options.onSkipped?.(kind);
-    return null;
+    if (speechMs < check.minSpeechMs) {
+      this.options.onSkipped?.(kind);
+      return null;
+    }
+    const agreeing = speechStretches(probabilities, check.detector.chunkMs, { minSpeechMs: 0, padMs: 0 }).map(([a, b]): [number, number] => [window.startMs + a, window.startMs + b]);
+    return { speech, speechMs, heard: confirmedRuns(speech, window.speech ?? [], { ...HEARD, agreeing }) };
   }
 
   /**
@@ -428,7 +444,7 @@ export class WindowTranscriber {
     const { words, timed, speakers } = recognized;
     const result = { words, timed, sttMs, ...(found ? { speechMs: found.speechMs } : {}), ...(speakers ? { speakers } : {}), dropped: recognized.droppedBySegment };
     if (!this.options.filter) return result;
-    const evidence = found ? { speech: found.speech, checked: true, timed } : { speech: window.speech ?? [], checked: false, timed };
+    const evidence = found ? { speech: found.speech, heard: found.heard, checked: true, timed } : { speech: window.speech ?? [], checked: false, timed };
     const filtered = filterHallucinations(words, evidence, this.options.filter);
     let dropped = recognized.droppedBySegment;
     for (const [reason, count] of Object.entries(filtered.dropped)) {

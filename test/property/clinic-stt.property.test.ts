@@ -2,6 +2,10 @@
  * Invariants of the cores that keep invented words out (fast-check, fixed seed):
  *  - speech stretches from any probabilities: ordered, disjoint, inside the audio, none shorter than the
  *    shortest speech, every long enough run above the threshold covered, none without a chunk above it;
+ *  - where words count as heard (`confirmedRuns`) from any checked stretches, frame-VAD runs and blips:
+ *    ordered and disjoint; every checked stretch inside; every point outside the checked stretches lies
+ *    in a frame-VAD run (runs `joinMs` apart taken as one) that meets an agreeing stretch, between
+ *    `widenMs` before the first such stretch and `widenMs` after the last; and every such point is covered;
  *  - the hallucination filter over random dictations with random stock phrases, loops and noise words
  *    mixed in: the output is a subsequence of the input; every spoken word inside checked speech that
  *    is not part of a loop survives (a cough next to speech costs no word); every word invented outside
@@ -21,7 +25,7 @@ import fc from 'fast-check';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Word } from '../../client-sdk/src/protocol.ts';
-import { speechStretches, stretchesMs, DEFAULT_SPEECH_STRETCH_OPTIONS } from '../../src/audio/speech-stretches.ts';
+import { confirmedRuns, speechStretches, stretchesMs, DEFAULT_SPEECH_STRETCH_OPTIONS } from '../../src/audio/speech-stretches.ts';
 import { PartialBudget } from '../../src/stt/stt-cost.ts';
 import { correctTerms, PromptBuilder, termLexicon } from '../../src/stt/clinical-prompt.ts';
 import { ClinicalPrompts } from '../../src/stt/clinical-vocabulary.ts';
@@ -106,6 +110,51 @@ function isSubsequence(sub: readonly Word[], of: readonly Word[]): boolean {
   for (const w of of) if (i < sub.length && sub[i] === w) i++;
   return i === sub.length;
 }
+
+/** Ordered, disjoint stretches with integer bounds under `span` ms (from sorted distinct cut points). */
+const stretchesUnder = (span: number) =>
+  fc.uniqueArray(fc.integer({ min: 0, max: span }), { maxLength: 16 }).map((cuts) => {
+    const sorted = [...cuts].sort((a, b) => a - b);
+    const out: [number, number][] = [];
+    for (let i = 0; i + 1 < sorted.length; i += 2) out.push([sorted[i], sorted[i + 1]]);
+    return out;
+  });
+
+const inside = (t: number, stretches: readonly (readonly [number, number])[]) => stretches.some(([a, b]) => t >= a && t <= b);
+
+test('heard speech: checked stretches widened only into frame-VAD runs that agree, by at most widenMs', () => {
+  fc.assert(
+    fc.property(stretchesUnder(3000), stretchesUnder(3000), stretchesUnder(3000), fc.integer({ min: 0, max: 200 }), fc.integer({ min: 0, max: 500 }), (checked, heard, blips, joinMs, widenMs) => {
+      // What agrees: the checked stretches and blips of their own (as the transcriber gives them).
+      const agreeing = [...checked, ...blips].sort((x, y) => x[0] - y[0]);
+      const out = confirmedRuns(checked, heard, { joinMs, widenMs, agreeing });
+      out.forEach(([a, b], i) => {
+        assert.ok(b >= a, 'no negative stretch');
+        if (i > 0) assert.ok(a > out[i - 1][1], 'ordered and disjoint');
+      });
+      for (const [a, b] of checked) assert.ok(out.some(([x, y]) => x <= a && b <= y), `checked ${a}–${b} inside`);
+      // The frame VAD's runs as the function joins them.
+      const runs: [number, number][] = [];
+      for (const [a, b] of heard) {
+        const last = runs.at(-1);
+        if (last && a - last[1] <= joinMs) last[1] = Math.max(last[1], b);
+        else runs.push([a, b]);
+      }
+      const meets = (run: readonly [number, number]) => agreeing.filter(([a, b]) => a < run[1] && b > run[0]);
+      // Inside a run that agrees somewhere, from widenMs before its first agreeing stretch to widenMs after its last.
+      const widened = (t: number) =>
+        runs.some((run) => {
+          const agree = meets(run);
+          return agree.length > 0 && t >= run[0] && t <= run[1] && t >= agree[0][0] - widenMs && t <= Math.max(...agree.map(([, b]) => b)) + widenMs;
+        });
+      for (let t = 0.5; t < 3000; t += 1) {
+        if (!inside(t, checked)) assert.is(inside(t, out), widened(t), `${t} ms: heard exactly where a run agrees, within widenMs`);
+      }
+      assert.equal(confirmedRuns([], heard, { joinMs, widenMs }), [], 'runs nothing agrees with add nothing');
+    }),
+    RUNS,
+  );
+});
 
 test('hallucination filter: spoken words survive, invented ones and loops go, counts add up', () => {
   fc.assert(

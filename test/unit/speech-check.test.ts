@@ -150,4 +150,22 @@ transcriber('without word timestamps a stock phrase over weak speech goes, over 
   for (const wt of [weak, strong, thanks]) wt.close();
 });
 
+transcriber('a weak onset the check is late on is heard where the segmenting VAD heard it with the speech, not beyond', async () => {
+  // The check hears speech from 1 s on; the first word's centre lies 400 ms before that (past the 250 ms
+  // pad), the second's 700 ms before (past the widening too).
+  const words = [{ word: 'stay', start: 0.55, end: 0.65 }, { word: 'so', start: 0.25, end: 0.35 }, { word: 'pain', start: 1.2, end: 1.5 }].sort((a, b) => a.start - b.start);
+  const answer = { transcribe: async (): Promise<Transcription> => ({ text: words.map((w) => w.word).join(' '), words }) };
+  const audio = new Int16Array([...tone(1000, false), ...tone(1000, true)]);
+  const heard = async (vad: [number, number][]) => {
+    const wt = new WindowTranscriber(answer, { concurrency: 1, sampleRate: 16000, thresholds: DEFAULT_THRESHOLDS, speechCheck: { detector: loudDetector, minSpeechMs: 200 }, filter: { ...DEFAULT_FILTER_OPTIONS, phrases: [] } });
+    const result = await wt.upload({ ...windowOf(audio, 0), speech: vad });
+    wt.close();
+    return result.words.map((w) => w.word);
+  };
+  assert.equal(await heard([[500, 2000]]), ['stay', 'pain'], 'the VAD heard the onset with the speech: widened into it by at most 200 ms');
+  assert.equal(await heard([[0, 2000]]), ['stay', 'pain'], 'a longer VAD run widens no further');
+  assert.equal(await heard([[500, 700], [1000, 2000]]), ['pain'], 'a VAD run apart from the speech (300 ms) is not it');
+  assert.equal(await heard([[500, 700], [760, 2000]]), ['stay', 'pain'], 'runs 60 ms apart are one');
+});
+
 transcriber.run();
