@@ -5,9 +5,12 @@
  * publishing over WHIP (PATH=whip: werift peers, whose SRTP and ICE cost this process far more than the
  * others; the bench counts this process's CPU apart), each track at its own phase of the packet period
  * (PHASES=together: all at once). Packets of 20 ms (the corpus's Ogg)
- * or, with PACKET_MS=60, of 60 ms (its WebM: fewer, larger messages for the same audio). Prints one
- * line when every track is open, then, after SECONDS of audio, one JSON line: packets sent, the sender's
- * own CPU seconds, and the timer's worst lateness (a sender that falls behind would be measuring itself).
+ * or, with PACKET_MS=60, of 60 ms (its WebM: fewer, larger messages for the same audio). Each track
+ * streams from the moment it is open, as a phone does (opening 200 WebRTC peers takes longer than the
+ * gateway waits for a silent track). Prints one line when every track is open, then, after SECONDS more
+ * of audio from all of them, one JSON line: packets sent, the sender's own CPU seconds since every track
+ * was open, and the timer's worst lateness then (a sender that falls behind would be measuring itself);
+ * then closes the tracks and prints `closed`.
  */
 import { createSocket } from 'node:dgram';
 import { RtpHeader, RtpPacket } from 'werift';
@@ -99,49 +102,67 @@ async function openWhip(session: string, track: string, start: number): Promise<
   };
 }
 
-const senders: Sender[] = [];
-for (let i = 0; i < count; i += 8) {
-  senders.push(
-    ...(await Promise.all(
-      Array.from({ length: Math.min(8, count - i) }, (_, j) => {
-        const n = i + j;
-        const session = `${prefix}-${Math.floor(n / TRACKS_PER_SESSION)}`;
-        const track = `t${n % TRACKS_PER_SESSION}`;
-        if (path === 'whip') return openWhip(session, track, startOf(n));
-        return path === 'rtp' ? openRtp(session, track, 0x1000 + n, startOf(n)) : openWebSocket(session, track, startOf(n));
-      }),
-    )),
-  );
-}
-console.log('open');
-
-const cpuBefore = process.cpuUsage();
-const total = (seconds * 1000) / FRAME_MS;
 /**
  * When in its packet period each track sends: spread over the period (phones in different visits are not in step),
  * or, with PHASES=together, all on the same instant (one burst of every track's packet each period: the
  * worst case for the gateway's event loop, which no clinic's independent phones produce).
  */
 const phaseMs = (n: number) => (process.env.PHASES === 'together' ? 0 : ((n * 0.618) % 1) * FRAME_MS);
-const nextIndex = new Array<number>(senders.length).fill(0);
-const started = performance.now();
+
+/** A track that streams from the moment it is open, as a producer does (a gateway ends a track silent for 10 s). */
+interface Streaming {
+  sender: Sender;
+  phaseMs: number;
+  /** The period of the shared clock its packet 0 went in. */
+  firstPeriod: number;
+  next: number;
+}
+
+const streaming: Streaming[] = [];
+const clockStart = performance.now();
+/** The periods of the shared clock due by `at` for a track of this phase. */
+const periodsBy = (at: number, phase: number) => Math.floor((at - clockStart - phase) / FRAME_MS) + 1;
+/** Every track stops here: SECONDS after the last one opened, so that all of them stream that long together. */
+let endAt = Infinity;
+let measuring = false;
 let sent = 0;
 let worstLateMs = 0;
-await new Promise<void>((resolve) => {
+const finished = new Promise<void>((resolve) => {
   const timer = setInterval(() => {
     // Every packet due by now goes: a late timer catches up, never drifts.
-    const elapsed = performance.now() - started;
-    let done = true;
-    for (let n = 0; n < senders.length; n++) {
-      const due = Math.min(total, Math.floor((elapsed - phaseMs(n)) / FRAME_MS) + 1);
-      if (due - nextIndex[n] > 1) worstLateMs = Math.max(worstLateMs, (due - nextIndex[n] - 1) * FRAME_MS);
-      for (; nextIndex[n] < due; nextIndex[n]++) (senders[n].send(nextIndex[n]), sent++);
-      if (nextIndex[n] < total) done = false;
+    const now = Math.min(performance.now(), endAt);
+    for (const track of streaming) {
+      const due = periodsBy(now, track.phaseMs) - track.firstPeriod;
+      if (measuring && due - track.next > 1) worstLateMs = Math.max(worstLateMs, (due - track.next - 1) * FRAME_MS);
+      for (; track.next < due; track.next++) (track.sender.send(track.next), sent++);
     }
-    if (done) (clearInterval(timer), resolve());
+    if (now === endAt) (clearInterval(timer), resolve());
   }, 1);
 });
+
+const senders: Sender[] = [];
+for (let i = 0; i < count; i += 8) {
+  await Promise.all(
+    Array.from({ length: Math.min(8, count - i) }, async (_, j) => {
+      const n = i + j;
+      const session = `${prefix}-${Math.floor(n / TRACKS_PER_SESSION)}`;
+      const track = `t${n % TRACKS_PER_SESSION}`;
+      const sender = await (path === 'whip' ? openWhip(session, track, startOf(n)) : path === 'rtp' ? openRtp(session, track, 0x1000 + n, startOf(n)) : openWebSocket(session, track, startOf(n)));
+      senders.push(sender);
+      streaming.push({ sender, phaseMs: phaseMs(n), firstPeriod: periodsBy(performance.now(), phaseMs(n)), next: 0 });
+    }),
+  );
+}
+console.log('open');
+
+const cpuBefore = process.cpuUsage();
+measuring = true;
+endAt = performance.now() + seconds * 1000;
+await finished;
 const cpu = process.cpuUsage(cpuBefore);
+// Reported at the last packet, before the tracks close (closing a hundred WebRTC peers takes a while,
+// and is no part of streaming): the bench's measured stretch ends here.
+console.log(JSON.stringify({ sent, senderCpuSeconds: (cpu.user + cpu.system) / 1e6, worstLateMs }));
 await Promise.all(senders.map((s) => s.close()));
 udp.close();
-console.log(JSON.stringify({ sent, senderCpuSeconds: (cpu.user + cpu.system) / 1e6, worstLateMs }));
+console.log('closed');
