@@ -1,6 +1,7 @@
 /**
  * The worker thread of `SileroWorker`: loads Silero VAD once, then answers each window with its
- * probabilities (continuing a stream's earlier windows where it can; `undefined` when it lacks them).
+ * probabilities (continuing a stream's earlier windows where it can; `undefined` when it lacks them),
+ * taking every window as it comes: those waiting together run in one batch.
  */
 import { SileroVad } from './silero-vad.ts';
 import { serveRequests } from './worker-thread.ts';
@@ -13,4 +14,4 @@ await serveRequests(async () => {
     const probabilities = found?.slice();
     return { reply: probabilities, transfer: probabilities ? [probabilities.buffer as ArrayBuffer] : [] };
   };
-});
+}, true);

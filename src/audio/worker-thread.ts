@@ -96,10 +96,11 @@ export async function allReady<T extends { ready: Promise<void>; close(): Promis
 
 /**
  * The worker side: loads the model once, tells the gateway it is ready (or why not), then answers each
- * request in turn (the model has one thread; requests queue here). `handle` returns the reply and the
- * buffers to move back with it.
+ * request in turn (the model has one thread; requests queue here), or, `together`, hands each to
+ * `handle` as it comes (a handler that runs the requests waiting at once in one batch). `handle` returns
+ * the reply and the buffers to move back with it.
  */
-export async function serveRequests<Request, Reply>(load: () => Promise<(request: Request) => Promise<{ reply: Reply; transfer?: Transferable[] }>>): Promise<void> {
+export async function serveRequests<Request, Reply>(load: () => Promise<(request: Request) => Promise<{ reply: Reply; transfer?: Transferable[] }>>, together = false): Promise<void> {
   const port = parentPort!;
   let handle;
   try {
@@ -109,15 +110,17 @@ export async function serveRequests<Request, Reply>(load: () => Promise<(request
     return;
   }
   port.postMessage({ ready: true });
+  const answer = async (id: number, message: Request) => {
+    try {
+      const { reply, transfer } = await handle(message);
+      port.postMessage({ id, reply }, transfer ?? []);
+    } catch (error) {
+      port.postMessage({ id, error: (error as Error).message });
+    }
+  };
   let chain = Promise.resolve();
   port.on('message', ({ id, message }: { id: number; message: Request }) => {
-    chain = chain.then(async () => {
-      try {
-        const { reply, transfer } = await handle(message);
-        port.postMessage({ id, reply }, transfer ?? []);
-      } catch (error) {
-        port.postMessage({ id, error: (error as Error).message });
-      }
-    });
+    if (together) void answer(id, message);
+    else chain = chain.then(() => answer(id, message));
   });
 }

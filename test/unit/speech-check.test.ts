@@ -66,6 +66,26 @@ silero('windows of one stream, checked as they grow, get exactly what the whole 
   }
 });
 
+silero('many windows at once, batched in the worker, each get what they get alone, a growing one too', async () => {
+  const corpusDir = await ensureCorpus();
+  const { samples } = decodeWav(await readFile(`${corpusDir}/ar/patient-hum5.wav`));
+  const vad = await SileroWorker.start();
+  try {
+    // 40 windows (more than a batch) of different lengths and starts, some sharing a stream as it grows.
+    const windows = Array.from({ length: 40 }, (_, i) => ({ audio: samples.subarray(i * 8000, i * 8000 + 3000 + ((i * 7919) % 90000)), stream: i % 4 === 0 ? `s${i}` : undefined }));
+    const alone: Float32Array[] = [];
+    for (const w of windows) alone.push(await vad.probabilities(w.audio));
+    const grown = windows.filter((w) => w.stream).map((w) => ({ ...w, audio: samples.subarray(w.audio.byteOffset / 2, w.audio.byteOffset / 2 + w.audio.length + 40000) }));
+    const grownAlone: Float32Array[] = [];
+    for (const w of grown) grownAlone.push(await vad.probabilities(w.audio));
+    const together = await Promise.all([...windows.map((w) => vad.probabilities(w.audio, w.stream)), ...grown.map((w) => vad.probabilities(w.audio, w.stream))]);
+    windows.forEach((_, i) => assert.equal(Array.from(together[i]), Array.from(alone[i]), `window ${i}`));
+    grown.forEach((_, i) => assert.equal(Array.from(together[windows.length + i]), Array.from(grownAlone[i]), `grown window ${i}`));
+  } finally {
+    await vad.close();
+  }
+});
+
 silero.run();
 
 const transcriber = suite('window transcriber: speech check and filter');
