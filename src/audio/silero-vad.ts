@@ -105,7 +105,22 @@ export class SileroVad implements WindowSpeechDetector {
    * it stopped); undefined when `offset` > 0 and this model does not hold that stream's state that far
    * (the caller then gives the whole window).
    */
-  async continue(stream: string | undefined, offset: number, audio: Int16Array): Promise<Float32Array | undefined> {
+  continue(stream: string | undefined, offset: number, audio: Int16Array): Promise<Float32Array | undefined> {
+    if (stream === undefined) return this.check(undefined, offset, audio);
+    // A stream's windows go one after another, each from where the last stopped: run side by side, each
+    // would start from the same stored state and check the same chunks again.
+    const previous = this.inFlight.get(stream);
+    const mine = (previous ? previous.then(() => undefined, () => undefined) : Promise.resolve()).then(() => this.check(stream, offset, audio));
+    this.inFlight.set(stream, mine);
+    const forget = () => void (this.inFlight.get(stream) === mine && this.inFlight.delete(stream));
+    mine.then(forget, forget);
+    return mine;
+  }
+
+  /** Per stream, its latest check not yet done. */
+  private readonly inFlight = new Map<string, Promise<Float32Array | undefined>>();
+
+  private async check(stream: string | undefined, offset: number, audio: Int16Array): Promise<Float32Array | undefined> {
     const total = offset + audio.length;
     const chunks = Math.floor(total / CHUNK);
     const known = stream === undefined ? undefined : this.streams.get(stream);
@@ -122,7 +137,7 @@ export class SileroVad implements WindowSpeechDetector {
       this.jobs.push(job);
       void this.runJobs();
     });
-    // Requests of one stream may overlap (a partial checked ahead, then the final): the furthest state stays.
+    // A shorter window after a longer one of its stream (never run side by side) leaves the further state.
     const kept = stream === undefined ? undefined : this.streams.get(stream);
     if (stream !== undefined && (!kept || kept.chunks <= chunks)) {
       this.streams.delete(stream);
