@@ -140,7 +140,6 @@ const finished = new Promise<void>((resolve) => {
   }, 1);
 });
 
-const senders: Sender[] = [];
 for (let i = 0; i < count; i += 8) {
   await Promise.all(
     Array.from({ length: Math.min(8, count - i) }, async (_, j) => {
@@ -148,7 +147,6 @@ for (let i = 0; i < count; i += 8) {
       const session = `${prefix}-${Math.floor(n / TRACKS_PER_SESSION)}`;
       const track = `t${n % TRACKS_PER_SESSION}`;
       const sender = await (path === 'whip' ? openWhip(session, track, startOf(n)) : path === 'rtp' ? openRtp(session, track, 0x1000 + n, startOf(n)) : openWebSocket(session, track, startOf(n)));
-      senders.push(sender);
       streaming.push({ sender, phaseMs: phaseMs(n), firstPeriod: periodsBy(performance.now(), phaseMs(n)), next: 0 });
     }),
   );
@@ -163,6 +161,6 @@ const cpu = process.cpuUsage(cpuBefore);
 // Reported at the last packet, before the tracks close (closing a hundred WebRTC peers takes a while,
 // and is no part of streaming): the bench's measured stretch ends here.
 console.log(JSON.stringify({ sent, senderCpuSeconds: (cpu.user + cpu.system) / 1e6, worstLateMs }));
-await Promise.all(senders.map((s) => s.close()));
+await Promise.all(streaming.map((track) => track.sender.close()));
 udp.close();
 console.log('closed');

