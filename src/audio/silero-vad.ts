@@ -131,16 +131,14 @@ export class SileroVad implements WindowSpeechDetector {
     if (known) result.set(known.probabilities.subarray(0, from));
     if (from === chunks) return result;
     // The job's own state, written in place as it runs (the stream's stored one stays as it was).
-    const job = { audio, offset, next: from, end: chunks, state: known && from > 0 ? known.state.slice() : new Float32Array(STATE_SIZE), result } as CheckJob;
-    await new Promise<void>((resolve, reject) => {
-      job.done = resolve;
-      job.failed = reject;
-      this.jobs.push(job);
+    const state = known && from > 0 ? known.state.slice() : new Float32Array(STATE_SIZE);
+    await new Promise<void>((done, failed) => {
+      this.jobs.push({ audio, offset, next: from, end: chunks, state, result, done, failed });
       void this.runJobs();
     });
     if (stream !== undefined) {
       this.streams.delete(stream);
-      this.streams.set(stream, { chunks, probabilities: result, state: job.state });
+      this.streams.set(stream, { chunks, probabilities: result, state });
       if (this.streams.size > MAX_STREAMS) this.streams.delete(this.streams.keys().next().value!);
     }
     return result;
@@ -148,6 +146,9 @@ export class SileroVad implements WindowSpeechDetector {
 
   private readonly jobs: CheckJob[] = [];
   private running = false;
+  /** A run's input and state, for the largest batch (a run uses the front of each). */
+  private readonly batchInput = new Float32Array(MAX_BATCH * (CONTEXT + CHUNK));
+  private readonly batchState = new Float32Array(MAX_BATCH * STATE_SIZE);
 
   /** Runs the model over every waiting window's next chunk together, until none waits (one loop at a time). */
   private async runJobs(): Promise<void> {
@@ -157,8 +158,8 @@ export class SileroVad implements WindowSpeechDetector {
       while (this.jobs.length > 0) {
         const batch = this.jobs.slice(0, MAX_BATCH);
         const rows = batch.length;
-        const input = new Float32Array(rows * (CONTEXT + CHUNK));
-        const state = new Float32Array(rows * STATE_SIZE);
+        const input = this.batchInput.subarray(0, rows * (CONTEXT + CHUNK));
+        const state = this.batchState.subarray(0, rows * STATE_SIZE);
         batch.forEach((job, row) => {
           // The chunk with the samples before it that the model sees as context (zeros before the window).
           const base = row * (CONTEXT + CHUNK);

@@ -75,9 +75,9 @@ export function stretchesMs(stretches: readonly (readonly [number, number])[]): 
 export function confirmedRuns(
   checked: readonly (readonly [number, number])[],
   heard: readonly (readonly [number, number])[],
-  options: { joinMs: number; widenMs: number; agreeing?: readonly (readonly [number, number])[] },
+  options: { joinMs: number; widenMs: number; agreeing: readonly (readonly [number, number])[] },
 ): [number, number][] {
-  const agreeing = options.agreeing ?? checked;
+  const { agreeing } = options;
   const spans: [number, number][] = checked.map(([a, b]) => [a, b]);
   for (let i = 0; i < heard.length; ) {
     const start = heard[i][0];

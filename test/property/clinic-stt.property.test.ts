@@ -150,7 +150,7 @@ test('heard speech: checked stretches widened only into frame-VAD runs that agre
       for (let t = 0.5; t < 3000; t += 1) {
         if (!inside(t, checked)) assert.is(inside(t, out), widened(t), `${t} ms: heard exactly where a run agrees, within widenMs`);
       }
-      assert.equal(confirmedRuns([], heard, { joinMs, widenMs }), [], 'runs nothing agrees with add nothing');
+      assert.equal(confirmedRuns([], heard, { joinMs, widenMs, agreeing: [] }), [], 'runs nothing agrees with add nothing');
     }),
     RUNS,
   );
