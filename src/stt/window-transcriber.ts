@@ -237,7 +237,7 @@ export class WindowTranscriber {
    */
   checkAhead(window: WindowAudio): void {
     const detector = this.options.speechCheck?.detector;
-    if (detector && window.stream !== undefined) detector.probabilities(window.audio, window.stream).catch(() => undefined);
+    if (detector && window.stream !== undefined) detector.probabilities(window.audio, window.stream, true).catch(() => undefined);
   }
 
   /** A single attempt (partials, speculative finals): nothing waits for a refusing recognizer, nothing is retried. */

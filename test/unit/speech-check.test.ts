@@ -78,9 +78,18 @@ silero('many windows at once, batched in the worker, each get what they get alon
     const grown = windows.filter((w) => w.stream).map((w) => ({ ...w, audio: samples.subarray(w.audio.byteOffset / 2, w.audio.byteOffset / 2 + w.audio.length + 40000) }));
     const grownAlone: Float32Array[] = [];
     for (const w of grown) grownAlone.push(await vad.probabilities(w.audio));
-    const together = await Promise.all([...windows.map((w) => vad.probabilities(w.audio, w.stream)), ...grown.map((w) => vad.probabilities(w.audio, w.stream))]);
+    // Every other one asked ahead (nobody waiting for it): it shares the batch of those waited for.
+    const together = await Promise.all([...windows.map((w, i) => vad.probabilities(w.audio, w.stream, i % 2 === 1)), ...grown.map((w) => vad.probabilities(w.audio, w.stream))]);
     windows.forEach((_, i) => assert.equal(Array.from(together[i]), Array.from(alone[i]), `window ${i}`));
     grown.forEach((_, i) => assert.equal(Array.from(together[windows.length + i]), Array.from(grownAlone[i]), `grown window ${i}`));
+    // Checks ahead alone, fewer than a batch: they linger, then are answered all the same; a window
+    // waited for on the stream of one still lingering continues from it.
+    const ahead = await Promise.all(windows.slice(0, 3).map((w, i) => vad.probabilities(w.audio, `ahead${i}`, true)));
+    ahead.forEach((got, i) => assert.equal(Array.from(got), Array.from(alone[i]), `ahead window ${i}`));
+    const [first] = grown;
+    const lingering = vad.probabilities(first.audio.subarray(0, 20000), 'ahead-then-waited', true);
+    assert.equal(Array.from(await vad.probabilities(first.audio, 'ahead-then-waited')), Array.from(grownAlone[0]));
+    assert.equal(Array.from(await lingering), Array.from(grownAlone[0].subarray(0, Math.floor(20000 / 512))));
   } finally {
     await vad.close();
   }
