@@ -7,13 +7,14 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { IngestFormat } from '../../client-sdk/src/protocol.ts';
 import { decryptWithAgeCli } from '../support/age.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
 import { chunksFor, ingestUrl, streamChunks } from '../support/producer.ts';
+import { FlakyProxy } from '../support/flaky-proxy.ts';
 import { S3_BUCKET, S3_CREDENTIALS, S3Server } from '../support/s3-server.ts';
 
 const run = promisify(execFile);
@@ -131,6 +132,41 @@ test('S3 down for 10 s mid-stream: audio keeps flowing, status says the archive 
     assert.ok(Math.abs(probe.durationMs - streamedMs) <= 100, `nothing lost: archived ${probe.durationMs} ms vs streamed ${streamedMs} ms`);
   } finally {
     await h.close();
+  }
+});
+
+test('the gateway shuts down while six tracks stream their slices to storage far away (100 ms each way): every recording is sealed within the drain', async () => {
+  const proxy = await FlakyProxy.start(Number(new URL(s3.endpoint).port));
+  proxy.delayMs = 100;
+  // A slice a second per track, 8 a second at this speed, streamed one track after another: the rounds
+  // fall behind. A track's seal used to wait for the whole round in progress, longer than the drain.
+  const h = await startHarness({ ...s3.env, S3_ENDPOINT: proxy.url, ARCHIVE_STREAM_MS: '1000', SHUTDOWN_DRAIN_MS: '5000' });
+  try {
+    const tracks = ['far-1', 'far-2', 'far-3'].flatMap((sessionId) => (['doctor', 'patient'] as const).map((track) => ({ sessionId, track })));
+    const producers = Promise.all(
+      tracks.map(async ({ sessionId, track }) => {
+        const chunks = await chunksFor({ format: 'opus', file: `${h.corpusDir}/ar/${track}` });
+        return streamChunks(ingestUrl(h.baseUrl, sessionId, track, { format: 'opus', role: track, access_token: await h.token('producer', sessionId) }), chunks, 8);
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 6000));
+    await h.gateway.close();
+    await producers;
+    // Sealed: its whole file uploaded, or spooled with its seal (complete.json) for the next start.
+    const sealed = new Set<string>();
+    for (const file of await spoolFiles(join(h.dataDir, 'spool'))) {
+      const match = /\/(far-\d)\/(doctor|patient)\/\d+\/complete\.json$/.exec(file);
+      if (match) sealed.add(`${match[1]}/${match[2]}`);
+    }
+    const listed = await client.send(new ListObjectsV2Command({ Bucket: S3_BUCKET, Prefix: 'sessions/far-' }));
+    for (const { Key } of listed.Contents ?? []) {
+      const match = /^sessions\/(far-\d)\/tracks\/(doctor|patient)\/\d+\.ogg\.age$/.exec(Key!);
+      if (match) sealed.add(`${match[1]}/${match[2]}`);
+    }
+    assert.equal([...sealed].sort(), tracks.map(({ sessionId, track }) => `${sessionId}/${track}`).sort());
+  } finally {
+    await h.close();
+    await proxy.close();
   }
 });
 

@@ -1,7 +1,9 @@
 /**
- * A TCP proxy in front of the gateway for one producer, to play a phone's network: `drop()` cuts its
- * connections abruptly (both sides closed at the TCP level, no WebSocket close frame), `stall()` stops
- * forwarding without closing anything (a network that vanished: neither side notices until a timeout).
+ * A TCP proxy to play a network: in front of the gateway for one producer (a phone's), or in front of a
+ * server the gateway uses (object storage far away). `drop()` cuts its connections abruptly (both sides
+ * closed at the TCP level, no WebSocket close frame), `stall()` stops forwarding without closing anything
+ * (a network that vanished: neither side notices until a timeout), `delayMs` delays everything it
+ * forwards (a distant server's round trip is twice it).
  * (Not `resetAndDestroy()`: on Node 24 a process whose sockets were reset that way spins at exit.)
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
@@ -13,6 +15,8 @@ export class FlakyProxy {
   drops = 0;
   /** Where new connections go (`retarget` moves them: the network now leads elsewhere). */
   private targetPort = 0;
+  /** How long each piece of data waits before it is forwarded, either way. */
+  delayMs = 0;
 
   private constructor(server: Server) {
     this.server = server;
@@ -26,7 +30,8 @@ export class FlakyProxy {
       const upstream = connect(proxy.targetPort, '127.0.0.1');
       const pair = { client, upstream, stalled: false };
       proxy.pairs.add(pair);
-      const forward = (from: Socket, to: Socket) => from.on('data', (data) => { if (!pair.stalled) to.write(data); });
+      const send = (to: Socket, data: Buffer) => void (!pair.stalled && !to.destroyed && to.write(data));
+      const forward = (from: Socket, to: Socket) => from.on('data', (data: Buffer) => (proxy.delayMs > 0 ? setTimeout(send, proxy.delayMs, to, data) : send(to, data)));
       forward(client, upstream);
       forward(upstream, client);
       const end = () => {
