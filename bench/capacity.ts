@@ -17,6 +17,8 @@
  *   BENCH_CAPACITY_GATEWAYS=2  (a gateway process per core behind nginx, deploy/nginx/nginx.conf: a fleet on one machine)
  *   BENCH_CAPACITY_PHASES=together  (every track's packet in the same instant of each period: the worst case)
  *   BENCH_CAPACITY_PACKET_MS=60  (60 ms Opus packets instead of 20 ms: what a producer that can choose saves the gateway)
+ *   BENCH_CAPACITY_ARCHIVE=s3  (the recording archived to an S3 server, s3rver in this process, instead of the
+ *     local store: each track's slices and file parts then go out as HTTP requests from the gateway)
  *   BENCH_CAPACITY_WARMUP=20  (measure only after the tracks have streamed this long: a visit's steady state,
  *     without the costs of its first seconds, such as the noise suppressor running until it has heard the
  *     track's floor, and JIT warm-up)
@@ -29,6 +31,7 @@ import type { ChildProcess } from 'node:child_process';
 import { createTestIdentity } from '../test/support/age.ts';
 import { createTestDatabase } from '../test/support/databases.ts';
 import { startNginx } from '../test/support/fleet.ts';
+import { S3Server } from '../test/support/s3-server.ts';
 import { counter, cpuSeconds, gauge, removeBenchData, startGateway, startProcess, stop, treeCpuSeconds } from './processes.ts';
 import { startSttStub } from './stt-stub.ts';
 
@@ -41,6 +44,7 @@ const phases = process.env.BENCH_CAPACITY_PHASES === 'together' ? 'together' : '
 const packetMs = Number(process.env.BENCH_CAPACITY_PACKET_MS ?? 20);
 const warmupSeconds = Number(process.env.BENCH_CAPACITY_WARMUP ?? 0);
 const gatewayEnv = JSON.parse(process.env.BENCH_CAPACITY_GATEWAY_ENV ?? '{}') as Record<string, string>;
+const archiveStore = process.env.BENCH_CAPACITY_ARCHIVE === 's3' ? 's3' : 'local';
 const MAX_LOOP_DELAY_MS = 20;
 /** Of the audio the tracks stream while measured, the share the gateway must receive (the stretch's edges blur a little). */
 const MIN_RECEIVED = 0.98;
@@ -55,10 +59,11 @@ async function rssBytes(child: ChildProcess): Promise<number> {
 }
 
 const stt = await startSttStub();
+const s3 = archiveStore === 's3' ? await new S3Server().start() : undefined;
 const identity = await createTestIdentity();
 /** One key-encryption key for the fleet: each gateway reads the track tails another sealed. */
 const atRestKey = randomBytes(32).toString('base64');
-console.log(`${seconds} s of continuous Opus speech per track at real time${warmupSeconds > 0 ? ` (measured after ${warmupSeconds} s of it)` : ''} in ${packetMs} ms packets, the tracks' packets ${phases === 'spread' ? `spread over each ${packetMs} ms` : `all at the same instant of each ${packetMs} ms`}; ${gatewayCount > 1 ? `${gatewayCount} gateway processes behind nginx (PostgreSQL, Redis, archive on)` : 'the gateway alone in its process (PostgreSQL, archive on)'}, the senders in another, the STT stub in this one; ${availableParallelism()} cores\n`);
+console.log(`${seconds} s of continuous Opus speech per track at real time${warmupSeconds > 0 ? ` (measured after ${warmupSeconds} s of it)` : ''} in ${packetMs} ms packets, the tracks' packets ${phases === 'spread' ? `spread over each ${packetMs} ms` : `all at the same instant of each ${packetMs} ms`}; ${gatewayCount > 1 ? `${gatewayCount} gateway processes behind nginx (PostgreSQL, Redis, archive on)` : 'the gateway alone in its process (PostgreSQL, archive on)'}, the archive ${s3 ? 'to an S3 server (s3rver, in this process)' : 'in the local store'}, the senders in another, the STT stub in this one; ${availableParallelism()} cores\n`);
 const found: Record<string, number> = {};
 try {
   for (const path of paths) {
@@ -74,7 +79,7 @@ try {
       const fleetEnv = (i: number): Record<string, string> => (gatewayCount > 1 ? { REDIS_URL: 'redis://127.0.0.1:6379', AT_REST_KEY: atRestKey, QUEUE_NAME: `bench-capacity-${process.pid}-${n}`, INSTANCE_ID: `capacity-${n}-${i}` } : {});
       const gateways = await Promise.all(
         Array.from({ length: gatewayCount }, (_, i) =>
-          startGateway(stt.url, { ...database.env, ARCHIVE_RECIPIENTS: identity.recipient, STT_CONCURRENCY: '16', STT_SPEECH_CHECK: 'off', MAX_CONNECTIONS_PER_IP: '100000', INGEST_CONNECTIONS_PER_MINUTE: '1000000', RATE_LIMIT_PER_IP_PER_MINUTE: '10000000', ...fleetEnv(i), ...gatewayEnv }),
+          startGateway(stt.url, { ...database.env, ARCHIVE_RECIPIENTS: identity.recipient, STT_CONCURRENCY: '16', STT_SPEECH_CHECK: 'off', MAX_CONNECTIONS_PER_IP: '100000', INGEST_CONNECTIONS_PER_MINUTE: '1000000', RATE_LIMIT_PER_IP_PER_MINUTE: '10000000', ...s3?.env, ...fleetEnv(i), ...gatewayEnv }),
         ),
       );
       const nginx = gatewayCount > 1 ? await startNginx(gateways.map((g) => Number(new URL(g.baseUrl).port))) : undefined;
@@ -130,5 +135,6 @@ try {
   }
 } finally {
   await stt.close();
+  await s3?.destroy();
   await removeBenchData();
 }
