@@ -162,7 +162,7 @@ export interface GatewayComponents extends SttComponents {
         spoolDir: string;
         prefix: string;
         streamEveryMs: number;
-        store: { kind: 's3'; endpoint?: string; bucket: string; region: string; accessKeyId?: string; secretAccessKey?: string; forcePathStyle: boolean } | { kind: 'local'; dir: string };
+        store: { kind: 's3'; endpoint?: string; bucket: string; region: string; accessKeyId?: string; secretAccessKey?: string; forcePathStyle: boolean; timeoutMs: number } | { kind: 'local'; dir: string };
       }
     | undefined;
   shutdownDrainMs: number;
@@ -266,7 +266,7 @@ export function gatewayComponents(config: Config): GatewayComponents {
           prefix: config.ARCHIVE_PREFIX,
           streamEveryMs: config.ARCHIVE_STREAM_MS,
           store: config.ARCHIVE_STORE === 's3'
-            ? { kind: 's3', endpoint: config.S3_ENDPOINT, bucket: config.S3_BUCKET!, region: config.S3_REGION, accessKeyId: config.S3_ACCESS_KEY_ID, secretAccessKey: config.S3_SECRET_ACCESS_KEY, forcePathStyle: config.S3_FORCE_PATH_STYLE }
+            ? { kind: 's3', endpoint: config.S3_ENDPOINT, bucket: config.S3_BUCKET!, region: config.S3_REGION, accessKeyId: config.S3_ACCESS_KEY_ID, secretAccessKey: config.S3_SECRET_ACCESS_KEY, forcePathStyle: config.S3_FORCE_PATH_STYLE, timeoutMs: config.S3_TIMEOUT_MS }
             : { kind: 'local', dir: config.ARCHIVE_DIR ?? join(dataDir, 'archive') },
         },
     shutdownDrainMs: config.SHUTDOWN_DRAIN_MS,

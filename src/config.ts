@@ -247,6 +247,7 @@ const schema = z
     S3_ACCESS_KEY_ID: z.string().min(1).optional(),
     S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
     S3_FORCE_PATH_STYLE: z.stringbool().default(false),
+    S3_TIMEOUT_MS: int(30000, 1000, 600000),
   })
   .refine((c) => c.ARCHIVE_RECIPIENTS.length > 0 || c.ARCHIVE_INSECURE_DISABLE, {
     message: 'set at least one age recipient (age1…): recordings are archived encrypted to the clinic. For development only, ARCHIVE_INSECURE_DISABLE=true runs without an archive',

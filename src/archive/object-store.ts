@@ -24,6 +24,12 @@ export interface S3Options {
   accessKeyId?: string;
   secretAccessKey?: string;
   forcePathStyle: boolean;
+  /**
+   * A request that makes no progress this long (connecting, or its socket idle) fails and is retried like
+   * any failure: storage that stalls, its connections open and nothing answered, holds no streaming round,
+   * seal or upload for ever.
+   */
+  timeoutMs: number;
 }
 
 export class S3ObjectStore implements ObjectStore {
@@ -41,6 +47,7 @@ export class S3ObjectStore implements ObjectStore {
       credentials: options.accessKeyId && options.secretAccessKey ? { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey } : undefined,
       // The uploader retries whole uploads for as long as storage is down; the SDK need not wait long.
       maxAttempts: 2,
+      requestHandler: { connectionTimeout: options.timeoutMs, socketTimeout: options.timeoutMs },
     });
   }
 

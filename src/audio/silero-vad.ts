@@ -49,7 +49,7 @@ const MAX_STREAMS = 1024;
  * machine), with the same probabilities to the bit. A window's chunks still run one after another (each
  * needs the state the last one left), one per run: sixteen keep a run under 0.6 ms, so a 28 s window
  * checked whole takes at most half a second once in the batch, where sixty-four would take 1.7 s for 2 %
- * less CPU. Windows beyond the batch wait their turn, first come first served.
+ * less CPU. Windows beyond the batch wait their turn: those somebody waits for first, then in order.
  */
 const MAX_BATCH = 16;
 /**

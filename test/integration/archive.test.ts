@@ -1,6 +1,7 @@
 /**
  * The encrypted recording archive against a real S3 server (s3rver): objects decrypted with Debian's
- * stock `age` CLI and checked with ffprobe; only ciphertext in the spool; a 10 s storage outage.
+ * stock `age` CLI and checked with ffprobe; only ciphertext in the spool; a 10 s storage outage; storage
+ * far away and storage that stalls, behind a proxy.
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -167,6 +168,27 @@ test('the gateway shuts down while six tracks stream their slices to storage far
   } finally {
     await h.close();
     await proxy.close();
+  }
+});
+
+test('storage stalls mid-stream (its connections open, nothing answered): the requests time out and go again, and the recording arrives whole', async () => {
+  const proxy = await FlakyProxy.start(Number(new URL(s3.endpoint).port));
+  const h = await startHarness({ ...s3.env, S3_ENDPOINT: proxy.url, ARCHIVE_STREAM_MS: '1000', S3_TIMEOUT_MS: '2000' });
+  try {
+    const streaming = streamTrack(h, 'stalled', 'doctor', 'fa', 'opus', 8);
+    // The connections the SDK keeps open stop forwarding for good; new ones get through.
+    await new Promise((r) => setTimeout(r, 3000));
+    proxy.stall();
+    const streamedMs = await streaming;
+    await fetch(`${h.baseUrl}/v1/sessions/stalled/end`, { method: 'POST', headers: { authorization: `Bearer ${await h.token('service')}` } });
+    // Without a timeout the request in flight on a stalled connection, and the seal waiting for it, never end.
+    const [recording] = await waitForUploads(h, 'stalled', 1, 30000);
+    const probe = await fetchAndProbe(h, recording.objectKey);
+    assert.ok(Math.abs(probe.durationMs - streamedMs) <= 100, `nothing lost: archived ${probe.durationMs} ms vs streamed ${streamedMs} ms`);
+  } finally {
+    // First the proxy: it cuts the stalled connections, which nothing else would end without the timeout.
+    await proxy.close();
+    await h.close();
   }
 });
 

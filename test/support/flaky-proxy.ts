@@ -11,6 +11,8 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 export class FlakyProxy {
   private readonly server: Server;
   private readonly pairs = new Set<{ client: Socket; upstream: Socket; stalled: boolean }>();
+  /** Every connection still open, stalled ones included (a stalled pair leaves `pairs` when one side closes). */
+  private readonly sockets = new Set<Socket>();
   /** Calls of drop() that cut at least one connection. */
   drops = 0;
   /** Where new connections go (`retarget` moves them: the network now leads elsewhere). */
@@ -30,6 +32,10 @@ export class FlakyProxy {
       const upstream = connect(proxy.targetPort, '127.0.0.1');
       const pair = { client, upstream, stalled: false };
       proxy.pairs.add(pair);
+      for (const socket of [client, upstream]) {
+        proxy.sockets.add(socket);
+        socket.on('close', () => proxy.sockets.delete(socket));
+      }
       const send = (to: Socket, data: Buffer) => void (!pair.stalled && !to.destroyed && to.write(data));
       const forward = (from: Socket, to: Socket) => from.on('data', (data: Buffer) => (proxy.delayMs > 0 ? setTimeout(send, proxy.delayMs, to, data) : send(to, data)));
       forward(client, upstream);
@@ -70,7 +76,7 @@ export class FlakyProxy {
   }
 
   async close(): Promise<void> {
-    for (const pair of this.pairs) (pair.client.destroy(), pair.upstream.destroy());
+    for (const socket of this.sockets) socket.destroy();
     await new Promise((resolve) => this.server.close(resolve));
   }
 }
